@@ -1,0 +1,265 @@
+//! The DAG: edges from `needs`, routes and branches; unknown targets, cycles, waves.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use petgraph::algo::{tarjan_scc, toposort};
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+
+use super::lower::StepRefs;
+use super::suggest;
+use crate::diagnostic::{Code, Diagnostic};
+use crate::plan::{Edge, EdgeKind, Task};
+use crate::source::Source;
+use crate::span::Spanned;
+
+/// Builds the graph, reporting unknown targets and cycles.
+pub fn build(
+    source: &Arc<Source>,
+    tasks: &[Task],
+    refs: &[StepRefs],
+    diagnostics: &mut Vec<Diagnostic>,
+) -> DiGraph<usize, Edge> {
+    let index: HashMap<&str, usize> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect();
+    let mut graph = DiGraph::with_capacity(tasks.len(), tasks.len() * 2);
+    for i in 0..tasks.len() {
+        graph.add_node(i);
+    }
+    let ids = || tasks.iter().map(|t| t.id.as_str());
+    for (i, r) in refs.iter().enumerate() {
+        let mut link = |target: &Spanned<String>,
+                        kind: EdgeKind,
+                        graph: &mut DiGraph<usize, Edge>| {
+            match index.get(target.value.as_str()) {
+                Some(&j) => {
+                    let (from, to) = if kind == EdgeKind::Needs {
+                        (j, i)
+                    } else {
+                        (i, j)
+                    };
+                    graph.add_edge(
+                        NodeIndex::new(from),
+                        NodeIndex::new(to),
+                        Edge {
+                            kind,
+                            span: target.span,
+                        },
+                    );
+                }
+                None => {
+                    let (code, what) = match kind {
+                        EdgeKind::Needs => (Code::UnknownDependency, "`needs:`"),
+                        EdgeKind::OnFailure => (Code::UnknownTarget, "`on failure ->`"),
+                        EdgeKind::OnSuccess => (Code::UnknownTarget, "`on success ->`"),
+                        EdgeKind::Branch { .. } => (Code::UnknownTarget, "this branch"),
+                        EdgeKind::Else => (Code::UnknownTarget, "`else ->`"),
+                    };
+                    let help = suggest::did_you_mean(&target.value, ids(), |c| format!("`{c}`"))
+                        .unwrap_or_else(|| {
+                            "ids name tasks, decisions and gates in this plan".to_owned()
+                        });
+                    diagnostics.push(
+                        Diagnostic::error(
+                            code,
+                            source,
+                            format!("{what} names `{}`, which is not in this plan", target.value),
+                        )
+                        .label(target.span, "no such task, decision or gate")
+                        .help(help),
+                    );
+                }
+            }
+        };
+        for need in &r.needs {
+            link(need, EdgeKind::Needs, &mut graph);
+        }
+        if let Some(t) = &r.fallback {
+            link(t, EdgeKind::OnFailure, &mut graph);
+        }
+        if let Some(t) = &r.on_success {
+            link(t, EdgeKind::OnSuccess, &mut graph);
+        }
+        for (b, t) in r.branches.iter().enumerate() {
+            link(t, EdgeKind::Branch { index: b }, &mut graph);
+        }
+        if let Some(t) = &r.else_target {
+            link(t, EdgeKind::Else, &mut graph);
+        }
+    }
+    report_cycles(source, tasks, &graph, diagnostics);
+    graph
+}
+
+/// One diagnostic per cycle, listing the whole path and labelling each edge.
+fn report_cycles(
+    source: &Arc<Source>,
+    tasks: &[Task],
+    graph: &DiGraph<usize, Edge>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let mut sccs = tarjan_scc(graph);
+    sccs.iter_mut().for_each(|scc| scc.sort());
+    sccs.sort();
+    for scc in sccs {
+        let start = scc[0];
+        let self_loop = graph.find_edge(start, start).is_some();
+        if scc.len() == 1 && !self_loop {
+            continue;
+        }
+        let path = cycle_through(graph, start, &scc);
+        let names: Vec<&str> = path.iter().map(|n| tasks[n.index()].id.as_str()).collect();
+        let mut diagnostic = Diagnostic::error(
+            Code::Cycle,
+            source,
+            format!("dependency cycle: {} → {}", names.join(" → "), names[0]),
+        );
+        for (k, &from) in path.iter().enumerate() {
+            let to = path[(k + 1) % path.len()];
+            let edge = graph
+                .edges_connecting(from, to)
+                .next()
+                .expect("the path follows edges")
+                .weight();
+            let (a, b) = (&tasks[from.index()].id, &tasks[to.index()].id);
+            let text = match edge.kind {
+                EdgeKind::Needs => format!("`{b}` needs `{a}`"),
+                EdgeKind::OnFailure => format!("`{b}` runs when `{a}` fails"),
+                EdgeKind::OnSuccess => format!("`{b}` runs after `{a}` succeeds"),
+                EdgeKind::Branch { .. } | EdgeKind::Else => format!("`{a}` may choose `{b}`"),
+            };
+            diagnostic = diagnostic.label(edge.span, text);
+        }
+        diagnostics.push(
+            diagnostic.help("a plan is a DAG: remove one of these dependencies to break the cycle"),
+        );
+    }
+}
+
+/// The shortest cycle from `start` back to itself inside one strongly connected component.
+fn cycle_through(
+    graph: &DiGraph<usize, Edge>,
+    start: NodeIndex,
+    scc: &[NodeIndex],
+) -> Vec<NodeIndex> {
+    if graph.find_edge(start, start).is_some() {
+        return vec![start];
+    }
+    let mut parent: HashMap<NodeIndex, NodeIndex> = HashMap::new();
+    let mut queue = VecDeque::from([start]);
+    while let Some(node) = queue.pop_front() {
+        let mut next: Vec<NodeIndex> = graph
+            .neighbors_directed(node, Direction::Outgoing)
+            .collect();
+        next.sort();
+        for n in next {
+            if n == start {
+                let mut path = vec![node];
+                let mut at = node;
+                while at != start {
+                    at = parent[&at];
+                    path.push(at);
+                }
+                path.reverse();
+                return path;
+            }
+            if scc.contains(&n) && !parent.contains_key(&n) {
+                parent.insert(n, node);
+                queue.push_back(n);
+            }
+        }
+    }
+    vec![start]
+}
+
+/// Marks steps reached only through `on failure ->` or a decision branch.
+pub fn mark_conditional(tasks: &mut [Task], graph: &DiGraph<usize, Edge>) {
+    for edge in graph.edge_references() {
+        if edge.weight().kind.is_conditional() {
+            tasks[edge.target().index()].conditional = true;
+        }
+    }
+}
+
+/// Topological position of each node (the graph must be acyclic).
+pub fn topo_positions(graph: &DiGraph<usize, Edge>) -> Option<Vec<usize>> {
+    let order = toposort(graph, None).ok()?;
+    let mut position = vec![0; graph.node_count()];
+    for (k, n) in order.iter().enumerate() {
+        position[n.index()] = k;
+    }
+    Some(position)
+}
+
+/// Whether `ancestor` runs before `node` along some path of edges.
+pub struct Reach<'g> {
+    graph: &'g DiGraph<usize, Edge>,
+    position: Vec<usize>,
+    seen: Vec<u32>,
+    generation: u32,
+    stack: Vec<NodeIndex>,
+}
+
+impl<'g> Reach<'g> {
+    pub fn new(graph: &'g DiGraph<usize, Edge>, position: Vec<usize>) -> Self {
+        Self {
+            graph,
+            seen: vec![0; graph.node_count()],
+            position,
+            generation: 0,
+            stack: Vec::new(),
+        }
+    }
+
+    /// Depth-first search backwards from `node`, pruned by topological order.
+    pub fn is_upstream(&mut self, ancestor: usize, node: usize) -> bool {
+        if self.position[ancestor] >= self.position[node] {
+            return false;
+        }
+        self.generation += 1;
+        self.stack.clear();
+        self.stack.push(NodeIndex::new(node));
+        while let Some(n) = self.stack.pop() {
+            for p in self.graph.neighbors_directed(n, Direction::Incoming) {
+                if p.index() == ancestor {
+                    return true;
+                }
+                if self.seen[p.index()] != self.generation
+                    && self.position[p.index()] > self.position[ancestor]
+                {
+                    self.seen[p.index()] = self.generation;
+                    self.stack.push(p);
+                }
+            }
+        }
+        false
+    }
+}
+
+/// The number of steps in the widest wave: steps grouped by their longest
+/// chain of predecessors, which is how many could run at once with no limit.
+pub fn width(graph: &DiGraph<usize, Edge>) -> usize {
+    let Ok(order) = toposort(graph, None) else {
+        return 0;
+    };
+    let mut level = vec![0usize; graph.node_count()];
+    let mut count: Vec<usize> = Vec::new();
+    for n in order {
+        let l = graph
+            .neighbors_directed(n, Direction::Incoming)
+            .map(|p| level[p.index()] + 1)
+            .max()
+            .unwrap_or(0);
+        level[n.index()] = l;
+        if count.len() <= l {
+            count.resize(l + 1, 0);
+        }
+        count[l] += 1;
+    }
+    count.into_iter().max().unwrap_or(0)
+}

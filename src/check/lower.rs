@@ -1,0 +1,823 @@
+//! Lowering: each item's fields → plan settings or a [`Task`], with value checks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::fields::{self, FieldSpec};
+use super::scripts::{self, Analysis, Compiler};
+use super::suggest;
+use super::values;
+use crate::diagnostic::{Code as DiagCode, Diagnostic};
+use crate::plan::{
+    Branch, Budget, FailurePolicy, Grant, Metadata, Param, Resources, Retry, Script, StepKind, Task,
+};
+use crate::script::{Capabilities, CompileMode};
+use crate::source::Source;
+use crate::span::{Span, Spanned};
+use crate::syntax::ast::{self, Code, FieldValue, Item, ItemKeyword, Token};
+
+/// Where a piece of code sits, for messages and for what it may read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Param,
+    Input,
+    Body,
+    Compensate,
+    Expect,
+    When,
+    Branch,
+}
+
+/// Code with its compile result.
+pub struct CodeUse {
+    pub code: Code,
+    pub analysis: Arc<Analysis>,
+    pub role: Role,
+}
+
+/// The spans behind a lowered step, for the graph and cross-item checks.
+#[derive(Default)]
+pub struct StepRefs {
+    pub needs: Vec<Spanned<String>>,
+    pub fallback: Option<Spanned<String>>,
+    pub on_success: Option<Spanned<String>>,
+    pub branches: Vec<Spanned<String>>,
+    pub else_target: Option<Spanned<String>>,
+    pub using: Vec<Spanned<String>>,
+    pub resources: Vec<(Spanned<String>, f64)>,
+    pub code: Vec<CodeUse>,
+}
+
+/// The plan header's settings.
+pub struct Header {
+    pub id: String,
+    pub title: String,
+    pub params: Vec<(Spanned<String>, Param)>,
+    pub param_code: Vec<CodeUse>,
+    pub max_parallel: usize,
+    pub resources: Resources,
+    pub allow: Vec<Grant>,
+    pub budget: Budget,
+    pub on_failure: FailurePolicy,
+    pub seed: Option<u64>,
+    pub metadata: Metadata,
+}
+
+/// When `max_parallel:` is not given.
+pub const DEFAULT_MAX_PARALLEL: usize = 4;
+
+pub struct Lowering<'a> {
+    pub source: &'a Arc<Source>,
+    pub capabilities: &'a Capabilities,
+    pub diagnostics: Vec<Diagnostic>,
+    compiler: Compiler,
+}
+
+impl<'a> Lowering<'a> {
+    pub fn new(source: &'a Arc<Source>, capabilities: &'a Capabilities) -> Self {
+        Self {
+            source,
+            capabilities,
+            diagnostics: Vec::new(),
+            compiler: Compiler::default(),
+        }
+    }
+
+    fn error(
+        &mut self,
+        code: DiagCode,
+        span: Span,
+        message: String,
+        label: &str,
+        help: Option<String>,
+    ) {
+        let diagnostic = Diagnostic::error(code, self.source, message)
+            .label(span, label)
+            .maybe_help(help);
+        self.diagnostics.push(diagnostic);
+    }
+
+    /// Compiles code, reporting Rhai errors at their place in the file.
+    fn script(
+        &mut self,
+        code: &Code,
+        mode: CompileMode,
+        role: Role,
+        uses: &mut Vec<CodeUse>,
+    ) -> Script {
+        if code.text.trim().is_empty() {
+            self.error(
+                DiagCode::BadValue,
+                code.span,
+                "empty block".into(),
+                "nothing is indented under this",
+                Some(
+                    "indent the code under `run: |` (or `compensate: |`) deeper than the field"
+                        .into(),
+                ),
+            );
+        }
+        let analysis = self.compiler.analyse(code, mode);
+        let ast = match &analysis.ast {
+            Ok(ast) => Some(Arc::clone(ast)),
+            Err((message, position)) => {
+                let span = scripts::span_at(self.source, code, *position, 1);
+                let span = if position.is_none() { code.span } else { span };
+                self.error(
+                    DiagCode::Script,
+                    span,
+                    format!("Rhai: {}", lowercase_first(message)),
+                    "here",
+                    script_help(message),
+                );
+                None
+            }
+        };
+        uses.push(CodeUse {
+            code: code.clone(),
+            analysis,
+            role,
+        });
+        Script {
+            text: code.text.clone(),
+            span: code.span,
+            line_offsets: code.line_offsets.clone(),
+            ast,
+        }
+    }
+
+    fn duration(&mut self, token: &Spanned<String>) -> Option<u64> {
+        match values::duration_ms(&token.value) {
+            Ok(ms) => Some(ms),
+            Err(message) => {
+                self.error(
+                    DiagCode::BadDuration,
+                    token.span,
+                    format!("bad duration: {message}"),
+                    "not a duration",
+                    Some("write a number and a unit: `250ms`, `30s`, `5m` or `2h`".into()),
+                );
+                None
+            }
+        }
+    }
+
+    fn token_duration(&mut self, token: &Token) -> Option<u64> {
+        match token {
+            Token::Ok(t) => self.duration(t),
+            Token::Bad(t) => {
+                self.error(
+                    DiagCode::BadDuration,
+                    t.span,
+                    format!("bad duration: `{}` is not a duration", t.value),
+                    "not a duration",
+                    Some("write a number and a unit: `250ms`, `30s`, `5m` or `2h`".into()),
+                );
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, token: &Token, what: &str, min: i64, max: i64) -> Option<i64> {
+        let t = token.spanned();
+        match values::integer(&t.value, min, max) {
+            Ok(n) => Some(n),
+            Err(message) => {
+                self.error(
+                    DiagCode::BadValue,
+                    t.span,
+                    format!("bad {what}: {message}"),
+                    "here",
+                    Some(format!("{what} must be a whole number from {min} to {max}")),
+                );
+                None
+            }
+        }
+    }
+
+    /// `resources:` amounts; `mem` is a size, the rest are numbers.
+    fn resources(&mut self, quantities: &[ast::Quantity]) -> Vec<(Spanned<String>, f64)> {
+        let mut out = Vec::new();
+        for q in quantities {
+            let amount = if q.name.value == "mem" {
+                match values::size_bytes(&q.amount.value) {
+                    Ok(bytes) => Some(bytes as f64),
+                    Err(message) => {
+                        self.error(
+                            DiagCode::BadSize,
+                            q.amount.span,
+                            format!("bad size: {message}"),
+                            "not a size",
+                            Some("write a number and a unit: `512M`, `2G` (K, M, G, T)".into()),
+                        );
+                        None
+                    }
+                }
+            } else {
+                match values::number(&q.amount.value, 0.0) {
+                    Ok(n) => Some(n),
+                    Err(message) => {
+                        self.error(
+                            DiagCode::BadValue,
+                            q.amount.span,
+                            format!("bad amount of `{}`: {message}", q.name.value),
+                            "not a number",
+                            Some(format!("write e.g. `{} 2`", q.name.value)),
+                        );
+                        None
+                    }
+                }
+            };
+            if let Some(amount) = amount {
+                out.push((q.name.clone(), amount));
+            }
+        }
+        out
+    }
+
+    fn policy(&mut self, word: &Spanned<String>) -> Option<FailurePolicy> {
+        match word.value.as_str() {
+            "stop" => Some(FailurePolicy::Stop),
+            "continue" => Some(FailurePolicy::Continue),
+            "compensate" => Some(FailurePolicy::Compensate),
+            other => {
+                let help = suggest::did_you_mean(other, ["stop", "continue", "compensate"], |c| format!("`{c}`"))
+                    .unwrap_or_else(|| "use `stop`, `continue` or `compensate`; to route to a fallback write `on failure -> <id>`".into());
+                self.error(
+                    DiagCode::BadPolicy,
+                    word.span,
+                    format!("unknown failure policy `{other}`"),
+                    "not a policy",
+                    Some(help),
+                );
+                None
+            }
+        }
+    }
+
+    fn metadata(
+        &mut self,
+        name: &str,
+        value: &Option<Spanned<String>>,
+        lines: &[Spanned<String>],
+        metadata: &mut Metadata,
+    ) {
+        let text = value.as_ref().map(|v| unquote(&v.value).to_owned());
+        match name {
+            "description" => {
+                let mut all: Vec<String> = text.into_iter().collect();
+                all.extend(lines.iter().map(|l| l.value.clone()));
+                metadata.description = Some(all.join("\n"));
+            }
+            "owner" => metadata.owner = text,
+            _ => {
+                let inline = text.iter().flat_map(|t| {
+                    t.split(',')
+                        .map(|l| l.trim().to_owned())
+                        .collect::<Vec<_>>()
+                });
+                let nested = lines
+                    .iter()
+                    .map(|l| unquote(l.value.trim_start_matches('-').trim()).to_owned());
+                metadata.labels = inline.chain(nested).filter(|l| !l.is_empty()).collect();
+            }
+        }
+    }
+
+    /// Reports a field that is unknown, misplaced or repeated; true if the
+    /// field may be lowered.
+    fn admit(
+        &mut self,
+        item: &Item,
+        field: &ast::Field,
+        seen: &mut HashMap<&'static str, Span>,
+    ) -> Option<&'static FieldSpec> {
+        let keyword = item.keyword.value;
+        let name = field.name.value.as_str();
+        let spec_name = match &field.value {
+            FieldValue::Param { .. } => "param",
+            FieldValue::Branch { .. } => {
+                if keyword != ItemKeyword::Decision {
+                    self.error(
+                        DiagCode::MisplacedField,
+                        field.span,
+                        format!("`when … ->` branches belong in decisions, not in {}", fields::article(keyword)),
+                        "branch outside a decision",
+                        Some("write `when: <condition>` to run this step only if the condition holds".into()),
+                    );
+                    return None;
+                }
+                return Some(&BRANCH);
+            }
+            _ => name,
+        };
+        let Some(spec) = fields::spec(spec_name) else {
+            let help =
+                suggest::did_you_mean(name, fields::names_for(keyword), |c| format!("`{c}:`"))
+                    .or_else(|| {
+                        suggest::did_you_mean(name, fields::FIELDS.iter().map(|f| f.name), |c| {
+                            format!("`{c}:`")
+                        })
+                    })
+                    .unwrap_or_else(|| {
+                        format!(
+                            "{} takes: {}",
+                            capitalize(fields::article(keyword)),
+                            fields::names_for(keyword)
+                                .map(|n| format!("`{n}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    });
+            self.error(
+                DiagCode::UnknownField,
+                field.name.span,
+                format!("unknown field `{name}`"),
+                &format!("not a field of {}", fields::article(keyword)),
+                Some(help),
+            );
+            return None;
+        };
+        if !spec.places.contains(&keyword) {
+            let help = match (spec.name, keyword) {
+                ("run" | "compensate" | "input" | "expect" | "retry", ItemKeyword::Gate) => {
+                    "gates wait for approval and run no code; put the work in a task that `needs:` the gate".to_owned()
+                }
+                ("run" | "compensate" | "input" | "expect" | "retry", ItemKeyword::Decision) => {
+                    "decisions only choose a branch; put the work in a task".to_owned()
+                }
+                _ => format!("`{}` belongs in {}", spec.name, fields::places(spec.places)),
+            };
+            self.error(
+                DiagCode::MisplacedField,
+                field.name.span,
+                format!(
+                    "`{}` is not a field of {}",
+                    spec.name,
+                    fields::article(keyword)
+                ),
+                "not allowed here",
+                Some(help),
+            );
+            return None;
+        }
+        // `on failure: stop` and `on failure -> x` are different fields.
+        let key: &'static str = match &field.value {
+            FieldValue::FailureRoute(_) => "on failure ->",
+            _ => spec.name,
+        };
+        if !spec.repeatable {
+            if let Some(first) = seen.get(key) {
+                let diagnostic = Diagnostic::error(
+                    DiagCode::DuplicateField,
+                    self.source,
+                    format!("`{key}` is given twice in `{}`", item.id.value),
+                )
+                .label(field.name.span, "given again here")
+                .label(*first, "first given here")
+                .help("keep one of them");
+                self.diagnostics.push(diagnostic);
+                return None;
+            }
+            seen.insert(key, field.name.span);
+        }
+        // A known field whose value the grammar could not read.
+        if let FieldValue::Other { value, lines } = &field.value {
+            if !matches!(spec.name, "description" | "owner" | "labels") {
+                let span = value
+                    .as_ref()
+                    .map(|v| v.span)
+                    .or_else(|| lines.first().map(|l| l.span))
+                    .unwrap_or(Span::new(field.name.span.end, field.name.span.end + 1));
+                let shape = if spec.name == "on failure" || spec.name == "on success" {
+                    spec.shape.to_owned()
+                } else {
+                    format!("`{}:` takes {}", spec.name, spec.shape)
+                };
+                self.error(
+                    DiagCode::BadValue,
+                    span,
+                    format!("cannot read the value of `{}`", spec.name),
+                    "not the expected shape",
+                    Some(shape),
+                );
+                return None;
+            }
+        }
+        Some(spec)
+    }
+
+    /// Lowers the plan header.
+    pub fn header(&mut self, item: &Item) -> Header {
+        let mut header = Header {
+            id: item.id.value.clone(),
+            title: item.title.value.clone(),
+            params: Vec::new(),
+            param_code: Vec::new(),
+            max_parallel: DEFAULT_MAX_PARALLEL,
+            resources: Resources::default(),
+            allow: Vec::new(),
+            budget: Budget::default(),
+            on_failure: FailurePolicy::Stop,
+            seed: None,
+            metadata: Metadata::default(),
+        };
+        self.header_attrs(item);
+        let mut seen = HashMap::new();
+        for field in &item.fields {
+            if self.admit(item, field, &mut seen).is_none() {
+                continue;
+            }
+            match &field.value {
+                FieldValue::Param { name, value } => {
+                    if let Some((first, _)) =
+                        header.params.iter().find(|(n, _)| n.value == name.value)
+                    {
+                        let diagnostic = Diagnostic::error(
+                            DiagCode::DuplicateParam,
+                            self.source,
+                            format!("param `{}` is declared twice", name.value),
+                        )
+                        .label(name.span, "declared again here")
+                        .label(first.span, "first declared here")
+                        .help("give each param a different name");
+                        self.diagnostics.push(diagnostic);
+                        continue;
+                    }
+                    let default = self.script(
+                        value,
+                        CompileMode::Expression,
+                        Role::Param,
+                        &mut header.param_code,
+                    );
+                    header.params.push((
+                        name.clone(),
+                        Param {
+                            name: name.value.clone(),
+                            default,
+                        },
+                    ));
+                }
+                FieldValue::MaxParallel(token) => {
+                    if let Some(n) = self.integer(token, "max_parallel", 1, 10_000) {
+                        header.max_parallel = n as usize;
+                    }
+                }
+                FieldValue::Seed(token) => {
+                    if let Some(n) = self.integer(token, "seed", 0, i64::MAX) {
+                        header.seed = Some(n as u64);
+                    }
+                }
+                FieldValue::Resources(quantities) => {
+                    for (name, amount) in self.resources(quantities) {
+                        header.resources.amounts.insert(name.value, amount);
+                    }
+                }
+                FieldValue::Allow(grants) => {
+                    for grant in grants {
+                        if let Some(grant) = self.grant(grant) {
+                            header.allow.push(grant);
+                        }
+                    }
+                }
+                FieldValue::Budget(quantities) => {
+                    for q in quantities {
+                        if q.name.value == "time" {
+                            header.budget.time_ms = self.duration(&q.amount);
+                        } else {
+                            header.budget.cost = match values::number(&q.amount.value, 0.0) {
+                                Ok(n) => Some(n),
+                                Err(message) => {
+                                    self.error(
+                                        DiagCode::BadValue,
+                                        q.amount.span,
+                                        format!("bad cost budget: {message}"),
+                                        "not a number",
+                                        Some("write e.g. `budget: cost 10`".into()),
+                                    );
+                                    None
+                                }
+                            };
+                        }
+                    }
+                }
+                FieldValue::FailurePolicy(word) => {
+                    if let Some(policy) = self.policy(word) {
+                        header.on_failure = policy;
+                    }
+                }
+                FieldValue::FailureRoute(target) => {
+                    self.error(
+                        DiagCode::MisplacedField,
+                        field.span,
+                        "`on failure -> <id>` routes one task's failure; the plan header takes a policy".into(),
+                        "not allowed here",
+                        Some(format!("write `on failure: stop|continue|compensate` here, or put `on failure -> {}` under a task", target.value)),
+                    );
+                }
+                FieldValue::Other { value, lines } => {
+                    let name = field.name.value.clone();
+                    self.metadata(&name, value, lines, &mut header.metadata);
+                }
+                _ => unreachable!("admit() rejects step fields in the plan header"),
+            }
+        }
+        header
+    }
+
+    fn header_attrs(&mut self, item: &Item) {
+        if let Some(kind) = &item.kind {
+            self.error(
+                DiagCode::MisplacedField,
+                kind.span,
+                "`kind:` is for tasks, not the plan header".into(),
+                "not allowed here",
+                Some("put `kind:` on task lines; describe the plan with `description:`".into()),
+            );
+        }
+        if let Some(using) = item.using.first() {
+            self.error(
+                DiagCode::MisplacedField,
+                using.span,
+                "`using:` is for tasks; the plan header says what tasks may use with `allow:`"
+                    .into(),
+                "not allowed here",
+                Some(format!(
+                    "write `allow: {}` under the plan header",
+                    using.value
+                )),
+            );
+        }
+    }
+
+    fn grant(&mut self, grant: &ast::Grant) -> Option<Grant> {
+        let name = &grant.capability;
+        if self.capabilities.get(&name.value).is_none() {
+            self.unknown_capability(name);
+            return None;
+        }
+        if !grant.scopes.is_empty()
+            && !matches!(name.value.as_str(), "http" | "fs.read" | "fs.write")
+        {
+            self.error(
+                DiagCode::BadValue,
+                grant.span,
+                format!("`{}` cannot be narrowed", name.value),
+                "no scopes for this capability",
+                Some("only `http(host, …)`, `fs.read(<glob>, …)` and `fs.write(<glob>, …)` take scopes".into()),
+            );
+            return None;
+        }
+        Some(Grant {
+            capability: name.value.clone(),
+            scopes: grant.scopes.iter().map(|s| s.value.clone()).collect(),
+        })
+    }
+
+    pub fn unknown_capability(&mut self, name: &Spanned<String>) {
+        let help =
+            suggest::did_you_mean(&name.value, self.capabilities.names(), |c| format!("`{c}`"))
+                .unwrap_or_else(|| {
+                    format!(
+                        "capabilities are: {}",
+                        self.capabilities
+                            .names()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                });
+        self.error(
+            DiagCode::UnknownCapability,
+            name.span,
+            format!("unknown capability `{}`", name.value),
+            "no such capability",
+            Some(help),
+        );
+    }
+
+    /// Lowers a task, decision or gate.
+    pub fn step(&mut self, item: &Item) -> (Task, StepRefs) {
+        let keyword = item.keyword.value;
+        let mut refs = StepRefs::default();
+        let mut task = Task {
+            id: item.id.value.clone(),
+            title: item.title.value.clone(),
+            step: match keyword {
+                ItemKeyword::Decision => StepKind::Decision,
+                ItemKeyword::Gate => StepKind::Gate,
+                _ => StepKind::Task,
+            },
+            kind: item.kind.as_ref().map(|k| k.value.clone()),
+            using: Vec::new(),
+            needs: Vec::new(),
+            input: Vec::new(),
+            run: None,
+            expect: Vec::new(),
+            when: None,
+            retry: Retry::default(),
+            timeout_ms: None,
+            on_failure: None,
+            fallback: None,
+            on_success: None,
+            compensate: None,
+            priority: 0,
+            resources: Resources::default(),
+            branches: Vec::new(),
+            else_target: None,
+            checks: Vec::new(),
+            metadata: Metadata::default(),
+            conditional: false,
+            span: item.header,
+        };
+        if keyword != ItemKeyword::Task {
+            if let Some(using) = item.using.first() {
+                self.error(
+                    DiagCode::MisplacedField,
+                    using.span,
+                    format!("`using:` is not allowed on {}", fields::article(keyword)),
+                    "not allowed here",
+                    Some("only tasks run code that calls capabilities".into()),
+                );
+            }
+        }
+        for using in &item.using {
+            if self.capabilities.get(&using.value).is_none() {
+                self.unknown_capability(using);
+            } else if !task.using.contains(&using.value) {
+                task.using.push(using.value.clone());
+                refs.using.push(using.clone());
+            }
+        }
+        let mut seen = HashMap::new();
+        for field in &item.fields {
+            if self.admit(item, field, &mut seen).is_none() {
+                continue;
+            }
+            let code = &mut refs.code;
+            match &field.value {
+                FieldValue::Needs(ids) => {
+                    for id in ids {
+                        task.needs.push(id.value.clone());
+                        refs.needs.push(id.clone());
+                    }
+                }
+                FieldValue::Input(entries) => {
+                    for (key, value) in entries {
+                        let script = self.script(value, CompileMode::Expression, Role::Input, code);
+                        task.input.push((key.value.clone(), script));
+                    }
+                }
+                FieldValue::Run(body) => {
+                    task.run = Some(self.script(body, CompileMode::Script, Role::Body, code))
+                }
+                FieldValue::Compensate(body) => {
+                    task.compensate =
+                        Some(self.script(body, CompileMode::Script, Role::Compensate, code))
+                }
+                FieldValue::Expect(list) => {
+                    for e in list {
+                        let script = self.script(e, CompileMode::Expression, Role::Expect, code);
+                        task.expect.push(script);
+                    }
+                }
+                FieldValue::When(condition) => {
+                    task.when =
+                        Some(self.script(condition, CompileMode::Expression, Role::When, code))
+                }
+                FieldValue::Retry(spec) => self.retry(spec, &mut task.retry),
+                FieldValue::Timeout(token) => task.timeout_ms = self.token_duration(token),
+                FieldValue::FailurePolicy(word) => task.on_failure = self.policy(word),
+                FieldValue::FailureRoute(target) => {
+                    task.fallback = Some(target.value.clone());
+                    refs.fallback = Some(target.clone());
+                }
+                FieldValue::SuccessRoute(target) => {
+                    task.on_success = Some(target.value.clone());
+                    refs.on_success = Some(target.clone());
+                }
+                FieldValue::Priority(token) => {
+                    if let Some(p) = self.integer(token, "priority", -1_000_000, 1_000_000) {
+                        task.priority = p;
+                    }
+                }
+                FieldValue::Resources(quantities) => {
+                    let amounts = self.resources(quantities);
+                    for (name, amount) in &amounts {
+                        task.resources.amounts.insert(name.value.clone(), *amount);
+                    }
+                    refs.resources.extend(amounts);
+                }
+                FieldValue::Branch { condition, target } => {
+                    let script =
+                        self.script(condition, CompileMode::Expression, Role::Branch, code);
+                    task.branches.push(Branch {
+                        condition: script,
+                        target: target.value.clone(),
+                    });
+                    refs.branches.push(target.clone());
+                }
+                FieldValue::Else(target) => {
+                    task.else_target = Some(target.value.clone());
+                    refs.else_target = Some(target.clone());
+                }
+                FieldValue::Checks(list) => {
+                    task.checks = list.iter().map(|c| c.value.clone()).collect()
+                }
+                FieldValue::Other { value, lines } => {
+                    let name = field.name.value.clone();
+                    self.metadata(&name, value, lines, &mut task.metadata);
+                }
+                _ => unreachable!("admit() rejects plan settings in steps"),
+            }
+        }
+        (task, refs)
+    }
+
+    fn retry(&mut self, spec: &Result<ast::RetrySpec, Spanned<String>>, retry: &mut Retry) {
+        const SHAPE: &str = "write `retry: <n> [backoff <duration> [factor <number>] [max <duration>]]`, e.g. `retry: 3 backoff 1s factor 2 max 30s`";
+        let spec = match spec {
+            Ok(spec) => spec,
+            Err(bad) => {
+                self.error(
+                    DiagCode::BadRetry,
+                    bad.span,
+                    format!("cannot read `retry: {}`", bad.value),
+                    "not a retry spec",
+                    Some(SHAPE.into()),
+                );
+                return;
+            }
+        };
+        match values::integer(&spec.count.value, 0, 100) {
+            Ok(n) => retry.count = n as u32,
+            Err(message) => self.error(
+                DiagCode::BadRetry,
+                spec.count.span,
+                format!("bad retry count: {message}"),
+                "retry count",
+                Some("the count is how many attempts follow the first one: a whole number from 0 to 100".into()),
+            ),
+        }
+        if let Some(backoff) = &spec.backoff {
+            if let Some(ms) = self.duration(backoff) {
+                retry.backoff_ms = ms;
+            }
+        }
+        if let Some(factor) = &spec.factor {
+            match values::number(&factor.value, 1.0) {
+                Ok(f) if f <= 100.0 => retry.factor = f,
+                _ => self.error(
+                    DiagCode::BadRetry,
+                    factor.span,
+                    format!("bad backoff factor `{}`", factor.value),
+                    "factor",
+                    Some("the factor multiplies the delay after each attempt: a number from 1 to 100".into()),
+                ),
+            }
+        }
+        if let Some(max) = &spec.max {
+            retry.max_ms = self.duration(max);
+        }
+    }
+}
+
+/// Stands for every `when … ->` line, which is repeatable and decision-only.
+static BRANCH: FieldSpec = FieldSpec {
+    name: "when ->",
+    places: &[ItemKeyword::Decision],
+    shape: "`when <condition> -> <id>`",
+    repeatable: true,
+};
+
+fn unquote(text: &str) -> &str {
+    text.strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text)
+}
+
+fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+fn lowercase_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) if !text.starts_with("Rhai") => c.to_lowercase().chain(chars).collect(),
+        _ => text.to_owned(),
+    }
+}
+
+fn script_help(message: &str) -> Option<String> {
+    if message.starts_with("Variable not found") {
+        Some("plan code can read `input`, `params`, `outputs`, `task`, `result` (in `expect` and `compensate`), `failure` (in a fallback) and its own `let` variables".into())
+    } else {
+        Some(
+            "step bodies and expressions are Rhai; see https://rhai.rs/book/ for the syntax".into(),
+        )
+    }
+}

@@ -1,0 +1,156 @@
+//! Stage 2, check: AST → checked [`Plan`], reporting every problem in one pass.
+
+mod fields;
+mod graph;
+mod lower;
+mod rules;
+mod scripts;
+mod suggest;
+mod values;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::diagnostic::{Code, Diagnostic};
+use crate::plan::Plan;
+use crate::script::Capabilities;
+use crate::source::Source;
+use crate::syntax::{self, ast::ItemKeyword};
+
+pub use graph::width;
+pub use lower::DEFAULT_MAX_PARALLEL;
+pub use suggest::closest;
+
+/// The result of checking: the plan when there are no errors, and every
+/// diagnostic (warnings too) in file order.
+#[derive(Debug)]
+pub struct Checked {
+    pub plan: Option<Plan>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Checked {
+    /// Whether any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Checks plan text with the built-in capabilities.
+pub fn check(source: &Arc<Source>) -> Checked {
+    check_with(source, &Capabilities::builtin())
+}
+
+/// Checks plan text; `capabilities` adds an embedding application's tools.
+pub fn check_with(source: &Arc<Source>, capabilities: &Capabilities) -> Checked {
+    let (mut diagnostics, plan) = run(source, capabilities);
+    diagnostics.sort_by_key(|d| (d.offset(), d.severity));
+    Checked {
+        plan: plan.filter(|_| !diagnostics.iter().any(Diagnostic::is_error)),
+        diagnostics,
+    }
+}
+
+fn run(source: &Arc<Source>, capabilities: &Capabilities) -> (Vec<Diagnostic>, Option<Plan>) {
+    let (document, mut diagnostics) = syntax::parse(source);
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        return (diagnostics, None);
+    }
+    let items = &document.items;
+    let Some(first) = items.first() else {
+        diagnostics.push(
+            Diagnostic::error(Code::EmptyPlan, source, "the file has no plan in it")
+                .help("start with `plan <id> \"Title\"`, then add `task <id> \"Title\"` items"),
+        );
+        return (diagnostics, None);
+    };
+    let headers: Vec<_> = items
+        .iter()
+        .filter(|i| i.keyword.value == ItemKeyword::Plan)
+        .collect();
+    if first.keyword.value != ItemKeyword::Plan {
+        let mut d = Diagnostic::error(
+            Code::MissingPlanHeader,
+            source,
+            "the file does not start with a `plan` header",
+        )
+        .label(first.keyword.span, "first item");
+        if let Some(late) = headers.first() {
+            d = d.label(
+                late.keyword.span,
+                "the plan header must come before every task",
+            );
+        }
+        diagnostics.push(d.help("start the file with `plan <id> \"Title\"` and its settings"));
+    }
+    for extra in headers.iter().skip(1) {
+        diagnostics.push(
+            Diagnostic::error(
+                Code::DuplicatePlanHeader,
+                source,
+                "a file holds one plan, but this is a second `plan` header",
+            )
+            .label(extra.keyword.span, "second header")
+            .label(headers[0].keyword.span, "first header")
+            .help("split the plans into separate files"),
+        );
+    }
+    let mut lowering = lower::Lowering::new(source, capabilities);
+    let header = headers.first().map(|h| lowering.header(h));
+    let mut first_seen: HashMap<&str, &crate::span::Spanned<String>> = HashMap::new();
+    let mut tasks = Vec::new();
+    let mut refs = Vec::new();
+    for item in items
+        .iter()
+        .filter(|i| i.keyword.value != ItemKeyword::Plan)
+    {
+        if let Some(first) = first_seen.get(item.id.value.as_str()) {
+            lowering.diagnostics.push(
+                Diagnostic::error(
+                    Code::DuplicateId,
+                    source,
+                    format!("`{}` is defined twice", item.id.value),
+                )
+                .label(item.id.span, "defined again here")
+                .label(first.span, "first defined here")
+                .help("ids must be unique across the plan; rename one of them"),
+            );
+            continue;
+        }
+        first_seen.insert(&item.id.value, &item.id);
+        let (task, r) = lowering.step(item);
+        tasks.push(task);
+        refs.push(r);
+    }
+    diagnostics.append(&mut lowering.diagnostics);
+    let mut graph = graph::build(source, &tasks, &refs, &mut diagnostics);
+    graph::mark_conditional(&mut tasks, &graph);
+    let Some(header) = header else {
+        return (diagnostics, None);
+    };
+    rules::check(
+        source,
+        &header,
+        &tasks,
+        &refs,
+        &graph,
+        capabilities,
+        &mut diagnostics,
+    );
+    let plan = Plan {
+        id: header.id,
+        title: header.title,
+        source: source.name().to_owned(),
+        params: header.params.into_iter().map(|(_, p)| p).collect(),
+        max_parallel: header.max_parallel,
+        resources: header.resources,
+        allow: header.allow,
+        budget: header.budget,
+        on_failure: header.on_failure,
+        seed: header.seed,
+        metadata: header.metadata,
+        tasks,
+        graph: std::mem::take(&mut graph),
+    };
+    (diagnostics, Some(plan))
+}

@@ -1,0 +1,320 @@
+//! Cross-item rules: capabilities, upstream outputs, params, resources, decisions.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use petgraph::graph::DiGraph;
+
+use super::graph::{self, Reach};
+use super::lower::{CodeUse, Header, Role, StepRefs};
+use super::scripts;
+use super::suggest;
+use crate::diagnostic::{Code, Diagnostic};
+use crate::plan::{Edge, StepKind, Task};
+use crate::script::Capabilities;
+use crate::source::Source;
+
+pub fn check(
+    source: &Arc<Source>,
+    header: &Header,
+    tasks: &[Task],
+    refs: &[StepRefs],
+    graph: &DiGraph<usize, Edge>,
+    capabilities: &Capabilities,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let mut rules = Rules {
+        source,
+        header,
+        tasks,
+        diagnostics,
+        capabilities,
+        used_params: HashSet::new(),
+        reach: graph::topo_positions(graph).map(|p| Reach::new(graph, p)),
+    };
+    for code in &header.param_code {
+        rules.code(None, code);
+    }
+    for (i, (task, r)) in tasks.iter().zip(refs).enumerate() {
+        rules.allowed(r);
+        for code in &r.code {
+            rules.code(Some(i), code);
+        }
+        rules.resources(task, r);
+        rules.decision(task);
+    }
+    for (name, _) in &header.params {
+        if !rules.used_params.contains(name.value.as_str()) {
+            rules.diagnostics.push(
+                Diagnostic::warning(
+                    Code::UnusedParam,
+                    source,
+                    format!("param `{}` is never used", name.value),
+                )
+                .label(name.span, "declared here")
+                .help(format!(
+                    "read it as `params.{}` (or `params[\"{}\"]`), or remove it",
+                    name.value, name.value
+                )),
+            );
+        }
+    }
+}
+
+struct Rules<'a> {
+    source: &'a Arc<Source>,
+    header: &'a Header,
+    tasks: &'a [Task],
+    diagnostics: &'a mut Vec<Diagnostic>,
+    capabilities: &'a Capabilities,
+    used_params: HashSet<&'a str>,
+    /// `None` when the graph has a cycle (already reported).
+    reach: Option<Reach<'a>>,
+}
+
+impl<'a> Rules<'a> {
+    /// Capability calls, `outputs[…]` and `params.…` in one piece of code;
+    /// `owner` is the step it belongs to (`None` for params).
+    fn code(&mut self, owner: Option<usize>, code: &'a CodeUse) {
+        let analysis = &code.analysis;
+        let task = owner.map(|i| &self.tasks[i]);
+        for (function, position) in &analysis.calls {
+            let Some(capability) = self.capabilities.providing(function) else {
+                continue;
+            };
+            if task.is_some_and(|t| t.using.contains(&capability.name)) {
+                continue;
+            }
+            let span =
+                scripts::span_at(self.source, &code.code, *position, function.chars().count());
+            let (message, help) = match task {
+                Some(t) if t.step == StepKind::Task => (
+                    format!("`{function}` needs the `{}` capability, which task `{}` does not declare", capability.name, t.id),
+                    format!("add `using:{}` to the task's header line", capability.name),
+                ),
+                Some(t) => (
+                    format!("`{function}` needs the `{}` capability, but {} `{}` cannot use capabilities", capability.name, step_word(t.step), t.id),
+                    "move the call into a task with `using:` and read its result through `outputs`".to_owned(),
+                ),
+                None => (
+                    format!("`{function}` needs the `{}` capability, but param defaults cannot use capabilities", capability.name),
+                    "compute the value in a task and read it through `outputs`".to_owned(),
+                ),
+            };
+            self.diagnostics.push(
+                Diagnostic::error(Code::UndeclaredCapability, self.source, message)
+                    .label(span, "capability call")
+                    .help(help),
+            );
+        }
+        for (id, position) in &analysis.outputs {
+            self.output(owner, code, id, *position);
+        }
+        for (name, position) in &analysis.params {
+            match self.header.params.iter().find(|(n, _)| n.value == *name) {
+                Some((n, _)) => {
+                    self.used_params.insert(n.value.as_str());
+                }
+                None => {
+                    let span = scripts::find_after(self.source, &code.code, *position, name);
+                    let help = suggest::did_you_mean(
+                        name,
+                        self.header.params.iter().map(|(n, _)| n.value.as_str()),
+                        |c| format!("`params.{c}`"),
+                    )
+                    .unwrap_or_else(|| {
+                        format!("declare it in the plan header: `param {name} = <value>`")
+                    });
+                    self.diagnostics.push(
+                        Diagnostic::error(
+                            Code::UnknownParam,
+                            self.source,
+                            format!("no param named `{name}`"),
+                        )
+                        .label(span, "not declared")
+                        .help(help),
+                    );
+                }
+            }
+        }
+    }
+
+    fn output(&mut self, owner: Option<usize>, code: &CodeUse, id: &str, position: rhai::Position) {
+        let span = scripts::find_after(self.source, &code.code, position, id);
+        let target = self.tasks.iter().position(|t| t.id == id);
+        let (message, label, help) = match (owner, target) {
+            (_, None) => (
+                format!("`outputs` has no `{id}`: there is no such task"),
+                "no such task".to_owned(),
+                suggest::did_you_mean(id, self.tasks.iter().map(|t| t.id.as_str()), |c| {
+                    format!("`{c}`")
+                })
+                .unwrap_or_else(|| {
+                    "`outputs` holds the results of tasks this one needs".to_owned()
+                }),
+            ),
+            (None, Some(_)) => (
+                format!("param defaults cannot read `outputs[\"{id}\"]`"),
+                "no task runs before params are set".to_owned(),
+                "params are fixed before any task runs".to_owned(),
+            ),
+            (Some(me), Some(_)) if self.tasks[me].id == id => {
+                if matches!(code.role, Role::Expect | Role::Compensate) {
+                    return self.own_output_hint(span, id);
+                }
+                (
+                    format!("`{id}` reads its own output"),
+                    "this step's own output".to_owned(),
+                    "a step's output exists only after its body ran; in `expect:` and `compensate:` it is `result`".to_owned(),
+                )
+            }
+            (Some(me), Some(t)) => {
+                let upstream = self
+                    .reach
+                    .as_mut()
+                    .is_none_or(|reach| reach.is_upstream(t, me));
+                if upstream {
+                    return;
+                }
+                let me = &self.tasks[me].id;
+                (
+                    format!(
+                        "`{me}` reads `outputs[\"{id}\"]`, but `{id}` does not run before `{me}`"
+                    ),
+                    "not upstream".to_owned(),
+                    format!("add `needs: {id}` to `{me}`"),
+                )
+            }
+        };
+        self.diagnostics.push(
+            Diagnostic::error(Code::NotUpstream, self.source, message)
+                .label(span, label)
+                .help(help),
+        );
+    }
+
+    fn own_output_hint(&mut self, span: crate::span::Span, id: &str) {
+        self.diagnostics.push(
+            Diagnostic::error(
+                Code::NotUpstream,
+                self.source,
+                format!("`{id}` reads its own output through `outputs`"),
+            )
+            .label(span, "this step's own output")
+            .help("in `expect:` and `compensate:` the step's own output is `result`"),
+        );
+    }
+
+    /// `using:` capabilities must be in the plan's `allow:`.
+    fn allowed(&mut self, r: &StepRefs) {
+        for using in &r.using {
+            if self
+                .header
+                .allow
+                .iter()
+                .any(|g| g.capability == using.value)
+            {
+                continue;
+            }
+            let help = if self.header.allow.is_empty() {
+                format!("add `allow: {}` to the plan header", using.value)
+            } else {
+                format!("add `{}` to the plan's `allow:` line", using.value)
+            };
+            self.diagnostics.push(
+                Diagnostic::error(
+                    Code::CapabilityNotAllowed,
+                    self.source,
+                    format!("the plan does not allow `{}`", using.value),
+                )
+                .label(using.span, "not in the plan's `allow:`")
+                .help(help),
+            );
+        }
+    }
+
+    fn resources(&mut self, task: &Task, r: &StepRefs) {
+        for (name, amount) in &r.resources {
+            let Some(capacity) = self.header.resources.amounts.get(&name.value) else {
+                continue;
+            };
+            if amount > capacity {
+                let show = |v: f64| {
+                    if name.value == "mem" {
+                        human_size(v)
+                    } else {
+                        trim_float(v)
+                    }
+                };
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Code::ResourcesExceedCapacity,
+                        self.source,
+                        format!(
+                            "`{}` needs {} {} but the plan has only {}",
+                            task.id,
+                            name.value,
+                            show(*amount),
+                            show(*capacity)
+                        ),
+                    )
+                    .label(name.span, "more than the plan's capacity")
+                    .help(format!(
+                        "lower it, or raise `resources: {} …` in the plan header",
+                        name.value
+                    )),
+                );
+            }
+        }
+    }
+
+    fn decision(&mut self, task: &Task) {
+        if task.step != StepKind::Decision {
+            return;
+        }
+        if task.branches.is_empty() {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    Code::EmptyDecision,
+                    self.source,
+                    format!("decision `{}` has no `when … ->` branches", task.id),
+                )
+                .label(task.span, "no branches")
+                .help("add lines like `when outputs[\"check\"] -> fix` under it"),
+            );
+        } else if task.else_target.is_none() {
+            self.diagnostics.push(
+                Diagnostic::warning(Code::DecisionWithoutElse, self.source, format!("decision `{}` has no `else` branch", task.id))
+                    .label(task.span, "no `else`")
+                    .help("if no condition holds the decision fails; add `else -> <id>` to choose a default"),
+            );
+        }
+    }
+}
+
+fn step_word(step: StepKind) -> &'static str {
+    match step {
+        StepKind::Task => "task",
+        StepKind::Decision => "decision",
+        StepKind::Gate => "gate",
+    }
+}
+
+fn trim_float(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v}")
+    }
+}
+
+fn human_size(bytes: f64) -> String {
+    const UNITS: [&str; 5] = ["", "K", "M", "G", "T"];
+    let mut value = bytes;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 && (value / 1024.0).fract() == 0.0 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{}{}", trim_float(value), UNITS[unit])
+}

@@ -1,0 +1,72 @@
+//! The `cairn` command line: argument parsing and dispatch to one module per command.
+
+mod check;
+mod graph;
+mod report;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::error::Error;
+
+/// cairn runs `.plan` files: DAGs of tasks with checks, routing, decisions and gates.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check plans and report every problem at once (exit 0 clean, 2 on errors).
+    Check {
+        /// Plan files to check.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// `human` diagnostics on stderr, or `json`: one object per line on stdout.
+        #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
+        format: DiagnosticFormat,
+    },
+    /// Print a plan's graph as Mermaid, Graphviz DOT or the checked plan in JSON.
+    Graph {
+        /// The plan file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
+}
+
+/// How `cairn check` prints diagnostics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DiagnosticFormat {
+    Human,
+    Json,
+}
+
+/// What `cairn graph` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Mermaid,
+    Dot,
+    Json,
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { files, format } => check::run(&files, format),
+        Command::Graph { file, format } => graph::run(&file, format),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(Error::Invalid { .. }) => 2,
+        Err(err) => {
+            report::error(&err);
+            err.exit_code()
+        }
+    }
+}

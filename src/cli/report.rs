@@ -1,0 +1,77 @@
+//! Printing diagnostics: miette's graphical report for people, JSON lines for tools.
+
+use std::io::{IsTerminal, Write};
+
+use miette::{GraphicalReportHandler, GraphicalTheme};
+use serde_json::json;
+
+use crate::diagnostic::Diagnostic;
+use crate::error::Error;
+
+/// Diagnostics are laid out for this many columns, so output is stable.
+const WIDTH: usize = 100;
+
+fn handler() -> GraphicalReportHandler {
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let theme = if color {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
+    GraphicalReportHandler::new_themed(theme)
+        .with_width(WIDTH)
+        .with_links(false)
+}
+
+/// Renders one diagnostic as text, without colour when `plain`.
+pub fn render(diagnostic: &Diagnostic) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = handler().render_report(&mut out, diagnostic);
+    out
+}
+
+/// Prints diagnostics for people on stderr.
+pub fn human(diagnostics: &[Diagnostic]) {
+    let mut stderr = std::io::stderr().lock();
+    for d in diagnostics {
+        let _ = write!(stderr, "{}", render(d));
+    }
+}
+
+/// One diagnostic as a JSON object (file, line, column, span, severity, code,
+/// message, help, labels).
+pub fn json(diagnostic: &Diagnostic) -> serde_json::Value {
+    let source = &diagnostic.source;
+    let (line, column) = source.line_col(diagnostic.offset());
+    let span = diagnostic.labels.first().map(|l| l.span);
+    let labels: Vec<_> = diagnostic
+        .labels
+        .iter()
+        .map(|l| {
+            let (line, column) = source.line_col(l.span.start);
+            json!({
+                "line": line,
+                "column": column,
+                "span": { "start": l.span.start, "end": l.span.end },
+                "text": l.text,
+            })
+        })
+        .collect();
+    json!({
+        "file": source.name(),
+        "line": line,
+        "column": column,
+        "span": span.map(|s| json!({ "start": s.start, "end": s.end })),
+        "severity": diagnostic.severity,
+        "code": diagnostic.code,
+        "message": diagnostic.message,
+        "help": diagnostic.help,
+        "labels": labels,
+    })
+}
+
+/// A command-level error (a file that cannot be read, …) on stderr.
+pub fn error(err: &Error) {
+    let _ = writeln!(std::io::stderr(), "error: {err}");
+}

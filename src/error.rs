@@ -1,0 +1,46 @@
+//! The top-level error type and its mapping to exit codes.
+
+use thiserror::Error;
+
+/// Everything that can stop a command, each with a clear message.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("cannot read `{path}`: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{path}` is a directory, not a plan file")]
+    IsDirectory { path: String },
+    #[error("`{path}` is {} MB; cairn reads plans up to {} MB", bytes / 1_000_000, limit / 1_000_000)]
+    TooLarge {
+        path: String,
+        bytes: u64,
+        limit: u64,
+    },
+    #[error(
+        "`{path}` is not UTF-8 text: invalid byte at line {line}, column {column} (byte {offset})"
+    )]
+    NotUtf8 {
+        path: String,
+        offset: usize,
+        line: usize,
+        column: usize,
+    },
+    /// The diagnostics were already printed.
+    #[error("{count} {} found", if *count == 1 { "error" } else { "errors" })]
+    Invalid { count: usize },
+    #[error("cannot write output: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+impl Error {
+    /// The process exit code: 2 for invalid plans and bad input.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Output(_) => 1,
+            _ => 2,
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Mermaid flowcharts: decisions as diamonds, gates as hexagons, failure routes dashed.
+
+use std::fmt::Write;
+
+use petgraph::visit::EdgeRef;
+
+use super::{edge_label, node_lines};
+use crate::plan::{EdgeKind, Plan, StepKind};
+
+/// The plan as a Mermaid `flowchart`.
+pub fn mermaid(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "---\ntitle: {}\n---", escape(&plan.title));
+    out.push_str("flowchart TD\n");
+    for (i, task) in plan.tasks.iter().enumerate() {
+        let label = node_lines(task)
+            .iter()
+            .map(|l| escape(l))
+            .collect::<Vec<_>>()
+            .join("<br/>");
+        let (open, close) = match task.step {
+            StepKind::Task if task.conditional => ("([", "])"),
+            StepKind::Task => ("[", "]"),
+            StepKind::Decision => ("{", "}"),
+            StepKind::Gate => ("{{", "}}"),
+        };
+        let _ = writeln!(out, "  n{i}{open}\"{label}\"{close}");
+    }
+    for edge in plan.graph.edge_references() {
+        let (from, to) = (edge.source().index(), edge.target().index());
+        let kind = edge.weight().kind;
+        let arrow = if kind == EdgeKind::OnFailure {
+            "-.->"
+        } else {
+            "-->"
+        };
+        match edge_label(&plan.tasks[from], kind) {
+            Some(label) => {
+                let _ = writeln!(out, "  n{from} {arrow}|\"{}\"| n{to}", escape(&label));
+            }
+            None => {
+                let _ = writeln!(out, "  n{from} {arrow} n{to}");
+            }
+        }
+    }
+    out
+}
+
+/// Mermaid labels are quoted; quotes and markup characters become entities.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("#quot;"),
+            '<' => out.push_str("#lt;"),
+            '>' => out.push_str("#gt;"),
+            '#' => out.push_str("#35;"),
+            '\n' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}

@@ -1,0 +1,57 @@
+//! The one Rhai engine used to compile plan code, with the sandbox's limits.
+
+use std::sync::OnceLock;
+
+use rhai::{Engine, OptimizationLevel, Scope, AST};
+
+/// The variables every piece of plan code may read (the brief's "scope").
+pub const SCOPE_VARIABLES: &[&str] = &["input", "params", "outputs", "task", "result", "failure"];
+
+/// Bodies are whole scripts; conditions, expectations and inputs are single
+/// expressions (no `let`, no statements).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CompileMode {
+    Script,
+    Expression,
+}
+
+/// Limits that bound what the parser accepts, shared with the runtime engine.
+const MAX_EXPR_DEPTH: usize = 64;
+const MAX_FN_EXPR_DEPTH: usize = 32;
+const MAX_STRING_SIZE: usize = 1 << 20;
+const MAX_ARRAY_SIZE: usize = 100_000;
+const MAX_MAP_SIZE: usize = 10_000;
+const MAX_VARIABLES: usize = 1_000;
+const MAX_FUNCTIONS: usize = 256;
+
+/// A raw engine (no packages: they only matter when code runs) with the
+/// sandbox's limits and strict variables, so a misspelt variable is a check
+/// error rather than a run-time surprise.
+fn compiler() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let mut engine = Engine::new_raw();
+        engine
+            .set_optimization_level(OptimizationLevel::None)
+            .set_strict_variables(true)
+            .set_max_expr_depths(MAX_EXPR_DEPTH, MAX_FN_EXPR_DEPTH)
+            .set_max_string_size(MAX_STRING_SIZE)
+            .set_max_array_size(MAX_ARRAY_SIZE)
+            .set_max_map_size(MAX_MAP_SIZE)
+            .set_max_variables(MAX_VARIABLES)
+            .set_max_functions(MAX_FUNCTIONS);
+        engine
+    })
+}
+
+/// Compiles plan code with the scope variables declared.
+pub fn compile(text: &str, mode: CompileMode) -> Result<AST, rhai::ParseError> {
+    let mut scope = Scope::new();
+    for name in SCOPE_VARIABLES {
+        scope.push_dynamic(*name, rhai::Dynamic::UNIT);
+    }
+    match mode {
+        CompileMode::Script => compiler().compile_with_scope(&scope, text),
+        CompileMode::Expression => compiler().compile_expression_with_scope(&scope, text),
+    }
+}

@@ -1,0 +1,347 @@
+//! Turns pest pairs into the AST, shifting spans from the item's chunk to the file.
+
+use pest::iterators::Pair;
+
+use super::ast::*;
+use super::grammar::Rule;
+use crate::span::{Span, Spanned};
+
+/// Builds one item; `base` is the chunk's offset in `file`.
+pub fn item(pair: Pair<Rule>, base: usize, file: &str) -> Item {
+    let b = Builder { base, file };
+    let mut inner = pair.into_inner();
+    let keyword_pair = inner.next().expect("item starts with its keyword");
+    let keyword = match keyword_pair.as_str() {
+        "plan" => ItemKeyword::Plan,
+        "task" => ItemKeyword::Task,
+        "decision" => ItemKeyword::Decision,
+        _ => ItemKeyword::Gate,
+    };
+    let keyword = Spanned::new(keyword, b.span(&keyword_pair));
+    let id = b.text(inner.next().expect("item has an id"));
+    let title = b.string(inner.next().expect("item has a title"));
+    let mut item = Item {
+        header: Span::new(keyword.span.start, title.span.end),
+        keyword,
+        id,
+        title,
+        kind: None,
+        using: Vec::new(),
+        fields: Vec::new(),
+    };
+    for pair in inner {
+        match pair.as_rule() {
+            Rule::kind_attr => {
+                item.header.end = item.header.end.max(b.span(&pair).end);
+                item.kind = pair.into_inner().next().map(|p| b.text(p));
+            }
+            Rule::using_attr => {
+                item.header.end = item.header.end.max(b.span(&pair).end);
+                item.using.extend(pair.into_inner().map(|p| b.text(p)));
+            }
+            _ => item.fields.push(b.field(pair)),
+        }
+    }
+    item
+}
+
+struct Builder<'f> {
+    base: usize,
+    file: &'f str,
+}
+
+impl Builder<'_> {
+    fn span(&self, pair: &Pair<Rule>) -> Span {
+        let s = pair.as_span();
+        Span::new(s.start() + self.base, s.end() + self.base)
+    }
+
+    /// The pair's text, without trailing spaces or `\r`.
+    fn text(&self, pair: Pair<Rule>) -> Spanned<String> {
+        let span = self.span(&pair);
+        let trimmed = pair.as_str().trim_end();
+        Spanned::new(
+            trimmed.to_owned(),
+            Span::new(span.start, span.start + trimmed.len()),
+        )
+    }
+
+    /// A quoted string's contents with escapes resolved; the span keeps the quotes.
+    fn string(&self, pair: Pair<Rule>) -> Spanned<String> {
+        let span = self.span(&pair);
+        let raw = pair.into_inner().next().map_or("", |p| p.as_str());
+        let mut value = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some('t') => value.push('\t'),
+                    Some(other) => value.push(other),
+                    None => {}
+                }
+            } else {
+                value.push(c);
+            }
+        }
+        Spanned::new(value, span)
+    }
+
+    /// One line of code, as written.
+    fn expr(&self, pair: Pair<Rule>) -> Code {
+        let text = self.text(pair);
+        Code {
+            line_offsets: vec![text.span.start],
+            text: text.value,
+            span: text.span,
+        }
+    }
+
+    /// The lines under `run: |`, dedented by their smallest indentation.
+    fn block(&self, pair: Pair<Rule>) -> Code {
+        let bar = self.span(&pair);
+        let block_text = pair.into_inner().next().expect("block holds its text");
+        let start = self.span(&block_text).start;
+        let raw = &self.file[start..self.span(&block_text).end];
+        let mut lines: Vec<(usize, &str)> = Vec::new();
+        let mut offset = start;
+        for line in raw.split_inclusive('\n') {
+            let content = line.trim_end_matches('\n').trim_end_matches('\r');
+            lines.push((offset, content));
+            offset += line.len();
+        }
+        while lines.last().is_some_and(|(_, l)| l.trim().is_empty()) {
+            lines.pop();
+        }
+        let indent = lines
+            .iter()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(_, l)| l.len() - l.trim_start_matches(' ').len())
+            .min()
+            .unwrap_or(0);
+        let mut text = String::with_capacity(raw.len());
+        let mut line_offsets = Vec::with_capacity(lines.len());
+        for (i, (offset, line)) in lines.iter().enumerate() {
+            if i > 0 {
+                text.push('\n');
+            }
+            let cut = indent.min(line.len());
+            text.push_str(&line[cut..]);
+            line_offsets.push(offset + cut);
+        }
+        let span = match (lines.first(), lines.last()) {
+            (Some(&(first, _)), Some(&(last, line))) => {
+                Span::new(first + indent, last + line.len())
+            }
+            _ => Span::new(bar.start, bar.start + 1),
+        };
+        Code {
+            text,
+            span,
+            line_offsets,
+        }
+    }
+
+    /// The span of a field's leading keyword words (`needs`, `on failure`).
+    fn keyword(&self, span: Span, words: usize) -> Spanned<String> {
+        let text = &self.file[span.start..span.end];
+        let mut end = 0;
+        let mut found = 0;
+        let bytes = text.as_bytes();
+        while found < words && end < bytes.len() {
+            while end < bytes.len() && bytes[end] == b' ' {
+                end += 1;
+            }
+            while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+                end += 1;
+            }
+            found += 1;
+        }
+        let name = text[..end].split_whitespace().collect::<Vec<_>>().join(" ");
+        Spanned::new(name, Span::new(span.start, span.start + end))
+    }
+
+    fn field(&self, pair: Pair<Rule>) -> Field {
+        let mut span = self.span(&pair);
+        // Trailing blank lines and the final newline are not part of a field.
+        span.end = span.start + self.file[span.start..span.end].trim_end().len();
+        let rule = pair.as_rule();
+        let words = match rule {
+            Rule::failure_policy | Rule::failure_route | Rule::success_route => 2,
+            _ => 1,
+        };
+        let mut name = self.keyword(span, words);
+        let mut inner = pair.into_inner();
+        let value = match rule {
+            Rule::param => {
+                let param_name = self.text(inner.next().expect("param has a name"));
+                let value = self.expr(inner.next().expect("param has a value"));
+                FieldValue::Param {
+                    name: param_name,
+                    value,
+                }
+            }
+            Rule::max_parallel => FieldValue::MaxParallel(self.token_of(&mut inner)),
+            Rule::seed => FieldValue::Seed(self.token_of(&mut inner)),
+            Rule::priority => FieldValue::Priority(self.token_of(&mut inner)),
+            Rule::timeout => FieldValue::Timeout(self.token_of(&mut inner)),
+            Rule::resources => FieldValue::Resources(self.quantities_of(inner)),
+            Rule::budget => FieldValue::Budget(self.quantities_of(inner)),
+            Rule::allow => FieldValue::Allow(
+                inner
+                    .map(|grant| {
+                        let span = self.span(&grant);
+                        let mut parts = grant.into_inner();
+                        let capability = self.text(parts.next().expect("grant has a capability"));
+                        Grant {
+                            capability,
+                            scopes: parts.map(|p| self.text(p)).collect(),
+                            span,
+                        }
+                    })
+                    .collect(),
+            ),
+            Rule::failure_policy => FieldValue::FailurePolicy(self.next_text(&mut inner)),
+            Rule::needs => FieldValue::Needs(inner.map(|p| self.text(p)).collect()),
+            Rule::input => FieldValue::Input(
+                inner
+                    .map(|entry| {
+                        let mut parts = entry.into_inner();
+                        let key = self.next_text(&mut parts);
+                        let code = self.expr(parts.next().expect("input entry has a value"));
+                        (key, code)
+                    })
+                    .collect(),
+            ),
+            Rule::run => FieldValue::Run(self.body_of(inner.next().expect("body holds code"))),
+            Rule::compensate => {
+                FieldValue::Compensate(self.body_of(inner.next().expect("body holds code")))
+            }
+            Rule::expect => FieldValue::Expect(
+                inner
+                    .map(|p| match p.as_rule() {
+                        Rule::expect_entry => {
+                            self.expr(p.into_inner().next().expect("entry holds an expression"))
+                        }
+                        _ => self.expr(p),
+                    })
+                    .collect(),
+            ),
+            Rule::when_field => {
+                FieldValue::When(self.expr(inner.next().expect("when has a condition")))
+            }
+            Rule::retry => {
+                let value = inner.next().expect("retry has a value");
+                FieldValue::Retry(match value.as_rule() {
+                    Rule::retry_spec => {
+                        let mut parts = value.into_inner();
+                        let count = self.next_text(&mut parts);
+                        let backoff = parts.next().map(|p| self.text(p));
+                        let mut factor = None;
+                        let mut max = None;
+                        for p in parts {
+                            // `factor` is a number, `max` a duration.
+                            match p.as_rule() {
+                                Rule::number => factor = Some(self.text(p)),
+                                _ => max = Some(self.text(p)),
+                            }
+                        }
+                        Ok(RetrySpec {
+                            count,
+                            backoff,
+                            factor,
+                            max,
+                        })
+                    }
+                    _ => Err(self.text(value)),
+                })
+            }
+            Rule::failure_route => FieldValue::FailureRoute(self.next_text(&mut inner)),
+            Rule::success_route => FieldValue::SuccessRoute(self.next_text(&mut inner)),
+            Rule::branch => {
+                let condition = self.expr(inner.next().expect("branch has a condition"));
+                FieldValue::Branch {
+                    condition,
+                    target: self.next_text(&mut inner),
+                }
+            }
+            Rule::else_branch => FieldValue::Else(self.next_text(&mut inner)),
+            Rule::checks => FieldValue::Checks(
+                inner
+                    .map(|entry| {
+                        let p = entry.into_inner().next().expect("check has text");
+                        match p.as_rule() {
+                            Rule::string => self.string(p),
+                            _ => self.text(p),
+                        }
+                    })
+                    .collect(),
+            ),
+            Rule::other_field => {
+                name = self.next_text(&mut inner);
+                let mut value = None;
+                let mut lines = Vec::new();
+                for p in inner {
+                    match p.as_rule() {
+                        Rule::text => value = Some(self.text(p)),
+                        _ => lines.push(self.next_text(&mut p.into_inner())),
+                    }
+                }
+                FieldValue::Other { value, lines }
+            }
+            other => unreachable!("the grammar has no field rule {other:?}"),
+        };
+        Field { name, value, span }
+    }
+
+    fn next_text(&self, pairs: &mut pest::iterators::Pairs<Rule>) -> Spanned<String> {
+        self.text(pairs.next().expect("grammar guarantees this token"))
+    }
+
+    fn token_of(&self, pairs: &mut pest::iterators::Pairs<Rule>) -> Token {
+        let p = pairs.next().expect("grammar guarantees a value");
+        match p.as_rule() {
+            Rule::bad_value => Token::Bad(self.text(p)),
+            _ => Token::Ok(self.text(p)),
+        }
+    }
+
+    fn quantities_of(&self, pairs: pest::iterators::Pairs<Rule>) -> Vec<Quantity> {
+        pairs.map(|p| self.quantity(p)).collect()
+    }
+
+    fn quantity(&self, pair: Pair<Rule>) -> Quantity {
+        // `resource` / `budget_time` / `budget_cost` are each one quantity.
+        let span = self.span(&pair);
+        let rule = pair.as_rule();
+        let mut parts = pair.into_inner();
+        let first = parts.next().expect("quantity has parts");
+        match rule {
+            Rule::budget_time | Rule::budget_cost => {
+                let word = if rule == Rule::budget_time {
+                    "time"
+                } else {
+                    "cost"
+                };
+                Quantity {
+                    name: Spanned::new(
+                        word.to_owned(),
+                        Span::new(span.start, span.start + word.len()),
+                    ),
+                    amount: self.text(first),
+                }
+            }
+            _ => Quantity {
+                name: self.text(first),
+                amount: self.next_text(&mut parts),
+            },
+        }
+    }
+
+    fn body_of(&self, pair: Pair<Rule>) -> Code {
+        match pair.as_rule() {
+            Rule::block => self.block(pair),
+            _ => self.expr(pair),
+        }
+    }
+}

@@ -1,1 +1,67 @@
-fn main() {}
+//! Parse and check throughput on generated plans of 1,000 / 10,000 / 100,000 tasks.
+//!
+//! Run with `cargo bench --bench check`; figures go in docs/performance.md.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use cairn::source::Source;
+use divan::counter::BytesCount;
+use divan::Bencher;
+
+fn main() {
+    divan::main();
+}
+
+/// A plan shaped like real ones: a few wide layers, each task needing one or
+/// two earlier tasks, with bodies, expectations and retries drawn from a
+/// handful of templates (as generated and templated plans are).
+fn generate(tasks: usize) -> Arc<Source> {
+    let mut text = String::with_capacity(tasks * 220);
+    text.push_str("plan generated \"Generated plan\"\n  param scale = 3\n  max_parallel: 8\n  allow: sh\n  budget: time 2h\n\n");
+    let bodies = [
+        "  run: |\n    let total = 0;\n    for i in 0..params.scale { total += i; }\n    #{ total: total }\n  expect:\n    - result.total >= 0\n",
+        "  run: sh(\"true\").code\n",
+        "  input:\n    level: 2\n  run: input.level * 2\n  expect: result > 0\n",
+        "  run: |\n    log(\"step \" + task.id);\n    task.attempt\n",
+    ];
+    for i in 0..tasks {
+        let using = if i % 4 == 1 { " using:sh" } else { "" };
+        let _ = writeln!(text, "task t{i} \"Step number {i}\" kind:build{using}");
+        if i > 0 {
+            let a = i - 1 - (i * 7919) % i.min(50);
+            let b = i - 1;
+            if a == b {
+                let _ = writeln!(text, "  needs: t{a}");
+            } else {
+                let _ = writeln!(text, "  needs: t{a}, t{b}");
+            }
+        }
+        text.push_str(bodies[i % 4]);
+        if i % 3 == 0 {
+            text.push_str("  retry: 2 backoff 1s factor 2 max 10s\n  timeout: 30s\n");
+        }
+        text.push('\n');
+    }
+    Source::new("generated.plan", text)
+}
+
+#[divan::bench(args = [1_000, 10_000, 100_000], sample_count = 10, sample_size = 1)]
+fn parse(bencher: Bencher, tasks: usize) {
+    let source = generate(tasks);
+    bencher
+        .counter(BytesCount::new(source.text().len()))
+        .bench(|| cairn::syntax::parse(&source));
+}
+
+#[divan::bench(args = [1_000, 10_000, 100_000], sample_count = 10, sample_size = 1)]
+fn check(bencher: Bencher, tasks: usize) {
+    let source = generate(tasks);
+    bencher
+        .counter(BytesCount::new(source.text().len()))
+        .bench(|| {
+            let checked = cairn::check::check(&source);
+            assert!(!checked.has_errors(), "{:?}", checked.diagnostics.first());
+            checked
+        });
+}

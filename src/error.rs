@@ -13,7 +13,7 @@ pub enum Error {
     },
     #[error("`{path}` is a directory, not a plan file")]
     IsDirectory { path: String },
-    #[error("`{path}` is {} MB; cairn reads plans up to {} MB", bytes / 1_000_000, limit / 1_000_000)]
+    #[error("`{path}` is {:.1} MiB; cairn reads plans up to {} MiB", *bytes as f64 / 1048576.0, limit / 1048576)]
     TooLarge {
         path: String,
         bytes: u64,

@@ -11,7 +11,7 @@ use crate::diagnostic::{Code as DiagCode, Diagnostic};
 use crate::plan::{
     Branch, Budget, FailurePolicy, Grant, Metadata, Param, Resources, Retry, Script, StepKind, Task,
 };
-use crate::script::{Capabilities, CompileMode};
+use crate::script::{Capabilities, CompileMode, SCOPE_VARIABLES};
 use crate::source::Source;
 use crate::span::{Span, Spanned};
 use crate::syntax::ast::{self, Code, FieldValue, Item, ItemKeyword, Token};
@@ -120,15 +120,27 @@ impl<'a> Lowering<'a> {
         let analysis = self.compiler.analyse(code, mode);
         let ast = match &analysis.ast {
             Ok(ast) => Some(Arc::clone(ast)),
-            Err((message, position)) => {
-                let span = scripts::span_at(self.source, code, *position, 1);
-                let span = if position.is_none() { code.span } else { span };
+            Err(error) => {
+                let len = error.variable.as_ref().map_or(1, |v| v.chars().count());
+                let span = if error.position.is_none() {
+                    code.span
+                } else {
+                    scripts::span_at(self.source, code, error.position, len)
+                };
+                let (label, help) = match &error.variable {
+                    Some(name) => (
+                        "not declared",
+                        suggest::did_you_mean(name, SCOPE_VARIABLES.iter().copied(), |c| format!("`{c}`"))
+                            .unwrap_or_else(|| format!("declare it with `let {name} = …;` first, or read one of: {}", SCOPE_VARIABLES.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", "))),
+                    ),
+                    None => ("here", "step bodies and expressions are Rhai; see https://rhai.rs/book/ for the syntax".to_owned()),
+                };
                 self.error(
                     DiagCode::Script,
                     span,
-                    format!("Rhai: {}", lowercase_first(message)),
-                    "here",
-                    script_help(message),
+                    format!("Rhai: {}", lowercase_first(&error.message)),
+                    label,
+                    Some(help),
                 );
                 None
             }
@@ -641,7 +653,7 @@ impl<'a> Lowering<'a> {
                 );
             }
         }
-        for using in &item.using {
+        for using in item.using.iter().filter(|_| keyword == ItemKeyword::Task) {
             if self.capabilities.get(&using.value).is_none() {
                 self.unknown_capability(using);
             } else if !task.using.contains(&using.value) {
@@ -809,15 +821,5 @@ fn lowercase_first(text: &str) -> String {
     match chars.next() {
         Some(c) if !text.starts_with("Rhai") => c.to_lowercase().chain(chars).collect(),
         _ => text.to_owned(),
-    }
-}
-
-fn script_help(message: &str) -> Option<String> {
-    if message.starts_with("Variable not found") {
-        Some("plan code can read `input`, `params`, `outputs`, `task`, `result` (in `expect` and `compensate`), `failure` (in a fallback) and its own `let` variables".into())
-    } else {
-        Some(
-            "step bodies and expressions are Rhai; see https://rhai.rs/book/ for the syntax".into(),
-        )
     }
 }

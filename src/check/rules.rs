@@ -43,7 +43,13 @@ pub fn check(
         rules.resources(task, r);
         rules.decision(task);
     }
-    for (name, _) in &header.params {
+    // Code that did not compile was not analysed, so its reads are unknown.
+    let all_compiled = header
+        .param_code
+        .iter()
+        .chain(refs.iter().flat_map(|r| &r.code))
+        .all(|c| c.analysis.ast.is_ok());
+    for (name, _) in header.params.iter().filter(|_| all_compiled) {
         if !rules.used_params.contains(name.value.as_str()) {
             rules.diagnostics.push(
                 Diagnostic::warning(

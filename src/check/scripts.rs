@@ -13,13 +13,22 @@ use crate::syntax::ast::Code;
 /// What compiling one piece of code found, with positions relative to it.
 #[derive(Debug)]
 pub struct Analysis {
-    pub ast: Result<Arc<rhai::AST>, (String, Position)>,
+    pub ast: Result<Arc<rhai::AST>, ScriptError>,
     /// Every function called by name.
     pub calls: Vec<(String, Position)>,
     /// `outputs["id"]` and `outputs.id`.
     pub outputs: Vec<(String, Position)>,
     /// `params["name"]` and `params.name`.
     pub params: Vec<(String, Position)>,
+}
+
+/// A Rhai compile error, relative to the code.
+#[derive(Debug)]
+pub struct ScriptError {
+    pub message: String,
+    pub position: Position,
+    /// Set when the error is an undeclared variable.
+    pub variable: Option<String>,
 }
 
 /// Compiles each distinct text once: generated and templated plans repeat
@@ -47,7 +56,11 @@ impl Compiler {
 
 fn analyse(text: &str, mode: CompileMode) -> Analysis {
     let mut analysis = Analysis {
-        ast: Err((String::new(), Position::NONE)),
+        ast: Err(ScriptError {
+            message: String::new(),
+            position: Position::NONE,
+            variable: None,
+        }),
         calls: Vec::new(),
         outputs: Vec::new(),
         params: Vec::new(),
@@ -63,8 +76,15 @@ fn analyse(text: &str, mode: CompileMode) -> Analysis {
             analysis.ast = Ok(Arc::new(ast));
         }
         Err(err) => {
-            let position = err.position();
-            analysis.ast = Err((err.err_type().to_string(), position));
+            let variable = match err.err_type() {
+                rhai::ParseErrorType::VariableUndefined(name) => Some(name.clone()),
+                _ => None,
+            };
+            analysis.ast = Err(ScriptError {
+                message: err.err_type().to_string(),
+                position: err.position(),
+                variable,
+            });
         }
     }
     analysis
@@ -79,7 +99,9 @@ fn visit(expr: &Expr, analysis: &mut Analysis) {
             let Expr::Variable(var, ..) = &pair.lhs else {
                 return;
             };
-            let key = match &pair.rhs {
+            // `outputs["x"].field` nests as `outputs[("x").field]`: the key
+            // is the head of the right-hand chain.
+            let key = match chain_head(&pair.rhs) {
                 Expr::StringConstant(s, _) => s.to_string(),
                 Expr::Property(p, _) => p.2.to_string(),
                 _ => return,
@@ -91,6 +113,13 @@ fn visit(expr: &Expr, analysis: &mut Analysis) {
             }
         }
         _ => {}
+    }
+}
+
+fn chain_head(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Index(pair, ..) | Expr::Dot(pair, ..) => chain_head(&pair.lhs),
+        other => other,
     }
 }
 

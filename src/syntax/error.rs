@@ -86,9 +86,7 @@ fn header(line: &str, pos: usize) -> Option<Problem> {
             help: HEADER_HELP.to_owned(),
         })
     };
-    let Some(&(kw_start, kw_end)) = words.first() else {
-        return None;
-    };
+    let &(kw_start, kw_end) = words.first()?;
     let keyword = &line[kw_start..kw_end];
     if !matches!(keyword, "plan" | "task" | "decision" | "gate") {
         let suggestion = crate::check::closest(keyword, ["plan", "task", "decision", "gate"]);

@@ -30,6 +30,17 @@ pub fn parse(source: &Arc<Source>) -> (Document, Vec<Diagnostic>) {
         );
     }
     let mut document = Document::default();
+    // The whole file in one go is the fast path; only a file with an error
+    // is parsed again item by item, to report every broken item at once.
+    if tabs.is_empty() {
+        if let Ok(mut pairs) = PlanParser::parse(Rule::file, text) {
+            let file = pairs.next().expect("file always yields a pair");
+            for item in file.into_inner().filter(|p| p.as_rule() == Rule::item) {
+                document.items.push(build::item(item, 0, text));
+            }
+            return (document, diagnostics);
+        }
+    }
     for chunk in lines::item_chunks(text) {
         let chunk_text = &text[chunk.start..chunk.end];
         match PlanParser::parse(Rule::item_only, chunk_text) {

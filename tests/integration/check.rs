@@ -1,0 +1,186 @@
+//! `cairn check`: summaries, exit codes, and files that are not plans.
+
+use crate::Test;
+
+const CLEAN: &str = "plan p \"P\"\n  allow: sh\n\ntask build \"Build\" using:sh\n  run: sh(\"true\")\n\ntask test \"Test\"\n  needs: build\n  run: 1\n\ntask lint \"Lint\"\n  needs: build\n  run: 2\n";
+
+#[test]
+fn clean_plan_prints_a_summary_and_exits_0() {
+    let run = Test::new()
+        .file("p.plan", CLEAN)
+        .args(["check", "p.plan"])
+        .run();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        "p.plan: ok: plan `p`, 3 steps, 2 edges, width 2\n"
+    );
+    assert_eq!(run.stderr, "");
+}
+
+#[test]
+fn warnings_do_not_fail_the_check() {
+    let run = Test::new()
+        .file(
+            "p.plan",
+            "plan p \"P\"\n  param unused = 1\n\ntask a \"A\"\n  run: 1\n",
+        )
+        .args(["check", "p.plan"])
+        .run();
+    assert_eq!(run.status, 0);
+    assert_eq!(
+        run.stdout,
+        "p.plan: ok: plan `p`, 1 step, 0 edges, width 1, 1 warning\n"
+    );
+    assert!(run.stderr.contains("cairn::unused_param"));
+}
+
+#[test]
+fn every_file_is_checked_and_any_error_exits_2() {
+    let run = Test::new()
+        .file("good.plan", CLEAN)
+        .file("bad.plan", "plan p \"P\"\n\ntask a \"A\"\n  needs: nope\n")
+        .args(["check", "good.plan", "bad.plan"])
+        .run();
+    assert_eq!(run.status, 2);
+    assert!(run.stdout.contains("good.plan: ok"));
+    assert!(run.stderr.contains("cairn::unknown_dependency"));
+    assert!(
+        run.stderr.ends_with("error: 1 error found\n"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn all_problems_are_reported_in_one_pass() {
+    let run = Test::new()
+        .file(
+            "p.plan",
+            "plan p \"P\"\n\ntask a \"A\"\n  needs: nope\n  timeout: 5x\n  retry: -2\n\ntask a \"B\"\n  run: 1\n",
+        )
+        .args(["check", "p.plan"])
+        .run();
+    assert_eq!(run.status, 2);
+    for code in [
+        "unknown_dependency",
+        "bad_duration",
+        "bad_retry",
+        "duplicate_id",
+    ] {
+        assert!(
+            run.stderr.contains(&format!("cairn::{code}")),
+            "missing {code}:\n{}",
+            run.stderr
+        );
+    }
+    assert!(
+        run.stderr.ends_with("error: 4 errors found\n"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn syntax_errors_in_several_items_are_all_reported() {
+    let run = Test::new()
+        .file(
+            "p.plan",
+            "plan p \"P\"\n\ntask A \"A\"\n  run: 1\n\ntask b\n  run: 1\n",
+        )
+        .args(["check", "p.plan"])
+        .run();
+    assert_eq!(run.status, 2);
+    assert_eq!(
+        run.stderr.matches("cairn::syntax").count(),
+        2,
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn missing_file() {
+    let run = Test::new().args(["check", "nope.plan"]).run();
+    assert_eq!(run.status, 2);
+    assert_eq!(
+        run.stderr,
+        "error: cannot read `nope.plan`: No such file or directory (os error 2)\n"
+    );
+}
+
+#[test]
+fn directory() {
+    let test = Test::new();
+    std::fs::create_dir(test.path().join("plans")).expect("mkdir");
+    let run = test.args(["check", "plans"]).run();
+    assert_eq!(run.status, 2);
+    assert_eq!(
+        run.stderr,
+        "error: `plans` is a directory, not a plan file\n"
+    );
+}
+
+#[test]
+fn empty_file() {
+    let run = Test::new()
+        .file("p.plan", "")
+        .args(["check", "p.plan"])
+        .run();
+    assert_eq!(run.status, 2);
+    assert!(run.stderr.contains("cairn::empty_plan"), "{}", run.stderr);
+    assert!(run.stderr.contains("the file has no plan in it"));
+}
+
+#[test]
+fn non_utf8_bytes() {
+    let run = Test::new()
+        .file("p.plan", b"plan p \"P\"\ntask a \"\xff\"\n")
+        .args(["check", "p.plan"])
+        .run();
+    assert_eq!(run.status, 2);
+    assert_eq!(
+        run.stderr,
+        "error: `p.plan` is not UTF-8 text: invalid byte at line 2, column 9 (byte 19)\n"
+    );
+}
+
+#[test]
+fn a_50_mb_file_is_refused_clearly() {
+    let test = Test::new();
+    let file = std::fs::File::create(test.path().join("big.plan")).expect("create");
+    file.set_len(50 * 1000 * 1000).expect("grow");
+    let run = test.args(["check", "big.plan"]).run();
+    assert_eq!(run.status, 2);
+    assert_eq!(
+        run.stderr,
+        "error: `big.plan` is 47.7 MiB; cairn reads plans up to 32 MiB\n"
+    );
+}
+
+#[test]
+fn crlf_plans_check_like_lf_plans() {
+    let run = Test::new()
+        .file("p.plan", CLEAN.replace('\n', "\r\n"))
+        .args(["check", "p.plan"])
+        .run();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        "p.plan: ok: plan `p`, 3 steps, 2 edges, width 2\n"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let run = Test::new().args(["check"]).run();
+    assert_eq!(run.status, 2);
+    assert!(run.stderr.contains("required"), "{}", run.stderr);
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let run = Test::new().args(["--help"]).run();
+    assert_eq!(run.status, 0);
+    assert!(run.stdout.contains("check") && run.stdout.contains("graph"));
+}

@@ -1,0 +1,109 @@
+//! Every example plan, every plan in the docs, and the README's commands are checked.
+
+use std::path::Path;
+
+use crate::{root, run_in, Test};
+
+/// Fenced blocks tagged `plan` (must check clean) or `plan error=<code>`
+/// (must report that code).
+fn plan_blocks(markdown: &str) -> Vec<(usize, Option<String>, String)> {
+    let mut blocks = Vec::new();
+    let mut lines = markdown.lines().enumerate();
+    while let Some((n, line)) = lines.next() {
+        let Some(info) = line.strip_prefix("```plan") else {
+            continue;
+        };
+        let expect = info.trim().strip_prefix("error=").map(str::to_owned);
+        let mut body = String::new();
+        for (_, l) in lines.by_ref() {
+            if l.starts_with("```") {
+                break;
+            }
+            body.push_str(l);
+            body.push('\n');
+        }
+        blocks.push((n + 1, expect, body));
+    }
+    blocks
+}
+
+fn check_markdown(path: &Path) -> usize {
+    let markdown = std::fs::read_to_string(path).expect("read docs");
+    let blocks = plan_blocks(&markdown);
+    for (line, expect, body) in &blocks {
+        let test =
+            Test::new()
+                .file("block.plan", body)
+                .args(["check", "--format", "json", "block.plan"]);
+        let run = test.run();
+        match expect {
+            None => assert_eq!(
+                run.status,
+                0,
+                "{}:{line}: this plan should check clean:\n{}",
+                path.display(),
+                run.stdout
+            ),
+            Some(code) => assert!(
+                run.stdout.contains(&format!("\"code\":\"{code}\"")),
+                "{}:{line}: this plan should report {code}, got:\n{}",
+                path.display(),
+                run.stdout
+            ),
+        }
+    }
+    blocks.len()
+}
+
+#[test]
+fn language_reference_plans() {
+    let count = check_markdown(&root().join("docs/language.md"));
+    assert!(count >= 20, "docs/language.md has only {count} plan blocks");
+}
+
+#[test]
+fn language_reference_documents_every_code() {
+    let markdown = std::fs::read_to_string(root().join("docs/language.md")).expect("read");
+    for code in cairn::diagnostic::Code::ALL {
+        assert!(
+            markdown.contains(&format!("```plan error={code}")),
+            "docs/language.md has no plan that triggers {code}"
+        );
+    }
+}
+
+#[test]
+fn readme_plans() {
+    check_markdown(&root().join("README.md"));
+}
+
+#[test]
+fn every_example_checks_clean() {
+    let mut count = 0;
+    for entry in std::fs::read_dir(root().join("examples")).expect("examples") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "plan") {
+            let run = run_in(&root(), &["check".into(), path.display().to_string()]);
+            assert_eq!(run.status, 0, "{}:\n{}", path.display(), run.stderr);
+            assert_eq!(run.stderr, "", "{} has warnings", path.display());
+            count += 1;
+        }
+    }
+    assert!(count >= 5, "only {count} example plans");
+}
+
+#[test]
+fn readme_main_command_works() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("read");
+    let command = readme
+        .lines()
+        .find(|l| l.starts_with("cargo run --release -- "))
+        .expect("README has a `cargo run --release -- …` line");
+    let args: Vec<String> = command
+        .trim_start_matches("cargo run --release -- ")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let run = run_in(&root(), &args);
+    assert_eq!(run.status, 0, "{command}:\n{}", run.stderr);
+}

@@ -1,0 +1,84 @@
+//! Integration tests: every test drives the real `cairn` binary through [`Test`].
+
+mod check;
+mod diagnostics;
+mod docs;
+mod graph;
+mod properties;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// A small builder: files in a fresh directory, arguments, and what to expect.
+pub struct Test {
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+}
+
+/// What one run of the binary produced.
+pub struct Run {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Default for Test {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Test {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            args: Vec::new(),
+        }
+    }
+
+    /// Writes a file (creating parent directories) in the test's directory.
+    pub fn file(self, name: &str, contents: impl AsRef<[u8]>) -> Self {
+        let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create dirs");
+        }
+        std::fs::write(path, contents).expect("write file");
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `cairn` with the arguments, in the test's directory, without colour.
+    pub fn run(&self) -> Run {
+        run_in(self.dir.path(), &self.args)
+    }
+}
+
+/// Runs the binary in `dir`.
+pub fn run_in(dir: &Path, args: &[String]) -> Run {
+    let output: Output = assert_cmd::Command::cargo_bin("cairn")
+        .expect("the cairn binary is built")
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("cairn runs");
+    Run {
+        status: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The repository root, for examples and docs.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}

@@ -65,3 +65,19 @@ fn check(bencher: Bencher, tasks: usize) {
             checked
         });
 }
+
+#[divan::bench(args = [100_000], sample_count = 5, sample_size = 1)]
+fn pest_only(bencher: Bencher, tasks: usize) {
+    use pest::Parser;
+    let source = generate(tasks);
+    bencher
+        .counter(BytesCount::new(source.text().len()))
+        .bench(|| {
+            cairn::syntax::grammar::PlanParser::parse(
+                cairn::syntax::grammar::Rule::file,
+                source.text(),
+            )
+            .map(|p| p.count())
+            .ok()
+        });
+}

@@ -184,6 +184,48 @@ fn field(text: &str, line_start: usize, line: &str, pos: usize) -> Option<Proble
             help: "indent a block's lines deeper than the field that opens it".into(),
         });
     }
+    let first_word = content.split(' ').next().unwrap_or("");
+    if matches!(first_word, "plan" | "task" | "decision" | "gate")
+        && content.len() > first_word.len()
+    {
+        return Some(Problem {
+            message: format!("`{first_word}` items start at column 0, but this line is indented"),
+            start: 0,
+            end: indent,
+            label: "indentation",
+            help: "remove the indentation; only fields are indented under an item".into(),
+        });
+    }
+    if first_word == "param" {
+        let name = content[5..]
+            .trim_start()
+            .split([' ', '='])
+            .next()
+            .unwrap_or("");
+        let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        let at = indent + content.find(name).unwrap_or(0);
+        let (message, label) = if name.is_empty() || !valid {
+            (
+                format!("`{name}` is not a valid param name: {ID_RULE}"),
+                "invalid name",
+            )
+        } else {
+            (
+                format!("expected `= <value>` after `param {name}`"),
+                "value missing",
+            )
+        };
+        return Some(Problem {
+            message,
+            start: at,
+            end: at + name.len().max(1),
+            label,
+            help: "params look like `param <name> = <value>`".into(),
+        });
+    }
     let name_end = content
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ' '))
         .unwrap_or(content.len());

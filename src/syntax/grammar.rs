@@ -95,6 +95,7 @@ mod tests {
     #[test]
     fn kind_and_using_attributes() {
         parses(Rule::kind_attr, "kind:debug");
+        parses(Rule::kind_attr, "kind:load-test");
         parses(Rule::using_attr, "using:sh,fs.read");
         parses(Rule::using_attr, "using:sh, fs.write");
     }

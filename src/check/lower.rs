@@ -174,20 +174,9 @@ impl<'a> Lowering<'a> {
         }
     }
 
+    /// A duration token, whether or not the grammar saw a duration's shape.
     fn token_duration(&mut self, token: &Token) -> Option<u64> {
-        match token {
-            Token::Ok(t) => self.duration(t),
-            Token::Bad(t) => {
-                self.error(
-                    DiagCode::BadDuration,
-                    t.span,
-                    format!("bad duration: `{}` is not a duration", t.value),
-                    "not a duration",
-                    Some("write a number and a unit: `250ms`, `30s`, `5m` or `2h`".into()),
-                );
-                None
-            }
-        }
+        self.duration(token.spanned())
     }
 
     fn integer(&mut self, token: &Token, what: &str, min: i64, max: i64) -> Option<i64> {

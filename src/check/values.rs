@@ -3,6 +3,9 @@
 /// Milliseconds in `250ms`, `30s`, `5m`, `2h` (fractions allowed: `1.5h`).
 pub fn duration_ms(text: &str) -> Result<u64, String> {
     let (number, unit) = split_unit(text);
+    if number.is_empty() {
+        return Err(format!("`{text}` is not a duration"));
+    }
     let scale = match unit {
         "ms" => 1.0,
         "s" => 1_000.0,

@@ -75,8 +75,8 @@ fn json_lines_carry_positions_and_codes() {
           "column": 10,
           "line": 4,
           "span": {
-            "end": 40,
-            "start": 35
+            "end": 43,
+            "start": 38
           },
           "text": "no such task, decision or gate"
         }
@@ -85,8 +85,8 @@ fn json_lines_carry_positions_and_codes() {
       "message": "`needs:` names `biuld`, which is not in this plan",
       "severity": "error",
       "span": {
-        "end": 40,
-        "start": 35
+        "end": 43,
+        "start": 38
       }
     }
     "#);

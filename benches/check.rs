@@ -17,13 +17,32 @@ fn main() {
 /// two earlier tasks, with bodies, expectations and retries drawn from a
 /// handful of templates (as generated and templated plans are).
 fn generate(tasks: usize) -> Arc<Source> {
-    let mut text = String::with_capacity(tasks * 220);
+    let mut text = String::with_capacity(tasks * 400);
     text.push_str("plan generated \"Generated plan\"\n  param scale = 3\n  max_parallel: 8\n  allow: sh\n  budget: time 2h\n\n");
+    // Bodies the size of the examples' (see examples/): real plans carry a
+    // few lines of code, expectations and inputs per task.
     let bodies = [
-        "  run: |\n    let total = 0;\n    for i in 0..params.scale { total += i; }\n    #{ total: total }\n  expect:\n    - result.total >= 0\n",
-        "  run: sh(\"true\").code\n",
-        "  input:\n    level: 2\n  run: input.level * 2\n  expect: result > 0\n",
-        "  run: |\n    log(\"step \" + task.id);\n    task.attempt\n",
+        concat!(
+            "  input:\n    rounds: 3\n    label: \"load test\"\n",
+            "  run: |\n    let total = 0;\n    for i in 0..input.rounds * params.scale {\n",
+            "      total += i;\n      if total > 1000 { break; }\n    }\n",
+            "    log(`finished ${input.label} with ${total}`);\n    #{ total: total, rounds: input.rounds }\n",
+            "  expect:\n    - result.total >= 0\n    - result.rounds == 3\n",
+        ),
+        concat!(
+            "  run: |\n    let out = sh(\"cargo test --workspace --quiet\");\n",
+            "    let failed = out.stdout.contains(\"FAILED\");\n    #{ failed: failed, log: out.stdout }\n",
+            "  expect: !result.failed\n",
+        ),
+        concat!(
+            "  input:\n    level: 2\n  run: input.level * 2\n  expect: result > 0\n",
+            "  description: Doubles the level so the next stage has headroom.\n",
+        ),
+        concat!(
+            "  run: |\n    // Record which attempt this is, for the summary.\n",
+            "    log(\"step \" + task.id + \" attempt \" + task.attempt);\n    task.attempt\n",
+            "  owner: platform-team\n",
+        ),
     ];
     for i in 0..tasks {
         let using = if i % 4 == 1 { " using:sh" } else { "" };

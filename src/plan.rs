@@ -165,7 +165,8 @@ pub struct Branch {
 /// Rhai code from the plan, compiled at check time.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Script {
-    pub text: String,
+    /// Shared by every script with the same text.
+    pub text: Arc<str>,
     pub span: Span,
     /// Where each line of `text` starts in the file, to map Rhai positions back.
     pub line_offsets: Vec<usize>,

@@ -19,7 +19,7 @@ use crate::span::Spanned;
 pub fn build(
     source: &Arc<Source>,
     tasks: &[Task],
-    refs: &[StepRefs],
+    refs: &[StepRefs<'_>],
     diagnostics: &mut Vec<Diagnostic>,
 ) -> DiGraph<usize, Edge> {
     let index: HashMap<&str, usize> = tasks

@@ -29,15 +29,15 @@ pub enum Role {
 }
 
 /// Code with its compile result.
-pub struct CodeUse {
-    pub code: Code,
+pub struct CodeUse<'a> {
+    pub code: &'a Code,
     pub analysis: Arc<Analysis>,
     pub role: Role,
 }
 
 /// The spans behind a lowered step, for the graph and cross-item checks.
 #[derive(Default)]
-pub struct StepRefs {
+pub struct StepRefs<'a> {
     pub needs: Vec<Spanned<String>>,
     pub fallback: Option<Spanned<String>>,
     pub on_success: Option<Spanned<String>>,
@@ -45,15 +45,15 @@ pub struct StepRefs {
     pub else_target: Option<Spanned<String>>,
     pub using: Vec<Spanned<String>>,
     pub resources: Vec<(Spanned<String>, f64)>,
-    pub code: Vec<CodeUse>,
+    pub code: Vec<CodeUse<'a>>,
 }
 
 /// The plan header's settings.
-pub struct Header {
+pub struct Header<'a> {
     pub id: String,
     pub title: String,
     pub params: Vec<(Spanned<String>, Param)>,
-    pub param_code: Vec<CodeUse>,
+    pub param_code: Vec<CodeUse<'a>>,
     pub max_parallel: usize,
     pub resources: Resources,
     pub allow: Vec<Grant>,
@@ -100,10 +100,10 @@ impl<'a> Lowering<'a> {
     /// Compiles code, reporting Rhai errors at their place in the file.
     fn script(
         &mut self,
-        code: &Code,
+        code: &'a Code,
         mode: CompileMode,
         role: Role,
-        uses: &mut Vec<CodeUse>,
+        uses: &mut Vec<CodeUse<'a>>,
     ) -> Script {
         if code.text.trim().is_empty() {
             self.error(
@@ -146,12 +146,12 @@ impl<'a> Lowering<'a> {
             }
         };
         uses.push(CodeUse {
-            code: code.clone(),
+            code,
             analysis,
             role,
         });
         Script {
-            text: code.text.clone(),
+            text: Arc::clone(&uses.last().expect("just pushed").analysis.text),
             span: code.span,
             line_offsets: code.line_offsets.clone(),
             ast,
@@ -294,7 +294,7 @@ impl<'a> Lowering<'a> {
         seen: &mut HashMap<&'static str, Span>,
     ) -> Option<&'static FieldSpec> {
         let keyword = item.keyword.value;
-        let name = field.name.value.as_str();
+        let name: &str = &field.name.value;
         let spec_name = match &field.value {
             FieldValue::Param { .. } => "param",
             FieldValue::Branch { .. } => {
@@ -409,7 +409,7 @@ impl<'a> Lowering<'a> {
     }
 
     /// Lowers the plan header.
-    pub fn header(&mut self, item: &Item) -> Header {
+    pub fn header(&mut self, item: &'a Item) -> Header<'a> {
         let mut header = Header {
             id: item.id.value.clone(),
             title: item.title.value.clone(),
@@ -517,7 +517,7 @@ impl<'a> Lowering<'a> {
                     );
                 }
                 FieldValue::Other { value, lines } => {
-                    let name = field.name.value.clone();
+                    let name = field.name.value.to_string();
                     self.metadata(&name, value, lines, &mut header.metadata);
                 }
                 _ => unreachable!("admit() rejects step fields in the plan header"),
@@ -598,7 +598,7 @@ impl<'a> Lowering<'a> {
     }
 
     /// Lowers a task, decision or gate.
-    pub fn step(&mut self, item: &Item) -> (Task, StepRefs) {
+    pub fn step(&mut self, item: &'a Item) -> (Task, StepRefs<'a>) {
         let keyword = item.keyword.value;
         let mut refs = StepRefs::default();
         let mut task = Task {
@@ -726,7 +726,7 @@ impl<'a> Lowering<'a> {
                     task.checks = list.iter().map(|c| c.value.clone()).collect()
                 }
                 FieldValue::Other { value, lines } => {
-                    let name = field.name.value.clone();
+                    let name = field.name.value.to_string();
                     self.metadata(&name, value, lines, &mut task.metadata);
                 }
                 _ => unreachable!("admit() rejects plan settings in steps"),

@@ -16,9 +16,9 @@ use crate::source::Source;
 
 pub fn check(
     source: &Arc<Source>,
-    header: &Header,
+    header: &Header<'_>,
     tasks: &[Task],
-    refs: &[StepRefs],
+    refs: &[StepRefs<'_>],
     graph: &DiGraph<usize, Edge>,
     capabilities: &Capabilities,
     diagnostics: &mut Vec<Diagnostic>,
@@ -69,7 +69,7 @@ pub fn check(
 
 struct Rules<'a> {
     source: &'a Arc<Source>,
-    header: &'a Header,
+    header: &'a Header<'a>,
     tasks: &'a [Task],
     diagnostics: &'a mut Vec<Diagnostic>,
     capabilities: &'a Capabilities,
@@ -81,7 +81,7 @@ struct Rules<'a> {
 impl<'a> Rules<'a> {
     /// Capability calls, `outputs[…]` and `params.…` in one piece of code;
     /// `owner` is the step it belongs to (`None` for params).
-    fn code(&mut self, owner: Option<usize>, code: &'a CodeUse) {
+    fn code(&mut self, owner: Option<usize>, code: &CodeUse<'_>) {
         let analysis = &code.analysis;
         let task = owner.map(|i| &self.tasks[i]);
         for (function, position) in &analysis.calls {
@@ -92,7 +92,7 @@ impl<'a> Rules<'a> {
                 continue;
             }
             let span =
-                scripts::span_at(self.source, &code.code, *position, function.chars().count());
+                scripts::span_at(self.source, code.code, *position, function.chars().count());
             let (message, help) = match task {
                 Some(t) if t.step == StepKind::Task => (
                     format!("`{function}` needs the `{}` capability, which task `{}` does not declare", capability.name, t.id),
@@ -122,7 +122,7 @@ impl<'a> Rules<'a> {
                     self.used_params.insert(n.value.as_str());
                 }
                 None => {
-                    let span = scripts::find_after(self.source, &code.code, *position, name);
+                    let span = scripts::find_after(self.source, code.code, *position, name);
                     let help = suggest::did_you_mean(
                         name,
                         self.header.params.iter().map(|(n, _)| n.value.as_str()),
@@ -145,8 +145,14 @@ impl<'a> Rules<'a> {
         }
     }
 
-    fn output(&mut self, owner: Option<usize>, code: &CodeUse, id: &str, position: rhai::Position) {
-        let span = scripts::find_after(self.source, &code.code, position, id);
+    fn output(
+        &mut self,
+        owner: Option<usize>,
+        code: &CodeUse<'_>,
+        id: &str,
+        position: rhai::Position,
+    ) {
+        let span = scripts::find_after(self.source, code.code, position, id);
         let target = self.tasks.iter().position(|t| t.id == id);
         let (message, label, help) = match (owner, target) {
             (_, None) => (
@@ -212,7 +218,7 @@ impl<'a> Rules<'a> {
     }
 
     /// `using:` capabilities must be in the plan's `allow:`.
-    fn allowed(&mut self, r: &StepRefs) {
+    fn allowed(&mut self, r: &StepRefs<'_>) {
         for using in &r.using {
             if self
                 .header
@@ -239,7 +245,7 @@ impl<'a> Rules<'a> {
         }
     }
 
-    fn resources(&mut self, task: &Task, r: &StepRefs) {
+    fn resources(&mut self, task: &Task, r: &StepRefs<'_>) {
         for (name, amount) in &r.resources {
             let Some(capacity) = self.header.resources.amounts.get(&name.value) else {
                 continue;

@@ -13,6 +13,8 @@ use crate::syntax::ast::Code;
 /// What compiling one piece of code found, with positions relative to it.
 #[derive(Debug)]
 pub struct Analysis {
+    /// The code, shared by every script with this text.
+    pub text: Arc<str>,
     pub ast: Result<Arc<rhai::AST>, ScriptError>,
     /// Every function called by name.
     pub calls: Vec<(String, Position)>,
@@ -56,6 +58,7 @@ impl Compiler {
 
 fn analyse(text: &str, mode: CompileMode) -> Analysis {
     let mut analysis = Analysis {
+        text: Arc::from(text),
         ast: Err(ScriptError {
             message: String::new(),
             position: Position::NONE,

@@ -14,7 +14,7 @@ fn edge_label(from: &Task, kind: EdgeKind) -> Option<String> {
         EdgeKind::Needs => None,
         EdgeKind::OnSuccess => Some("on success".to_owned()),
         EdgeKind::OnFailure => Some("on failure".to_owned()),
-        EdgeKind::Branch { index } => Some(from.branches[index].condition.text.clone()),
+        EdgeKind::Branch { index } => Some(from.branches[index].condition.text.to_string()),
         EdgeKind::Else => Some("else".to_owned()),
     }
 }

@@ -1,5 +1,7 @@
 //! The syntax tree of a `.plan` file: what was written and where, no meaning yet.
 
+use std::borrow::Cow;
+
 use crate::span::{Span, Spanned};
 
 /// A parsed file: its items in order.
@@ -47,8 +49,9 @@ pub struct Item {
 /// One field line (and the lines nested under it).
 #[derive(Clone, Debug)]
 pub struct Field {
-    /// The field's name as written (`needs`, `on failure`, `when`, …).
-    pub name: Spanned<String>,
+    /// The field's name (`needs`, `on failure`, `when`, …); known fields
+    /// borrow a static name rather than allocate one per line.
+    pub name: Spanned<Cow<'static, str>>,
     pub value: FieldValue,
     /// The whole field, including nested lines.
     pub span: Span,

@@ -1,5 +1,7 @@
 //! Turns pest pairs into the AST, shifting spans from the item's chunk to the file.
 
+use std::borrow::Cow;
+
 use pest::iterators::Pair;
 
 use super::ast::*;
@@ -142,23 +144,37 @@ impl Builder<'_> {
         }
     }
 
-    /// The span of a field's leading keyword words (`needs`, `on failure`).
-    fn keyword(&self, span: Span, words: usize) -> Spanned<String> {
+    /// The field's keyword and its span (`needs`, `on failure`).
+    fn keyword(&self, span: Span, rule: Rule) -> Spanned<Cow<'static, str>> {
+        let name = match rule {
+            Rule::param => "param",
+            Rule::max_parallel => "max_parallel",
+            Rule::seed => "seed",
+            Rule::resources => "resources",
+            Rule::allow => "allow",
+            Rule::budget => "budget",
+            Rule::failure_policy | Rule::failure_route => "on failure",
+            Rule::success_route => "on success",
+            Rule::needs => "needs",
+            Rule::input => "input",
+            Rule::run => "run",
+            Rule::compensate => "compensate",
+            Rule::expect => "expect",
+            Rule::when_field | Rule::branch => "when",
+            Rule::retry => "retry",
+            Rule::timeout => "timeout",
+            Rule::priority => "priority",
+            Rule::else_branch => "else",
+            Rule::checks => "checks",
+            _ => "",
+        };
         let text = &self.file[span.start..span.end];
-        let mut end = 0;
-        let mut found = 0;
-        let bytes = text.as_bytes();
-        while found < words && end < bytes.len() {
-            while end < bytes.len() && bytes[end] == b' ' {
-                end += 1;
-            }
-            while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
-                end += 1;
-            }
-            found += 1;
-        }
-        let name = text[..end].split_whitespace().collect::<Vec<_>>().join(" ");
-        Spanned::new(name, Span::new(span.start, span.start + end))
+        // `on   failure` may have any number of spaces between its words.
+        let end = match name.split_once(' ') {
+            Some((_, last)) => text.find(last).map_or(name.len(), |i| i + last.len()),
+            None => name.len(),
+        };
+        Spanned::new(Cow::Borrowed(name), Span::new(span.start, span.start + end))
     }
 
     fn field(&self, pair: Pair<Rule>) -> Field {
@@ -166,11 +182,7 @@ impl Builder<'_> {
         // Trailing blank lines and the final newline are not part of a field.
         span.end = span.start + self.file[span.start..span.end].trim_end().len();
         let rule = pair.as_rule();
-        let words = match rule {
-            Rule::failure_policy | Rule::failure_route | Rule::success_route => 2,
-            _ => 1,
-        };
-        let mut name = self.keyword(span, words);
+        let mut name = self.keyword(span, rule);
         let mut inner = pair.into_inner();
         let value = match rule {
             Rule::param => {
@@ -278,7 +290,8 @@ impl Builder<'_> {
                     .collect(),
             ),
             Rule::other_field => {
-                name = self.next_text(&mut inner);
+                let text = self.next_text(&mut inner);
+                name = Spanned::new(Cow::Owned(text.value), text.span);
                 let mut value = None;
                 let mut lines = Vec::new();
                 for p in inner {

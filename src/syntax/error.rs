@@ -56,9 +56,16 @@ const ID_RULE: &str =
 /// Re-parses with pest's detailed tracking (slower, so only on failure) for
 /// the furthest position reached and the literal tokens expected there.
 fn detailed(text: &str) -> Option<(usize, Vec<String>)> {
-    pest::set_error_detail(true);
-    let result = PlanParser::parse(Rule::item_only, text);
-    pest::set_error_detail(false);
+    // pest's switch is global and read when a parse starts: hold it on for
+    // the whole of this parse even if other threads report errors too.
+    static DETAIL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let result = {
+        let _guard = DETAIL.lock().unwrap_or_else(|e| e.into_inner());
+        pest::set_error_detail(true);
+        let result = PlanParser::parse(Rule::item_only, text);
+        pest::set_error_detail(false);
+        result
+    };
     let attempts = result.err()?.parse_attempts()?;
     let tokens = attempts
         .expected_tokens()

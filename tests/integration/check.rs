@@ -184,3 +184,57 @@ fn help_lists_the_commands() {
     assert_eq!(run.status, 0);
     assert!(run.stdout.contains("check") && run.stdout.contains("graph"));
 }
+
+/// A plan big enough to be parsed in several batches on several threads.
+fn big_plan(tasks: usize, broken: &[usize]) -> String {
+    let mut text = String::from("plan big \"Big\"\n");
+    for i in 0..tasks {
+        if broken.contains(&i) {
+            text.push_str(&format!("\ntask T{i} \"Broken\"\n  run: {i}\n"));
+        } else {
+            text.push_str(&format!(
+                "\ntask t{i} \"Task number {i} of the big plan\"\n"
+            ));
+            if i > 0 {
+                text.push_str(&format!("  needs: t{}\n", i - 1));
+            }
+            text.push_str(&format!(
+                "  run: |\n    let x = {i};\n    x * 2\n  timeout: 5s\n"
+            ));
+        }
+    }
+    text
+}
+
+#[test]
+fn big_plans_parse_in_batches_like_small_ones() {
+    let text = big_plan(3000, &[]);
+    assert!(text.len() > 4 * 64 * 1024, "the plan spans several batches");
+    let run = Test::new()
+        .file("big.plan", &text)
+        .args(["check", "big.plan"])
+        .run();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        "big.plan: ok: plan `big`, 3000 steps, 2999 edges, width 1\n"
+    );
+}
+
+#[test]
+fn syntax_errors_in_different_batches_are_all_reported_in_order() {
+    let text = big_plan(3000, &[10, 2990]);
+    let run = Test::new()
+        .file("big.plan", &text)
+        .args(["check", "--format", "json", "big.plan"])
+        .run();
+    assert_eq!(run.status, 2);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    assert!(lines[0].contains("`T10` is not a valid id"), "{}", lines[0]);
+    assert!(
+        lines[1].contains("`T2990` is not a valid id"),
+        "{}",
+        lines[1]
+    );
+}

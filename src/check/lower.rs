@@ -664,7 +664,26 @@ impl<'a> Lowering<'a> {
                     }
                 }
                 FieldValue::Input(entries) => {
-                    for (key, value) in entries {
+                    self.not_empty(field, entries.is_empty(), "`key: <expression>`");
+                    for (k, (key, value)) in entries.iter().enumerate() {
+                        if let Some((first, _)) =
+                            entries[..k].iter().find(|(f, _)| f.value == key.value)
+                        {
+                            self.diagnostics.push(
+                                Diagnostic::error(
+                                    DiagCode::DuplicateField,
+                                    self.source,
+                                    format!(
+                                        "input `{}` is given twice in `{}`",
+                                        key.value, item.id.value
+                                    ),
+                                )
+                                .label(key.span, "given again here")
+                                .label(first.span, "first given here")
+                                .help("keep one of them"),
+                            );
+                            continue;
+                        }
                         let script = self.script(value, CompileMode::Expression, Role::Input, code);
                         task.input.push((key.value.clone(), script));
                     }
@@ -677,6 +696,7 @@ impl<'a> Lowering<'a> {
                         Some(self.script(body, CompileMode::Script, Role::Compensate, code))
                 }
                 FieldValue::Expect(list) => {
+                    self.not_empty(field, list.is_empty(), "`- <expression>`");
                     for e in list {
                         let script = self.script(e, CompileMode::Expression, Role::Expect, code);
                         task.expect.push(script);
@@ -723,6 +743,7 @@ impl<'a> Lowering<'a> {
                     refs.else_target = Some(target.clone());
                 }
                 FieldValue::Checks(list) => {
+                    self.not_empty(field, list.is_empty(), "`- \"what to check\"`");
                     task.checks = list.iter().map(|c| c.value.clone()).collect()
                 }
                 FieldValue::Other { value, lines } => {
@@ -779,6 +800,36 @@ impl<'a> Lowering<'a> {
         }
         if let Some(max) = &spec.max {
             retry.max_ms = self.duration(max);
+            if retry.max_ms.is_some_and(|m| m < retry.backoff_ms) {
+                self.error(
+                    DiagCode::BadRetry,
+                    max.span,
+                    format!(
+                        "the backoff cap `{}` is shorter than the first delay",
+                        max.value
+                    ),
+                    "cap below the first delay",
+                    Some(
+                        "`max` caps the growing delay; make it at least the `backoff` duration"
+                            .into(),
+                    ),
+                );
+            }
+        }
+    }
+
+    /// A list field (`input:`, `expect:`, `checks:`) with nothing under it.
+    fn not_empty(&mut self, field: &ast::Field, empty: bool, entry: &str) {
+        if empty {
+            self.error(
+                DiagCode::BadValue,
+                field.name.span,
+                format!("`{}:` has no entries", field.name.value),
+                "nothing indented under this",
+                Some(format!(
+                    "add indented {entry} lines under it, or remove the field"
+                )),
+            );
         }
     }
 }

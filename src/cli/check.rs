@@ -22,11 +22,17 @@ pub fn run(files: &[PathBuf], format: DiagnosticFormat) -> Result<(), Error> {
                 match format {
                     DiagnosticFormat::Human => report::error(&err),
                     DiagnosticFormat::Json => {
+                        // The same fields as a diagnostic, with no position.
                         let line = json!({
                             "file": path.display().to_string(),
+                            "line": null,
+                            "column": null,
+                            "span": null,
                             "severity": "error",
                             "code": "cairn::unreadable",
                             "message": err.to_string(),
+                            "help": null,
+                            "labels": [],
                         });
                         writeln!(stdout, "{line}").map_err(Error::Output)?;
                     }

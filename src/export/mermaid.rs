@@ -19,12 +19,20 @@ pub fn mermaid(plan: &Plan) -> String {
             .collect::<Vec<_>>()
             .join("<br/>");
         let (open, close) = match task.step {
-            StepKind::Task if task.conditional => ("([", "])"),
             StepKind::Task => ("[", "]"),
             StepKind::Decision => ("{", "}"),
             StepKind::Gate => ("{{", "}}"),
         };
         let _ = writeln!(out, "  n{i}{open}\"{label}\"{close}");
+    }
+    // Steps that run only when routed to are drawn dashed.
+    let conditional: Vec<String> = (0..plan.tasks.len())
+        .filter(|&i| plan.tasks[i].conditional)
+        .map(|i| format!("n{i}"))
+        .collect();
+    if !conditional.is_empty() {
+        out.push_str("  classDef conditional stroke-dasharray: 5 5;\n");
+        let _ = writeln!(out, "  class {} conditional;", conditional.join(","));
     }
     for edge in plan.graph.edge_references() {
         let (from, to) = (edge.source().index(), edge.target().index());

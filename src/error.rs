@@ -13,7 +13,7 @@ pub enum Error {
     },
     #[error("`{path}` is a directory, not a plan file")]
     IsDirectory { path: String },
-    #[error("`{path}` is {:.1} MiB; cairn reads plans up to {} MiB", *bytes as f64 / 1048576.0, limit / 1048576)]
+    #[error("`{path}` is {}; cairn reads plans up to {} MiB", mib(*bytes, *limit), limit / 1048576)]
     TooLarge {
         path: String,
         bytes: u64,
@@ -33,6 +33,15 @@ pub enum Error {
     Invalid { count: usize },
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
+}
+
+/// "47.7 MiB", or "more than 32 MiB" when reading stopped at the limit.
+fn mib(bytes: u64, limit: u64) -> String {
+    if bytes > limit && bytes == limit + 1 {
+        format!("more than {} MiB", limit / 1048576)
+    } else {
+        format!("{:.1} MiB", bytes as f64 / 1048576.0)
+    }
 }
 
 impl Error {

@@ -1,4 +1,4 @@
-//! cairn: check, graph and run `.plan` files — a planning DSL interpreter.
+//! cairn: check and graph `.plan` files — a planning DSL interpreter.
 //!
 //! The pipeline is one stage per module: [`syntax`] parses text into an AST,
 //! [`check`] lowers it into a checked [`plan::Plan`] or diagnostics.

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::graph::DiGraph;
 use serde::{Deserialize, Serialize};
 
 use crate::span::Span;
@@ -33,11 +33,6 @@ impl Plan {
     /// The task with this id.
     pub fn task(&self, id: &str) -> Option<&Task> {
         self.tasks.iter().find(|t| t.id == id)
-    }
-
-    /// The node of `tasks[index]`.
-    pub fn node(index: usize) -> NodeIndex {
-        NodeIndex::new(index)
     }
 }
 

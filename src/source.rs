@@ -20,7 +20,11 @@ pub struct Source {
 impl Source {
     /// Wraps text that did not come from disk (tests, embedders, the REPL).
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Arc<Self> {
-        let text = text.into();
+        let mut text = text.into();
+        // A byte-order mark is an encoding artefact, not part of the plan.
+        if text.starts_with('\u{feff}') {
+            text.drain(..3);
+        }
         let line_starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
@@ -50,7 +54,22 @@ impl Source {
                 limit: MAX_SOURCE_BYTES,
             });
         }
-        let bytes = std::fs::read(path).map_err(io)?;
+        // `metadata().len()` is 0 for devices and pipes: read at most one
+        // byte past the limit, whatever the file claims.
+        let mut bytes = Vec::new();
+        let file = std::fs::File::open(path).map_err(io)?;
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, MAX_SOURCE_BYTES + 1),
+            &mut bytes,
+        )
+        .map_err(io)?;
+        if bytes.len() as u64 > MAX_SOURCE_BYTES {
+            return Err(Error::TooLarge {
+                path: name,
+                bytes: bytes.len() as u64,
+                limit: MAX_SOURCE_BYTES,
+            });
+        }
         match String::from_utf8(bytes) {
             Ok(text) => Ok(Self::new(name, text)),
             Err(e) => {
@@ -85,11 +104,6 @@ impl Source {
         let start = self.line_starts[line];
         let column = self.text[start..offset].chars().count() + 1;
         (line + 1, column)
-    }
-
-    /// Byte offset of the start of a 1-based line, if the line exists.
-    pub fn line_start(&self, line: usize) -> Option<usize> {
-        self.line_starts.get(line.checked_sub(1)?).copied()
     }
 }
 

@@ -24,11 +24,6 @@ impl Span {
     pub fn is_empty(&self) -> bool {
         self.start == self.end
     }
-
-    /// The span shifted right by `offset` bytes.
-    pub fn shift(self, offset: usize) -> Self {
-        Self::new(self.start + offset, self.end + offset)
-    }
 }
 
 /// A value with the span it was written at.

@@ -43,14 +43,23 @@ pub fn build(
                     } else {
                         (i, j)
                     };
-                    graph.add_edge(
-                        NodeIndex::new(from),
-                        NodeIndex::new(to),
-                        Edge {
-                            kind,
-                            span: target.span,
-                        },
-                    );
+                    let (from, to) = (NodeIndex::new(from), NodeIndex::new(to));
+                    // `needs: a, a`, or `on success -> b` where `b` already
+                    // needs this step, say the same thing once.
+                    let ordering = |k: EdgeKind| matches!(k, EdgeKind::Needs | EdgeKind::OnSuccess);
+                    let same = graph.edges_connecting(from, to).any(|e| {
+                        e.weight().kind == kind || (ordering(kind) && ordering(e.weight().kind))
+                    });
+                    if !same {
+                        graph.add_edge(
+                            from,
+                            to,
+                            Edge {
+                                kind,
+                                span: target.span,
+                            },
+                        );
+                    }
                 }
                 None => {
                     let (code, what) = match kind {

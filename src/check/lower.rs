@@ -272,11 +272,11 @@ impl<'a> Lowering<'a> {
             }
             "owner" => metadata.owner = text,
             _ => {
-                let inline = text.iter().flat_map(|t| {
-                    t.split(',')
-                        .map(|l| l.trim().to_owned())
-                        .collect::<Vec<_>>()
-                });
+                // Split first, then unquote: `labels: "a", "b"`.
+                let inline = value
+                    .iter()
+                    .flat_map(|v| v.value.split(','))
+                    .map(|l| unquote(l.trim()).to_owned());
                 let nested = lines
                     .iter()
                     .map(|l| unquote(l.value.trim_start_matches('-').trim()).to_owned());

@@ -97,6 +97,17 @@ fn visit(expr: &Expr, analysis: &mut Analysis) {
     match expr {
         Expr::FnCall(call, pos) | Expr::MethodCall(call, pos) if !call.is_operator_call() => {
             analysis.calls.push((call.name.to_string(), *pos));
+            // `Fn("sh")` makes a pointer to `sh`: count it as a call.
+            if call.name == "Fn" {
+                if let Some(Expr::StringConstant(name, _)) = call.args.first() {
+                    analysis.calls.push((name.to_string(), *pos));
+                }
+            }
+        }
+        Expr::DynamicConstant(value, pos) => {
+            if let Some(pointer) = value.read_lock::<rhai::FnPtr>() {
+                analysis.calls.push((pointer.fn_name().to_owned(), *pos));
+            }
         }
         Expr::Index(pair, _, pos) | Expr::Dot(pair, _, pos) => {
             let Expr::Variable(var, ..) = &pair.lhs else {

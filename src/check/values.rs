@@ -54,6 +54,14 @@ pub fn integer(text: &str, min: i64, max: i64) -> Result<i64, String> {
     match text.parse::<i64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         Ok(_) => Err(format!("`{text}` is out of range ({min} to {max})")),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow
+            ) =>
+        {
+            Err(format!("`{text}` is out of range ({min} to {max})"))
+        }
         Err(_) if text.parse::<f64>().is_ok() => Err(format!("`{text}` is not a whole number")),
         Err(_) => Err(format!("`{text}` is not a number")),
     }

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::error::Error;
 
-/// cairn runs `.plan` files: DAGs of tasks with checks, routing, decisions and gates.
+/// cairn checks and draws `.plan` files: DAGs of tasks with checks, routing, decisions and gates.
 #[derive(Debug, Parser)]
 #[command(name = "cairn", version, about, long_about = None)]
 pub struct Cli {
@@ -34,6 +34,7 @@ enum Command {
         /// The plan file.
         #[arg(value_name = "FILE")]
         file: PathBuf,
+        /// `mermaid` flowchart, Graphviz `dot`, or the checked plan as `json`.
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
     },

@@ -23,7 +23,7 @@ fn handler() -> GraphicalReportHandler {
         .with_links(false)
 }
 
-/// Renders one diagnostic as text, without colour when `plain`.
+/// Renders one diagnostic as text, in colour only on a terminal without `NO_COLOR`.
 pub fn render(diagnostic: &Diagnostic) -> String {
     let mut out = String::new();
     // Writing into a String cannot fail.

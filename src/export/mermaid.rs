@@ -10,7 +10,9 @@ use crate::plan::{EdgeKind, Plan, StepKind};
 /// The plan as a Mermaid `flowchart`.
 pub fn mermaid(plan: &Plan) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "---\ntitle: {}\n---", escape(&plan.title));
+    // A quoted YAML string: titles may hold `:`, `#` or brackets.
+    let title = plan.title.replace('\\', "\\\\").replace('"', "\\\"");
+    let _ = writeln!(out, "---\ntitle: \"{title}\"\n---");
     out.push_str("flowchart TD\n");
     for (i, task) in plan.tasks.iter().enumerate() {
         let label = node_lines(task)

@@ -127,7 +127,9 @@ impl Builder<'_> {
             if i > 0 {
                 text.push('\n');
             }
-            let cut = indent.min(line.len());
+            // Only leading spaces are cut, so a line indented with other
+            // whitespace keeps it rather than being split inside a character.
+            let cut = indent.min(line.len() - line.trim_start_matches(' ').len());
             text.push_str(&line[cut..]);
             line_offsets.push(offset + cut);
         }

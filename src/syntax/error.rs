@@ -137,7 +137,7 @@ fn header(line: &str, pos: usize) -> Option<Problem> {
             "title missing",
         );
     }
-    if !line[after + 1..].contains('"') {
+    if !has_closing_quote(&line[after + 1..]) {
         return problem(
             "the title has no closing `\"`".into(),
             (after, line.len()),
@@ -150,6 +150,26 @@ fn header(line: &str, pos: usize) -> Option<Problem> {
     let attr = ["kind", "using"]
         .into_iter()
         .find(|a| found_text.starts_with(a) || before.ends_with(a));
+    if let Some(bare) = ["kind:", "using:"]
+        .into_iter()
+        .find(|a| found_text == *a || before.ends_with(a))
+    {
+        let what = if bare == "kind:" {
+            "a kind name"
+        } else {
+            "a capability"
+        };
+        let at = if found_text == bare {
+            found
+        } else {
+            (before.len() - bare.len(), before.len())
+        };
+        return problem(
+            format!("expected {what} right after `{bare}`"),
+            at,
+            "value missing",
+        );
+    }
     if let Some(name) = attr {
         let found = if before.ends_with(name) {
             (before.len() - name.len(), before.len())
@@ -233,6 +253,29 @@ fn field(text: &str, line_start: usize, line: &str, pos: usize) -> Option<Proble
             help: "params look like `param <name> = <value>`".into(),
         });
     }
+    let previous_field = previous.trim();
+    if indent > previous_indent
+        && matches!(previous_field, "expect:" | "checks:")
+        && !content.starts_with("- ")
+    {
+        return Some(Problem {
+            message: format!("entries under `{previous_field}` start with `- `"),
+            start: indent,
+            end: line.len(),
+            label: "entry without `- `",
+            help: format!("write `- {content}`"),
+        });
+    }
+    if let Some(before) = content.trim_end().strip_suffix("->") {
+        let end = indent + before.len() + 2;
+        return Some(Problem {
+            message: "expected an id after `->`".into(),
+            start: end,
+            end,
+            label: "target missing",
+            help: "routes and branches name the step they lead to: `-> <id>`".into(),
+        });
+    }
     let name_end = content
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ' '))
         .unwrap_or(content.len());
@@ -268,7 +311,10 @@ fn field(text: &str, line_start: usize, line: &str, pos: usize) -> Option<Proble
 /// Falls back on pest's expected tokens at the furthest position.
 fn generic(text: &str, pos: usize, tokens: &[String]) -> Problem {
     let line_start = text[..pos].rfind('\n').map_or(0, |i| i + 1);
-    let found = word_at(&text[line_start..], pos - line_start);
+    let line_end = text[pos..]
+        .find(['\n', '\r'])
+        .map_or(text.len(), |i| pos + i);
+    let found = word_at(&text[line_start..line_end], pos - line_start);
     let found_text = &text[line_start + found.0..line_start + found.1];
     let found_desc = if pos >= text.len() {
         "end of file".to_owned()
@@ -292,6 +338,19 @@ fn generic(text: &str, pos: usize, tokens: &[String]) -> Problem {
             "fields are indented under their item and look like `name: value`; see docs/language.md"
                 .into(),
     }
+}
+
+/// Whether `rest` (after an opening quote) holds an unescaped closing quote.
+fn has_closing_quote(rest: &str) -> bool {
+    let mut escaped = false;
+    for c in rest.chars() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            '"' if !escaped => return true,
+            _ => escaped = false,
+        }
+    }
+    false
 }
 
 /// Byte ranges of the space-separated words of a line, a quoted title being one word.

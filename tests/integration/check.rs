@@ -238,3 +238,73 @@ fn syntax_errors_in_different_batches_are_all_reported_in_order() {
         lines[1]
     );
 }
+
+#[test]
+fn files_without_a_final_newline() {
+    for (last, summary) in [
+        ("", "0 steps, 0 edges"),
+        ("  owner: ops", "0 steps, 0 edges"),
+        ("  labels: a, b", "0 steps, 0 edges"),
+        ("  resources: cpu 1", "0 steps, 0 edges"),
+        ("  budget: time 1m", "0 steps, 0 edges"),
+        ("  allow: sh", "0 steps, 0 edges"),
+        (
+            "\ntask a \"A\"\n  run: 1\n\ntask b \"B\"\n  needs: a",
+            "2 steps, 1 edge",
+        ),
+        ("\ntask a \"A\"\n  run: |\n    1", "1 step, 0 edges"),
+    ] {
+        let text = format!("plan p \"P\"\n{last}");
+        let text = text.trim_end_matches('\n');
+        let run = Test::new()
+            .file("p.plan", text)
+            .args(["check", "p.plan"])
+            .run();
+        assert_eq!(run.status, 0, "{text:?}:\n{}", run.stderr);
+        assert!(run.stdout.contains(summary), "{text:?}: {}", run.stdout);
+    }
+}
+
+#[test]
+fn a_byte_order_mark_is_not_part_of_the_plan() {
+    let run = Test::new()
+        .file("p.plan", "\u{feff}plan p \"P\"\n\ntask a \"A\"\n  run: 1\n")
+        .args(["check", "p.plan"])
+        .run();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+}
+
+#[test]
+fn devices_are_read_up_to_the_limit_only() {
+    let run = Test::new().args(["check", "/dev/zero"]).run();
+    assert_eq!(run.status, 2);
+    assert_eq!(
+        run.stderr,
+        "error: `/dev/zero` is more than 32 MiB; cairn reads plans up to 32 MiB\n"
+    );
+}
+
+#[test]
+fn non_ascii_whitespace_in_a_block_is_reported_not_a_crash() {
+    let run = Test::new()
+        .file(
+            "p.plan",
+            "plan p \"P\"\n\ntask a \"A\"\n  run: |\n    let x = 1;\n   \u{a0}\n    x\n",
+        )
+        .args(["check", "p.plan"])
+        .run();
+    assert_eq!(run.status, 2);
+    assert!(run.stderr.contains("cairn::script"), "{}", run.stderr);
+}
+
+#[test]
+fn an_inline_expectation_may_start_with_a_map() {
+    let run = Test::new()
+        .file(
+            "p.plan",
+            "plan p \"P\"\n\ntask a \"A\"\n  run: 1\n  expect: #{a: 1} != result\n",
+        )
+        .args(["check", "p.plan"])
+        .run();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+}

@@ -130,3 +130,36 @@ fn invalid_plans_print_diagnostics_and_exit_2() {
     assert_eq!(run.stdout, "");
     assert!(run.stderr.contains("cairn::unknown_dependency"));
 }
+
+#[test]
+fn repeated_dependencies_are_one_edge() {
+    let run = Test::new()
+        .file(
+            "p.plan",
+            "plan p \"P\"\n  labels: \"a\", \"b\"\n\ntask a \"A\"\n  run: 1\n  on success -> b\n\ntask b \"B\"\n  needs: a, a\n  needs: a\n  run: 2\n",
+        )
+        .args(["graph", "p.plan", "--format", "json"])
+        .run();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(plan["graph"]["edges"].as_array().expect("edges").len(), 1);
+    assert_eq!(plan["metadata"]["labels"], serde_json::json!(["a", "b"]));
+}
+
+#[test]
+fn mermaid_titles_are_quoted_yaml() {
+    let run = Test::new()
+        .file(
+            "p.plan",
+            "plan p \"Fix: the [pool] #1 \\\"now\\\"\"\n\ntask a \"A\"\n  run: 1\n",
+        )
+        .args(["graph", "p.plan"])
+        .run();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .starts_with("---\ntitle: \"Fix: the [pool] #1 \\\"now\\\"\"\n---\n"),
+        "{}",
+        run.stdout
+    );
+}

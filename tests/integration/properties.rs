@@ -71,7 +71,10 @@ proptest! {
         Just("  expect:\n"), Just("    - result\n"), Just("  input:\n"), Just("    k: 1\n"),
         Just("\t"), Just("\r\n"), Just("  "), Just("#"), Just("\""), Just(":"), Just("->"),
         Just("  on failure -> a\n"), Just("  retry: 3 backoff 1s\n"), Just("  timeout: 1x\n"),
-        Just("outputs[\"a\"]"), Just("é"), Just("\n"),
+        Just("outputs[\"a\"]"), Just("é"), Just("\n"), Just("\u{a0}"), Just("\u{feff}"),
+        // Complete fields without a newline, for files that end on them.
+        Just("  owner: x"), Just("  needs: a"), Just("  resources: cpu 1"), Just("  allow: sh"),
+        Just("  budget: time 1m"), Just("  labels: a, b"), Just("  on failure ->"), Just("  expect: #{a: 1}"),
     ], 0..40)) {
         let text: String = parts.concat();
         let _ = cairn::check::check(&Source::new("random.plan", text));

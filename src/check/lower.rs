@@ -14,7 +14,7 @@ use crate::plan::{
 use crate::script::{Capabilities, CompileMode, SCOPE_VARIABLES};
 use crate::source::Source;
 use crate::span::{Span, Spanned};
-use crate::syntax::ast::{self, Code, FieldValue, Item, ItemKeyword, Token};
+use crate::syntax::ast::{self, Code, FieldValue, Item, ItemKeyword};
 
 /// Where a piece of code sits, for messages and for what it may read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,13 +174,7 @@ impl<'a> Lowering<'a> {
         }
     }
 
-    /// A duration token, whether or not the grammar saw a duration's shape.
-    fn token_duration(&mut self, token: &Token) -> Option<u64> {
-        self.duration(token.spanned())
-    }
-
-    fn integer(&mut self, token: &Token, what: &str, min: i64, max: i64) -> Option<i64> {
-        let t = token.spanned();
+    fn integer(&mut self, t: &Spanned<String>, what: &str, min: i64, max: i64) -> Option<i64> {
         match values::integer(&t.value, min, max) {
             Ok(n) => Some(n),
             Err(message) => {
@@ -707,7 +701,7 @@ impl<'a> Lowering<'a> {
                         Some(self.script(condition, CompileMode::Expression, Role::When, code))
                 }
                 FieldValue::Retry(spec) => self.retry(spec, &mut task.retry),
-                FieldValue::Timeout(token) => task.timeout_ms = self.token_duration(token),
+                FieldValue::Timeout(token) => task.timeout_ms = self.duration(token),
                 FieldValue::FailurePolicy(word) => task.on_failure = self.policy(word),
                 FieldValue::FailureRoute(target) => {
                     task.fallback = Some(target.value.clone());

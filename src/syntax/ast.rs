@@ -68,24 +68,6 @@ pub struct Code {
     pub line_offsets: Vec<usize>,
 }
 
-/// A value that must have a given shape, or the text that did not.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Token {
-    /// Text of the expected shape (number, duration or size).
-    Ok(Spanned<String>),
-    /// Text of some other shape, kept for the checker's message.
-    Bad(Spanned<String>),
-}
-
-impl Token {
-    /// The text and span, whatever the shape.
-    pub fn spanned(&self) -> &Spanned<String> {
-        match self {
-            Self::Ok(s) | Self::Bad(s) => s,
-        }
-    }
-}
-
 /// `retry: <n> [backoff <dur> [factor <f>] [max <dur>]]`.
 #[derive(Clone, Debug)]
 pub struct RetrySpec {
@@ -117,8 +99,10 @@ pub enum FieldValue {
         name: Spanned<String>,
         value: Code,
     },
-    MaxParallel(Token),
-    Seed(Token),
+    /// The value as written; the checker reads it.
+    MaxParallel(Spanned<String>),
+    /// The value as written; the checker reads it.
+    Seed(Spanned<String>),
     Resources(Vec<Quantity>),
     Allow(Vec<Grant>),
     Budget(Vec<Quantity>),
@@ -130,10 +114,12 @@ pub enum FieldValue {
     Expect(Vec<Code>),
     When(Code),
     Retry(Result<RetrySpec, Spanned<String>>),
-    Timeout(Token),
+    /// The value as written; the checker reads it.
+    Timeout(Spanned<String>),
     FailureRoute(Spanned<String>),
     SuccessRoute(Spanned<String>),
-    Priority(Token),
+    /// The value as written; the checker reads it.
+    Priority(Spanned<String>),
     Branch {
         condition: Code,
         target: Spanned<String>,

@@ -195,10 +195,10 @@ impl Builder<'_> {
                     value,
                 }
             }
-            Rule::max_parallel => FieldValue::MaxParallel(self.token_of(&mut inner)),
-            Rule::seed => FieldValue::Seed(self.token_of(&mut inner)),
-            Rule::priority => FieldValue::Priority(self.token_of(&mut inner)),
-            Rule::timeout => FieldValue::Timeout(self.token_of(&mut inner)),
+            Rule::max_parallel => FieldValue::MaxParallel(self.next_text(&mut inner)),
+            Rule::seed => FieldValue::Seed(self.next_text(&mut inner)),
+            Rule::priority => FieldValue::Priority(self.next_text(&mut inner)),
+            Rule::timeout => FieldValue::Timeout(self.next_text(&mut inner)),
             Rule::resources => FieldValue::Resources(self.quantities_of(inner)),
             Rule::budget => FieldValue::Budget(self.quantities_of(inner)),
             Rule::allow => FieldValue::Allow(
@@ -311,14 +311,6 @@ impl Builder<'_> {
 
     fn next_text(&self, pairs: &mut pest::iterators::Pairs<Rule>) -> Spanned<String> {
         self.text(pairs.next().expect("grammar guarantees this token"))
-    }
-
-    fn token_of(&self, pairs: &mut pest::iterators::Pairs<Rule>) -> Token {
-        let p = pairs.next().expect("grammar guarantees a value");
-        match p.as_rule() {
-            Rule::bad_value => Token::Bad(self.text(p)),
-            _ => Token::Ok(self.text(p)),
-        }
     }
 
     fn quantities_of(&self, pairs: pest::iterators::Pairs<Rule>) -> Vec<Quantity> {

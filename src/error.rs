@@ -31,6 +31,9 @@ pub enum Error {
     /// The diagnostics were already printed.
     #[error("{count} {} found", if *count == 1 { "error" } else { "errors" })]
     Invalid { count: usize },
+    /// Wrong command-line use (exit 2).
+    #[error("{0}")]
+    Usage(String),
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
 }

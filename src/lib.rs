@@ -9,9 +9,11 @@ pub mod diagnostic;
 pub mod error;
 pub mod export;
 pub mod plan;
+pub mod run;
 pub mod script;
 pub mod source;
 pub mod span;
 pub mod syntax;
+pub mod units;
 
 pub use error::Error;

@@ -34,6 +34,11 @@ impl Plan {
     pub fn task(&self, id: &str) -> Option<&Task> {
         self.tasks.iter().find(|t| t.id == id)
     }
+
+    /// The graph node of `tasks[index]`.
+    pub fn node(index: usize) -> petgraph::graph::NodeIndex {
+        petgraph::graph::NodeIndex::new(index)
+    }
 }
 
 /// `param <name> = <value>`.
@@ -126,6 +131,8 @@ pub struct Task {
     pub metadata: Metadata,
     /// Runs only when routed to (by `on failure ->` or a decision branch).
     pub conditional: bool,
+    /// Ids this step's code names in `outputs[…]`, sorted.
+    pub reads: Vec<String>,
     pub span: Span,
 }
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use super::fields::{self, FieldSpec};
 use super::scripts::{self, Analysis, Compiler};
 use super::suggest;
-use super::values;
 use crate::diagnostic::{Code as DiagCode, Diagnostic};
 use crate::plan::{
     Branch, Budget, FailurePolicy, Grant, Metadata, Param, Resources, Retry, Script, StepKind, Task,
@@ -15,6 +14,7 @@ use crate::script::{Capabilities, CompileMode, SCOPE_VARIABLES};
 use crate::source::Source;
 use crate::span::{Span, Spanned};
 use crate::syntax::ast::{self, Code, FieldValue, Item, ItemKeyword};
+use crate::units as values;
 
 /// Where a piece of code sits, for messages and for what it may read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -623,6 +623,7 @@ impl<'a> Lowering<'a> {
             checks: Vec::new(),
             metadata: Metadata::default(),
             conditional: false,
+            reads: Vec::new(),
             span: item.header,
         };
         if keyword != ItemKeyword::Task {

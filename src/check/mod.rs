@@ -6,7 +6,6 @@ mod lower;
 mod rules;
 mod scripts;
 mod suggest;
-mod values;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -118,7 +117,13 @@ fn run(source: &Arc<Source>, capabilities: &Capabilities) -> (Vec<Diagnostic>, O
             continue;
         }
         first_seen.insert(&item.id.value, &item.id);
-        let (task, r) = lowering.step(item);
+        let (mut task, r) = lowering.step(item);
+        let reads: std::collections::BTreeSet<&String> = r
+            .code
+            .iter()
+            .flat_map(|c| c.analysis.outputs.iter().map(|(id, _)| id))
+            .collect();
+        task.reads = reads.into_iter().cloned().collect();
         tasks.push(task);
         refs.push(r);
     }

@@ -3,6 +3,7 @@
 mod check;
 mod graph;
 mod report;
+mod run;
 
 use std::path::PathBuf;
 
@@ -10,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::error::Error;
 
-/// cairn checks and draws `.plan` files: DAGs of tasks with checks, routing, decisions and gates.
+/// cairn checks, draws and runs `.plan` files: DAGs of tasks with checks, routing, decisions and gates.
 #[derive(Debug, Parser)]
 #[command(name = "cairn", version, about, long_about = None)]
 pub struct Cli {
@@ -28,6 +29,27 @@ enum Command {
         /// `human` diagnostics on stderr, or `json`: one object per line on stdout.
         #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
         format: DiagnosticFormat,
+    },
+    /// Run a plan: exit 0 succeeded, 1 failed, 2 invalid, 3 waiting at a gate, 130 interrupted.
+    Run {
+        /// The plan file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Set a param: `name=value` (a Rhai literal, or plain text).
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        /// Run at most this many steps at once (overrides `max_parallel:`).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        max_parallel: Option<u64>,
+        /// Seed for `rand()` and retry jitter (overrides `seed:`).
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
+        /// Approve this gate up front (repeatable).
+        #[arg(long, value_name = "GATE")]
+        approve: Vec<String>,
+        /// Write every event as a JSON line to FILE (`-` for stdout).
+        #[arg(long, value_name = "FILE")]
+        events: Option<String>,
     },
     /// Print a plan's graph as Mermaid, Graphviz DOT or the checked plan in JSON.
     Graph {
@@ -61,6 +83,31 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Check { files, format } => check::run(&files, format),
         Command::Graph { file, format } => graph::run(&file, format),
+        Command::Run {
+            file,
+            set,
+            max_parallel,
+            seed,
+            approve,
+            events,
+        } => {
+            let args = run::Args {
+                file,
+                set,
+                max_parallel: max_parallel.map(|n| n as usize),
+                seed,
+                approve,
+                events,
+            };
+            return match run::run(args) {
+                Ok(code) => code,
+                Err(Error::Invalid { .. }) => 2,
+                Err(err) => {
+                    report::error(&err);
+                    err.exit_code()
+                }
+            };
+        }
     };
     match result {
         Ok(()) => 0,

@@ -24,6 +24,26 @@ const MAX_MAP_SIZE: usize = 10_000;
 const MAX_VARIABLES: usize = 1_000;
 const MAX_FUNCTIONS: usize = 256;
 
+/// Operations one evaluation may take before it is stopped (an endless loop
+/// ends in well under a second).
+pub const MAX_OPERATIONS: u64 = 50_000_000;
+const MAX_CALL_LEVELS: usize = 64;
+
+/// Applies the sandbox's limits, shared by the compiler and the runtime.
+pub fn limit(engine: &mut Engine) {
+    engine
+        .set_strict_variables(true)
+        .set_max_expr_depths(MAX_EXPR_DEPTH, MAX_FN_EXPR_DEPTH)
+        .set_max_string_size(MAX_STRING_SIZE)
+        .set_max_array_size(MAX_ARRAY_SIZE)
+        .set_max_map_size(MAX_MAP_SIZE)
+        .set_max_variables(MAX_VARIABLES)
+        .set_max_functions(MAX_FUNCTIONS)
+        .set_max_operations(MAX_OPERATIONS)
+        .set_max_call_levels(MAX_CALL_LEVELS)
+        .set_max_modules(0);
+}
+
 /// A raw engine (no packages: they only matter when code runs) with the
 /// sandbox's limits and strict variables, so a misspelt variable is a check
 /// error rather than a run-time surprise.
@@ -31,15 +51,8 @@ fn compiler() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
         let mut engine = Engine::new_raw();
-        engine
-            .set_optimization_level(OptimizationLevel::None)
-            .set_strict_variables(true)
-            .set_max_expr_depths(MAX_EXPR_DEPTH, MAX_FN_EXPR_DEPTH)
-            .set_max_string_size(MAX_STRING_SIZE)
-            .set_max_array_size(MAX_ARRAY_SIZE)
-            .set_max_map_size(MAX_MAP_SIZE)
-            .set_max_variables(MAX_VARIABLES)
-            .set_max_functions(MAX_FUNCTIONS);
+        engine.set_optimization_level(OptimizationLevel::None);
+        limit(&mut engine);
         engine
     })
 }

@@ -1,7 +1,15 @@
-//! The Rhai sandbox: how plan code is compiled, and which capabilities exist.
+//! The Rhai sandbox: how plan code is compiled and run, and which capabilities exist.
 
 mod capabilities;
+pub mod context;
 mod engine;
+pub mod files;
+mod host;
+mod sandbox;
+pub mod shell;
+mod web;
 
 pub use capabilities::{Capabilities, Capability};
-pub use engine::{compile, CompileMode, SCOPE_VARIABLES};
+pub use engine::{compile, CompileMode, MAX_OPERATIONS, SCOPE_VARIABLES};
+pub use host::pause;
+pub use sandbox::{Registrar, Sandbox};

@@ -5,6 +5,7 @@ mod diagnostics;
 mod docs;
 mod graph;
 mod properties;
+mod run;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -1,4 +1,4 @@
-//! Reading durations, sizes and numbers, with messages that say what is wrong.
+//! Durations, sizes and numbers as written in plans, with messages that say what is wrong.
 
 /// Milliseconds in `250ms`, `30s`, `5m`, `2h` (fractions allowed: `1.5h`).
 pub fn duration_ms(text: &str) -> Result<u64, String> {

@@ -1,0 +1,249 @@
+//! `cairn run`: check a plan, run it, show progress and a summary table.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::report;
+use crate::check;
+use crate::error::Error;
+use crate::run::{self, Approval, Event, GateRequest, Options, Report, RunStatus, StepStatus};
+use crate::source::Source;
+
+/// What `cairn run` was asked to do.
+pub struct Args {
+    pub file: PathBuf,
+    pub set: Vec<String>,
+    pub max_parallel: Option<usize>,
+    pub seed: Option<u64>,
+    pub approve: Vec<String>,
+    pub events: Option<String>,
+}
+
+/// Runs the plan and returns the exit code for how it ended.
+pub fn run(args: Args) -> Result<i32, Error> {
+    let source = Source::read(&args.file)?;
+    let checked = check::check(&source);
+    report::human(&checked.diagnostics);
+    let Some(plan) = checked.plan else {
+        let count = checked.diagnostics.iter().filter(|d| d.is_error()).count();
+        report::error(&Error::Invalid { count });
+        return Err(Error::Invalid { count });
+    };
+    let mut params = Vec::new();
+    for pair in &args.set {
+        let (name, value) = pair
+            .split_once('=')
+            .ok_or_else(|| Error::Usage(format!("`--set {pair}`: expected `name=value`")))?;
+        params.push((name.trim().to_owned(), value.to_owned()));
+    }
+    let dir = args
+        .file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let options = Options {
+        params,
+        max_parallel: args.max_parallel,
+        seed: args.seed,
+        approvals: args.approve.clone(),
+        dir: dir.to_path_buf(),
+        approver: interactive.then(|| Arc::new(ask) as run::Approver),
+        registrars: Default::default(),
+    };
+    // With `--events -` the JSON lines own stdout and progress goes to stderr.
+    let mut events_out: Option<Box<dyn Write>> = match args.events.as_deref() {
+        None => None,
+        Some("-") => Some(Box::new(std::io::stdout())),
+        Some(path) => Some(Box::new(std::fs::File::create(path).map_err(|source| {
+            Error::Io {
+                path: path.to_owned(),
+                source,
+            }
+        })?)),
+    };
+    let to_stderr = args.events.as_deref() == Some("-");
+    let mut progress: Box<dyn Write> = if to_stderr {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
+    let plan = Arc::new(plan);
+    let mut write_failed = None;
+    let report = runtime.block_on(run::run(Arc::clone(&plan), options, |event| {
+        if let Some(out) = events_out.as_mut() {
+            let line = serde_json::to_string(event).expect("events serialize");
+            if let Err(e) = writeln!(out, "{line}") {
+                write_failed.get_or_insert(e);
+            }
+        }
+        if let Some(line) = describe(event) {
+            let _ = writeln!(progress, "{line}");
+        }
+    }))?;
+    if let Some(e) = write_failed {
+        return Err(Error::Output(e));
+    }
+    if let Some(out) = events_out.as_mut() {
+        out.flush().map_err(Error::Output)?;
+    }
+    let _ = write!(progress, "{}", summary(&report));
+    if report.status == RunStatus::Paused {
+        let gates: Vec<&str> = report
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Waiting)
+            .map(|s| s.id.as_str())
+            .collect();
+        let approve: String = gates.iter().map(|g| format!(" --approve {g}")).collect();
+        let _ = writeln!(
+            progress,
+            "to approve, run again with{approve} (or answer on a terminal)"
+        );
+    }
+    Ok(report.status.exit_code())
+}
+
+/// One progress line per event that matters to a person.
+fn describe(event: &Event) -> Option<String> {
+    let line = match event {
+        Event::RunStarted {
+            plan,
+            steps,
+            max_parallel,
+            seed,
+        } => {
+            format!("running `{plan}`: {steps} steps, max_parallel {max_parallel}, seed {seed}")
+        }
+        Event::StepStarted { step, .. } => format!("  start     {step}"),
+        Event::StepSucceeded { step, attempts, .. } if *attempts > 1 => {
+            format!("  ok        {step} (attempt {attempts})")
+        }
+        Event::StepSucceeded { step, .. } => format!("  ok        {step}"),
+        Event::AttemptFailed {
+            step,
+            attempt,
+            error,
+            ..
+        } => {
+            format!("  retry     {step}: attempt {attempt} failed: {error}")
+        }
+        Event::Retrying { .. } => return None,
+        Event::StepFailed { step, error, .. } => format!("  failed    {step}: {error}"),
+        Event::StepRecovered { step, by, .. } => format!("  recovered {step} (by `{by}`)"),
+        Event::StepSkipped { step, reason, .. } => format!("  skipped   {step}: {reason}"),
+        Event::DecisionMade {
+            step,
+            branch,
+            target,
+            ..
+        } => format!("  chose     {step} -> {target} ({branch})"),
+        Event::GateWaiting { step, title, .. } => format!("  waiting   {step}: {title}"),
+        Event::GateApproved { step, by, .. } => format!("  approved  {step} (by {by})"),
+        Event::GateRejected {
+            step, by, reason, ..
+        } => format!("  rejected  {step} (by {by}): {reason}"),
+        Event::Log { step, line, .. } => format!("  log       {step}: {line}"),
+        Event::Compensating { step, .. } => format!("  undo      {step}"),
+        Event::Compensated { step, .. } => format!("  undone    {step}"),
+        Event::RunFinished { .. } => return None,
+    };
+    Some(line)
+}
+
+/// The table printed at the end: step, status, attempts, time, error.
+pub fn summary(report: &Report) -> String {
+    let rows: Vec<[String; 5]> = report
+        .steps
+        .iter()
+        .map(|s| {
+            [
+                s.id.clone(),
+                status_word(s.status).to_owned(),
+                s.attempts.to_string(),
+                if s.attempts > 0 {
+                    format!("{:.2}s", s.duration_ms as f64 / 1000.0)
+                } else {
+                    String::new()
+                },
+                s.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let header = ["step", "status", "attempts", "time", "error"].map(str::to_owned);
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::from("\n");
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(k, (cell, w))| {
+                if k == 4 {
+                    cell.clone()
+                } else {
+                    format!("{cell:w$}")
+                }
+            })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    let verdict = match report.status {
+        RunStatus::Succeeded => "succeeded",
+        RunStatus::Failed => "failed",
+        RunStatus::Paused => "paused",
+        RunStatus::Interrupted => "interrupted",
+    };
+    match &report.message {
+        Some(message) => out.push_str(&format!("\nrun {verdict}: {message}\n")),
+        None => out.push_str(&format!("\nrun {verdict}\n")),
+    }
+    out
+}
+
+fn status_word(status: StepStatus) -> &'static str {
+    match status {
+        StepStatus::NotRun => "not run",
+        StepStatus::Succeeded => "succeeded",
+        StepStatus::Failed => "failed",
+        StepStatus::Recovered => "recovered",
+        StepStatus::Skipped => "skipped",
+        StepStatus::Waiting => "waiting",
+        StepStatus::Compensated => "compensated",
+    }
+}
+
+/// Asks on the terminal whether to approve a gate.
+fn ask(request: &GateRequest) -> Option<Approval> {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "\ngate `{}`: {}", request.id, request.title);
+    for check in &request.checks {
+        let _ = writeln!(err, "  [ ] {check}");
+    }
+    let _ = write!(err, "approve? [y/n] ");
+    let _ = err.flush();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).ok()?;
+    let approved = matches!(answer.trim(), "y" | "Y" | "yes");
+    let _ = write!(err, "reason: ");
+    let _ = err.flush();
+    let mut reason = String::new();
+    std::io::stdin().read_line(&mut reason).ok()?;
+    let by = std::env::var("USER").unwrap_or_else(|_| "terminal".to_owned());
+    Some(Approval {
+        approved,
+        by,
+        reason: reason.trim().to_owned(),
+    })
+}

@@ -1,0 +1,70 @@
+//! Stage 4, run: executing a checked plan — scheduling, steps, routing, gates.
+
+pub mod events;
+mod scheduler;
+mod step;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use events::{Event, RunStatus, StepStatus};
+pub use scheduler::run;
+
+/// A gate asking for a decision.
+#[derive(Clone, Debug)]
+pub struct GateRequest {
+    pub id: String,
+    pub title: String,
+    pub checks: Vec<String>,
+}
+
+/// A person's answer to a gate.
+#[derive(Clone, Debug)]
+pub struct Approval {
+    pub approved: bool,
+    pub by: String,
+    pub reason: String,
+}
+
+/// Asks for approval (e.g. on a terminal); `None` means nobody can answer now.
+pub type Approver = Arc<dyn Fn(&GateRequest) -> Option<Approval> + Send + Sync>;
+
+/// How to run a plan.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// `--set name=value`: values are Rhai literals (`42`, `"text"`,
+    /// `true`); anything that is not one is taken as a string.
+    pub params: Vec<(String, String)>,
+    /// Overrides the plan's `max_parallel`.
+    pub max_parallel: Option<usize>,
+    /// Overrides the plan's `seed` (default 0).
+    pub seed: Option<u64>,
+    /// Gates approved up front (`--approve`).
+    pub approvals: Vec<String>,
+    /// The plan's directory: `sh` runs there and paths resolve there.
+    pub dir: PathBuf,
+    /// Asked at gates not approved up front.
+    pub approver: Option<Approver>,
+    /// Extra capabilities: name → registration of their functions.
+    pub registrars: std::collections::HashMap<String, crate::script::Registrar>,
+}
+
+/// What one step did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StepReport {
+    pub id: String,
+    pub status: StepStatus,
+    pub attempts: u32,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+    pub output: Option<serde_json::Value>,
+}
+
+/// How a run ended, step by step.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Report {
+    pub status: RunStatus,
+    /// Why the run failed or paused, in a sentence.
+    pub message: Option<String>,
+    pub steps: Vec<StepReport>,
+}

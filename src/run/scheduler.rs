@@ -1,0 +1,705 @@
+//! The scheduler: which steps start when, and what each outcome means for the rest.
+//!
+//! Ready steps start in a fixed order (higher `priority` first, then file
+//! order), at most `max_parallel` at once and within the plan's resources.
+//! Every script runs on a blocking thread; this loop only keeps the books.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+use rhai::{Dynamic, Map};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::events::{Event, RunStatus, StepStatus};
+use super::step::{self, Job, Outcome, Shared};
+use super::{Approval, GateRequest, Options, Report, StepReport};
+use crate::error::Error;
+use crate::plan::{EdgeKind, FailurePolicy, Plan, StepKind};
+use crate::script::context::{CostMeter, Journal};
+use crate::script::Sandbox;
+
+/// Per-step bookkeeping.
+#[derive(Clone, Debug)]
+struct Node {
+    status: StepStatus,
+    started: bool,
+    /// Incoming edges whose source has not settled yet.
+    unresolved: usize,
+    /// An incoming `on failure ->` or branch edge was taken.
+    routed: bool,
+    /// Incoming `needs` / `on success` edges, and how many came from skipped steps.
+    ordering: usize,
+    ordering_skipped: usize,
+    attempts: u32,
+    started_at: Option<Instant>,
+    duration_ms: u64,
+    error: Option<String>,
+    output: Option<serde_json::Value>,
+    /// For a decision: the branch taken (`None` inside means `else`).
+    chosen: Option<Option<usize>>,
+}
+
+/// Runs a checked plan to its end (or to a gate), reporting every event.
+pub async fn run(
+    plan: Arc<Plan>,
+    options: Options,
+    mut observe: impl FnMut(&Event),
+) -> Result<Report, Error> {
+    let sandbox = Arc::new(Sandbox::new(
+        plan.tasks
+            .iter()
+            .map(|t| t.using.as_slice())
+            .chain([&[][..]]),
+        &options.registrars,
+    ));
+    let params = evaluate_params(&plan, &options, &sandbox).await?;
+    let (events, mut event_rx) = mpsc::unbounded_channel();
+    let seed = options.seed.or(plan.seed).unwrap_or(0);
+    let dir = options.dir.canonicalize().map_err(|source| Error::Io {
+        path: options.dir.display().to_string(),
+        source,
+    })?;
+    let shared = Arc::new(Shared {
+        plan: Arc::clone(&plan),
+        dir,
+        grants: Arc::new(plan.allow.clone()),
+        cancel: Arc::new(AtomicBool::new(false)),
+        cost: Arc::new(CostMeter::new(plan.budget.cost)),
+        journal: Arc::new(Mutex::new(Journal::default())),
+        seed,
+        params,
+        events,
+        started: Instant::now(),
+    });
+    let max_parallel = options.max_parallel.unwrap_or(plan.max_parallel).max(1);
+    observe(&Event::RunStarted {
+        plan: plan.id.clone(),
+        steps: plan.tasks.len(),
+        max_parallel,
+        seed,
+    });
+    let mut run = Scheduler::new(
+        Arc::clone(&plan),
+        Arc::clone(&shared),
+        sandbox,
+        options,
+        max_parallel,
+    );
+    for i in 0..plan.tasks.len() {
+        if run.nodes[i].unresolved == 0 {
+            run.decide(i);
+        }
+    }
+    run.drive(&mut event_rx, &mut observe).await;
+    Ok(run.finish(&mut event_rx, &mut observe).await)
+}
+
+/// Param defaults, overridden by `--set`; evaluated off the async threads.
+async fn evaluate_params(
+    plan: &Arc<Plan>,
+    options: &Options,
+    sandbox: &Arc<Sandbox>,
+) -> Result<Dynamic, Error> {
+    for (name, _) in &options.params {
+        if !plan.params.iter().any(|p| &p.name == name) {
+            let known: Vec<String> = plan
+                .params
+                .iter()
+                .map(|p| format!("`{}`", p.name))
+                .collect();
+            return Err(Error::Usage(if known.is_empty() {
+                format!("`--set {name}=…`: the plan has no params")
+            } else {
+                format!(
+                    "`--set {name}=…`: the plan has no param `{name}` (it has {})",
+                    known.join(", ")
+                )
+            }));
+        }
+    }
+    let plan = Arc::clone(plan);
+    let engine = sandbox.engine(&[]);
+    let overrides = options.params.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut map = Map::new();
+        for param in &plan.params {
+            let value = match overrides.iter().rev().find(|(n, _)| n == &param.name) {
+                // A Rhai literal if it reads as one, else the text itself.
+                Some((_, text)) => engine
+                    .eval_expression::<Dynamic>(text)
+                    .unwrap_or_else(|_| Dynamic::from(text.clone())),
+                None => {
+                    let ast = param.default.ast.as_ref().ok_or_else(|| {
+                        Error::Usage(format!("param `{}` was not compiled", param.name))
+                    })?;
+                    engine.eval_ast::<Dynamic>(ast).map_err(|e| {
+                        Error::Usage(format!("param `{}`: {}", param.name, step::describe(&e)))
+                    })?
+                }
+            };
+            map.insert(param.name.as_str().into(), value);
+        }
+        Ok(Dynamic::from_map(map))
+    })
+    .await
+    .expect("param evaluation does not panic")
+}
+
+struct Scheduler {
+    plan: Arc<Plan>,
+    shared: Arc<Shared>,
+    sandbox: Arc<Sandbox>,
+    options: Options,
+    max_parallel: usize,
+    nodes: Vec<Node>,
+    /// Ready steps by (-priority, file order).
+    ready: BTreeSet<(i64, usize)>,
+    running: JoinSet<(usize, Outcome)>,
+    in_use: HashMap<String, f64>,
+    /// A failed step waiting for its fallback: fallback → failed step.
+    awaiting: HashMap<usize, usize>,
+    completed: Vec<usize>,
+    stopping: bool,
+    failed: bool,
+    compensate: bool,
+    interrupted: bool,
+    message: Option<String>,
+    waiting_gates: Vec<usize>,
+}
+
+impl Scheduler {
+    fn new(
+        plan: Arc<Plan>,
+        shared: Arc<Shared>,
+        sandbox: Arc<Sandbox>,
+        options: Options,
+        max_parallel: usize,
+    ) -> Self {
+        let nodes = (0..plan.tasks.len())
+            .map(|i| {
+                let incoming: Vec<EdgeKind> = plan
+                    .graph
+                    .edges_directed(Plan::node(i), Direction::Incoming)
+                    .map(|e| e.weight().kind)
+                    .collect();
+                Node {
+                    status: StepStatus::NotRun,
+                    started: false,
+                    unresolved: incoming.len(),
+                    routed: false,
+                    ordering: incoming.iter().filter(|k| !k.is_conditional()).count(),
+                    ordering_skipped: 0,
+                    attempts: 0,
+                    started_at: None,
+                    duration_ms: 0,
+                    error: None,
+                    output: None,
+                    chosen: None,
+                }
+            })
+            .collect();
+        Self {
+            plan,
+            shared,
+            sandbox,
+            options,
+            max_parallel,
+            nodes,
+            ready: BTreeSet::new(),
+            running: JoinSet::new(),
+            in_use: HashMap::new(),
+            awaiting: HashMap::new(),
+            completed: Vec::new(),
+            stopping: false,
+            failed: false,
+            compensate: false,
+            interrupted: false,
+            message: None,
+            waiting_gates: Vec::new(),
+        }
+    }
+
+    fn at_ms(&self) -> u64 {
+        self.shared.at_ms()
+    }
+
+    fn emit(&self, event: Event) {
+        let _ = self.shared.events.send(event);
+    }
+
+    /// All incoming edges are resolved: run the step, or skip it.
+    fn decide(&mut self, i: usize) {
+        let task = &self.plan.tasks[i];
+        let node = &self.nodes[i];
+        if task.conditional && !node.routed {
+            let reason = "not routed to: no `on failure ->` or decision branch led here".to_owned();
+            return self.skip(i, reason);
+        }
+        if node.ordering > 0 && node.ordering_skipped == node.ordering {
+            return self.skip(i, "every step it needs was skipped".to_owned());
+        }
+        self.ready.insert((-task.priority, i));
+    }
+
+    fn skip(&mut self, i: usize, reason: String) {
+        self.nodes[i].status = StepStatus::Skipped;
+        self.emit(Event::StepSkipped {
+            step: self.plan.tasks[i].id.clone(),
+            reason,
+            at_ms: self.at_ms(),
+        });
+        self.resolve_failure_routes(i, false);
+        self.settle(i);
+    }
+
+    /// Resolves this step's `on failure ->` edges: taken only if it failed.
+    fn resolve_failure_routes(&mut self, i: usize, failed: bool) {
+        let targets: Vec<usize> = self
+            .plan
+            .graph
+            .edges_directed(Plan::node(i), Direction::Outgoing)
+            .filter(|e| e.weight().kind == EdgeKind::OnFailure)
+            .map(|e| e.target().index())
+            .collect();
+        for t in targets {
+            if failed {
+                self.nodes[t].routed = true;
+                self.awaiting.insert(t, i);
+            }
+            self.resolve(t);
+        }
+    }
+
+    /// The step's outcome is final: resolve its remaining outgoing edges.
+    fn settle(&mut self, i: usize) {
+        let status = self.nodes[i].status;
+        let chosen = self.nodes[i].chosen;
+        let edges: Vec<(usize, EdgeKind)> = self
+            .plan
+            .graph
+            .edges_directed(Plan::node(i), Direction::Outgoing)
+            .map(|e| (e.target().index(), e.weight().kind))
+            .filter(|(_, k)| *k != EdgeKind::OnFailure)
+            .collect();
+        for (t, kind) in edges {
+            match kind {
+                EdgeKind::Branch { index } => self.nodes[t].routed |= chosen == Some(Some(index)),
+                EdgeKind::Else => self.nodes[t].routed |= chosen == Some(None),
+                _ => {
+                    if status == StepStatus::Skipped {
+                        self.nodes[t].ordering_skipped += 1;
+                    }
+                }
+            }
+            self.resolve(t);
+        }
+        // A fallback settled: the step it stands in for is recovered or failed.
+        if let Some(failed) = self.awaiting.remove(&i) {
+            if status == StepStatus::Succeeded {
+                self.nodes[failed].status = StepStatus::Recovered;
+                self.emit(Event::StepRecovered {
+                    step: self.plan.tasks[failed].id.clone(),
+                    by: self.plan.tasks[i].id.clone(),
+                    at_ms: self.at_ms(),
+                });
+                self.settle(failed);
+            } else {
+                self.fail_for_good(failed);
+            }
+        }
+    }
+
+    fn resolve(&mut self, t: usize) {
+        let node = &mut self.nodes[t];
+        node.unresolved -= 1;
+        if node.unresolved == 0 {
+            self.decide(t);
+        }
+    }
+
+    /// A failure with no fallback left: apply the step's failure policy.
+    fn fail_for_good(&mut self, i: usize) {
+        let task = &self.plan.tasks[i];
+        let policy = task.on_failure.unwrap_or(self.plan.on_failure);
+        let budget = self.shared.cost.exceeded.load(Ordering::SeqCst);
+        match policy {
+            FailurePolicy::Continue if !budget => self.settle(i),
+            _ => {
+                self.stopping = true;
+                self.failed = true;
+                self.compensate |= policy == FailurePolicy::Compensate;
+                if self.message.is_none() {
+                    let error = self.nodes[i].error.clone().unwrap_or_default();
+                    self.message = Some(format!("`{}` failed: {error}", task.id));
+                }
+            }
+        }
+    }
+
+    fn fits(&self, i: usize) -> bool {
+        let task = &self.plan.tasks[i];
+        task.resources.amounts.iter().all(|(name, amount)| {
+            self.plan
+                .resources
+                .amounts
+                .get(name)
+                .is_none_or(|capacity| {
+                    self.in_use.get(name).copied().unwrap_or(0.0) + amount <= capacity + 1e-9
+                })
+        })
+    }
+
+    fn start_ready(&mut self) {
+        while !self.stopping && self.running.len() < self.max_parallel {
+            let Some(&(key, i)) = self.ready.iter().find(|&&(_, i)| self.fits(i)) else {
+                break;
+            };
+            self.ready.remove(&(key, i));
+            self.start(i);
+        }
+    }
+
+    fn start(&mut self, i: usize) {
+        let task = &self.plan.tasks[i];
+        if task.step == StepKind::Gate {
+            return self.open_gate(i);
+        }
+        for (name, amount) in &task.resources.amounts {
+            *self.in_use.entry(name.clone()).or_default() += amount;
+        }
+        let node = &mut self.nodes[i];
+        node.started = true;
+        node.started_at = Some(Instant::now());
+        self.emit(Event::StepStarted {
+            step: task.id.clone(),
+            at_ms: self.at_ms(),
+        });
+        let job = Job {
+            index: i,
+            engine: self.sandbox.engine(&task.using),
+            outputs: self.visible_outputs(i),
+            failure: self.awaiting.get(&i).map(|&f| {
+                (
+                    self.plan.tasks[f].id.clone(),
+                    self.nodes[f].error.clone().unwrap_or_default(),
+                )
+            }),
+        };
+        let shared = Arc::clone(&self.shared);
+        self.running
+            .spawn_blocking(move || (i, step::run(&shared, job)));
+    }
+
+    /// Outputs of the step's direct predecessors and of every step its code
+    /// names, so what a script sees never depends on timing.
+    fn visible_outputs(&self, i: usize) -> Map {
+        let mut map = Map::new();
+        let predecessors = self
+            .plan
+            .graph
+            .neighbors_directed(Plan::node(i), Direction::Incoming)
+            .map(|n| n.index());
+        let named = self.plan.tasks[i]
+            .reads
+            .iter()
+            .filter_map(|id| self.plan.tasks.iter().position(|t| &t.id == id));
+        for j in predecessors.chain(named) {
+            if let Some(output) = &self.nodes[j].output {
+                let value = rhai::serde::to_dynamic(output).unwrap_or(Dynamic::UNIT);
+                map.insert(self.plan.tasks[j].id.as_str().into(), value);
+            }
+        }
+        map
+    }
+
+    /// Approved up front, asked on a blocking thread, or left waiting.
+    fn open_gate(&mut self, i: usize) {
+        let task = &self.plan.tasks[i];
+        self.nodes[i].started = true;
+        self.nodes[i].attempts = 1;
+        if self.options.approvals.contains(&task.id) {
+            let approval = Approval {
+                approved: true,
+                by: "--approve".to_owned(),
+                reason: "approved on the command line".to_owned(),
+            };
+            return self.answer(i, Some(approval));
+        }
+        let Some(ask) = self.options.approver.clone() else {
+            return self.answer(i, None);
+        };
+        let request = GateRequest {
+            id: task.id.clone(),
+            title: task.title.clone(),
+            checks: task.checks.clone(),
+        };
+        self.running
+            .spawn_blocking(move || (i, Outcome::Gate(ask(&request))));
+    }
+
+    fn answer(&mut self, i: usize, approval: Option<Approval>) {
+        let task = &self.plan.tasks[i];
+        match approval {
+            Some(a) if a.approved => {
+                self.emit(Event::GateApproved {
+                    step: task.id.clone(),
+                    by: a.by,
+                    reason: a.reason,
+                    at_ms: self.at_ms(),
+                });
+                self.nodes[i].status = StepStatus::Succeeded;
+                self.completed.push(i);
+                self.resolve_failure_routes(i, false);
+                self.settle(i);
+            }
+            Some(a) => {
+                self.emit(Event::GateRejected {
+                    step: task.id.clone(),
+                    by: a.by.clone(),
+                    reason: a.reason.clone(),
+                    at_ms: self.at_ms(),
+                });
+                self.nodes[i].status = StepStatus::Failed;
+                self.nodes[i].error = Some(format!("rejected by {}: {}", a.by, a.reason));
+                self.after_failure(i);
+            }
+            None => {
+                self.nodes[i].status = StepStatus::Waiting;
+                self.waiting_gates.push(i);
+                self.emit(Event::GateWaiting {
+                    step: task.id.clone(),
+                    title: task.title.clone(),
+                    checks: task.checks.clone(),
+                    at_ms: self.at_ms(),
+                });
+            }
+        }
+    }
+
+    fn after_failure(&mut self, i: usize) {
+        let has_fallback = self.plan.tasks[i].fallback.is_some();
+        self.resolve_failure_routes(i, true);
+        if !has_fallback {
+            self.fail_for_good(i);
+        }
+    }
+
+    fn finished(&mut self, i: usize, outcome: Outcome) {
+        let task = &self.plan.tasks[i];
+        for (name, amount) in &task.resources.amounts {
+            *self.in_use.entry(name.clone()).or_default() -= amount;
+        }
+        let node = &mut self.nodes[i];
+        node.duration_ms = node
+            .started_at
+            .map_or(0, |s| s.elapsed().as_millis() as u64);
+        let at_ms = self.shared.at_ms();
+        match outcome {
+            Outcome::Skipped(reason) => self.skip(i, reason),
+            Outcome::Succeeded { output, attempts } => {
+                node.status = StepStatus::Succeeded;
+                node.attempts = attempts;
+                node.output = Some(output.clone());
+                self.completed.push(i);
+                self.emit(Event::StepSucceeded {
+                    step: task.id.clone(),
+                    attempts,
+                    output,
+                    at_ms,
+                });
+                self.resolve_failure_routes(i, false);
+                self.settle(i);
+            }
+            Outcome::Chose { branch, target } => {
+                node.status = StepStatus::Succeeded;
+                node.attempts = 1;
+                node.chosen = Some(branch);
+                node.output = Some(serde_json::Value::String(target.clone()));
+                self.completed.push(i);
+                let label = branch.map_or_else(
+                    || "else".to_owned(),
+                    |b| format!("when {}", task.branches[b].condition.text),
+                );
+                self.emit(Event::DecisionMade {
+                    step: task.id.clone(),
+                    branch: label,
+                    target,
+                    at_ms,
+                });
+                self.resolve_failure_routes(i, false);
+                self.settle(i);
+            }
+            Outcome::Failed { error, attempts } => {
+                node.status = StepStatus::Failed;
+                node.attempts = attempts;
+                node.error = Some(error.clone());
+                self.emit(Event::StepFailed {
+                    step: task.id.clone(),
+                    attempts,
+                    error,
+                    at_ms,
+                });
+                self.after_failure(i);
+            }
+            Outcome::Gate(approval) => self.answer(i, approval),
+            Outcome::Cancelled { attempts } => {
+                node.status = StepStatus::Failed;
+                node.attempts = attempts;
+                node.error = Some("cancelled".to_owned());
+            }
+        }
+    }
+
+    fn cancel(&mut self, message: String, interrupted: bool) {
+        self.shared.cancel.store(true, Ordering::SeqCst);
+        self.stopping = true;
+        self.failed |= !interrupted;
+        self.interrupted |= interrupted;
+        self.message.get_or_insert(message);
+    }
+
+    async fn drive(
+        &mut self,
+        events: &mut mpsc::UnboundedReceiver<Event>,
+        observe: &mut impl FnMut(&Event),
+    ) {
+        let budget = self.plan.budget.time_ms.map(Duration::from_millis);
+        let watchdog = tokio::time::sleep(budget.unwrap_or(Duration::from_secs(u64::MAX / 4)));
+        tokio::pin!(watchdog);
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        loop {
+            self.start_ready();
+            while let Ok(event) = events.try_recv() {
+                observe(&event);
+            }
+            if self.running.is_empty() {
+                break;
+            }
+            tokio::select! {
+                Some(joined) = self.running.join_next() => {
+                    let (i, outcome) = joined.expect("steps do not panic");
+                    self.finished(i, outcome);
+                }
+                Some(event) = events.recv() => observe(&event),
+                () = &mut watchdog, if budget.is_some() && !self.stopping => {
+                    let text = self.plan.budget.time_ms.map(human_ms).unwrap_or_default();
+                    self.cancel(format!("the time budget of {text} ran out; running steps were cancelled"), false);
+                }
+                _ = &mut ctrl_c, if !self.stopping || !self.interrupted => {
+                    self.cancel("interrupted (Ctrl-C); running steps were cancelled".to_owned(), true);
+                }
+            }
+        }
+    }
+
+    async fn finish(
+        mut self,
+        events: &mut mpsc::UnboundedReceiver<Event>,
+        observe: &mut impl FnMut(&Event),
+    ) -> Report {
+        if self.compensate {
+            for &i in self.completed.clone().iter().rev() {
+                let task = &self.plan.tasks[i];
+                if self.nodes[i].status != StepStatus::Succeeded || task.step != StepKind::Task {
+                    continue;
+                }
+                let edits = self
+                    .shared
+                    .journal
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .by_task
+                    .contains_key(&task.id);
+                if task.compensate.is_none() && !edits {
+                    continue;
+                }
+                self.emit(Event::Compensating {
+                    step: task.id.clone(),
+                    at_ms: self.at_ms(),
+                });
+                let shared = Arc::clone(&self.shared);
+                let engine = self.sandbox.engine(&task.using);
+                let output = self.nodes[i].output.clone().unwrap_or_default();
+                let result = tokio::task::spawn_blocking(move || {
+                    step::compensate(&shared, i, &engine, &output)
+                })
+                .await
+                .expect("compensation does not panic");
+                match result {
+                    Ok(()) => {
+                        self.nodes[i].status = StepStatus::Compensated;
+                        self.emit(Event::Compensated {
+                            step: self.plan.tasks[i].id.clone(),
+                            at_ms: self.at_ms(),
+                        });
+                    }
+                    Err(error) => {
+                        let id = &self.plan.tasks[i].id;
+                        let note = format!("; compensating `{id}` failed: {error}");
+                        self.message.get_or_insert_with(String::new).push_str(&note);
+                    }
+                }
+                while let Ok(event) = events.try_recv() {
+                    observe(&event);
+                }
+            }
+        }
+        while let Ok(event) = events.try_recv() {
+            observe(&event);
+        }
+        let status = if self.interrupted {
+            RunStatus::Interrupted
+        } else if self.failed {
+            RunStatus::Failed
+        } else if !self.waiting_gates.is_empty() {
+            let ids: Vec<String> = self
+                .waiting_gates
+                .iter()
+                .map(|&g| format!("`{}`", self.plan.tasks[g].id))
+                .collect();
+            self.message = Some(format!("waiting for approval of {}", ids.join(", ")));
+            RunStatus::Paused
+        } else {
+            RunStatus::Succeeded
+        };
+        observe(&Event::RunFinished {
+            status,
+            message: self.message.clone(),
+            at_ms: self.at_ms(),
+        });
+        Report {
+            status,
+            message: self.message,
+            steps: self
+                .plan
+                .tasks
+                .iter()
+                .zip(self.nodes)
+                .map(|(task, node)| StepReport {
+                    id: task.id.clone(),
+                    status: node.status,
+                    attempts: node.attempts,
+                    duration_ms: node.duration_ms,
+                    error: node.error,
+                    output: node.output,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `600000` → `10m`.
+fn human_ms(ms: u64) -> String {
+    match ms {
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{ms}ms"),
+    }
+}

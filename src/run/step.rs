@@ -1,0 +1,394 @@
+//! Running one step on a blocking thread: `when`, `input`, attempts with
+//! retries and timeouts, `expect`, decisions and compensation bodies.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rhai::{Dynamic, Engine, EvalAltResult, Map, Scope};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::events::Event;
+use crate::plan::{Grant, Plan, Script, StepKind, Task};
+use crate::script::context::{self, CostMeter, Journal, LogSink, SplitMix64, StepContext};
+use crate::script::{Capabilities, MAX_OPERATIONS};
+
+/// What every step of one run shares.
+pub struct Shared {
+    pub plan: Arc<Plan>,
+    pub dir: PathBuf,
+    pub grants: Arc<Vec<Grant>>,
+    pub cancel: Arc<AtomicBool>,
+    pub cost: Arc<CostMeter>,
+    pub journal: Arc<Mutex<Journal>>,
+    pub seed: u64,
+    pub params: Dynamic,
+    pub events: UnboundedSender<Event>,
+    pub started: Instant,
+}
+
+impl Shared {
+    pub fn at_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn emit(&self, event: Event) {
+        // The receiver lives as long as the run; a closed channel means
+        // nobody is listening any more, which is fine.
+        let _ = self.events.send(event);
+    }
+}
+
+/// One step to run, with what its code may read.
+pub struct Job {
+    pub index: usize,
+    pub engine: Arc<Engine>,
+    pub outputs: Map,
+    /// For a fallback: the step that failed and its error.
+    pub failure: Option<(String, String)>,
+}
+
+/// How a step ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Skipped(String),
+    Succeeded {
+        output: serde_json::Value,
+        attempts: u32,
+    },
+    Failed {
+        error: String,
+        attempts: u32,
+    },
+    /// A decision chose a branch: its index, or `None` for `else`.
+    Chose {
+        branch: Option<usize>,
+        target: String,
+    },
+    /// The run was cancelled while the step ran.
+    Cancelled {
+        attempts: u32,
+    },
+    /// A gate's answer (`None`: nobody could answer).
+    Gate(Option<super::Approval>),
+}
+
+pub fn run(shared: &Shared, job: Job) -> Outcome {
+    let task = &shared.plan.tasks[job.index];
+    let ctx = |attempt: u32, deadline: Option<Instant>| {
+        Arc::new(StepContext {
+            task: task.id.clone(),
+            dir: shared.dir.clone(),
+            capabilities: task.using.clone(),
+            grants: Arc::clone(&shared.grants),
+            cancel: Arc::clone(&shared.cancel),
+            deadline,
+            rng: Mutex::new(SplitMix64::new(
+                shared.seed ^ context::stable_hash(&[&task.id, &attempt.to_string()]),
+            )),
+            cost: Arc::clone(&shared.cost),
+            journal: Arc::clone(&shared.journal),
+            log: Mutex::new(Vec::new()),
+            on_log: Some(log_sink(shared)),
+        })
+    };
+    let scope = |attempt: u32, input: &Dynamic| base_scope(shared, &job, task, attempt, input);
+    // `when:` and `input:` are evaluated once, before the first attempt.
+    let first = ctx(1, None);
+    if let Some(when) = &task.when {
+        match context::enter(&first, || {
+            truth(&job.engine, &mut scope(1, &Dynamic::UNIT), when)
+        }) {
+            Ok(true) => {}
+            Ok(false) => return Outcome::Skipped(format!("`when: {}` is false", when.text)),
+            Err(e) => return failed_or_cancelled(shared, format!("when: {e}"), 0),
+        }
+    }
+    if task.step == StepKind::Decision {
+        return decide(shared, &job, task, &first);
+    }
+    let mut input = Map::new();
+    for (key, script) in &task.input {
+        match context::enter(&first, || {
+            eval(&job.engine, &mut scope(1, &Dynamic::UNIT), script)
+        }) {
+            Ok(value) => {
+                input.insert(key.as_str().into(), value);
+            }
+            Err(e) => return failed_or_cancelled(shared, format!("input `{key}`: {e}"), 0),
+        }
+    }
+    let input = Dynamic::from_map(input);
+    let attempts = task.retry.count + 1;
+    let mut rng = SplitMix64::new(shared.seed ^ context::stable_hash(&[&task.id, "retry"]));
+    for attempt in 1..=attempts {
+        let deadline = task
+            .timeout_ms
+            .map(|ms| Instant::now() + Duration::from_millis(ms));
+        let step = ctx(attempt, deadline);
+        let result = context::enter(&step, || {
+            attempt_once(&job.engine, &mut scope(attempt, &input), task)
+        });
+        match result {
+            Ok(output) => {
+                return Outcome::Succeeded {
+                    output,
+                    attempts: attempt,
+                }
+            }
+            Err(error) => {
+                if shared.cancel.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Outcome::Cancelled { attempts: attempt };
+                }
+                // Crossing the cost budget stops the plan: no retries.
+                if attempt == attempts
+                    || shared
+                        .cost
+                        .exceeded
+                        .load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    return Outcome::Failed {
+                        error,
+                        attempts: attempt,
+                    };
+                }
+                shared.emit(Event::AttemptFailed {
+                    step: task.id.clone(),
+                    attempt,
+                    error,
+                    at_ms: shared.at_ms(),
+                });
+                let delay = backoff(task, attempt, &mut rng);
+                shared.emit(Event::Retrying {
+                    step: task.id.clone(),
+                    attempt: attempt + 1,
+                    delay_ms: delay.as_millis() as u64,
+                    at_ms: shared.at_ms(),
+                });
+                // The wait ends early if the run is cancelled.
+                if context::enter(&ctx(attempt, None), || crate::script::pause(delay)).is_err() {
+                    return Outcome::Cancelled { attempts: attempt };
+                }
+            }
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// The delay before attempt `attempt + 1`: exponential, capped, plus up to
+/// 10% jitter drawn from the run's seed.
+pub fn backoff(task: &Task, attempt: u32, rng: &mut SplitMix64) -> Duration {
+    let retry = &task.retry;
+    let base = retry.backoff_ms as f64 * retry.factor.powi(attempt as i32 - 1);
+    let capped = retry.max_ms.map_or(base, |max| base.min(max as f64));
+    let jittered = capped * (1.0 + 0.1 * rng.next_f64());
+    Duration::from_millis(jittered.min(u64::MAX as f64 / 2.0) as u64)
+}
+
+fn failed_or_cancelled(shared: &Shared, error: String, attempts: u32) -> Outcome {
+    if shared.cancel.load(std::sync::atomic::Ordering::SeqCst) {
+        Outcome::Cancelled { attempts }
+    } else {
+        Outcome::Failed { error, attempts }
+    }
+}
+
+/// The body, then every expectation over its result.
+fn attempt_once(
+    engine: &Engine,
+    scope: &mut Scope,
+    task: &Task,
+) -> Result<serde_json::Value, String> {
+    let value = match &task.run {
+        Some(body) => eval(engine, scope, body)?,
+        None => Dynamic::UNIT,
+    };
+    let output: serde_json::Value = rhai::serde::from_dynamic(&value)
+        .map_err(|e| format!("the result cannot be stored as JSON: {e}"))?;
+    scope.set_value("result", value);
+    for expectation in &task.expect {
+        if !truth(engine, scope, expectation)? {
+            return Err(format!("expectation failed: `{}`", expectation.text));
+        }
+    }
+    Ok(output)
+}
+
+fn decide(shared: &Shared, job: &Job, task: &Task, ctx: &Arc<StepContext>) -> Outcome {
+    let mut scope = base_scope(shared, job, task, 1, &Dynamic::UNIT);
+    for (index, branch) in task.branches.iter().enumerate() {
+        match context::enter(ctx, || truth(&job.engine, &mut scope, &branch.condition)) {
+            Ok(true) => {
+                return Outcome::Chose {
+                    branch: Some(index),
+                    target: branch.target.clone(),
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                return failed_or_cancelled(
+                    shared,
+                    format!("`when {}`: {e}", branch.condition.text),
+                    1,
+                )
+            }
+        }
+    }
+    match &task.else_target {
+        Some(target) => Outcome::Chose {
+            branch: None,
+            target: target.clone(),
+        },
+        None => Outcome::Failed {
+            error: "no branch condition held and the decision has no `else`".to_owned(),
+            attempts: 1,
+        },
+    }
+}
+
+/// Runs a step's `compensate:` body with `result` in scope, then restores
+/// the files its `edit_file` / `write_file` calls changed.
+pub fn compensate(
+    shared: &Shared,
+    index: usize,
+    engine: &Arc<Engine>,
+    output: &serde_json::Value,
+) -> Result<(), String> {
+    let task = &shared.plan.tasks[index];
+    let ctx = Arc::new(StepContext {
+        task: task.id.clone(),
+        dir: shared.dir.clone(),
+        capabilities: task.using.clone(),
+        grants: Arc::clone(&shared.grants),
+        cancel: Arc::new(AtomicBool::new(false)),
+        deadline: task
+            .timeout_ms
+            .map(|ms| Instant::now() + Duration::from_millis(ms)),
+        rng: Mutex::new(SplitMix64::new(
+            shared.seed ^ context::stable_hash(&[&task.id, "compensate"]),
+        )),
+        cost: Arc::clone(&shared.cost),
+        journal: Arc::clone(&shared.journal),
+        log: Mutex::new(Vec::new()),
+        on_log: Some(log_sink(shared)),
+    });
+    let job = Job {
+        index,
+        engine: Arc::clone(engine),
+        outputs: Map::new(),
+        failure: None,
+    };
+    // Files the step itself changed; what its compensation writes stays.
+    let files = {
+        let journal = shared.journal.lock().unwrap_or_else(|e| e.into_inner());
+        journal.by_task.get(&task.id).cloned().unwrap_or_default()
+    };
+    let mut scope = base_scope(shared, &job, task, 1, &Dynamic::UNIT);
+    let result = rhai::serde::to_dynamic(output).unwrap_or(Dynamic::UNIT);
+    scope.set_value("result", result);
+    if let Some(body) = &task.compensate {
+        let _ = context::enter(&ctx, || eval(engine, &mut scope, body))?;
+    }
+    for file in files.iter().rev() {
+        let full = shared.dir.join(file);
+        crate::script::files::restore(&ctx, &file.to_string_lossy(), &full)
+            .map_err(|e| describe(&e))?;
+    }
+    Ok(())
+}
+
+fn log_sink(shared: &Shared) -> LogSink {
+    let events = shared.events.clone();
+    let started = shared.started;
+    Arc::new(move |step: &str, line: &str| {
+        let _ = events.send(Event::Log {
+            step: step.to_owned(),
+            line: line.to_owned(),
+            at_ms: started.elapsed().as_millis() as u64,
+        });
+    })
+}
+
+fn base_scope(
+    shared: &Shared,
+    job: &Job,
+    task: &Task,
+    attempt: u32,
+    input: &Dynamic,
+) -> Scope<'static> {
+    let mut scope = Scope::new();
+    let mut info = Map::new();
+    info.insert("id".into(), task.id.clone().into());
+    info.insert("title".into(), task.title.clone().into());
+    info.insert(
+        "kind".into(),
+        task.kind.clone().map_or(Dynamic::UNIT, Into::into),
+    );
+    info.insert("attempt".into(), i64::from(attempt).into());
+    let failure = match &job.failure {
+        Some((id, error)) => {
+            let mut map = Map::new();
+            map.insert("id".into(), id.clone().into());
+            map.insert("error".into(), error.clone().into());
+            Dynamic::from_map(map)
+        }
+        None => Dynamic::UNIT,
+    };
+    scope
+        .push_dynamic("input", input.clone())
+        .push_dynamic("params", shared.params.clone())
+        .push_dynamic("outputs", Dynamic::from_map(job.outputs.clone()))
+        .push_dynamic("task", Dynamic::from_map(info))
+        .push_dynamic("result", Dynamic::UNIT)
+        .push_dynamic("failure", failure);
+    scope
+}
+
+fn eval(engine: &Engine, scope: &mut Scope, script: &Script) -> Result<Dynamic, String> {
+    let ast = script
+        .ast
+        .as_ref()
+        .ok_or_else(|| "the plan was not compiled (load it through cairn::check)".to_owned())?;
+    engine
+        .eval_ast_with_scope::<Dynamic>(scope, ast)
+        .map_err(|e| describe(&e))
+}
+
+fn truth(engine: &Engine, scope: &mut Scope, script: &Script) -> Result<bool, String> {
+    let value = eval(engine, scope, script)?;
+    value
+        .as_bool()
+        .map_err(|kind| format!("`{}` is {kind}, not true or false", script.text))
+}
+
+/// A script error in words a plan author can act on.
+pub fn describe(error: &EvalAltResult) -> String {
+    match error {
+        EvalAltResult::ErrorRuntime(value, _) => value.to_string(),
+        EvalAltResult::ErrorTerminated(token, _) => match token.to_string().as_str() {
+            "TimedOut" => "timed out".to_owned(),
+            _ => "cancelled".to_owned(),
+        },
+        EvalAltResult::ErrorTooManyOperations(_) => {
+            format!("stopped after {MAX_OPERATIONS} operations (an endless loop?)")
+        }
+        EvalAltResult::ErrorFunctionNotFound(signature, _) => {
+            let name = signature.split([' ', '(']).next().unwrap_or(signature);
+            match capability_of(name) {
+                Some(capability) => format!(
+                    "`{name}` is not available: the task does not declare `using:{capability}`"
+                ),
+                None => format!("no function `{signature}`"),
+            }
+        }
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => describe(inner),
+        other => other.to_string(),
+    }
+}
+
+fn capability_of(function: &str) -> Option<String> {
+    Capabilities::builtin()
+        .providing(function)
+        .map(|c| c.name.clone())
+}

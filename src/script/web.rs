@@ -1,0 +1,71 @@
+//! The `http` capability: GET and POST to the hosts the plan allows.
+
+use std::time::{Duration, Instant};
+
+use rhai::{Engine, EvalAltResult, Map};
+
+use super::context::{current, runtime};
+
+type Result<T> = std::result::Result<T, Box<EvalAltResult>>;
+
+/// The longest a request may take when the step has no `timeout:`.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn register(engine: &mut Engine) {
+    engine.register_fn("http_get", |url: &str| -> Result<Map> {
+        request("GET", url, None)
+    });
+    engine.register_fn("http_post", |url: &str, body: &str| -> Result<Map> {
+        request("POST", url, Some(body))
+    });
+}
+
+fn request(method: &str, url: &str, body: Option<&str>) -> Result<Map> {
+    let ctx = current()?;
+    let host = host_of(url)
+        .ok_or_else(|| runtime(format!("`{url}` is not an http:// URL with a host")))?;
+    let scopes: Vec<&str> = ctx
+        .grants
+        .iter()
+        .filter(|g| g.capability == "http")
+        .flat_map(|g| g.scopes.iter().map(String::as_str))
+        .collect();
+    let bare = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    if !scopes.is_empty() && !scopes.iter().any(|s| *s == host || *s == bare) {
+        return Err(runtime(format!(
+            "`{host}` is not in the plan's `allow: http({})`",
+            scopes.join(", ")
+        )));
+    }
+    let timeout = ctx.deadline.map_or(DEFAULT_TIMEOUT, |d| {
+        d.saturating_duration_since(Instant::now())
+    });
+    let agent = ureq::AgentBuilder::new().timeout(timeout).build();
+    let request = agent.request(method, url);
+    let response = match body {
+        Some(body) => request.send_string(body),
+        None => request.call(),
+    };
+    let response = match response {
+        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+        Err(err) => return Err(runtime(format!("{method} {url}: {err}"))),
+    };
+    let status = i64::from(response.status());
+    let text = response
+        .into_string()
+        .map_err(|e| runtime(format!("{method} {url}: reading the body: {e}")))?;
+    let mut map = Map::new();
+    map.insert("status".into(), status.into());
+    map.insert("body".into(), text.into());
+    Ok(map)
+}
+
+/// `host[:port]` of an `http://` or `https://` URL.
+fn host_of(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    (!host.is_empty()).then_some(host)
+}

@@ -1,0 +1,530 @@
+//! `cairn run`: the semantics of each construct, and the sandbox's protections.
+
+use std::time::{Duration, Instant};
+
+use crate::{Run, Test};
+
+fn run(plan: &str, args: &[&str]) -> Run {
+    let mut all = vec!["run", "p.plan"];
+    all.extend_from_slice(args);
+    Test::new().file("p.plan", plan).args(all).run()
+}
+
+/// The summary row of a step, with runs of spaces squeezed.
+fn row(run: &Run, step: &str) -> String {
+    run.stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(step))
+        .unwrap_or_else(|| panic!("no row for {step}:\n{}", run.stdout))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Events written with `--events -`.
+fn events(run: &Run) -> Vec<serde_json::Value> {
+    run.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn started(events: &[serde_json::Value]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "step_started")
+        .map(|e| e["step"].as_str().expect("step").to_owned())
+        .collect()
+}
+
+#[test]
+fn needs_order_outputs_and_priority() {
+    let plan = r#"plan p "P"
+  max_parallel: 1
+
+task a "A"
+  run: 20
+
+task low "Low"
+  needs: a
+  run: outputs["a"] + 1
+
+task high "High"
+  needs: a
+  priority: 5
+  run: outputs["a"] * 2
+
+task last "Last"
+  needs: low, high
+  run: outputs["low"] + outputs["high"]
+"#;
+    let run = run(plan, &["--events", "-"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let events = events(&run);
+    assert_eq!(started(&events), ["a", "high", "low", "last"]);
+    let last = events
+        .iter()
+        .find(|e| e["event"] == "step_succeeded" && e["step"] == "last")
+        .expect("last");
+    assert_eq!(last["output"], 61);
+}
+
+#[test]
+fn input_is_evaluated_once_and_visible() {
+    let plan = "plan p \"P\"\n  param base = 10\n\ntask a \"A\"\n  input:\n    n: params.base + 1\n  run: input.n * 2\n  expect: result == 22\n";
+    let run = run(plan, &[]);
+    assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
+}
+
+#[test]
+fn a_false_expectation_fails_and_is_quoted() {
+    let plan =
+        "plan p \"P\"\n\ntask a \"A\"\n  run: #{ errors: 0 }\n  expect:\n    - result.errors > 0\n";
+    let run = run(plan, &[]);
+    assert_eq!(run.status, 1);
+    assert_eq!(
+        row(&run, "a"),
+        "a failed 1 0.00s expectation failed: `result.errors > 0`"
+    );
+    assert!(run
+        .stdout
+        .contains("run failed: `a` failed: expectation failed: `result.errors > 0`"));
+}
+
+#[test]
+fn when_false_skips_and_dependents_of_only_skipped_steps_skip() {
+    let plan = "plan p \"P\"\n  param deploy = false\n\ntask a \"A\"\n  when: params.deploy\n  run: 1\n\ntask b \"B\"\n  needs: a\n  run: 2\n\ntask c \"C\"\n  run: 3\n\ntask d \"D\"\n  needs: a, c\n  run: 4\n";
+    let run = run(plan, &[]);
+    assert_eq!(run.status, 0, "{}", run.stdout);
+    assert_eq!(row(&run, "a"), "a skipped 0");
+    assert_eq!(row(&run, "b"), "b skipped 0");
+    assert!(row(&run, "d").starts_with("d succeeded"));
+    assert!(run
+        .stdout
+        .contains("skipped   a: `when: params.deploy` is false"));
+    let run = crate::Test::new()
+        .file("p.plan", plan)
+        .args(["run", "p.plan", "--set", "deploy=true"])
+        .run();
+    assert!(row(&run, "b").starts_with("b succeeded"), "{}", run.stdout);
+}
+
+#[test]
+fn retries_back_off_and_see_their_attempt() {
+    let plan = "plan p \"P\"\n\ntask a \"A\"\n  run: |\n    if task.attempt < 3 { fail(`attempt ${task.attempt}`); }\n    task.attempt\n  retry: 3 backoff 20ms factor 2 max 30ms\n";
+    let run = run(plan, &["--events", "-"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let events = events(&run);
+    let delays: Vec<u64> = events
+        .iter()
+        .filter(|e| e["event"] == "retrying")
+        .map(|e| e["delay_ms"].as_u64().expect("delay"))
+        .collect();
+    assert_eq!(delays.len(), 2);
+    // 20ms then 40ms capped at 30ms, each with up to 10% jitter.
+    assert!(
+        (20..=22).contains(&delays[0]) && (30..=33).contains(&delays[1]),
+        "{delays:?}"
+    );
+    let done = events
+        .iter()
+        .find(|e| e["event"] == "step_succeeded")
+        .expect("succeeded");
+    assert_eq!(done["attempts"], 3);
+    assert_eq!(done["output"], 3);
+}
+
+#[test]
+fn retries_run_out() {
+    let plan = "plan p \"P\"\n\ntask a \"A\"\n  run: fail(\"always\")\n  retry: 1 backoff 1ms\n";
+    let run = run(plan, &[]);
+    assert_eq!(run.status, 1);
+    assert_eq!(row(&run, "a"), "a failed 2 0.00s always");
+}
+
+#[test]
+fn a_timeout_kills_the_command_and_everything_it_started() {
+    let test = Test::new()
+        .file("p.plan", "plan p \"P\"\n  allow: sh\n\ntask slow \"Slow\" using:sh\n  run: sh(\"(sleep 3; touch child-marker) & sleep 30; touch marker\")\n  timeout: 1s\n")
+        .args(["run", "p.plan"]);
+    let started = Instant::now();
+    let run = test.run();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(run.status, 1);
+    assert_eq!(row(&run, "slow").split(' ').nth(1), Some("failed"));
+    assert!(
+        row(&run, "slow").ends_with("timed out"),
+        "{}",
+        row(&run, "slow")
+    );
+    std::thread::sleep(Duration::from_millis(3500));
+    assert!(
+        !test.path().join("marker").exists(),
+        "the command outlived its timeout"
+    );
+    assert!(
+        !test.path().join("child-marker").exists(),
+        "a child outlived its timeout"
+    );
+}
+
+#[test]
+fn a_fallback_that_succeeds_recovers_the_step() {
+    let plan = "plan p \"P\"\n\ntask deploy \"Deploy\"\n  run: fail(\"boom\")\n  on failure -> rollback\n\ntask rollback \"Roll back\"\n  run: `recovered from ${failure.id}: ${failure.error}`\n\ntask after \"After\"\n  needs: deploy\n  run: 1\n";
+    let run = run(plan, &[]);
+    assert_eq!(run.status, 0, "{}", run.stdout);
+    assert_eq!(row(&run, "deploy"), "deploy recovered 1 0.00s boom");
+    assert!(row(&run, "rollback").starts_with("rollback succeeded"));
+    assert!(row(&run, "after").starts_with("after succeeded"));
+}
+
+#[test]
+fn an_unused_fallback_is_skipped() {
+    let plan = "plan p \"P\"\n\ntask deploy \"Deploy\"\n  run: 1\n  on failure -> rollback\n\ntask rollback \"Roll back\"\n  run: 2\n";
+    let run = run(plan, &[]);
+    assert_eq!(run.status, 0);
+    assert_eq!(row(&run, "rollback"), "rollback skipped 0");
+}
+
+#[test]
+fn stop_starts_nothing_new_but_lets_running_steps_finish() {
+    let plan = "plan p \"P\"\n  allow: sh\n  max_parallel: 2\n\ntask bad \"Bad\"\n  run: fail(\"bad\")\n\ntask slow \"Slow\" using:sh\n  run: sh(\"sleep 0.3\").code\n\ntask later \"Later\"\n  needs: slow\n  run: 1\n";
+    let run = run(plan, &[]);
+    assert_eq!(run.status, 1);
+    assert!(
+        row(&run, "slow").starts_with("slow succeeded"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(row(&run, "later"), "later not run 0");
+}
+
+#[test]
+fn continue_records_the_failure_and_dependents_run() {
+    let plan = "plan p \"P\"\n\ntask optional \"Optional\"\n  run: fail(\"meh\")\n  on failure: continue\n\ntask next \"Next\"\n  needs: optional\n  run: 1\n";
+    let run = run(plan, &[]);
+    assert_eq!(run.status, 0, "{}", run.stdout);
+    assert_eq!(row(&run, "optional"), "optional failed 1 0.00s meh");
+    assert!(row(&run, "next").starts_with("next succeeded"));
+}
+
+#[test]
+fn compensation_undoes_completed_steps_in_reverse_order() {
+    let plan = r#"plan p "P"
+  allow: fs.write
+  on failure: compensate
+
+task first "First" using:fs.write
+  run: |
+    edit_file("config.toml", "size = 10", "size = 50");
+    "edited"
+  compensate: |
+    write_file("undo-first.txt", result);
+
+task second "Second" using:fs.write
+  needs: first
+  run: |
+    write_file("new.txt", "created");
+    2
+  compensate: |
+    write_file("undo-second.txt", `${result}`);
+
+task third "Third"
+  needs: second
+  run: fail("tests failed")
+"#;
+    let test = Test::new()
+        .file("p.plan", plan)
+        .file("config.toml", "size = 10\n")
+        .args(["run", "p.plan", "--events", "-"]);
+    let run = test.run();
+    assert_eq!(run.status, 1);
+    let events = events(&run);
+    let undone: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "compensated")
+        .map(|e| e["step"].as_str().expect("step"))
+        .collect();
+    assert_eq!(undone, ["second", "first"]);
+    let dir = test.path();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("config.toml")).expect("config"),
+        "size = 10\n"
+    );
+    assert!(
+        !dir.join("new.txt").exists(),
+        "created files are removed again"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("undo-first.txt")).expect("undo"),
+        "edited"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("undo-second.txt")).expect("undo"),
+        "2"
+    );
+}
+
+#[test]
+fn on_success_routes_after_success() {
+    let plan = "plan p \"P\"\n\ntask a \"A\"\n  run: 1\n  on success -> notify\n\ntask notify \"Notify\"\n  run: outputs[\"a\"] + 1\n";
+    let run = run(plan, &["--events", "-"]);
+    assert_eq!(run.status, 0);
+    let events = events(&run);
+    let notify = events
+        .iter()
+        .find(|e| e["event"] == "step_succeeded" && e["step"] == "notify")
+        .expect("notify");
+    assert_eq!(notify["output"], 2);
+}
+
+#[test]
+fn decisions_take_the_first_true_branch_and_skip_the_rest() {
+    let plan = r#"plan p "P"
+
+task probe "Probe"
+  run: #{ pool: true, race: true }
+
+decision pick "Pick"
+  needs: probe
+  when outputs["probe"].pool -> fix-pool
+  when outputs["probe"].race -> fix-race
+  else -> escalate
+
+task fix-pool "Fix pool"
+  run: 1
+
+task fix-race "Fix race"
+  run: 2
+
+task verify-race "Verify race fix"
+  needs: fix-race
+  run: 3
+
+task escalate "Escalate"
+  run: 4
+"#;
+    let run = run(plan, &[]);
+    assert_eq!(run.status, 0, "{}", run.stdout);
+    assert!(run
+        .stdout
+        .contains("chose     pick -> fix-pool (when outputs[\"probe\"].pool)"));
+    assert!(row(&run, "fix-pool").starts_with("fix-pool succeeded"));
+    for skipped in ["fix-race", "verify-race", "escalate"] {
+        assert_eq!(row(&run, skipped), format!("{skipped} skipped 0"));
+    }
+}
+
+#[test]
+fn a_decision_with_no_true_branch_and_no_else_fails() {
+    let plan =
+        "plan p \"P\"\n\ndecision pick \"Pick\"\n  when false -> a\n\ntask a \"A\"\n  run: 1\n";
+    let run = run(plan, &[]);
+    assert_eq!(run.status, 1);
+    assert_eq!(
+        row(&run, "pick"),
+        "pick failed 1 0.00s no branch condition held and the decision has no `else`"
+    );
+}
+
+#[test]
+fn gates_pause_without_approval_and_pass_with_it() {
+    let plan = "plan p \"P\"\n\ntask build \"Build\"\n  run: 1\n\ngate ship \"Ship it\"\n  needs: build\n  checks:\n    - \"tests green\"\n\ntask release \"Release\"\n  needs: ship\n  run: 2\n";
+    let paused = run(plan, &[]);
+    assert_eq!(paused.status, 3, "{}", paused.stdout);
+    assert_eq!(row(&paused, "ship"), "ship waiting 1 0.00s");
+    assert_eq!(row(&paused, "release"), "release not run 0");
+    assert!(paused
+        .stdout
+        .contains("to approve, run again with --approve ship"));
+    let approved = run(plan, &["--approve", "ship"]);
+    assert_eq!(approved.status, 0, "{}", approved.stdout);
+    assert!(row(&approved, "release").starts_with("release succeeded"));
+}
+
+#[test]
+fn an_endless_loop_ends_with_the_operations_limit() {
+    let started = Instant::now();
+    let run = run(
+        "plan p \"P\"\n\ntask spin \"Spin\"\n  run: |\n    loop { }\n",
+        &[],
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(run.status, 1);
+    assert!(
+        row(&run, "spin").contains("operations (an endless loop?)"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn deep_recursion_and_huge_strings_end_cleanly() {
+    let recursion = run("plan p \"P\"\n\ntask deep \"Deep\"\n  run: |\n    fn down(n) { down(n + 1) }\n    down(0)\n", &[]);
+    assert_eq!(recursion.status, 1);
+    assert!(
+        row(&recursion, "deep").contains("deep failed"),
+        "{}",
+        recursion.stdout
+    );
+    let huge = run(
+        "plan p \"P\"\n\ntask big \"Big\"\n  run: |\n    let s = \"x\";\n    loop { s += s; }\n",
+        &[],
+    );
+    assert_eq!(huge.status, 1);
+    assert!(row(&huge, "big").contains("big failed"), "{}", huge.stdout);
+}
+
+#[test]
+fn undeclared_capabilities_do_not_exist_at_run_time() {
+    // The name is built at run time, so the checker cannot see the call.
+    let plan = "plan p \"P\"\n  allow: sh\n\ntask sneaky \"Sneaky\"\n  run: |\n    let name = \"s\" + \"h\";\n    call(Fn(name), \"touch pwned\")\n";
+    let test = Test::new().file("p.plan", plan).args(["run", "p.plan"]);
+    let run = test.run();
+    assert_eq!(run.status, 1);
+    assert!(
+        row(&run, "sneaky").contains("`sh` is not available: the task does not declare `using:sh`"),
+        "{}",
+        run.stdout
+    );
+    assert!(!test.path().join("pwned").exists());
+}
+
+#[test]
+fn files_outside_the_plan_directory_are_refused() {
+    for (path, why) in [
+        ("../../etc/passwd", "outside the plan's directory"),
+        ("/etc/passwd", "outside the plan's directory"),
+        ("escape/passwd", "through a symbolic link"),
+    ] {
+        let plan = format!("plan p \"P\"\n  allow: fs.read\n\ntask peek \"Peek\" using:fs.read\n  run: read_file(\"{path}\")\n");
+        let test = Test::new().file("p.plan", plan).args(["run", "p.plan"]);
+        std::os::unix::fs::symlink("/etc", test.path().join("escape")).expect("symlink");
+        let run = test.run();
+        assert_eq!(run.status, 1, "{path}: {}", run.stdout);
+        assert!(row(&run, "peek").contains(why), "{path}: {}", run.stdout);
+    }
+}
+
+#[test]
+fn a_failed_edit_leaves_the_file_as_it_was() {
+    let plan = "plan p \"P\"\n  allow: fs.write\n\ntask edit \"Edit\" using:fs.write\n  run: edit_file(\"conf.txt\", \"not there\", \"new\")\n";
+    let test = Test::new()
+        .file("p.plan", plan)
+        .file("conf.txt", "size = 10\n")
+        .args(["run", "p.plan"]);
+    let run = test.run();
+    assert_eq!(run.status, 1);
+    assert!(
+        row(&run, "edit").contains("the text to replace is not in the file"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(test.path().join("conf.txt")).expect("conf"),
+        "size = 10\n"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(test.path())
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 2, "no temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn edits_are_idempotent() {
+    let plan = "plan p \"P\"\n  allow: fs.write\n\ntask edit \"Edit\" using:fs.write\n  run: [edit_file(\"conf.txt\", \"size = 10\", \"size = 50\"), edit_file(\"conf.txt\", \"size = 10\", \"size = 50\")]\n";
+    let test = Test::new()
+        .file("p.plan", plan)
+        .file("conf.txt", "size = 10\n")
+        .args(["run", "p.plan", "--events", "-"]);
+    let run = test.run();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let done = events(&run)
+        .into_iter()
+        .find(|e| e["event"] == "step_succeeded")
+        .expect("done");
+    assert_eq!(done["output"], serde_json::json!([true, false]));
+    assert_eq!(
+        std::fs::read_to_string(test.path().join("conf.txt")).expect("conf"),
+        "size = 50\n"
+    );
+}
+
+#[test]
+fn the_time_budget_cancels_running_steps() {
+    let plan = "plan p \"P\"\n  budget: time 300ms\n\ntask slow \"Slow\"\n  run: sleep(\"10s\")\n";
+    let started = Instant::now();
+    let run = run(plan, &[]);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(run.status, 1);
+    assert!(
+        run.stdout
+            .contains("run failed: the time budget of 300ms ran out"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn the_cost_budget_stops_the_plan_at_the_crossing_call() {
+    let plan = "plan p \"P\"\n  budget: cost 10\n  max_parallel: 1\n\ntask a \"A\"\n  run: spend(6)\n  on failure: continue\n\ntask b \"B\"\n  needs: a\n  run: spend(6.5)\n  on failure: continue\n\ntask c \"C\"\n  needs: b\n  run: 1\n";
+    let run = run(plan, &[]);
+    assert_eq!(run.status, 1);
+    assert_eq!(
+        row(&run, "b"),
+        "b failed 1 0.00s cost budget of 10 exceeded by 2.5 (spent 12.5)"
+    );
+    assert_eq!(row(&run, "c"), "c not run 0");
+}
+
+#[test]
+fn unknown_params_are_a_usage_error() {
+    let run = run(
+        "plan p \"P\"\n  param n = 1\n\ntask a \"A\"\n  run: params.n\n",
+        &["--set", "m=2"],
+    );
+    assert_eq!(run.status, 2);
+    assert_eq!(
+        run.stderr,
+        "error: `--set m=…`: the plan has no param `m` (it has `n`)\n"
+    );
+}
+
+#[test]
+fn the_same_seed_gives_the_same_outputs_at_any_width() {
+    let mut plan = String::from("plan p \"P\"\n");
+    for i in 0..12 {
+        plan.push_str(&format!("\ntask t{i} \"T\"\n  run: rand()\n"));
+        if i > 2 {
+            plan.push_str(&format!("  needs: t{}\n", i % 3));
+        }
+    }
+    let outputs = |width: &str, seed: &str| {
+        let run = run(
+            &plan,
+            &["--events", "-", "--max-parallel", width, "--seed", seed],
+        );
+        assert_eq!(run.status, 0, "{}", run.stderr);
+        let mut out: Vec<(String, String)> = events(&run)
+            .into_iter()
+            .filter(|e| e["event"] == "step_succeeded")
+            .map(|e| (e["step"].to_string(), e["output"].to_string()))
+            .collect();
+        out.sort();
+        (out, started(&events(&run)))
+    };
+    let (one, order) = outputs("1", "7");
+    let (again, order_again) = outputs("1", "7");
+    let (wide, _) = outputs("4", "7");
+    let (other, _) = outputs("1", "8");
+    assert_eq!(one, again);
+    assert_eq!(order, order_again);
+    assert_eq!(one, wide);
+    assert_ne!(one, other);
+}

@@ -153,7 +153,8 @@ async fn evaluate_params(
 struct Scheduler {
     plan: Arc<Plan>,
     shared: Arc<Shared>,
-    sandbox: Arc<Sandbox>,
+    /// The engine of each step's capability set.
+    engines: Vec<Arc<rhai::Engine>>,
     options: Options,
     max_parallel: usize,
     nodes: Vec<Node>,
@@ -203,10 +204,15 @@ impl Scheduler {
                 }
             })
             .collect();
+        let engines = plan
+            .tasks
+            .iter()
+            .map(|t| sandbox.engine(&t.using))
+            .collect();
         Self {
             plan,
             shared,
-            sandbox,
+            engines,
             options,
             max_parallel,
             nodes,
@@ -379,9 +385,22 @@ impl Scheduler {
             step: task.id.clone(),
             at_ms: self.at_ms(),
         });
+        // A step with no code has nothing to block on: it completes here.
+        if task.run.is_none()
+            && task.when.is_none()
+            && task.input.is_empty()
+            && task.expect.is_empty()
+            && task.step == StepKind::Task
+        {
+            let outcome = Outcome::Succeeded {
+                output: serde_json::Value::Null,
+                attempts: 1,
+            };
+            return self.finished(i, outcome);
+        }
         let job = Job {
             index: i,
-            engine: self.sandbox.engine(&task.using),
+            engine: Arc::clone(&self.engines[i]),
             outputs: self.visible_outputs(i),
             failure: self.awaiting.get(&i).map(|&f| {
                 (
@@ -624,7 +643,7 @@ impl Scheduler {
                     at_ms: self.at_ms(),
                 });
                 let shared = Arc::clone(&self.shared);
-                let engine = self.sandbox.engine(&task.using);
+                let engine = Arc::clone(&self.engines[i]);
                 let output = self.nodes[i].output.clone().unwrap_or_default();
                 let result = tokio::task::spawn_blocking(move || {
                     step::compensate(&shared, i, &engine, &output)

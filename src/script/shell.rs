@@ -1,9 +1,9 @@
 //! The `sh` capability: commands in the plan's directory, killed as a group.
 
 use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use rhai::{Engine, EvalAltResult, Map};
 
@@ -63,7 +63,8 @@ impl Output {
 /// cancellation kills it and everything it started.
 pub fn run(command: &str) -> Result<Output> {
     let ctx = current()?;
-    let mut child = Command::new("sh")
+    // An absolute path: looking `sh` up along PATH costs a failed exec per entry.
+    let mut child = Command::new("/bin/sh")
         .arg("-c")
         .arg(command)
         .current_dir(&ctx.dir)
@@ -74,41 +75,17 @@ pub fn run(command: &str) -> Result<Output> {
         .spawn()
         .map_err(|e| runtime(format!("cannot start `{command}`: {e}")))?;
     let group = child.id() as libc::pid_t;
-    // Pipes are drained on their own threads so a chatty command never
-    // blocks on a full pipe while we wait for it.
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut text = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut text);
-            }
-            String::from_utf8_lossy(&text).into_owned()
-        })
-    };
-    let stdout = drain(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let stderr = drain(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let mut wait = Duration::from_micros(50);
-    let status = loop {
-        if let Some(status) = child
-            .try_wait()
-            .map_err(|e| runtime(format!("waiting for `{command}`: {e}")))?
-        {
-            break status;
-        }
+    let mut stdout_pipe = child.stdout.take();
+    let mut stderr_pipe = child.stderr.take();
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let exit = ExitWatch::new(group);
+    // One thread waits for the exit, the pipes and the clock at once: no
+    // polling delay after a quick command, no reader threads per command.
+    let mut exited = false;
+    while !exited || stdout_pipe.is_some() || stderr_pipe.is_some() {
         if let Some(interrupt) = ctx.interrupted() {
             kill_group(group);
             let _ = child.wait();
-            let _ = (stdout.join(), stderr.join());
             let why = match interrupt {
                 Interrupt::TimedOut => "TimedOut",
                 Interrupt::Cancelled => "Cancelled",
@@ -118,19 +95,89 @@ pub fn run(command: &str) -> Result<Output> {
                 rhai::Position::NONE,
             )));
         }
-        std::thread::sleep(wait);
-        wait = (wait * 2).min(Duration::from_millis(5));
-    };
-    // The shell is gone; anything it left running in its group goes too.
-    kill_group(group);
-    let stdout = stdout.join().unwrap_or_default();
-    let stderr = stderr.join().unwrap_or_default();
+        let mut fds = Vec::with_capacity(3);
+        if let Some(p) = &stdout_pipe {
+            fds.push(libc::pollfd {
+                fd: p.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        if let Some(p) = &stderr_pipe {
+            fds.push(libc::pollfd {
+                fd: p.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        if !exited {
+            if let Some(fd) = exit.fd() {
+                fds.push(libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
+        }
+        // Wake at least every 10 ms to notice a timeout or cancellation.
+        let wait_ms = if exited || exit.fd().is_some() { 10 } else { 1 };
+        // SAFETY: `fds` is a valid array of pollfd for the call's duration.
+        unsafe {
+            libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms);
+        }
+        read_ready(&mut stdout_pipe, &mut stdout, &fds);
+        read_ready(&mut stderr_pipe, &mut stderr, &fds);
+        if !exited
+            && child
+                .try_wait()
+                .map_err(|e| runtime(format!("waiting for `{command}`: {e}")))?
+                .is_some()
+        {
+            exited = true;
+            // The shell is gone; anything it left running in its group
+            // goes too, which also closes the pipes it held.
+            kill_group(group);
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| runtime(format!("waiting for `{command}`: {e}")))?;
     let code = status.code().map_or(-1, i64::from);
     Ok(Output {
         code,
-        stdout,
-        stderr,
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
     })
+}
+
+/// Reads what a pipe has, if `poll` said it is ready; drops it at EOF.
+fn read_ready<P: Read + AsRawFd>(pipe: &mut Option<P>, buffer: &mut Vec<u8>, fds: &[libc::pollfd]) {
+    let Some(p) = pipe else { return };
+    if !fds.iter().any(|f| f.fd == p.as_raw_fd() && f.revents != 0) {
+        return;
+    }
+    let mut chunk = [0u8; 8192];
+    match p.read(&mut chunk) {
+        Ok(0) | Err(_) => *pipe = None,
+        Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+    }
+}
+
+/// A pidfd that becomes readable when the process exits (Linux 5.3+);
+/// without one, the loop above polls every millisecond instead.
+struct ExitWatch(Option<OwnedFd>);
+
+impl ExitWatch {
+    fn new(pid: libc::pid_t) -> Self {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        // SAFETY: a non-negative result is a file descriptor we now own.
+        Self((fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
+    }
+
+    fn fd(&self) -> Option<RawFd> {
+        self.0.as_ref().map(AsRawFd::as_raw_fd)
+    }
 }
 
 fn kill_group(group: libc::pid_t) {

@@ -31,6 +31,9 @@ pub enum Error {
     /// The diagnostics were already printed.
     #[error("{count} {} found", if *count == 1 { "error" } else { "errors" })]
     Invalid { count: usize },
+    /// The plan has errors; each diagnostic says what and where.
+    #[error("the plan is invalid: {}", .0.iter().filter(|d| d.is_error()).map(|d| d.message.as_str()).collect::<Vec<_>>().join("; "))]
+    Check(Vec<crate::diagnostic::Diagnostic>),
     /// Wrong command-line use (exit 2).
     #[error("{0}")]
     Usage(String),

@@ -41,7 +41,8 @@ pub struct Options {
     pub seed: Option<u64>,
     /// Gates approved up front (`--approve`).
     pub approvals: Vec<String>,
-    /// The plan's directory: `sh` runs there and paths resolve there.
+    /// The plan's directory: `sh` runs there and paths resolve there
+    /// (empty: the current directory).
     pub dir: PathBuf,
     /// Asked at gates not approved up front.
     pub approver: Option<Approver>,

@@ -60,8 +60,14 @@ pub async fn run(
     let params = evaluate_params(&plan, &options, &sandbox).await?;
     let (events, mut event_rx) = mpsc::unbounded_channel();
     let seed = options.seed.or(plan.seed).unwrap_or(0);
-    let dir = options.dir.canonicalize().map_err(|source| Error::Io {
-        path: options.dir.display().to_string(),
+    // An empty directory means the current one.
+    let dir = if options.dir.as_os_str().is_empty() {
+        std::path::Path::new(".")
+    } else {
+        options.dir.as_path()
+    };
+    let dir = dir.canonicalize().map_err(|source| Error::Io {
+        path: dir.display().to_string(),
         source,
     })?;
     let shared = Arc::new(Shared {
@@ -137,9 +143,17 @@ async fn evaluate_params(
                     let ast = param.default.ast.as_ref().ok_or_else(|| {
                         Error::Usage(format!("param `{}` was not compiled", param.name))
                     })?;
-                    engine.eval_ast::<Dynamic>(ast).map_err(|e| {
-                        Error::Usage(format!("param `{}`: {}", param.name, step::describe(&e)))
-                    })?
+                    // Defaults may read the params declared before them.
+                    let mut scope = rhai::Scope::new();
+                    scope.push_dynamic("params", Dynamic::from_map(map.clone()));
+                    for name in ["input", "outputs", "task", "result", "failure"] {
+                        scope.push_dynamic(name, Dynamic::UNIT);
+                    }
+                    engine
+                        .eval_ast_with_scope::<Dynamic>(&mut scope, ast)
+                        .map_err(|e| {
+                            Error::Usage(format!("param `{}`: {}", param.name, step::describe(&e)))
+                        })?
                 }
             };
             map.insert(param.name.as_str().into(), value);

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use crate::{root, run_in, Test};
 
-/// Fenced blocks tagged `plan` (must check clean) or `plan error=<code>`
-/// (must report that code).
+/// Fenced blocks tagged `plan` (must check clean), `plan run` (must also
+/// run to success) or `plan error=<code>` (must report that code).
 fn plan_blocks(markdown: &str) -> Vec<(usize, Option<String>, String)> {
     let mut blocks = Vec::new();
     let mut lines = markdown.lines().enumerate();
@@ -13,7 +13,11 @@ fn plan_blocks(markdown: &str) -> Vec<(usize, Option<String>, String)> {
         let Some(info) = line.strip_prefix("```plan") else {
             continue;
         };
-        let expect = info.trim().strip_prefix("error=").map(str::to_owned);
+        let info = info.trim();
+        let expect = match info {
+            "run" => Some("run".to_owned()),
+            _ => info.strip_prefix("error=").map(str::to_owned),
+        };
         let mut body = String::new();
         for (_, l) in lines.by_ref() {
             if l.starts_with("```") {
@@ -36,6 +40,21 @@ fn check_markdown(path: &Path) -> usize {
                 .file("block.plan", body)
                 .args(["check", "--format", "json", "block.plan"]);
         let run = test.run();
+        if expect.as_deref() == Some("run") {
+            let run = Test::new()
+                .file("block.plan", body)
+                .args(["run", "block.plan"])
+                .run();
+            assert_eq!(
+                run.status,
+                0,
+                "{}:{line}: this plan should run:\n{}{}",
+                path.display(),
+                run.stdout,
+                run.stderr
+            );
+            continue;
+        }
         match expect {
             None => assert_eq!(
                 run.status,

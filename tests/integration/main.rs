@@ -3,6 +3,7 @@
 mod check;
 mod diagnostics;
 mod docs;
+mod embed;
 mod graph;
 mod properties;
 mod run;

@@ -528,3 +528,15 @@ fn the_same_seed_gives_the_same_outputs_at_any_width() {
     assert_eq!(one, wide);
     assert_ne!(one, other);
 }
+
+#[test]
+fn param_defaults_read_earlier_params_and_set_overrides_them() {
+    let plan = "plan p \"P\"\n  param base = 2\n  param double = params.base * 2\n\ntask a \"A\"\n  run: params.double + params.base\n";
+    let run = run(plan, &["--events", "-", "--set", "base=5"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let done = events(&run)
+        .into_iter()
+        .find(|e| e["event"] == "step_succeeded")
+        .expect("done");
+    assert_eq!(done["output"], 15);
+}

@@ -1,0 +1,82 @@
+//! The embedding API: host capabilities are checked, gated and callable.
+
+use cairn::run::Options;
+use cairn::Engine;
+
+fn engine() -> Engine {
+    let mut engine = Engine::new();
+    engine.register_capability("tickets", &["ticket_open"], |rhai| {
+        rhai.register_fn("ticket_open", |title: &str| format!("TICKET: {title}"));
+    });
+    engine
+}
+
+#[test]
+fn a_host_capability_runs_for_tasks_that_declare_it() {
+    let plan = engine()
+        .load_str("p.plan", "plan p \"P\"\n  allow: tickets\n\ntask t \"T\" using:tickets\n  run: ticket_open(\"x\")\n")
+        .expect("checks");
+    let mut seen = Vec::new();
+    let report = engine()
+        .run_blocking(plan, Options::default(), |e| seen.push(format!("{e:?}")))
+        .expect("runs");
+    assert_eq!(report.steps[0].output, Some(serde_json::json!("TICKET: x")));
+    assert!(seen.iter().any(|e| e.starts_with("RunFinished")));
+}
+
+#[test]
+fn an_undeclared_host_capability_is_a_check_error() {
+    let err = engine()
+        .load_str(
+            "p.plan",
+            "plan p \"P\"\n  allow: tickets\n\ntask t \"T\"\n  run: ticket_open(\"x\")\n",
+        )
+        .expect_err("does not check");
+    let cairn::Error::Check(diagnostics) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(
+        diagnostics[0].code,
+        cairn::diagnostic::Code::UndeclaredCapability
+    );
+    assert_eq!(
+        diagnostics[0].message,
+        "`ticket_open` needs the `tickets` capability, which task `t` does not declare"
+    );
+}
+
+#[test]
+fn an_unknown_capability_name_is_a_check_error_without_registration() {
+    let err = Engine::new()
+        .load_str("p.plan", "plan p \"P\"\n  allow: tickets\n")
+        .expect_err("does not check");
+    assert!(
+        err.to_string().contains("unknown capability `tickets`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_embed_example_runs() {
+    // Integration tests live in target/<profile>/deps; examples beside them.
+    let exe = std::env::current_exe().expect("test exe");
+    let example = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join("examples/embed");
+    let output = std::process::Command::new(&example)
+        .output()
+        .expect("cargo test builds examples");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("file: \"TICKET-1\""), "{stdout}");
+    assert!(
+        stdout.contains("tickets: [(\"pool::exhaustion fails\", \"high\")]"),
+        "{stdout}"
+    );
+}

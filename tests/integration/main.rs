@@ -7,6 +7,7 @@ mod embed;
 mod graph;
 mod properties;
 mod run;
+mod scheduling;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 use rhai::{Dynamic, Map};
+use std::sync::Condvar;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 
 use super::events::{Event, RunStatus, StepStatus};
 use super::step::{self, Job, Outcome, Shared};
@@ -89,20 +89,136 @@ pub async fn run(
         max_parallel,
         seed,
     });
-    let mut run = Scheduler::new(
+    let mut scheduler = Scheduler::new(
         Arc::clone(&plan),
         Arc::clone(&shared),
-        sandbox,
+        &sandbox,
         options,
         max_parallel,
     );
     for i in 0..plan.tasks.len() {
-        if run.nodes[i].unresolved == 0 {
-            run.decide(i);
+        if scheduler.nodes[i].unresolved == 0 {
+            scheduler.decide(i);
         }
     }
-    run.drive(&mut event_rx, &mut observe).await;
-    Ok(run.finish(&mut event_rx, &mut observe).await)
+    let pool = Arc::new(Pool {
+        state: Mutex::new(scheduler),
+        wake: Condvar::new(),
+    });
+    drive(&pool, &plan, max_parallel, &mut event_rx, &mut observe).await;
+    let scheduler = Arc::try_unwrap(pool)
+        .ok()
+        .expect("the workers are done")
+        .state
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    Ok(scheduler.finish(&mut event_rx, &mut observe).await)
+}
+
+/// What a worker does next.
+enum Work {
+    Step(Job),
+    Gate(usize, GateRequest, super::Approver),
+}
+
+/// The scheduler's books, shared by its workers.
+struct Pool {
+    state: Mutex<Scheduler>,
+    /// Signalled whenever a step finishes or the run is cancelled.
+    wake: Condvar,
+}
+
+impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Scheduler> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Workers run steps on their own threads (never the runtime's) while this
+/// task reports events and watches the time budget and Ctrl-C. A worker that
+/// finishes a step takes the next ready one itself, with no thread hop.
+async fn drive(
+    pool: &Arc<Pool>,
+    plan: &Plan,
+    max_parallel: usize,
+    events: &mut mpsc::UnboundedReceiver<Event>,
+    observe: &mut impl FnMut(&Event),
+) {
+    let workers = max_parallel.min(plan.tasks.len()).clamp(1, MAX_WORKERS);
+    let crew = Arc::clone(pool);
+    let mut done = tokio::task::spawn_blocking(move || {
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| work(&crew));
+            }
+        });
+    });
+    let budget = plan.budget.time_ms.map(Duration::from_millis);
+    let watchdog = tokio::time::sleep(budget.unwrap_or(Duration::from_secs(u64::MAX / 4)));
+    tokio::pin!(watchdog);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut timed_out = false;
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            joined = &mut done => {
+                joined.expect("workers do not panic");
+                break;
+            }
+            Some(event) = events.recv() => observe(&event),
+            () = &mut watchdog, if budget.is_some() && !timed_out => {
+                timed_out = true;
+                let text = plan.budget.time_ms.map(human_ms).unwrap_or_default();
+                pool.lock().cancel(format!("the time budget of {text} ran out; running steps were cancelled"), false);
+                pool.wake.notify_all();
+            }
+            _ = &mut ctrl_c, if !interrupted => {
+                interrupted = true;
+                pool.lock().cancel("interrupted (Ctrl-C); running steps were cancelled".to_owned(), true);
+                pool.wake.notify_all();
+            }
+        }
+    }
+    while let Ok(event) = events.try_recv() {
+        observe(&event);
+    }
+}
+
+/// Threads for running steps; `max_parallel` above this still bounds how
+/// many run, but no more than this many scripts run at once.
+const MAX_WORKERS: usize = 256;
+
+/// One worker: take work, do it without the lock, record the outcome.
+fn work(pool: &Pool) {
+    let mut state = pool.lock();
+    loop {
+        // Every step that may start, starts now (in order, whatever the
+        // threads are doing); workers only pick the started steps up.
+        state.dispatch();
+        if let Some(work) = state.queue.pop_front() {
+            if !state.queue.is_empty() {
+                pool.wake.notify_all();
+            }
+            let shared = Arc::clone(&state.shared);
+            drop(state);
+            let (i, outcome) = match work {
+                Work::Step(job) => (job.index, step::run(&shared, job)),
+                Work::Gate(i, request, ask) => (i, Outcome::Gate(ask(&request))),
+            };
+            state = pool.lock();
+            state.running -= 1;
+            state.finished(i, outcome);
+            pool.wake.notify_all();
+            continue;
+        }
+        if state.running == 0 {
+            // Nothing runs and nothing can start: the run is over.
+            pool.wake.notify_all();
+            return;
+        }
+        state = pool.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+    }
 }
 
 /// Param defaults, overridden by `--set`; evaluated off the async threads.
@@ -174,7 +290,10 @@ struct Scheduler {
     nodes: Vec<Node>,
     /// Ready steps by (-priority, file order).
     ready: BTreeSet<(i64, usize)>,
-    running: JoinSet<(usize, Outcome)>,
+    /// Steps started and not finished yet (queued or being worked on).
+    running: usize,
+    /// Started steps waiting for a worker, in start order.
+    queue: std::collections::VecDeque<Work>,
     in_use: HashMap<String, f64>,
     /// A failed step waiting for its fallback: fallback → failed step.
     awaiting: HashMap<usize, usize>,
@@ -191,7 +310,7 @@ impl Scheduler {
     fn new(
         plan: Arc<Plan>,
         shared: Arc<Shared>,
-        sandbox: Arc<Sandbox>,
+        sandbox: &Sandbox,
         options: Options,
         max_parallel: usize,
     ) -> Self {
@@ -231,7 +350,8 @@ impl Scheduler {
             max_parallel,
             nodes,
             ready: BTreeSet::new(),
-            running: JoinSet::new(),
+            running: 0,
+            queue: std::collections::VecDeque::new(),
             in_use: HashMap::new(),
             awaiting: HashMap::new(),
             completed: Vec::new(),
@@ -374,17 +494,29 @@ impl Scheduler {
         })
     }
 
-    fn start_ready(&mut self) {
-        while !self.stopping && self.running.len() < self.max_parallel {
-            let Some(&(key, i)) = self.ready.iter().find(|&&(_, i)| self.fits(i)) else {
-                break;
-            };
-            self.ready.remove(&(key, i));
-            self.start(i);
+    /// Starts every ready step that may start now.
+    fn dispatch(&mut self) {
+        while let Some(work) = self.take_work() {
+            self.queue.push_back(work);
         }
     }
 
-    fn start(&mut self, i: usize) {
+    /// The next piece of work for a worker, if a ready step may start now.
+    /// Steps that need no thread (no code, gates approved up front) are
+    /// completed here on the way.
+    fn take_work(&mut self) -> Option<Work> {
+        while !self.stopping && self.running < self.max_parallel {
+            let &(key, i) = self.ready.iter().find(|&&(_, i)| self.fits(i))?;
+            self.ready.remove(&(key, i));
+            if let Some(work) = self.start(i) {
+                self.running += 1;
+                return Some(work);
+            }
+        }
+        None
+    }
+
+    fn start(&mut self, i: usize) -> Option<Work> {
         let task = &self.plan.tasks[i];
         if task.step == StepKind::Gate {
             return self.open_gate(i);
@@ -410,9 +542,10 @@ impl Scheduler {
                 output: serde_json::Value::Null,
                 attempts: 1,
             };
-            return self.finished(i, outcome);
+            self.finished(i, outcome);
+            return None;
         }
-        let job = Job {
+        Some(Work::Step(Job {
             index: i,
             engine: Arc::clone(&self.engines[i]),
             outputs: self.visible_outputs(i),
@@ -422,10 +555,7 @@ impl Scheduler {
                     self.nodes[f].error.clone().unwrap_or_default(),
                 )
             }),
-        };
-        let shared = Arc::clone(&self.shared);
-        self.running
-            .spawn_blocking(move || (i, step::run(&shared, job)));
+        }))
     }
 
     /// Outputs of the step's direct predecessors and of every step its code
@@ -450,8 +580,8 @@ impl Scheduler {
         map
     }
 
-    /// Approved up front, asked on a blocking thread, or left waiting.
-    fn open_gate(&mut self, i: usize) {
+    /// Approved up front, asked by a worker, or left waiting.
+    fn open_gate(&mut self, i: usize) -> Option<Work> {
         let task = &self.plan.tasks[i];
         self.nodes[i].started = true;
         self.nodes[i].attempts = 1;
@@ -461,18 +591,19 @@ impl Scheduler {
                 by: "--approve".to_owned(),
                 reason: "approved on the command line".to_owned(),
             };
-            return self.answer(i, Some(approval));
+            self.answer(i, Some(approval));
+            return None;
         }
         let Some(ask) = self.options.approver.clone() else {
-            return self.answer(i, None);
+            self.answer(i, None);
+            return None;
         };
         let request = GateRequest {
             id: task.id.clone(),
             title: task.title.clone(),
             checks: task.checks.clone(),
         };
-        self.running
-            .spawn_blocking(move || (i, Outcome::Gate(ask(&request))));
+        Some(Work::Gate(i, request, ask))
     }
 
     fn answer(&mut self, i: usize, approval: Option<Approval>) {
@@ -594,41 +725,6 @@ impl Scheduler {
         self.failed |= !interrupted;
         self.interrupted |= interrupted;
         self.message.get_or_insert(message);
-    }
-
-    async fn drive(
-        &mut self,
-        events: &mut mpsc::UnboundedReceiver<Event>,
-        observe: &mut impl FnMut(&Event),
-    ) {
-        let budget = self.plan.budget.time_ms.map(Duration::from_millis);
-        let watchdog = tokio::time::sleep(budget.unwrap_or(Duration::from_secs(u64::MAX / 4)));
-        tokio::pin!(watchdog);
-        let ctrl_c = tokio::signal::ctrl_c();
-        tokio::pin!(ctrl_c);
-        loop {
-            self.start_ready();
-            while let Ok(event) = events.try_recv() {
-                observe(&event);
-            }
-            if self.running.is_empty() {
-                break;
-            }
-            tokio::select! {
-                Some(joined) = self.running.join_next() => {
-                    let (i, outcome) = joined.expect("steps do not panic");
-                    self.finished(i, outcome);
-                }
-                Some(event) = events.recv() => observe(&event),
-                () = &mut watchdog, if budget.is_some() && !self.stopping => {
-                    let text = self.plan.budget.time_ms.map(human_ms).unwrap_or_default();
-                    self.cancel(format!("the time budget of {text} ran out; running steps were cancelled"), false);
-                }
-                _ = &mut ctrl_c, if !self.stopping || !self.interrupted => {
-                    self.cancel("interrupted (Ctrl-C); running steps were cancelled".to_owned(), true);
-                }
-            }
-        }
     }
 
     async fn finish(

@@ -27,7 +27,9 @@ fn dags() -> impl Strategy<Value = Vec<(Vec<usize>, i64)>> {
 fn plan(dag: &[(Vec<usize>, i64)], max_parallel: usize) -> Arc<cairn::plan::Plan> {
     let mut text = format!("plan random \"Random\"\n  max_parallel: {max_parallel}\n");
     for (i, (needs, priority)) in dag.iter().enumerate() {
-        text.push_str(&format!("\ntask t{i} \"T\"\n  priority: {priority}\n  run: {i}\n"));
+        text.push_str(&format!(
+            "\ntask t{i} \"T\"\n  priority: {priority}\n  run: {i}\n"
+        ));
         if !needs.is_empty() {
             let ids: Vec<String> = needs.iter().map(|d| format!("t{d}")).collect();
             text.push_str(&format!("  needs: {}\n", ids.join(", ")));
@@ -40,7 +42,9 @@ fn plan(dag: &[(Vec<usize>, i64)], max_parallel: usize) -> Arc<cairn::plan::Plan
 fn events(runtime: &tokio::runtime::Runtime, plan: &Arc<cairn::plan::Plan>) -> Vec<Event> {
     let mut events = Vec::new();
     let report = runtime
-        .block_on(cairn::run::run(Arc::clone(plan), Options::default(), |e| events.push(e.clone())))
+        .block_on(cairn::run::run(Arc::clone(plan), Options::default(), |e| {
+            events.push(e.clone())
+        }))
         .expect("runs");
     assert_eq!(report.status, RunStatus::Succeeded);
     events

@@ -50,6 +50,10 @@ enum Command {
         /// Write every event as a JSON line to FILE (`-` for stdout).
         #[arg(long, value_name = "FILE")]
         events: Option<String>,
+        /// Execute nothing: print the waves of steps, why each would run or
+        /// be skipped, and the capability calls it would make.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Print a plan's graph as Mermaid, Graphviz DOT or the checked plan in JSON.
     Graph {
@@ -90,8 +94,10 @@ pub fn main() -> i32 {
             seed,
             approve,
             events,
+            dry_run,
         } => {
             let args = run::Args {
+                dry_run,
                 file,
                 set,
                 max_parallel: max_parallel.map(|n| n as usize),

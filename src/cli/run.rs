@@ -18,6 +18,7 @@ pub struct Args {
     pub seed: Option<u64>,
     pub approve: Vec<String>,
     pub events: Option<String>,
+    pub dry_run: bool,
 }
 
 /// Runs the plan and returns the exit code for how it ended.
@@ -30,6 +31,11 @@ pub fn run(args: Args) -> Result<i32, Error> {
         report::error(&Error::Invalid { count });
         return Err(Error::Invalid { count });
     };
+    if args.dry_run {
+        let width = args.max_parallel.unwrap_or(plan.max_parallel);
+        print!("{}", run::explain(&plan, width));
+        return Ok(0);
+    }
     let mut params = Vec::new();
     for pair in &args.set {
         let (name, value) = pair

@@ -1,5 +1,6 @@
 //! Stage 4, run: executing a checked plan — scheduling, steps, routing, gates.
 
+mod dry;
 pub mod events;
 mod scheduler;
 mod step;
@@ -7,6 +8,7 @@ mod step;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use dry::explain;
 pub use events::{Event, RunStatus, StepStatus};
 pub use scheduler::run;
 

@@ -540,3 +540,47 @@ fn param_defaults_read_earlier_params_and_set_overrides_them() {
         .expect("done");
     assert_eq!(done["output"], 15);
 }
+
+#[test]
+fn a_dry_run_executes_nothing_and_explains_the_waves() {
+    let plan = r#"plan p "P"
+  allow: sh, fs.write
+
+task build "Build" using:sh
+  run: sh("touch built")
+
+task probe "Probe"
+  needs: build
+  run: true
+  on failure -> fallback
+
+decision pick "Pick"
+  needs: probe
+  when outputs["probe"] -> fix
+  else -> escalate
+
+task fix "Fix" using:fs.write
+  run: edit_file("conf.toml", "a", "b")
+
+task escalate "Escalate"
+  run: 1
+
+task fallback "Fallback"
+  run: 2
+
+gate ship "Ship"
+  needs: fix
+  checks:
+    - "green"
+"#;
+    let test = Test::new()
+        .file("p.plan", plan)
+        .args(["run", "p.plan", "--dry-run"]);
+    let run = test.run();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(
+        !test.path().join("built").exists(),
+        "a dry run ran a command"
+    );
+    insta::assert_snapshot!(run.stdout);
+}

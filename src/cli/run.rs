@@ -49,13 +49,23 @@ pub fn run(args: Args) -> Result<i32, Error> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    // On a terminal a live line shows what runs; elsewhere, plain lines only.
+    let to_stderr = args.events.as_deref() == Some("-");
+    let mut live =
+        (!to_stderr && std::io::stdout().is_terminal()).then(|| Live::new(plan.tasks.len()));
+    let bar = live.as_ref().map(|l| l.bar.clone());
+    let approver = move |request: &GateRequest| match &bar {
+        // The question must not be drawn over by the live line.
+        Some(bar) => bar.suspend(|| ask(request)),
+        None => ask(request),
+    };
     let options = Options {
         params,
         max_parallel: args.max_parallel,
         seed: args.seed,
         approvals: args.approve.clone(),
         dir: dir.to_path_buf(),
-        approver: interactive.then(|| Arc::new(ask) as run::Approver),
+        approver: interactive.then(|| Arc::new(approver) as run::Approver),
         registrars: Default::default(),
     };
     // With `--events -` the JSON lines own stdout and progress goes to stderr.
@@ -69,7 +79,6 @@ pub fn run(args: Args) -> Result<i32, Error> {
             }
         })?)),
     };
-    let to_stderr = args.events.as_deref() == Some("-");
     let mut progress: Box<dyn Write> = if to_stderr {
         Box::new(std::io::stderr())
     } else {
@@ -88,10 +97,19 @@ pub fn run(args: Args) -> Result<i32, Error> {
                 write_failed.get_or_insert(e);
             }
         }
-        if let Some(line) = describe(event) {
-            let _ = writeln!(progress, "{line}");
+        let line = describe(event);
+        match live.as_mut() {
+            Some(live) => live.update(event, line.as_deref()),
+            None => {
+                if let Some(line) = line {
+                    let _ = writeln!(progress, "{line}");
+                }
+            }
         }
     }))?;
+    if let Some(live) = live.take() {
+        live.bar.finish_and_clear();
+    }
     if let Some(e) = write_failed {
         return Err(Error::Output(e));
     }
@@ -113,6 +131,54 @@ pub fn run(args: Args) -> Result<i32, Error> {
         );
     }
     Ok(report.status.exit_code())
+}
+
+/// The live view on a terminal: done / total, what runs, elapsed time.
+struct Live {
+    bar: indicatif::ProgressBar,
+    running: Vec<String>,
+}
+
+impl Live {
+    fn new(total: usize) -> Self {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {pos}/{len} done  {elapsed}  {wide_msg}",
+            )
+            .expect("a valid template"),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        Self {
+            bar,
+            running: Vec::new(),
+        }
+    }
+
+    fn update(&mut self, event: &Event, line: Option<&str>) {
+        if let Some(line) = line {
+            self.bar.println(line);
+        }
+        match event {
+            Event::StepStarted { step, .. } => self.running.push(step.clone()),
+            Event::StepSucceeded { step, .. }
+            | Event::StepFailed { step, .. }
+            | Event::StepSkipped { step, .. }
+            | Event::DecisionMade { step, .. }
+            | Event::GateApproved { step, .. }
+            | Event::GateRejected { step, .. }
+            | Event::GateWaiting { step, .. } => {
+                self.running.retain(|r| r != step);
+                self.bar.inc(1);
+            }
+            _ => {}
+        }
+        self.bar.set_message(if self.running.is_empty() {
+            String::new()
+        } else {
+            format!("running: {}", self.running.join(", "))
+        });
+    }
 }
 
 /// One progress line per event that matters to a person.

@@ -83,6 +83,7 @@ pub async fn run(
         started: Instant::now(),
     });
     let max_parallel = options.max_parallel.unwrap_or(plan.max_parallel).max(1);
+    tracing::info!(plan = %plan.id, steps = plan.tasks.len(), max_parallel, seed, "run started");
     observe(&Event::RunStarted {
         plan: plan.id.clone(),
         steps: plan.tasks.len(),
@@ -527,6 +528,7 @@ impl Scheduler {
         let node = &mut self.nodes[i];
         node.started = true;
         node.started_at = Some(Instant::now());
+        tracing::debug!(step = %task.id, "step started");
         self.emit(Event::StepStarted {
             step: task.id.clone(),
             at_ms: self.at_ms(),
@@ -655,6 +657,7 @@ impl Scheduler {
 
     fn finished(&mut self, i: usize, outcome: Outcome) {
         let task = &self.plan.tasks[i];
+        tracing::debug!(step = %task.id, ?outcome, "step finished");
         for (name, amount) in &task.resources.amounts {
             *self.in_use.entry(name.clone()).or_default() -= amount;
         }
@@ -720,6 +723,7 @@ impl Scheduler {
     }
 
     fn cancel(&mut self, message: String, interrupted: bool) {
+        tracing::info!(%message, "cancelling the run");
         self.shared.cancel.store(true, Ordering::SeqCst);
         self.stopping = true;
         self.failed |= !interrupted;

@@ -584,3 +584,106 @@ gate ship "Ship"
     );
     insta::assert_snapshot!(run.stdout);
 }
+
+/// Runs `cairn` in a pseudo-terminal (util-linux `script`), typing `input`.
+fn run_in_terminal(test: &Test, args: &str, input: &str) -> Option<(i32, String)> {
+    use std::io::Write;
+    let exe = assert_cmd::cargo::cargo_bin("cairn");
+    let command = format!("{} {args}", exe.display());
+    let child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(test.path())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(_) if std::env::var_os("CI").is_none() => return None,
+        Err(err) => panic!("`script` (util-linux) is needed for terminal tests: {err}"),
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("type");
+    let out = child.wait_with_output().expect("script runs");
+    Some((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).replace('\r', ""),
+    ))
+}
+
+#[test]
+fn on_a_terminal_a_gate_asks_and_records_the_answer() {
+    let plan = "plan p \"P\"\n\ngate ship \"Ship it\"\n  checks:\n    - \"tests green\"\n\ntask release \"Release\"\n  needs: ship\n  run: 1\n";
+    let test = Test::new().file("p.plan", plan);
+    let Some((status, screen)) =
+        run_in_terminal(&test, "run p.plan --events events.jsonl", "y\nall green\n")
+    else {
+        return;
+    };
+    assert_eq!(status, 0, "{screen}");
+    assert!(
+        screen.contains("gate `ship`: Ship it") && screen.contains("[ ] tests green"),
+        "{screen}"
+    );
+    let events = std::fs::read_to_string(test.path().join("events.jsonl")).expect("events");
+    let approved: serde_json::Value = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .find(|e| e["event"] == "gate_approved")
+        .expect("approved");
+    assert_eq!(approved["reason"], "all green");
+    let rejected = run_in_terminal(&test, "run p.plan", "n\nnot yet\n").expect("script exists");
+    assert_eq!(rejected.0, 1, "{}", rejected.1);
+    assert!(rejected.1.contains("rejected"), "{}", rejected.1);
+}
+
+/// A one-shot HTTP server on loopback answering every request with `status`.
+fn serve(status: u16, body: &'static str, requests: usize) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(requests) {
+            let mut stream = stream.expect("accept");
+            let mut buffer = [0u8; 4096];
+            let _ = stream.read(&mut buffer);
+            let reply = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    port
+}
+
+#[test]
+fn http_reaches_allowed_hosts_only() {
+    let port = serve(500, "pool exhausted", 1);
+    let plan = format!(
+        "plan p \"P\"\n  allow: http(127.0.0.1)\n\ntask get \"Get\" using:http\n  run: http_get(\"http://127.0.0.1:{port}/\")\n\ntask other \"Other\" using:http\n  run: http_get(\"http://localhost:{port}/\")\n  on failure: continue\n"
+    );
+    let run = run(&plan, &["--events", "-"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let events = events(&run);
+    let got = events
+        .iter()
+        .find(|e| e["event"] == "step_succeeded" && e["step"] == "get")
+        .expect("get");
+    assert_eq!(
+        got["output"],
+        serde_json::json!({"status": 500, "body": "pool exhausted"})
+    );
+    let refused = events
+        .iter()
+        .find(|e| e["event"] == "step_failed" && e["step"] == "other")
+        .expect("other");
+    assert_eq!(
+        refused["error"],
+        format!("`localhost:{port}` is not in the plan's `allow: http(127.0.0.1)`")
+    );
+}

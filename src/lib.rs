@@ -5,6 +5,8 @@
 //! [`run`] executes it, with plan code in the [`script`] sandbox. An
 //! application embeds it through [`Engine`].
 
+#![warn(missing_docs)]
+
 pub mod check;
 pub mod cli;
 pub mod diagnostic;

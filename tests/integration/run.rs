@@ -687,3 +687,27 @@ fn http_reaches_allowed_hosts_only() {
         format!("`localhost:{port}` is not in the plan's `allow: http(127.0.0.1)`")
     );
 }
+
+#[test]
+fn ctrl_c_cancels_running_steps_and_exits_130() {
+    let plan = "plan p \"P\"\n  allow: sh\n\ntask slow \"Slow\" using:sh\n  run: sh(\"sleep 20; touch marker\")\n";
+    let test = Test::new().file("p.plan", plan);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("cairn"))
+        .args(["run", "p.plan"])
+        .current_dir(test.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("cairn starts");
+    std::thread::sleep(Duration::from_millis(800));
+    let started = Instant::now();
+    // SAFETY: sending SIGINT to our own child process.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let out = child.wait_with_output().expect("cairn exits");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(130));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("run interrupted: interrupted (Ctrl-C)"), "{stdout}");
+    assert!(!test.path().join("marker").exists());
+}

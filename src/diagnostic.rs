@@ -12,25 +12,35 @@ use crate::span::Span;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Reported, but the plan may still run.
     Warning,
+    /// The plan cannot run until it is fixed.
     Error,
 }
 
 /// One problem found in a plan.
 #[derive(Clone, Debug)]
 pub struct Diagnostic {
+    /// Whether this is an error or a warning.
     pub severity: Severity,
+    /// The stable `cairn::…` code of the problem.
     pub code: Code,
+    /// What is wrong, in one sentence.
     pub message: String,
+    /// Places in the source to point at; the first is the primary one (may be empty).
     pub labels: Vec<Label>,
+    /// How to fix it, when cairn can say.
     pub help: Option<String>,
+    /// The plan text the labels' spans point into.
     pub source: Arc<Source>,
 }
 
 /// A span in the source with a short note; the first label is the primary one.
 #[derive(Clone, Debug)]
 pub struct Label {
+    /// The bytes the label underlines.
     pub span: Span,
+    /// The note shown at the span (empty: none).
     pub text: String,
 }
 

@@ -11,17 +11,27 @@ use crate::span::Span;
 /// A plan that passed every check. Its graph's node weights index `tasks`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Plan {
+    /// The id after `plan`.
     pub id: String,
+    /// The quoted title after the id, escapes resolved.
     pub title: String,
     /// The file the plan was read from, as given.
     pub source: String,
+    /// `param` declarations, in file order (defaults may read earlier params).
     pub params: Vec<Param>,
+    /// `max_parallel:`: how many steps may run at once (default 4).
     pub max_parallel: usize,
+    /// `resources:`: capacity shared by running tasks; unlisted resources are unlimited.
     pub resources: Resources,
+    /// `allow:`: the capabilities tasks may declare in `using:`, with their scopes.
     pub allow: Vec<Grant>,
+    /// `budget:`: limits on the run's wall-clock time and total `spend()`.
     pub budget: Budget,
+    /// `on failure:` in the header: the policy for steps that set none.
     pub on_failure: FailurePolicy,
+    /// `seed:` for `rand()` and retry jitter; `None` means 0 unless `--seed` is given.
     pub seed: Option<u64>,
+    /// `description:`, `owner:` and `labels:` of the plan header.
     pub metadata: Metadata,
     /// Tasks, decisions and gates, in file order.
     pub tasks: Vec<Task>,
@@ -44,7 +54,9 @@ impl Plan {
 /// `param <name> = <value>`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Param {
+    /// The name: code reads it as `params.<name>`; `--set <name>=…` overrides it.
     pub name: String,
+    /// The default value: an expression evaluated when the run starts.
     pub default: Script,
 }
 
@@ -58,6 +70,7 @@ pub struct Resources {
 /// One capability the plan allows, maybe narrowed to hosts or path globs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
+    /// The capability's name, e.g. `http` or `fs.write`.
     pub capability: String,
     /// Empty means the whole capability.
     pub scopes: Vec<String>,
@@ -66,7 +79,9 @@ pub struct Grant {
 /// `budget: time <dur>, cost <n>`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Budget {
+    /// Wall-clock limit for the whole run, in milliseconds; when it ends, running steps are cancelled and the run fails.
     pub time_ms: Option<u64>,
+    /// Limit on the sum of `spend()` amounts; crossing it fails the step and stops the plan.
     pub cost: Option<f64>,
 }
 
@@ -86,8 +101,11 @@ pub enum FailurePolicy {
 /// Free metadata kept in state and graph output.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metadata {
+    /// `description:` text, nested lines joined with newlines.
     pub description: Option<String>,
+    /// `owner:`, unquoted.
     pub owner: Option<String>,
+    /// `labels:`, from the comma-separated value and nested `- label` lines.
     pub labels: Vec<String>,
 }
 
@@ -95,26 +113,40 @@ pub struct Metadata {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StepKind {
+    /// `task`: runs code (or nothing) and produces an output.
     Task,
+    /// `decision`: evaluates its `when … ->` branches and routes to one target.
     Decision,
+    /// `gate`: waits for a person's approval.
     Gate,
 }
 
 /// A task, decision or gate.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Task {
+    /// The step's id, unique in the plan.
     pub id: String,
+    /// The quoted title on the header line, escapes resolved.
     pub title: String,
+    /// Whether this is a task, decision or gate.
     pub step: StepKind,
     /// `kind:<name>`: what sort of work this is (free-form).
     pub kind: Option<String>,
+    /// `using:` capabilities the step's code may call, deduplicated, in written order.
     pub using: Vec<String>,
+    /// `needs:` ids, as written (the graph holds the resulting edges).
     pub needs: Vec<String>,
+    /// `input:` entries: key and expression, evaluated once before the first attempt.
     pub input: Vec<(String, Script)>,
+    /// `run:` body; its value becomes the step's output (must convert to JSON).
     pub run: Option<Script>,
+    /// `expect:` conditions over `result`; a false one fails the attempt.
     pub expect: Vec<Script>,
+    /// `when:` condition, evaluated once before the first attempt; false skips the step.
     pub when: Option<Script>,
+    /// `retry:` settings (default: no retries).
     pub retry: Retry,
+    /// `timeout:` in milliseconds, per attempt of `run:` and `expect:`, and for `compensate:`; `when:`, `input:` and gates are not timed.
     pub timeout_ms: Option<u64>,
     /// `on failure: …` for this task; `None` means the plan's default.
     pub on_failure: Option<FailurePolicy>,
@@ -122,17 +154,25 @@ pub struct Task {
     pub fallback: Option<String>,
     /// `on success -> id`.
     pub on_success: Option<String>,
+    /// `compensate:` body, run with `result` in scope when the plan compensates.
     pub compensate: Option<Script>,
+    /// `priority:` (default 0); among ready steps, higher starts first.
     pub priority: i64,
+    /// `resources:` the task holds while it runs.
     pub resources: Resources,
+    /// A decision's `when <condition> -> <id>` lines, in order; the first that holds wins.
     pub branches: Vec<Branch>,
+    /// A decision's `else -> <id>` target, taken when no branch holds.
     pub else_target: Option<String>,
+    /// A gate's `checks:` list, shown to whoever approves it.
     pub checks: Vec<String>,
+    /// The step's `description:`, `owner:` and `labels:`.
     pub metadata: Metadata,
     /// Runs only when routed to (by `on failure ->` or a decision branch).
     pub conditional: bool,
     /// Ids this step's code names in `outputs[…]`, sorted.
     pub reads: Vec<String>,
+    /// The header line, from the keyword to the end of the title or attributes.
     pub span: Span,
 }
 
@@ -141,8 +181,11 @@ pub struct Task {
 pub struct Retry {
     /// Attempts after the first.
     pub count: u32,
+    /// Delay before the first retry, in milliseconds (default 1000).
     pub backoff_ms: u64,
+    /// What each further delay is multiplied by (default 2).
     pub factor: f64,
+    /// Cap on the delay, in milliseconds, before jitter.
     pub max_ms: Option<u64>,
 }
 
@@ -160,7 +203,9 @@ impl Default for Retry {
 /// `when <condition> -> <target>` in a decision.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Branch {
+    /// The expression that selects this branch.
     pub condition: Script,
+    /// The id of the step this branch routes to.
     pub target: String,
 }
 
@@ -169,6 +214,7 @@ pub struct Branch {
 pub struct Script {
     /// Shared by every script with the same text.
     pub text: Arc<str>,
+    /// Where the code is in the file.
     pub span: Span,
     /// Where each line of `text` starts in the file, to map Rhai positions back.
     pub line_offsets: Vec<usize>,
@@ -188,7 +234,10 @@ pub enum EdgeKind {
     /// `on failure ->` (from the task to its fallback).
     OnFailure,
     /// The decision's n-th `when` branch.
-    Branch { index: usize },
+    Branch {
+        /// The branch's position among the decision's `when` lines, from 0.
+        index: usize,
+    },
     /// The decision's `else` branch.
     Else,
 }
@@ -203,7 +252,9 @@ impl EdgeKind {
 /// An edge and where it was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Edge {
+    /// What sort of link this is.
     #[serde(flatten)]
     pub kind: EdgeKind,
+    /// The id reference (in `needs:`, a route or a branch) that created the edge.
     pub span: Span,
 }

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 /// A half-open byte range `start..end` in a source file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Span {
+    /// Byte offset where the span starts (inclusive).
     pub start: usize,
+    /// Byte offset where the span ends (exclusive).
     pub end: usize,
 }
 
@@ -29,7 +31,9 @@ impl Span {
 /// A value with the span it was written at.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Spanned<T> {
+    /// What was written, as parsed.
     pub value: T,
+    /// Where it was written in the source.
     pub span: Span,
 }
 

@@ -24,7 +24,9 @@ pub use suggest::closest;
 /// diagnostic (warnings too) in file order.
 #[derive(Debug)]
 pub struct Checked {
+    /// The checked plan; `None` when any diagnostic is an error.
     pub plan: Option<Plan>,
+    /// Every error and warning, sorted by position in the file.
     pub diagnostics: Vec<Diagnostic>,
 }
 

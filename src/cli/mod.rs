@@ -26,7 +26,9 @@ pub struct Cli {
 /// How `tracing` logs are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    /// Plain text lines.
     Text,
+    /// One JSON object per line.
     Json,
 }
 
@@ -93,15 +95,20 @@ enum Command {
 /// How `cairn check` prints diagnostics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DiagnosticFormat {
+    /// Rendered diagnostics with source excerpts, on stderr.
     Human,
+    /// One JSON object per diagnostic, one per line, on stdout.
     Json,
 }
 
 /// What `cairn graph` prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum GraphFormat {
+    /// A Mermaid flowchart.
     Mermaid,
+    /// A Graphviz DOT digraph.
     Dot,
+    /// The whole checked plan as pretty-printed JSON.
     Json,
 }
 

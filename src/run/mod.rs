@@ -15,16 +15,22 @@ pub use scheduler::run;
 /// A gate asking for a decision.
 #[derive(Clone, Debug)]
 pub struct GateRequest {
+    /// The gate's id.
     pub id: String,
+    /// The gate's title.
     pub title: String,
+    /// The gate's `checks:` list, to confirm before approving.
     pub checks: Vec<String>,
 }
 
 /// A person's answer to a gate.
 #[derive(Clone, Debug)]
 pub struct Approval {
+    /// `true` approves the gate, `false` rejects it (a rejection fails the gate).
     pub approved: bool,
+    /// Who answered, as shown in events.
     pub by: String,
+    /// Why, as shown in events.
     pub reason: String,
 }
 
@@ -55,19 +61,27 @@ pub struct Options {
 /// What one step did.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct StepReport {
+    /// The step's id.
     pub id: String,
+    /// Where the step ended up.
     pub status: StepStatus,
+    /// How many attempts ran (0 if it never started or was skipped; gates and decisions count 1).
     pub attempts: u32,
+    /// Wall-clock time from start to finish, in milliseconds (0 for gates and steps never started).
     pub duration_ms: u64,
+    /// The last error, if it failed (`cancelled` when the run cancelled it).
     pub error: Option<String>,
+    /// The output as JSON: a task's `run:` value, or a decision's chosen target id.
     pub output: Option<serde_json::Value>,
 }
 
 /// How a run ended, step by step.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Report {
+    /// How the run ended.
     pub status: RunStatus,
     /// Why the run failed or paused, in a sentence.
     pub message: Option<String>,
+    /// One report per step, in file order.
     pub steps: Vec<StepReport>,
 }

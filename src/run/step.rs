@@ -80,7 +80,6 @@ pub fn run(shared: &Shared, job: Job) -> Outcome {
         Arc::new(StepContext {
             task: task.id.clone(),
             dir: shared.dir.clone(),
-            capabilities: task.using.clone(),
             grants: Arc::clone(&shared.grants),
             cancel: Arc::clone(&shared.cancel),
             deadline,
@@ -89,13 +88,17 @@ pub fn run(shared: &Shared, job: Job) -> Outcome {
             )),
             cost: Arc::clone(&shared.cost),
             journal: Arc::clone(&shared.journal),
-            log: Mutex::new(Vec::new()),
             on_log: Some(log_sink(shared)),
         })
     };
     let scope = |attempt: u32, input: &Dynamic| base_scope(shared, &job, task, attempt, input);
     // `when:` and `input:` are evaluated once, before the first attempt.
-    let first = ctx(1, None);
+    // They count against the first attempt's `timeout:` like the body does.
+    let first = ctx(
+        1,
+        task.timeout_ms
+            .map(|ms| Instant::now() + Duration::from_millis(ms)),
+    );
     if let Some(when) = &task.when {
         match context::enter(&first, || {
             truth(&job.engine, &mut scope(1, &Dynamic::UNIT), when)
@@ -259,7 +262,6 @@ pub fn compensate(
     let ctx = Arc::new(StepContext {
         task: task.id.clone(),
         dir: shared.dir.clone(),
-        capabilities: task.using.clone(),
         grants: Arc::clone(&shared.grants),
         cancel: Arc::new(AtomicBool::new(false)),
         deadline: task
@@ -270,7 +272,6 @@ pub fn compensate(
         )),
         cost: Arc::clone(&shared.cost),
         journal: Arc::clone(&shared.journal),
-        log: Mutex::new(Vec::new()),
         on_log: Some(log_sink(shared)),
     });
     let job = Job {

@@ -3,7 +3,9 @@
 /// One capability and the functions it brings into scope.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Capability {
+    /// The name plans write in `using:` and `allow:`, e.g. `fs.read`.
     pub name: String,
+    /// The Rhai functions it provides; the checker reports calls to them from tasks that do not declare it.
     pub functions: Vec<String>,
 }
 

@@ -14,7 +14,9 @@ use crate::plan::Grant;
 /// Why a running step must stop now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Interrupt {
+    /// The attempt's `timeout:` deadline passed.
     TimedOut,
+    /// The run was cancelled (a stopping failure, the time budget, or Ctrl-C).
     Cancelled,
 }
 
@@ -29,6 +31,7 @@ pub struct CostMeter {
 }
 
 impl CostMeter {
+    /// A meter with nothing spent; `limit` is the plan's `budget: cost` (`None`: unlimited).
     pub fn new(limit: Option<f64>) -> Self {
         Self {
             limit,
@@ -41,8 +44,19 @@ impl CostMeter {
         if !amount.is_finite() || amount < 0.0 {
             return Err(format!("spend({amount}): amounts must be zero or more"));
         }
+        if amount > 1e12 {
+            return Err(format!(
+                "spend({amount}): amounts above 1e12 are not counted"
+            ));
+        }
         let micros = (amount * 1e6).round() as u64;
-        let total = (self.micros.fetch_add(micros, Ordering::SeqCst) + micros) as f64 / 1e6;
+        let before = self
+            .micros
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |m| {
+                Some(m.saturating_add(micros))
+            })
+            .unwrap_or_default();
+        let total = before.saturating_add(micros) as f64 / 1e6;
         match self.limit {
             Some(limit) if total > limit => {
                 self.exceeded.store(true, Ordering::SeqCst);
@@ -82,20 +96,22 @@ pub type LogSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 /// The step a host function runs for.
 pub struct StepContext {
+    /// The step's id; log lines and journal entries are filed under it.
     pub task: String,
     /// The plan's directory: `sh` runs there and relative paths resolve there.
     pub dir: PathBuf,
-    pub capabilities: Vec<String>,
+    /// The plan's `allow:` grants, whose scopes limit file paths and HTTP hosts.
     pub grants: Arc<Vec<Grant>>,
     /// Plan-wide cancellation (stop, watchdog, Ctrl-C).
     pub cancel: Arc<AtomicBool>,
     /// End of this attempt's `timeout:`.
     pub deadline: Option<Instant>,
+    /// Generator for `rand()`, seeded from the run's seed, the step id and the attempt.
     pub rng: Mutex<SplitMix64>,
+    /// The run's cost meter, for `spend()`.
     pub cost: Arc<CostMeter>,
+    /// The run's record of changed files, for `restore_file` and compensation.
     pub journal: Arc<Mutex<Journal>>,
-    /// Lines from `log`, `print` and `debug`.
-    pub log: Mutex<Vec<String>>,
     /// Report log lines as they happen.
     pub on_log: Option<LogSink>,
 }
@@ -112,14 +128,11 @@ impl StepContext {
         }
     }
 
+    /// Records a log line and passes it to `on_log`, if set.
     pub fn log_line(&self, line: &str) {
         if let Some(on_log) = &self.on_log {
             on_log(&self.task, line);
         }
-        self.log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(line.to_owned());
     }
 }
 
@@ -166,10 +179,12 @@ pub fn runtime(message: impl Into<String>) -> Box<EvalAltResult> {
 pub struct SplitMix64(u64);
 
 impl SplitMix64 {
+    /// A generator whose sequence is fixed by `seed`.
     pub fn new(seed: u64) -> Self {
         Self(seed)
     }
 
+    /// The next pseudo-random 64-bit value.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

@@ -11,7 +11,9 @@ pub const SCOPE_VARIABLES: &[&str] = &["input", "params", "outputs", "task", "re
 /// expressions (no `let`, no statements).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CompileMode {
+    /// A whole script with statements and `let`, valued by its last expression (`run:`, `compensate:`).
     Script,
+    /// A single expression (`when:`, `expect:`, `input:`, branches, param defaults).
     Expression,
 }
 

@@ -9,6 +9,7 @@ use super::context::{current, runtime, StepContext};
 
 type Result<T> = std::result::Result<T, Box<EvalAltResult>>;
 
+/// Registers the `fs.read` functions: `read_file`, `exists` and `list_dir`.
 pub fn register_read(engine: &mut Engine) {
     engine.register_fn("read_file", |path: &str| -> Result<String> {
         let ctx = current()?;
@@ -36,6 +37,7 @@ pub fn register_read(engine: &mut Engine) {
     });
 }
 
+/// Registers the `fs.write` functions: `write_file`, `edit_file` and `restore_file`.
 pub fn register_write(engine: &mut Engine) {
     engine.register_fn("write_file", |path: &str, contents: &str| -> Result<()> {
         let ctx = current()?;
@@ -112,7 +114,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temp = path.with_file_name(format!(".{name}.cairn-{}", std::process::id()));
+    // Unique per write: steps of one run may write at the same time.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temp = path.with_file_name(format!(".{name}.cairn-{}-{n}", std::process::id()));
     std::fs::write(&temp, bytes)?;
     std::fs::rename(&temp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&temp);

@@ -11,6 +11,7 @@ use super::context::{current, runtime, Interrupt};
 
 type Result<T> = std::result::Result<T, Box<EvalAltResult>>;
 
+/// Registers `sh` (fails on a non-zero exit) and `sh_try` (returns the exit code in its result instead).
 pub fn register(engine: &mut Engine) {
     engine.register_fn("sh", |command: &str| -> Result<Map> {
         let out = run(command)?;
@@ -44,8 +45,11 @@ pub fn register(engine: &mut Engine) {
 
 /// What a command printed and how it ended.
 pub struct Output {
+    /// The exit code, or -1 if a signal ended the shell.
     pub code: i64,
+    /// Everything written to stdout, lossily decoded as UTF-8.
     pub stdout: String,
+    /// Everything written to stderr, lossily decoded as UTF-8.
     pub stderr: String,
 }
 

@@ -7,15 +7,20 @@ use crate::span::{Span, Spanned};
 /// A parsed file: its items in order.
 #[derive(Clone, Debug, Default)]
 pub struct Document {
+    /// The items that parsed, in file order.
     pub items: Vec<Item>,
 }
 
 /// Which keyword opened an item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ItemKeyword {
+    /// `plan`: the header with the plan's settings.
     Plan,
+    /// `task`: a unit of work.
     Task,
+    /// `decision`: routes to one of several steps.
     Decision,
+    /// `gate`: waits for approval.
     Gate,
 }
 
@@ -34,13 +39,17 @@ impl ItemKeyword {
 /// `plan`, `task`, `decision` or `gate`: a header line and its fields.
 #[derive(Clone, Debug)]
 pub struct Item {
+    /// The opening keyword and where it is.
     pub keyword: Spanned<ItemKeyword>,
+    /// The id after the keyword.
     pub id: Spanned<String>,
+    /// The quoted title, escapes resolved; the span includes the quotes.
     pub title: Spanned<String>,
     /// `kind:<name>` on the header line.
     pub kind: Option<Spanned<String>>,
     /// `using:<cap>,…` on the header line (every occurrence, in order).
     pub using: Vec<Spanned<String>>,
+    /// The field lines under the header, in order.
     pub fields: Vec<Field>,
     /// The header line.
     pub header: Span,
@@ -52,6 +61,7 @@ pub struct Field {
     /// The field's name (`needs`, `on failure`, `when`, …); known fields
     /// borrow a static name rather than allocate one per line.
     pub name: Spanned<Cow<'static, str>>,
+    /// The field's value, by its shape.
     pub value: FieldValue,
     /// The whole field, including nested lines.
     pub span: Span,
@@ -71,64 +81,96 @@ pub struct Code {
 /// `retry: <n> [backoff <dur> [factor <f>] [max <dur>]]`.
 #[derive(Clone, Debug)]
 pub struct RetrySpec {
+    /// The number of retries after the first attempt, as written.
     pub count: Spanned<String>,
+    /// The first delay, as written (`1s`).
     pub backoff: Option<Spanned<String>>,
+    /// The delay multiplier, as written.
     pub factor: Option<Spanned<String>>,
+    /// The cap on the delay, as written.
     pub max: Option<Spanned<String>>,
 }
 
 /// `<name> <amount>` in `resources:` and `budget:`.
 #[derive(Clone, Debug)]
 pub struct Quantity {
+    /// The resource name, or `time` / `cost` in `budget:`.
     pub name: Spanned<String>,
+    /// The amount as written (`2`, `512M`, `10m`).
     pub amount: Spanned<String>,
 }
 
 /// One capability in `allow:`, maybe narrowed: `http(host, …)`.
 #[derive(Clone, Debug)]
 pub struct Grant {
+    /// The capability's name.
     pub capability: Spanned<String>,
+    /// The hosts or path globs in the parentheses (empty: no parentheses).
     pub scopes: Vec<Spanned<String>>,
+    /// The whole grant, parentheses included.
     pub span: Span,
 }
 
 /// What a field holds, by the shape the grammar recognised.
 #[derive(Clone, Debug)]
 pub enum FieldValue {
+    /// `param <name> = <value>`.
     Param {
+        /// The param's name.
         name: Spanned<String>,
+        /// The default-value expression.
         value: Code,
     },
     /// The value as written; the checker reads it.
     MaxParallel(Spanned<String>),
     /// The value as written; the checker reads it.
     Seed(Spanned<String>),
+    /// `resources: <name> <amount>, …`.
     Resources(Vec<Quantity>),
+    /// `allow: <capability>[(scope, …)], …`.
     Allow(Vec<Grant>),
+    /// `budget: time <duration>, cost <number>`.
     Budget(Vec<Quantity>),
+    /// `on failure: <policy>`: the policy word as written.
     FailurePolicy(Spanned<String>),
+    /// `needs:` ids, in order.
     Needs(Vec<Spanned<String>>),
+    /// `input:` lines: each key and its expression.
     Input(Vec<(Spanned<String>, Code)>),
+    /// `run:` code, inline or a `|` block.
     Run(Code),
+    /// `compensate:` code, inline or a `|` block.
     Compensate(Code),
+    /// `expect:` expressions, inline or one per `- ` line.
     Expect(Vec<Code>),
+    /// `when:` condition.
     When(Code),
+    /// `retry:`; `Err` holds the value when it does not have the retry shape.
     Retry(Result<RetrySpec, Spanned<String>>),
     /// The value as written; the checker reads it.
     Timeout(Spanned<String>),
+    /// `on failure -> <id>`: the fallback's id.
     FailureRoute(Spanned<String>),
+    /// `on success -> <id>`: the target's id.
     SuccessRoute(Spanned<String>),
     /// The value as written; the checker reads it.
     Priority(Spanned<String>),
+    /// A decision's `when <condition> -> <id>` line.
     Branch {
+        /// The expression between `when` and `->`.
         condition: Code,
+        /// The id after `->`.
         target: Spanned<String>,
     },
+    /// `else -> <id>`: the target's id.
     Else(Spanned<String>),
+    /// `checks:` items; quoted ones are unquoted with escapes resolved.
     Checks(Vec<Spanned<String>>),
     /// `name: value` with nested lines: metadata, or a field cairn does not know.
     Other {
+        /// The text after the colon, as written (quotes kept), if any.
         value: Option<Spanned<String>>,
+        /// Each line nested under the field, without indentation or trailing spaces.
         lines: Vec<Spanned<String>>,
     },
 }

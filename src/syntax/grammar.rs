@@ -1,5 +1,10 @@
 //! The pest parser generated from `grammar/plan.pest`.
+//!
+//! The derive also generates the `Rule` enum (one variant per grammar rule,
+//! plus `EOI`); that generated code is exempt from `missing_docs`.
+#![allow(missing_docs)]
 
+/// The parser for `.plan` text; `PlanParser::parse(Rule::…, text)` parses one rule.
 #[derive(pest_derive::Parser)]
 #[grammar = "../grammar/plan.pest"]
 pub struct PlanParser;

@@ -692,7 +692,7 @@ fn http_reaches_allowed_hosts_only() {
 fn ctrl_c_cancels_running_steps_and_exits_130() {
     let plan = "plan p \"P\"\n  allow: sh\n\ntask slow \"Slow\" using:sh\n  run: sh(\"sleep 20; touch marker\")\n";
     let test = Test::new().file("p.plan", plan);
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("cairn"))
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("cairn"))
         .args(["run", "p.plan"])
         .current_dir(test.path())
         .stdout(std::process::Stdio::piped())
@@ -705,9 +705,33 @@ fn ctrl_c_cancels_running_steps_and_exits_130() {
         libc::kill(child.id() as libc::pid_t, libc::SIGINT);
     }
     let out = child.wait_with_output().expect("cairn exits");
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(out.status.code(), Some(130));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("run interrupted: interrupted (Ctrl-C)"), "{stdout}");
+    assert!(
+        stdout.contains("run interrupted: interrupted (Ctrl-C)"),
+        "{stdout}"
+    );
     assert!(!test.path().join("marker").exists());
+}
+
+#[test]
+fn inputs_count_against_the_timeout() {
+    let started = Instant::now();
+    let run = run("plan p \"P\"\n\ntask a \"A\"\n  input:\n    x: sleep(\"5s\")\n  run: 1\n  timeout: 300ms\n", &[]);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(run.status, 1);
+    assert!(
+        row(&run, "a").ends_with("input `x`: timed out"),
+        "{}",
+        run.stdout
+    );
 }

@@ -13,14 +13,25 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn register(engine: &mut Engine) {
     engine.register_fn("http_get", |url: &str| -> Result<Map> {
-        request("GET", url, None)
+        request("GET", url, None, None)
     });
     engine.register_fn("http_post", |url: &str, body: &str| -> Result<Map> {
-        request("POST", url, Some(body))
+        request("POST", url, Some(body), None)
+    });
+    // A map is sent as JSON.
+    engine.register_fn("http_post", |url: &str, body: Map| -> Result<Map> {
+        let json: serde_json::Value = rhai::serde::from_dynamic(&body.into())
+            .map_err(|e| runtime(format!("http_post: the body cannot be sent as JSON: {e}")))?;
+        request(
+            "POST",
+            url,
+            Some(&json.to_string()),
+            Some("application/json"),
+        )
     });
 }
 
-fn request(method: &str, url: &str, body: Option<&str>) -> Result<Map> {
+fn request(method: &str, url: &str, body: Option<&str>, content_type: Option<&str>) -> Result<Map> {
     let ctx = current()?;
     let host = host_of(url)
         .ok_or_else(|| runtime(format!("`{url}` is not an http:// URL with a host")))?;
@@ -41,7 +52,10 @@ fn request(method: &str, url: &str, body: Option<&str>) -> Result<Map> {
         d.saturating_duration_since(Instant::now())
     });
     let agent = ureq::AgentBuilder::new().timeout(timeout).build();
-    let request = agent.request(method, url);
+    let mut request = agent.request(method, url);
+    if let Some(content_type) = content_type {
+        request = request.set("Content-Type", content_type);
+    }
     let response = match body {
         Some(body) => request.send_string(body),
         None => request.call(),

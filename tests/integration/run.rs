@@ -663,9 +663,9 @@ fn serve(status: u16, body: &'static str, requests: usize) -> u16 {
 
 #[test]
 fn http_reaches_allowed_hosts_only() {
-    let port = serve(500, "pool exhausted", 1);
+    let port = serve(500, "pool exhausted", 2);
     let plan = format!(
-        "plan p \"P\"\n  allow: http(127.0.0.1)\n\ntask get \"Get\" using:http\n  run: http_get(\"http://127.0.0.1:{port}/\")\n\ntask other \"Other\" using:http\n  run: http_get(\"http://localhost:{port}/\")\n  on failure: continue\n"
+        "plan p \"P\"\n  allow: http(127.0.0.1)\n\ntask get \"Get\" using:http\n  run: http_get(\"http://127.0.0.1:{port}/\")\n\ntask post \"Post\" using:http\n  run: http_post(\"http://127.0.0.1:{port}/\", #{{ n: 1 }}).status\n\ntask other \"Other\" using:http\n  run: http_get(\"http://localhost:{port}/\")\n  on failure: continue\n"
     );
     let run = run(&plan, &["--events", "-"]);
     assert_eq!(run.status, 0, "{}", run.stderr);

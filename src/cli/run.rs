@@ -31,17 +31,18 @@ pub fn run(args: Args) -> Result<i32, Error> {
         report::error(&Error::Invalid { count });
         return Err(Error::Invalid { count });
     };
-    if args.dry_run {
-        let width = args.max_parallel.unwrap_or(plan.max_parallel);
-        print!("{}", run::explain(&plan, width));
-        return Ok(0);
-    }
     let mut params = Vec::new();
     for pair in &args.set {
         let (name, value) = pair
             .split_once('=')
             .ok_or_else(|| Error::Usage(format!("`--set {pair}`: expected `name=value`")))?;
         params.push((name.trim().to_owned(), value.to_owned()));
+    }
+    if args.dry_run {
+        run::check_params(&plan, &params)?;
+        let width = args.max_parallel.unwrap_or(plan.max_parallel);
+        print!("{}", run::explain(&plan, width));
+        return Ok(0);
     }
     let dir = args
         .file
@@ -190,7 +191,8 @@ fn describe(event: &Event) -> Option<String> {
             max_parallel,
             seed,
         } => {
-            format!("running `{plan}`: {steps} steps, max_parallel {max_parallel}, seed {seed}")
+            let noun = if *steps == 1 { "step" } else { "steps" };
+            format!("running `{plan}`: {steps} {noun}, max_parallel {max_parallel}, seed {seed}")
         }
         Event::StepStarted { step, .. } => format!("  start     {step}"),
         Event::StepSucceeded { step, attempts, .. } if *attempts > 1 => {
@@ -296,7 +298,8 @@ fn status_word(status: StepStatus) -> &'static str {
     }
 }
 
-/// Asks on the terminal whether to approve a gate.
+/// Asks on the terminal whether to approve a gate; gives up (`None`) if the
+/// run is cancelled while waiting.
 fn ask(request: &GateRequest) -> Option<Approval> {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "\ngate `{}`: {}", request.id, request.title);
@@ -305,17 +308,43 @@ fn ask(request: &GateRequest) -> Option<Approval> {
     }
     let _ = write!(err, "approve? [y/n] ");
     let _ = err.flush();
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer).ok()?;
+    let answer = read_line(&request.cancelled)?;
     let approved = matches!(answer.trim(), "y" | "Y" | "yes");
     let _ = write!(err, "reason: ");
     let _ = err.flush();
-    let mut reason = String::new();
-    std::io::stdin().read_line(&mut reason).ok()?;
+    let reason = read_line(&request.cancelled)?;
     let by = std::env::var("USER").unwrap_or_else(|_| "terminal".to_owned());
     Some(Approval {
         approved,
         by,
         reason: reason.trim().to_owned(),
     })
+}
+
+/// A line from stdin, or `None` at end of input or once `cancelled` is set.
+/// Stdin is polled and read a byte at a time (no hidden buffer), so a
+/// cancelled run never waits for Enter.
+fn read_line(cancelled: &std::sync::atomic::AtomicBool) -> Option<String> {
+    let mut line = Vec::new();
+    loop {
+        if cancelled.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
+        let mut fd = libc::pollfd {
+            fd: libc::STDIN_FILENO,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        if unsafe { libc::poll(&mut fd, 1, 100) } <= 0 {
+            continue;
+        }
+        let mut byte = 0u8;
+        // SAFETY: reads at most one byte into a valid one-byte buffer.
+        match unsafe { libc::read(libc::STDIN_FILENO, (&mut byte as *mut u8).cast(), 1) } {
+            1 if byte == b'\n' => return Some(String::from_utf8_lossy(&line).into_owned()),
+            1 => line.push(byte),
+            _ => return (!line.is_empty()).then(|| String::from_utf8_lossy(&line).into_owned()),
+        }
+    }
 }

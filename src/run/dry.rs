@@ -16,9 +16,14 @@ pub fn explain(plan: &Plan, max_parallel: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "dry run of `{}`: {} steps, at most {max_parallel} at once; nothing is executed",
+        "dry run of `{}`: {} {}, at most {max_parallel} at once; nothing is executed",
         plan.id,
-        plan.tasks.len()
+        plan.tasks.len(),
+        if plan.tasks.len() == 1 {
+            "step"
+        } else {
+            "steps"
+        }
     );
     let capabilities = Capabilities::builtin();
     let waves = waves(plan);

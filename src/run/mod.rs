@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 pub use dry::explain;
 pub use events::{Event, RunStatus, StepStatus};
-pub use scheduler::run;
+pub use scheduler::{check_params, run};
 
 /// A gate asking for a decision.
 #[derive(Clone, Debug)]
@@ -21,6 +21,9 @@ pub struct GateRequest {
     pub title: String,
     /// The gate's `checks:` list, to confirm before approving.
     pub checks: Vec<String>,
+    /// Set when the run is cancelled (time budget, Ctrl-C): an approver that
+    /// waits for a person should give up and return `None`.
+    pub cancelled: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A person's answer to a gate.

@@ -159,6 +159,24 @@ async fn drive(
     tokio::pin!(watchdog);
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    // `kill`, `docker stop` and a closed terminal stop a run like Ctrl-C,
+    // so commands in their own process groups are not left behind.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    let mut hangup = signal(SignalKind::hangup()).ok();
+    let other_signal = async move {
+        match (terminate.as_mut(), hangup.as_mut()) {
+            (Some(t), Some(h)) => tokio::select! { _ = t.recv() => {}, _ = h.recv() => {} },
+            (Some(t), None) => {
+                t.recv().await;
+            }
+            (None, Some(h)) => {
+                h.recv().await;
+            }
+            (None, None) => std::future::pending().await,
+        }
+    };
+    tokio::pin!(other_signal);
     let mut timed_out = false;
     let mut interrupted = false;
     loop {
@@ -177,6 +195,11 @@ async fn drive(
             _ = &mut ctrl_c, if !interrupted => {
                 interrupted = true;
                 pool.lock().cancel("interrupted (Ctrl-C); running steps were cancelled".to_owned(), true);
+                pool.wake.notify_all();
+            }
+            () = &mut other_signal, if !interrupted => {
+                interrupted = true;
+                pool.lock().cancel("interrupted by a signal; running steps were cancelled".to_owned(), true);
                 pool.wake.notify_all();
             }
         }
@@ -222,13 +245,9 @@ fn work(pool: &Pool) {
     }
 }
 
-/// Param defaults, overridden by `--set`; evaluated off the async threads.
-async fn evaluate_params(
-    plan: &Arc<Plan>,
-    options: &Options,
-    sandbox: &Arc<Sandbox>,
-) -> Result<Dynamic, Error> {
-    for (name, _) in &options.params {
+/// Every `--set` name must be a param of the plan.
+pub fn check_params(plan: &Plan, params: &[(String, String)]) -> Result<(), Error> {
+    for (name, _) in params {
         if !plan.params.iter().any(|p| &p.name == name) {
             let known: Vec<String> = plan
                 .params
@@ -245,6 +264,16 @@ async fn evaluate_params(
             }));
         }
     }
+    Ok(())
+}
+
+/// Param defaults, overridden by `--set`; evaluated off the async threads.
+async fn evaluate_params(
+    plan: &Arc<Plan>,
+    options: &Options,
+    sandbox: &Arc<Sandbox>,
+) -> Result<Dynamic, Error> {
+    check_params(plan, &options.params)?;
     let plan = Arc::clone(plan);
     let engine = sandbox.engine(&[]);
     let overrides = options.params.clone();
@@ -297,7 +326,7 @@ struct Scheduler {
     queue: std::collections::VecDeque<Work>,
     in_use: HashMap<String, f64>,
     /// A failed step waiting for its fallback: fallback → failed step.
-    awaiting: HashMap<usize, usize>,
+    awaiting: HashMap<usize, Vec<usize>>,
     completed: Vec<usize>,
     stopping: bool,
     failed: bool,
@@ -410,7 +439,7 @@ impl Scheduler {
         for t in targets {
             if failed {
                 self.nodes[t].routed = true;
-                self.awaiting.insert(t, i);
+                self.awaiting.entry(t).or_default().push(i);
             }
             self.resolve(t);
         }
@@ -440,7 +469,7 @@ impl Scheduler {
             self.resolve(t);
         }
         // A fallback settled: the step it stands in for is recovered or failed.
-        if let Some(failed) = self.awaiting.remove(&i) {
+        for failed in self.awaiting.remove(&i).unwrap_or_default() {
             if status == StepStatus::Succeeded {
                 self.nodes[failed].status = StepStatus::Recovered;
                 self.emit(Event::StepRecovered {
@@ -519,7 +548,7 @@ impl Scheduler {
 
     fn start(&mut self, i: usize) -> Option<Work> {
         let task = &self.plan.tasks[i];
-        if task.step == StepKind::Gate {
+        if task.step == StepKind::Gate && task.when.is_none() {
             return self.open_gate(i);
         }
         for (name, amount) in &task.resources.amounts {
@@ -551,12 +580,16 @@ impl Scheduler {
             index: i,
             engine: Arc::clone(&self.engines[i]),
             outputs: self.visible_outputs(i),
-            failure: self.awaiting.get(&i).map(|&f| {
-                (
-                    self.plan.tasks[f].id.clone(),
-                    self.nodes[f].error.clone().unwrap_or_default(),
-                )
-            }),
+            failure: self
+                .awaiting
+                .get(&i)
+                .and_then(|failed| failed.first())
+                .map(|&f| {
+                    (
+                        self.plan.tasks[f].id.clone(),
+                        self.nodes[f].error.clone().unwrap_or_default(),
+                    )
+                }),
         }))
     }
 
@@ -604,6 +637,7 @@ impl Scheduler {
             id: task.id.clone(),
             title: task.title.clone(),
             checks: task.checks.clone(),
+            cancelled: Arc::clone(&self.shared.cancel),
         };
         Some(Work::Gate(i, request, ask))
     }
@@ -656,6 +690,21 @@ impl Scheduler {
     }
 
     fn finished(&mut self, i: usize, outcome: Outcome) {
+        self.record(i, outcome);
+        // A crossed cost budget stops the run even if a script caught the error.
+        if self.shared.cost.exceeded.load(Ordering::SeqCst) && !self.stopping {
+            self.stopping = true;
+            self.failed = true;
+            self.message.get_or_insert_with(|| {
+                format!(
+                    "the cost budget of {} was exceeded",
+                    self.plan.budget.cost.unwrap_or_default()
+                )
+            });
+        }
+    }
+
+    fn record(&mut self, i: usize, outcome: Outcome) {
         let task = &self.plan.tasks[i];
         tracing::debug!(step = %task.id, ?outcome, "step finished");
         for (name, amount) in &task.resources.amounts {
@@ -718,6 +767,19 @@ impl Scheduler {
                 node.status = StepStatus::Failed;
                 node.attempts = attempts;
                 node.error = Some("cancelled".to_owned());
+                self.emit(Event::StepFailed {
+                    step: task.id.clone(),
+                    attempts,
+                    error: "cancelled".to_owned(),
+                    at_ms,
+                });
+            }
+            Outcome::GateOpen => {
+                // The gate's `when:` held: open it now.
+                if let Some(work) = self.open_gate(i) {
+                    self.running += 1;
+                    self.queue.push_back(work);
+                }
             }
         }
     }
@@ -736,10 +798,34 @@ impl Scheduler {
         events: &mut mpsc::UnboundedReceiver<Event>,
         observe: &mut impl FnMut(&Event),
     ) -> Report {
+        // A fallback that never ran (say it also needs the step it stands in
+        // for) leaves that step failed for good.
+        let orphaned: Vec<usize> = self
+            .awaiting
+            .drain()
+            .flat_map(|(_, failed)| failed)
+            .collect();
+        for failed in orphaned {
+            self.fail_for_good(failed);
+        }
         if self.compensate {
-            for &i in self.completed.clone().iter().rev() {
+            // Failed steps first (only their file edits are undone: their
+            // bodies did not complete), then completed ones, newest first.
+            let failed =
+                (0..self.nodes.len()).filter(|&i| self.nodes[i].status == StepStatus::Failed);
+            let completed = self
+                .completed
+                .iter()
+                .rev()
+                .copied()
+                .filter(|&i| self.nodes[i].status == StepStatus::Succeeded);
+            let order: Vec<(usize, bool)> = failed
+                .map(|i| (i, false))
+                .chain(completed.map(|i| (i, true)))
+                .collect();
+            for (i, completed) in order {
                 let task = &self.plan.tasks[i];
-                if self.nodes[i].status != StepStatus::Succeeded || task.step != StepKind::Task {
+                if task.step != StepKind::Task {
                     continue;
                 }
                 let edits = self
@@ -749,7 +835,7 @@ impl Scheduler {
                     .unwrap_or_else(|e| e.into_inner())
                     .by_task
                     .contains_key(&task.id);
-                if task.compensate.is_none() && !edits {
+                if (task.compensate.is_none() || !completed) && !edits {
                     continue;
                 }
                 self.emit(Event::Compensating {
@@ -760,13 +846,15 @@ impl Scheduler {
                 let engine = Arc::clone(&self.engines[i]);
                 let output = self.nodes[i].output.clone().unwrap_or_default();
                 let result = tokio::task::spawn_blocking(move || {
-                    step::compensate(&shared, i, &engine, &output)
+                    step::compensate(&shared, i, &engine, &output, completed)
                 })
                 .await
                 .expect("compensation does not panic");
                 match result {
                     Ok(()) => {
-                        self.nodes[i].status = StepStatus::Compensated;
+                        if completed {
+                            self.nodes[i].status = StepStatus::Compensated;
+                        }
                         self.emit(Event::Compensated {
                             step: self.plan.tasks[i].id.clone(),
                             at_ms: self.at_ms(),

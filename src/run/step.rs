@@ -72,6 +72,8 @@ pub enum Outcome {
     },
     /// A gate's answer (`None`: nobody could answer).
     Gate(Option<super::Approval>),
+    /// A gate whose `when:` held: it may open.
+    GateOpen,
 }
 
 pub fn run(shared: &Shared, job: Job) -> Outcome {
@@ -94,11 +96,10 @@ pub fn run(shared: &Shared, job: Job) -> Outcome {
     let scope = |attempt: u32, input: &Dynamic| base_scope(shared, &job, task, attempt, input);
     // `when:` and `input:` are evaluated once, before the first attempt.
     // They count against the first attempt's `timeout:` like the body does.
-    let first = ctx(
-        1,
-        task.timeout_ms
-            .map(|ms| Instant::now() + Duration::from_millis(ms)),
-    );
+    let first_deadline = task
+        .timeout_ms
+        .map(|ms| Instant::now() + Duration::from_millis(ms));
+    let first = ctx(1, first_deadline);
     if let Some(when) = &task.when {
         match context::enter(&first, || {
             truth(&job.engine, &mut scope(1, &Dynamic::UNIT), when)
@@ -108,8 +109,10 @@ pub fn run(shared: &Shared, job: Job) -> Outcome {
             Err(e) => return failed_or_cancelled(shared, format!("when: {e}"), 0),
         }
     }
-    if task.step == StepKind::Decision {
-        return decide(shared, &job, task, &first);
+    match task.step {
+        StepKind::Decision => return decide(shared, &job, task, &first),
+        StepKind::Gate => return Outcome::GateOpen,
+        StepKind::Task => {}
     }
     let mut input = Map::new();
     for (key, script) in &task.input {
@@ -126,9 +129,12 @@ pub fn run(shared: &Shared, job: Job) -> Outcome {
     let attempts = task.retry.count + 1;
     let mut rng = SplitMix64::new(shared.seed ^ context::stable_hash(&[&task.id, "retry"]));
     for attempt in 1..=attempts {
-        let deadline = task
-            .timeout_ms
-            .map(|ms| Instant::now() + Duration::from_millis(ms));
+        let deadline = if attempt == 1 {
+            first_deadline
+        } else {
+            task.timeout_ms
+                .map(|ms| Instant::now() + Duration::from_millis(ms))
+        };
         let step = ctx(attempt, deadline);
         let result = context::enter(&step, || {
             attempt_once(&job.engine, &mut scope(attempt, &input), task)
@@ -257,6 +263,7 @@ pub fn compensate(
     index: usize,
     engine: &Arc<Engine>,
     output: &serde_json::Value,
+    run_body: bool,
 ) -> Result<(), String> {
     let task = &shared.plan.tasks[index];
     let ctx = Arc::new(StepContext {
@@ -288,7 +295,7 @@ pub fn compensate(
     let mut scope = base_scope(shared, &job, task, 1, &Dynamic::UNIT);
     let result = rhai::serde::to_dynamic(output).unwrap_or(Dynamic::UNIT);
     scope.set_value("result", result);
-    if let Some(body) = &task.compensate {
+    if let Some(body) = task.compensate.as_ref().filter(|_| run_body) {
         let _ = context::enter(&ctx, || eval(engine, &mut scope, body))?;
     }
     for file in files.iter().rev() {
@@ -369,7 +376,8 @@ pub fn describe(error: &EvalAltResult) -> String {
         EvalAltResult::ErrorRuntime(value, _) => value.to_string(),
         EvalAltResult::ErrorTerminated(token, _) => match token.to_string().as_str() {
             "TimedOut" => "timed out".to_owned(),
-            _ => "cancelled".to_owned(),
+            "Cancelled" => "cancelled".to_owned(),
+            other => other.to_owned(),
         },
         EvalAltResult::ErrorTooManyOperations(_) => {
             format!("stopped after {MAX_OPERATIONS} operations (an endless loop?)")

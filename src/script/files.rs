@@ -50,6 +50,11 @@ pub fn register_write(engine: &mut Engine) {
         let ctx = current()?;
         let full = resolve(&ctx, path, "fs.write")?;
         let text = std::fs::read_to_string(&full).map_err(|e| runtime(format!("edit_file(\"{path}\"): {e}")))?;
+        // Already applied: editing again changes nothing (checked first,
+        // since the new text may contain the old).
+        if !new.is_empty() && new.contains(old) && text.contains(new) {
+            return Ok(false);
+        }
         match text.matches(old).count() {
             1 => {
                 remember(&ctx, path, &full);
@@ -125,7 +130,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Resolves a plan-relative path, refusing anything outside the plan's
-/// directory unless a scope in `allow: <capability>(…)` names it.
+/// directory unless a scope in `allow: <capability>(…)` names it, and, when
+/// the capability is narrowed by scopes, anything they do not name.
 pub fn resolve(ctx: &StepContext, path: &str, capability: &str) -> Result<PathBuf> {
     let scopes: Vec<&str> = ctx
         .grants
@@ -133,31 +139,27 @@ pub fn resolve(ctx: &StepContext, path: &str, capability: &str) -> Result<PathBu
         .filter(|g| g.capability == capability)
         .flat_map(|g| g.scopes.iter().map(String::as_str))
         .collect();
-    let in_scope = |p: &str| {
-        scopes
-            .iter()
-            .any(|glob| glob_matcher(glob).is_some_and(|m| m.is_match(p)))
-    };
-    let written = Path::new(path);
-    let escapes = written.is_absolute()
-        || written
-            .components()
-            .any(|c| matches!(c, Component::ParentDir));
-    if escapes {
-        if in_scope(path) {
-            return Ok(ctx.dir.join(written));
+    // Paths and scopes are compared after `.` and `..` are resolved, so
+    // `config/../../x` is judged as the file it names.
+    let full = normalize(&ctx.dir.join(path));
+    let in_scope = scopes.iter().any(|glob| {
+        let pattern = normalize(&ctx.dir.join(glob));
+        glob_matcher(&pattern.to_string_lossy()).is_some_and(|m| m.is_match(&full))
+    });
+    if !full.starts_with(&ctx.dir) {
+        if in_scope {
+            return Ok(full);
         }
         return Err(runtime(format!(
             "`{path}` is outside the plan's directory; plans read and write only below it unless `allow: {capability}(<glob>)` names the path"
         )));
     }
-    if capability == "fs.write" && !scopes.is_empty() && !in_scope(path) {
+    if !scopes.is_empty() && !in_scope {
         return Err(runtime(format!(
-            "`{path}` is not in the plan's `allow: fs.write({})`",
+            "`{path}` is not in the plan's `allow: {capability}({})`",
             scopes.join(", ")
         )));
     }
-    let full = ctx.dir.join(written);
     // Symlinks are followed as far as the path exists; where it leads must
     // still be inside the plan's directory.
     let mut existing = full.as_path();
@@ -175,6 +177,21 @@ pub fn resolve(ctx: &StepContext, path: &str, capability: &str) -> Result<PathBu
         }
     }
     Ok(full)
+}
+
+/// Resolves `.` and `..` without touching the file system.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn glob_matcher(glob: &str) -> Option<GlobMatcher> {

@@ -41,8 +41,14 @@ pub fn always(engine: &mut Engine) {
     });
 }
 
+/// Crossing the budget ends the script in a way `try`/`catch` cannot stop.
 fn spend(amount: f64) -> Result<f64> {
-    current()?.cost.spend(amount).map_err(runtime)
+    current()?.cost.spend(amount).map_err(|message| {
+        Box::new(EvalAltResult::ErrorTerminated(
+            message.into(),
+            rhai::Position::NONE,
+        ))
+    })
 }
 
 /// Sleeps in short slices so a timeout or cancellation ends it promptly.

@@ -33,15 +33,28 @@ pub fn register(engine: &mut Engine) {
 
 fn request(method: &str, url: &str, body: Option<&str>, content_type: Option<&str>) -> Result<Map> {
     let ctx = current()?;
-    let host = host_of(url)
-        .ok_or_else(|| runtime(format!("`{url}` is not an http:// URL with a host")))?;
+    // The same parser ureq uses decides the host, so the check and the
+    // request can never disagree about where a URL leads.
+    let parsed = url::Url::parse(url).map_err(|e| runtime(format!("`{url}` is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(runtime(format!(
+            "`{url}` is not an http:// or https:// URL"
+        )));
+    }
+    let bare = parsed
+        .host_str()
+        .ok_or_else(|| runtime(format!("`{url}` has no host")))?
+        .to_owned();
+    let host = match parsed.port() {
+        Some(port) => format!("{bare}:{port}"),
+        None => bare.clone(),
+    };
     let scopes: Vec<&str> = ctx
         .grants
         .iter()
         .filter(|g| g.capability == "http")
         .flat_map(|g| g.scopes.iter().map(String::as_str))
         .collect();
-    let bare = host.rsplit_once(':').map_or(host, |(h, _)| h);
     if !scopes.is_empty() && !scopes.iter().any(|s| *s == host || *s == bare) {
         return Err(runtime(format!(
             "`{host}` is not in the plan's `allow: http({})`",
@@ -51,8 +64,12 @@ fn request(method: &str, url: &str, body: Option<&str>, content_type: Option<&st
     let timeout = ctx.deadline.map_or(DEFAULT_TIMEOUT, |d| {
         d.saturating_duration_since(Instant::now())
     });
-    let agent = ureq::AgentBuilder::new().timeout(timeout).build();
-    let mut request = agent.request(method, url);
+    // Redirects are not followed: each hop would need its own check.
+    let agent = ureq::AgentBuilder::new()
+        .timeout(timeout)
+        .redirects(0)
+        .build();
+    let mut request = agent.request_url(method, &parsed);
     if let Some(content_type) = content_type {
         request = request.set("Content-Type", content_type);
     }
@@ -72,14 +89,4 @@ fn request(method: &str, url: &str, body: Option<&str>, content_type: Option<&st
     map.insert("status".into(), status.into());
     map.insert("body".into(), text.into());
     Ok(map)
-}
-
-/// `host[:port]` of an `http://` or `https://` URL.
-fn host_of(url: &str) -> Option<&str> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    (!host.is_empty()).then_some(host)
 }

@@ -585,9 +585,10 @@ gate ship "Ship"
     insta::assert_snapshot!(run.stdout);
 }
 
-/// Runs `cairn` in a pseudo-terminal (util-linux `script`), typing `input`.
+/// Runs `cairn` in a pseudo-terminal (util-linux `script`), typing `input`;
+/// the terminal's input stays open until cairn exits.
 fn run_in_terminal(test: &Test, args: &str, input: &str) -> Option<(i32, String)> {
-    use std::io::Write;
+    use std::io::{Read, Write};
     let exe = assert_cmd::cargo::cargo_bin("cairn");
     let command = format!("{} {args}", exe.display());
     let child = std::process::Command::new("script")
@@ -602,17 +603,18 @@ fn run_in_terminal(test: &Test, args: &str, input: &str) -> Option<(i32, String)
         Err(_) if std::env::var_os("CI").is_none() => return None,
         Err(err) => panic!("`script` (util-linux) is needed for terminal tests: {err}"),
     };
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).expect("type");
+    let mut screen = String::new();
     child
-        .stdin
+        .stdout
         .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("type");
-    let out = child.wait_with_output().expect("script runs");
-    Some((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).replace('\r', ""),
-    ))
+        .expect("stdout")
+        .read_to_string(&mut screen)
+        .expect("read");
+    let status = child.wait().expect("script runs");
+    drop(stdin);
+    Some((status.code().unwrap_or(-1), screen.replace('\r', "")))
 }
 
 #[test]
@@ -734,4 +736,189 @@ fn inputs_count_against_the_timeout() {
         "{}",
         run.stdout
     );
+}
+
+#[test]
+fn one_fallback_recovers_every_step_it_stands_in_for() {
+    let plan = "plan p \"P\"\n  max_parallel: 1\n\ntask a \"A\"\n  run: fail(\"a\")\n  on failure -> fix\n\ntask b \"B\"\n  run: fail(\"b\")\n  on failure -> fix\n\ntask fix \"Fix\"\n  run: 1\n\ntask after-a \"After A\"\n  needs: a\n  run: 2\n";
+    let run = run(plan, &[]);
+    assert_eq!(run.status, 0, "{}", run.stdout);
+    assert!(row(&run, "a").starts_with("a recovered"), "{}", run.stdout);
+    assert!(row(&run, "b").starts_with("b recovered"), "{}", run.stdout);
+    assert!(
+        row(&run, "after-a").starts_with("after-a succeeded"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_fallback_that_never_runs_leaves_the_failure_standing() {
+    // `fix` also needs `a`, which failed: it can never run.
+    let plan = "plan p \"P\"\n\ntask a \"A\"\n  run: fail(\"broken\")\n  on failure -> fix\n\ntask fix \"Fix\"\n  needs: a\n  run: 1\n";
+    let run = run(plan, &[]);
+    assert_eq!(run.status, 1, "{}", run.stdout);
+    assert!(
+        run.stdout.contains("run failed: `a` failed: broken"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_gate_whose_condition_is_false_is_skipped() {
+    let plan = "plan p \"P\"\n  param ship = false\n\ngate g \"Ship?\"\n  when: params.ship\n\ntask after \"After\"\n  needs: g\n  run: 1\n";
+    let run = run(plan, &[]);
+    assert_eq!(run.status, 0, "{}", run.stdout);
+    assert_eq!(row(&run, "g"), "g skipped 0");
+}
+
+#[test]
+fn a_crossed_cost_budget_cannot_be_caught() {
+    let plan = "plan p \"P\"\n  budget: cost 10\n  max_parallel: 1\n\ntask sneaky \"Sneaky\"\n  run: |\n    try { spend(100); } catch { }\n    \"carried on\"\n\ntask next \"Next\"\n  needs: sneaky\n  run: 1\n";
+    let run = run(plan, &[]);
+    assert_eq!(run.status, 1, "{}", run.stdout);
+    assert!(
+        row(&run, "sneaky").contains("cost budget of 10 exceeded by 90"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(row(&run, "next"), "next not run 0");
+}
+
+#[test]
+fn input_and_body_share_the_first_attempts_timeout() {
+    let plan = "plan p \"P\"\n\ntask a \"A\"\n  input:\n    x: sleep(700)\n  run: sleep(700)\n  timeout: 1s\n";
+    let run = run(plan, &[]);
+    assert_eq!(run.status, 1, "{}", run.stdout);
+    assert!(row(&run, "a").ends_with("timed out"), "{}", run.stdout);
+}
+
+#[test]
+fn compensation_also_undoes_the_failing_steps_own_edits() {
+    let plan = "plan p \"P\"\n  allow: fs.write\n  on failure: compensate\n\ntask half \"Half done\" using:fs.write\n  run: |\n    edit_file(\"conf.txt\", \"a\", \"b\");\n    fail(\"then it broke\")\n";
+    let test = Test::new()
+        .file("p.plan", plan)
+        .file("conf.txt", "a\n")
+        .args(["run", "p.plan"]);
+    let run = test.run();
+    assert_eq!(run.status, 1);
+    assert_eq!(
+        std::fs::read_to_string(test.path().join("conf.txt")).expect("conf"),
+        "a\n"
+    );
+}
+
+#[test]
+fn scopes_are_judged_after_dot_dot_is_resolved() {
+    for (grant, call) in [
+        (
+            "fs.write(config/**)",
+            "write_file(\"config/../../pwned.txt\", \"x\")",
+        ),
+        ("fs.read(data/**)", "read_file(\"data/../../outside.txt\")"),
+        ("fs.read(data/**)", "read_file(\"secret.txt\")"),
+    ] {
+        let capability = grant.split('(').next().expect("name");
+        let plan = format!(
+            "plan p \"P\"\n  allow: {grant}\n\ntask t \"T\" using:{capability}\n  run: {call}\n"
+        );
+        let test = Test::new()
+            .file("p.plan", plan)
+            .file("secret.txt", "s")
+            .file("data/ok.txt", "ok")
+            .args(["run", "p.plan"]);
+        let run = test.run();
+        assert_eq!(run.status, 1, "{grant} {call}: {}", run.stdout);
+        assert!(!test
+            .path()
+            .parent()
+            .expect("parent")
+            .join("pwned.txt")
+            .exists());
+    }
+}
+
+#[test]
+fn an_edit_whose_new_text_contains_the_old_is_still_idempotent() {
+    let plan = "plan p \"P\"\n  allow: fs.write\n\ntask e \"E\" using:fs.write\n  run: |\n    edit_file(\"c.toml\", \"size = 5\", \"size = 50\");\n    edit_file(\"c.toml\", \"size = 5\", \"size = 50\")\n";
+    let test = Test::new()
+        .file("p.plan", plan)
+        .file("c.toml", "size = 5\n")
+        .args(["run", "p.plan"]);
+    assert_eq!(test.run().status, 0);
+    assert_eq!(
+        std::fs::read_to_string(test.path().join("c.toml")).expect("c"),
+        "size = 50\n"
+    );
+}
+
+#[test]
+fn urls_are_checked_as_the_client_reads_them_and_redirects_are_not_followed() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        if let Some(Ok(mut stream)) = listener.incoming().next() {
+            let mut buffer = [0u8; 2048];
+            let _ = stream.read(&mut buffer);
+            let _ = stream.write_all(b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.2:9/\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    let plan = format!(
+        "plan p \"P\"\n  allow: http(127.0.0.1)\n  on failure: continue\n\ntask sneaky \"Sneaky\" using:http\n  run: http_get(\"http://127.0.0.2:{port}\\\\@127.0.0.1/\")\n\ntask moved \"Moved\" using:http\n  run: http_get(\"http://127.0.0.1:{port}/\").status\n"
+    );
+    let run = run(&plan, &["--max-parallel", "1"]);
+    assert!(
+        row(&run, "sneaky").contains("is not in the plan's `allow: http(127.0.0.1)`"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        row(&run, "moved").starts_with("moved succeeded"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("ok        moved"), "{}", run.stdout);
+}
+
+#[test]
+fn sigterm_stops_the_run_and_its_commands() {
+    let plan = "plan p \"P\"\n  allow: sh\n\ntask slow \"Slow\" using:sh\n  run: sh(\"sleep 3; touch marker\")\n";
+    let test = Test::new().file("p.plan", plan);
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("cairn"))
+        .args(["run", "p.plan"])
+        .current_dir(test.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("cairn starts");
+    std::thread::sleep(Duration::from_millis(800));
+    // SAFETY: signalling our own child process.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let out = child.wait_with_output().expect("cairn exits");
+    assert_eq!(out.status.code(), Some(130));
+    std::thread::sleep(Duration::from_millis(3000));
+    assert!(
+        !test.path().join("marker").exists(),
+        "the command outlived cairn"
+    );
+}
+
+#[test]
+fn a_waiting_prompt_gives_up_when_the_time_budget_runs_out() {
+    let plan = "plan p \"P\"\n  budget: time 1s\n\ngate g \"Ship?\"\n";
+    let test = Test::new().file("p.plan", plan);
+    let started = Instant::now();
+    let Some((status, screen)) = run_in_terminal(&test, "run p.plan", "") else {
+        return;
+    };
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status, 1, "{screen}");
+    assert!(screen.contains("the time budget of 1s ran out"), "{screen}");
 }

@@ -241,6 +241,8 @@ codes! {
     DuplicateParam => "cairn::duplicate_param",
     /// A task needs more of a resource than the plan has.
     ResourcesExceedCapacity => "cairn::resources_exceed_capacity",
+    /// A fallback that depends on the step it stands in for, so it can never run.
+    UnreachableFallback => "cairn::unreachable_fallback",
     /// A decision has no `else` branch (warning).
     DecisionWithoutElse => "cairn::decision_without_else",
     /// A param no code reads (warning).

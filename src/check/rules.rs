@@ -10,9 +10,10 @@ use super::lower::{CodeUse, Header, Role, StepRefs};
 use super::scripts;
 use super::suggest;
 use crate::diagnostic::{Code, Diagnostic};
-use crate::plan::{Edge, StepKind, Task};
+use crate::plan::{Edge, EdgeKind, StepKind, Task};
 use crate::script::Capabilities;
 use crate::source::Source;
+use petgraph::visit::EdgeRef;
 
 pub fn check(
     source: &Arc<Source>,
@@ -42,6 +43,7 @@ pub fn check(
         }
         rules.resources(task, r);
         rules.decision(task);
+        rules.fallback(i, task, graph);
     }
     // Code that did not compile was not analysed, so its reads are unknown.
     let all_compiled = header
@@ -276,6 +278,43 @@ impl<'a> Rules<'a> {
                         name.value
                     )),
                 );
+            }
+        }
+    }
+
+    /// A fallback runs when its step failed; if it also needs that step
+    /// (directly or through other steps), it can never run.
+    fn fallback(&mut self, i: usize, task: &Task, graph: &DiGraph<usize, Edge>) {
+        let Some(fallback) = &task.fallback else {
+            return;
+        };
+        let Some(f) = self.tasks.iter().position(|t| &t.id == fallback) else {
+            return;
+        };
+        let mut stack = vec![petgraph::graph::NodeIndex::new(i)];
+        let mut seen = vec![false; self.tasks.len()];
+        while let Some(n) = stack.pop() {
+            for edge in graph.edges_directed(n, petgraph::Direction::Outgoing) {
+                let next = edge.target();
+                if matches!(edge.weight().kind, EdgeKind::Needs | EdgeKind::OnSuccess)
+                    && !seen[next.index()]
+                {
+                    if next.index() == f {
+                        let span = edge.weight().span;
+                        self.diagnostics.push(
+                            Diagnostic::error(
+                                Code::UnreachableFallback,
+                                self.source,
+                                format!("`{fallback}` is the fallback of `{}` but runs only after `{}` succeeds, so it can never run", task.id, task.id),
+                            )
+                            .label(span, "so the fallback waits for a success")
+                            .help(format!("a fallback runs when `{}` fails; remove that dependency", task.id)),
+                        );
+                        return;
+                    }
+                    seen[next.index()] = true;
+                    stack.push(next);
+                }
             }
         }
     }

@@ -753,15 +753,15 @@ fn one_fallback_recovers_every_step_it_stands_in_for() {
 }
 
 #[test]
-fn a_fallback_that_never_runs_leaves_the_failure_standing() {
-    // `fix` also needs `a`, which failed: it can never run.
+fn a_fallback_that_needs_its_failed_step_is_refused_before_running() {
+    // `fix` also needs `a`: it could never run, so the plan does not start.
     let plan = "plan p \"P\"\n\ntask a \"A\"\n  run: fail(\"broken\")\n  on failure -> fix\n\ntask fix \"Fix\"\n  needs: a\n  run: 1\n";
     let run = run(plan, &[]);
-    assert_eq!(run.status, 1, "{}", run.stdout);
+    assert_eq!(run.status, 2, "{}", run.stdout);
     assert!(
-        run.stdout.contains("run failed: `a` failed: broken"),
+        run.stderr.contains("cairn::unreachable_fallback"),
         "{}",
-        run.stdout
+        run.stderr
     );
 }
 
@@ -921,4 +921,27 @@ fn a_waiting_prompt_gives_up_when_the_time_budget_runs_out() {
     );
     assert_eq!(status, 1, "{screen}");
     assert!(screen.contains("the time budget of 1s ran out"), "{screen}");
+}
+
+#[test]
+fn steps_running_together_stay_within_the_plans_resources() {
+    let mut plan = String::from("plan p \"P\"\n  max_parallel: 4\n  resources: cpu 2\n");
+    for i in 0..4 {
+        plan.push_str(&format!(
+            "\ntask t{i} \"T\"\n  resources: cpu 1\n  run: sleep(100)\n"
+        ));
+    }
+    plan.push_str("\ntask big \"Big\"\n  resources: cpu 2\n  run: sleep(100)\n");
+    let run = run(&plan, &["--events", "-"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let mut cpu = 0;
+    for event in events(&run) {
+        let amount = if event["step"] == "big" { 2 } else { 1 };
+        match event["event"].as_str() {
+            Some("step_started") => cpu += amount,
+            Some("step_succeeded") => cpu -= amount,
+            _ => {}
+        }
+        assert!(cpu <= 2, "more than the plan's cpu 2 in use at once");
+    }
 }

@@ -12,53 +12,11 @@ fn main() {
     divan::main();
 }
 
-/// `body` is the step's `run:` line, or nothing for a step with no code.
+#[path = "common/shapes.rs"]
+mod shapes;
+
 fn plan(shape: &str, body: &str) -> Arc<Plan> {
-    let mut text = String::from("plan bench \"Bench\"\n  max_parallel: 2\n");
-    let mut task = |id: String, needs: Vec<String>| {
-        text.push_str(&format!("\ntask {id} \"Step\"\n"));
-        if !needs.is_empty() {
-            text.push_str(&format!("  needs: {}\n", needs.join(", ")));
-        }
-        text.push_str(body);
-    };
-    match shape {
-        "chain" => {
-            for i in 0..10_000 {
-                task(
-                    format!("t{i}"),
-                    if i == 0 {
-                        vec![]
-                    } else {
-                        vec![format!("t{}", i - 1)]
-                    },
-                );
-            }
-        }
-        "fan" => {
-            task("start".into(), vec![]);
-            for i in 0..9_998 {
-                task(format!("t{i}"), vec!["start".into()]);
-            }
-            task("end".into(), (0..9_998).map(|i| format!("t{i}")).collect());
-        }
-        _ => {
-            // A 100×100 lattice: each step needs its left and upper neighbours.
-            for r in 0..100 {
-                for c in 0..100 {
-                    let mut needs = Vec::new();
-                    if r > 0 {
-                        needs.push(format!("n{}-{c}", r - 1));
-                    }
-                    if c > 0 {
-                        needs.push(format!("n{r}-{}", c - 1));
-                    }
-                    task(format!("n{r}-{c}"), needs);
-                }
-            }
-        }
-    }
-    let checked = cairn::check::check(&Source::new("bench.plan", text));
+    let checked = cairn::check::check(&Source::new("bench.plan", shapes::plan_text(shape, body)));
     Arc::new(checked.plan.expect("the benchmark plan checks"))
 }
 

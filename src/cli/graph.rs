@@ -5,20 +5,11 @@ use std::path::Path;
 
 use super::report;
 use super::GraphFormat;
-use crate::check;
 use crate::error::Error;
 use crate::export;
-use crate::source::Source;
 
 pub fn run(path: &Path, format: GraphFormat) -> Result<(), Error> {
-    let source = Source::read(path)?;
-    let checked = check::check(&source);
-    report::human(&checked.diagnostics);
-    let Some(plan) = checked.plan else {
-        let count = checked.diagnostics.iter().filter(|d| d.is_error()).count();
-        report::error(&Error::Invalid { count });
-        return Err(Error::Invalid { count });
-    };
+    let plan = report::load(path)?;
     let text = match format {
         GraphFormat::Mermaid => export::mermaid(&plan),
         GraphFormat::Dot => export::dot(&plan),

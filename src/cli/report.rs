@@ -71,6 +71,19 @@ pub fn json(diagnostic: &Diagnostic) -> serde_json::Value {
     })
 }
 
+/// Reads and checks a plan file, printing its diagnostics; the plan if it
+/// has no errors (the shared first step of `graph` and `run`).
+pub fn load(path: &std::path::Path) -> Result<crate::plan::Plan, Error> {
+    let source = crate::source::Source::read(path)?;
+    let checked = crate::check::check(&source);
+    human(&checked.diagnostics);
+    checked.plan.ok_or_else(|| {
+        let count = checked.diagnostics.iter().filter(|d| d.is_error()).count();
+        error(&Error::Invalid { count });
+        Error::Invalid { count }
+    })
+}
+
 /// A command-level error (a file that cannot be read, …) on stderr.
 pub fn error(err: &Error) {
     let _ = writeln!(std::io::stderr(), "error: {err}");

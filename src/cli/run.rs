@@ -5,10 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::report;
-use crate::check;
 use crate::error::Error;
 use crate::run::{self, Approval, Event, GateRequest, Options, Report, RunStatus, StepStatus};
-use crate::source::Source;
 
 /// What `cairn run` was asked to do.
 pub struct Args {
@@ -23,14 +21,7 @@ pub struct Args {
 
 /// Runs the plan and returns the exit code for how it ended.
 pub fn run(args: Args) -> Result<i32, Error> {
-    let source = Source::read(&args.file)?;
-    let checked = check::check(&source);
-    report::human(&checked.diagnostics);
-    let Some(plan) = checked.plan else {
-        let count = checked.diagnostics.iter().filter(|d| d.is_error()).count();
-        report::error(&Error::Invalid { count });
-        return Err(Error::Invalid { count });
-    };
+    let plan = report::load(&args.file)?;
     let mut params = Vec::new();
     for pair in &args.set {
         let (name, value) = pair

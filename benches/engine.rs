@@ -51,3 +51,34 @@ fn no_code(bencher: Bencher, shape: &str) {
 fn trivial_body(bencher: Bencher, shape: &str) {
     bench(bencher, shape, "  run: ()\n");
 }
+
+/// Steps with no code, every event committed to the run store (WAL,
+/// synchronous=NORMAL): the cost of a checkpointed no-op step.
+#[divan::bench(args = ["chain"], sample_count = 5, sample_size = 1)]
+fn recorded_no_code(bencher: Bencher, shape: &str) {
+    let plan = plan(shape, "");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(cairn::store::Store::open(dir.path()).expect("store"));
+    bencher.bench(|| {
+        let id = store.begin(&plan, "bench.plan", "", &[], 0).expect("begin");
+        let recorder = {
+            let store = Arc::clone(&store);
+            Arc::new(move |event: &cairn::run::Event| {
+                store.record(&id, event).map_err(|e| e.to_string())
+            }) as cairn::run::Recorder
+        };
+        let options = Options {
+            dir: std::env::temp_dir(),
+            recorder: Some(recorder),
+            ..Options::default()
+        };
+        let report = runtime
+            .block_on(run::run(Arc::clone(&plan), options, |_| {}))
+            .expect("runs");
+        assert_eq!(report.status, run::RunStatus::Succeeded);
+    });
+}

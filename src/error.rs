@@ -56,6 +56,9 @@ pub enum Error {
     /// Wrong command-line use (exit 2).
     #[error("{0}")]
     Usage(String),
+    /// The run store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// A file cairn was asked to write could not be created.
     #[error("cannot create `{path}`: {source}")]
     Create {
@@ -83,7 +86,7 @@ impl Error {
     /// The process exit code: 2 for invalid plans and bad input.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Output(_) => 1,
+            Error::Output(_) | Error::Store(_) => 1,
             _ => 2,
         }
     }

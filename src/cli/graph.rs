@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::export;
 
 pub fn run(path: &Path, format: GraphFormat) -> Result<(), Error> {
-    let plan = report::load(path)?;
+    let (_, plan) = report::load(path)?;
     let text = match format {
         GraphFormat::Mermaid => export::mermaid(&plan),
         GraphFormat::Dot => export::dot(&plan),

@@ -4,6 +4,7 @@ mod check;
 mod graph;
 mod report;
 mod run;
+mod runs;
 
 use std::path::PathBuf;
 
@@ -19,6 +20,15 @@ pub struct Cli {
     /// e.g. `RUST_LOG=cairn=debug`).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Where runs are recorded (`state.db` inside it).
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_STATE_DIR",
+        default_value = ".cairn",
+        value_name = "DIR"
+    )]
+    state_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -81,6 +91,39 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// List recorded runs, newest first.
+    Runs {
+        /// Show at most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Skip this many of the newest first.
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        /// One JSON object per run, one per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a run's steps (status, attempts, time, error) and waiting gates.
+    Status {
+        /// The run's id (a unique prefix is enough); the newest run if left out.
+        run: Option<String>,
+        /// The run and its steps as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a run's events in order.
+    Log {
+        /// The run's id (a unique prefix is enough); the newest run if left out.
+        run: Option<String>,
+        /// The events as JSON lines, as `--events` writes them.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the run store's hash-chained event log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Print a plan's graph as Mermaid, Graphviz DOT or the checked plan in JSON.
     Graph {
         /// The plan file.
@@ -89,6 +132,17 @@ enum Command {
         /// `mermaid` flowchart, Graphviz `dot`, or the checked plan as `json`.
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
+    },
+}
+
+/// `cairn audit …`.
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Recompute a run's hash chain: "ok" with the count, or the first
+    /// event that was edited, removed or moved (exit 1).
+    Verify {
+        /// The run's id (a unique prefix is enough); the newest run if left out.
+        run: Option<String>,
     },
 }
 
@@ -119,6 +173,24 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Check { files, format } => check::run(&files, format),
         Command::Graph { file, format } => graph::run(&file, format),
+        Command::Runs {
+            limit,
+            offset,
+            json,
+        } => runs::list(&cli.state_dir, limit, offset, json),
+        Command::Status { run, json } => runs::status(&cli.state_dir, run.as_deref(), json),
+        Command::Log { run, json } => runs::log(&cli.state_dir, run.as_deref(), json),
+        Command::Audit {
+            command: AuditCommand::Verify { run },
+        } => {
+            return match runs::verify(&cli.state_dir, run.as_deref()) {
+                Ok(code) => code,
+                Err(err) => {
+                    report::error(&err);
+                    err.exit_code()
+                }
+            };
+        }
         Command::Run {
             file,
             set,
@@ -130,6 +202,7 @@ pub fn main() -> i32 {
         } => {
             let args = run::Args {
                 dry_run,
+                state_dir: cli.state_dir.clone(),
                 file,
                 set,
                 max_parallel: max_parallel.map(|n| n as usize),

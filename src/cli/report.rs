@@ -73,15 +73,18 @@ pub fn json(diagnostic: &Diagnostic) -> serde_json::Value {
 
 /// Reads and checks a plan file, printing its diagnostics; the plan if it
 /// has no errors (the shared first step of `graph` and `run`).
-pub fn load(path: &std::path::Path) -> Result<crate::plan::Plan, Error> {
+pub fn load(
+    path: &std::path::Path,
+) -> Result<(std::sync::Arc<crate::source::Source>, crate::plan::Plan), Error> {
     let source = crate::source::Source::read(path)?;
     let checked = crate::check::check(&source);
     human(&checked.diagnostics);
-    checked.plan.ok_or_else(|| {
+    let plan = checked.plan.ok_or_else(|| {
         let count = checked.diagnostics.iter().filter(|d| d.is_error()).count();
         error(&Error::Invalid { count });
         Error::Invalid { count }
-    })
+    })?;
+    Ok((source, plan))
 }
 
 /// A command-level error (a file that cannot be read, …) on stderr.

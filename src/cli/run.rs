@@ -17,11 +17,13 @@ pub struct Args {
     pub approve: Vec<String>,
     pub events: Option<String>,
     pub dry_run: bool,
+    /// Where the run store lives.
+    pub state_dir: PathBuf,
 }
 
 /// Runs the plan and returns the exit code for how it ended.
 pub fn run(args: Args) -> Result<i32, Error> {
-    let plan = report::load(&args.file)?;
+    let (source, plan) = report::load(&args.file)?;
     let mut params = Vec::new();
     for pair in &args.set {
         let (name, value) = pair
@@ -51,7 +53,20 @@ pub fn run(args: Args) -> Result<i32, Error> {
         Some(bar) => bar.suspend(|| ask(request)),
         None => ask(request),
     };
+    // Every run is recorded: each event is committed before it is shown.
+    let store = Arc::new(crate::store::Store::open(&args.state_dir).map_err(Error::Store)?);
+    let seed = args.seed.or(plan.seed).unwrap_or(0);
+    let run_id = store
+        .begin(&plan, source.name(), source.text(), &params, seed)
+        .map_err(Error::Store)?;
+    let recorder = {
+        let store = Arc::clone(&store);
+        let run_id = run_id.clone();
+        Arc::new(move |event: &Event| store.record(&run_id, event).map_err(|e| e.to_string()))
+            as run::Recorder
+    };
     let options = Options {
+        recorder: Some(recorder),
         params,
         max_parallel: args.max_parallel,
         seed: args.seed,
@@ -109,6 +124,11 @@ pub fn run(args: Args) -> Result<i32, Error> {
         out.flush().map_err(Error::Output)?;
     }
     let _ = write!(progress, "{}", summary(&report));
+    let _ = writeln!(
+        progress,
+        "run {run_id} is recorded in {}",
+        args.state_dir.join("state.db").display()
+    );
     if report.status == RunStatus::Paused {
         let gates: Vec<&str> = report
             .steps

@@ -37,6 +37,9 @@ pub struct Approval {
     pub reason: String,
 }
 
+/// Records an event durably before it is reported; an error stops the run.
+pub type Recorder = Arc<dyn Fn(&Event) -> Result<(), String> + Send + Sync>;
+
 /// Asks for approval (e.g. on a terminal); `None` means nobody can answer now.
 pub type Approver = Arc<dyn Fn(&GateRequest) -> Option<Approval> + Send + Sync>;
 
@@ -57,6 +60,9 @@ pub struct Options {
     pub dir: PathBuf,
     /// Asked at gates not approved up front.
     pub approver: Option<Approver>,
+    /// Called with every event, in order, before it is reported; the run
+    /// store records a run through it.
+    pub recorder: Option<Recorder>,
     /// Extra capabilities: name → registration of their functions.
     pub registrars: std::collections::HashMap<String, crate::script::Registrar>,
 }

@@ -81,10 +81,12 @@ pub async fn run(
         params,
         events,
         started: Instant::now(),
+        recorder: options.recorder.clone(),
+        record_error: Mutex::new(None),
     });
     let max_parallel = options.max_parallel.unwrap_or(plan.max_parallel).max(1);
     tracing::info!(plan = %plan.id, steps = plan.tasks.len(), max_parallel, seed, "run started");
-    observe(&Event::RunStarted {
+    shared.emit(Event::RunStarted {
         plan: plan.id.clone(),
         steps: plan.tasks.len(),
         max_parallel,
@@ -399,7 +401,7 @@ impl Scheduler {
     }
 
     fn emit(&self, event: Event) {
-        let _ = self.shared.events.send(event);
+        self.shared.emit(event);
     }
 
     /// All incoming edges are resolved: run the step, or skip it.
@@ -874,6 +876,19 @@ impl Scheduler {
         while let Ok(event) = events.try_recv() {
             observe(&event);
         }
+        let record_error = self
+            .shared
+            .record_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(error) = record_error {
+            self.failed = true;
+            self.interrupted = false;
+            self.message = Some(format!(
+                "the run could not be recorded ({error}), so it was stopped"
+            ));
+        }
         let status = if self.interrupted {
             RunStatus::Interrupted
         } else if self.failed {
@@ -889,11 +904,14 @@ impl Scheduler {
         } else {
             RunStatus::Succeeded
         };
-        observe(&Event::RunFinished {
+        self.emit(Event::RunFinished {
             status,
             message: self.message.clone(),
             at_ms: self.at_ms(),
         });
+        while let Ok(event) = events.try_recv() {
+            observe(&event);
+        }
         Report {
             status,
             message: self.message,

@@ -25,6 +25,10 @@ pub struct Shared {
     pub seed: u64,
     pub params: Dynamic,
     pub events: UnboundedSender<Event>,
+    /// Called with every event before it is reported (the run store).
+    pub recorder: Option<super::Recorder>,
+    /// The first error the recorder returned.
+    pub record_error: Mutex<Option<String>>,
     pub started: Instant,
 }
 
@@ -33,7 +37,20 @@ impl Shared {
         self.started.elapsed().as_millis() as u64
     }
 
-    fn emit(&self, event: Event) {
+    /// Records the event (durably, if a recorder is set) and reports it.
+    /// A recorder that fails stops the run: what is not recorded could not
+    /// be resumed.
+    pub fn emit(&self, event: Event) {
+        if let Some(record) = &self.recorder {
+            if let Err(error) = record(&event) {
+                tracing::error!(%error, "recording failed; stopping the run");
+                self.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+                self.record_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(error);
+            }
+        }
         // The receiver lives as long as the run; a closed channel means
         // nobody is listening any more, which is fine.
         let _ = self.events.send(event);
@@ -76,7 +93,7 @@ pub enum Outcome {
     GateOpen,
 }
 
-pub fn run(shared: &Shared, job: Job) -> Outcome {
+pub fn run(shared: &Arc<Shared>, job: Job) -> Outcome {
     let task = &shared.plan.tasks[job.index];
     let ctx = |attempt: u32, deadline: Option<Instant>| {
         Arc::new(StepContext {
@@ -259,7 +276,7 @@ fn decide(shared: &Shared, job: &Job, task: &Task, ctx: &Arc<StepContext>) -> Ou
 /// Runs a step's `compensate:` body with `result` in scope, then restores
 /// the files its `edit_file` / `write_file` calls changed.
 pub fn compensate(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     index: usize,
     engine: &Arc<Engine>,
     output: &serde_json::Value,
@@ -306,14 +323,13 @@ pub fn compensate(
     Ok(())
 }
 
-fn log_sink(shared: &Shared) -> LogSink {
-    let events = shared.events.clone();
-    let started = shared.started;
+fn log_sink(shared: &Arc<Shared>) -> LogSink {
+    let shared = Arc::clone(shared);
     Arc::new(move |step: &str, line: &str| {
-        let _ = events.send(Event::Log {
+        shared.emit(Event::Log {
             step: step.to_owned(),
             line: line.to_owned(),
-            at_ms: started.elapsed().as_millis() as u64,
+            at_ms: shared.at_ms(),
         });
     })
 }

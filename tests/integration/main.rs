@@ -8,6 +8,7 @@ mod graph;
 mod properties;
 mod run;
 mod scheduling;
+mod store;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

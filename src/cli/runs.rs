@@ -1,0 +1,181 @@
+//! `cairn runs`, `status`, `log` and `audit verify`: reading the run store.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::error::Error;
+use crate::store::{RunRow, Store};
+
+fn open(dir: &Path) -> Result<Store, Error> {
+    if !dir.join("state.db").exists() {
+        return Err(Error::Usage(format!(
+            "no runs recorded in `{}` yet (`cairn run` records them; `--state-dir` points elsewhere)",
+            dir.display()
+        )));
+    }
+    Ok(Store::open(dir)?)
+}
+
+fn out(text: &str) -> Result<(), Error> {
+    std::io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .map_err(Error::Output)
+}
+
+/// `cairn runs`: newest first, with status and progress.
+pub fn list(dir: &Path, limit: usize, offset: usize, as_json: bool) -> Result<(), Error> {
+    let runs = open(dir)?.runs(limit, offset)?;
+    let mut text = String::new();
+    if as_json {
+        for run in &runs {
+            text.push_str(&serde_json::to_string(run).expect("runs serialize"));
+            text.push('\n');
+        }
+    } else {
+        let rows: Vec<[String; 5]> = runs
+            .iter()
+            .map(|r| {
+                [
+                    r.id.clone(),
+                    r.plan.clone(),
+                    r.status.clone(),
+                    format!("{}/{}", r.done, r.steps),
+                    r.file.clone(),
+                ]
+            })
+            .collect();
+        text = table(["run", "plan", "status", "done", "file"], &rows);
+    }
+    out(&text)
+}
+
+/// `cairn status`: the step table of a run and its waiting gates.
+pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> {
+    let store = open(dir)?;
+    let run = store.run(id)?;
+    let steps = store.steps(&run.id)?;
+    if as_json {
+        let value = json!({ "run": run, "steps": steps });
+        return out(&format!("{value}\n"));
+    }
+    let rows: Vec<[String; 5]> = steps
+        .iter()
+        .map(|s| {
+            let time = match (s.started_ms, s.finished_ms) {
+                (Some(a), Some(b)) if b >= a => format!("{:.2}s", (b - a) as f64 / 1000.0),
+                _ => String::new(),
+            };
+            [
+                s.step.clone(),
+                s.status.clone(),
+                s.attempts.to_string(),
+                time,
+                s.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let mut text = header(&run);
+    text.push_str(&table(
+        ["step", "status", "attempts", "time", "error"],
+        &rows,
+    ));
+    let waiting: Vec<&str> = steps
+        .iter()
+        .filter(|s| s.status == "waiting")
+        .map(|s| s.step.as_str())
+        .collect();
+    if !waiting.is_empty() {
+        text.push_str(&format!("\nwaiting for approval: {}\n", waiting.join(", ")));
+    }
+    out(&text)
+}
+
+/// `cairn log`: a run's events in order.
+pub fn log(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> {
+    let store = open(dir)?;
+    let run = store.run(id)?;
+    let mut text = String::new();
+    for event in store.events(&run.id)? {
+        if as_json {
+            text.push_str(&event.body);
+        } else {
+            let value: serde_json::Value = serde_json::from_str(&event.body).unwrap_or_default();
+            let mut fields: Vec<String> = value
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| !matches!(k.as_str(), "event" | "at_ms"))
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            fields.sort();
+            let at = value["at_ms"]
+                .as_u64()
+                .map_or(String::new(), |ms| format!("{:>8.3}s", ms as f64 / 1000.0));
+            text.push_str(&format!(
+                "{:>4} {at} {} {}",
+                event.seq,
+                value["event"].as_str().unwrap_or("?"),
+                fields.join(" ")
+            ));
+        }
+        text.push('\n');
+    }
+    out(&text)
+}
+
+/// `cairn audit verify`: exit 0 with the count, or 1 at the first bad row.
+pub fn verify(dir: &Path, id: Option<&str>) -> Result<i32, Error> {
+    let store = open(dir)?;
+    let run = store.run(id)?;
+    match store.verify(&run.id)? {
+        Ok(count) => {
+            out(&format!(
+                "run {}: ok, {count} events, hash chain intact\n",
+                run.id
+            ))?;
+            Ok(0)
+        }
+        Err(problem) => {
+            out(&format!(
+                "run {}: the audit log was tampered with at {problem}\n",
+                run.id
+            ))?;
+            Ok(1)
+        }
+    }
+}
+
+fn header(run: &RunRow) -> String {
+    let message = run
+        .message
+        .as_ref()
+        .map_or(String::new(), |m| format!(": {m}"));
+    format!(
+        "run {} of `{}` ({}): {}{message}\n\n",
+        run.id, run.plan, run.file, run.status
+    )
+}
+
+fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    let header = header.map(str::to_owned);
+    for row in std::iter::once(&header).chain(rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:w$}"))
+            .collect();
+        text.push_str(cells.join("  ").trim_end());
+        text.push('\n');
+    }
+    text
+}

@@ -260,30 +260,11 @@ pub fn summary(report: &Report) -> String {
             ]
         })
         .collect();
-    let header = ["step", "status", "attempts", "time", "error"].map(str::to_owned);
-    let mut widths = header.clone().map(|h| h.chars().count());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
     let mut out = String::from("\n");
-    for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .enumerate()
-            .map(|(k, (cell, w))| {
-                if k == 4 {
-                    cell.clone()
-                } else {
-                    format!("{cell:w$}")
-                }
-            })
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
+    out.push_str(&super::report::table(
+        ["step", "status", "attempts", "time", "error"],
+        &rows,
+    ));
     let verdict = match report.status {
         RunStatus::Succeeded => "succeeded",
         RunStatus::Failed => "failed",

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde_json::json;
 
+use super::report;
 use crate::error::Error;
 use crate::store::{RunRow, Store};
 
@@ -47,7 +48,7 @@ pub fn list(dir: &Path, limit: usize, offset: usize, as_json: bool) -> Result<()
                 ]
             })
             .collect();
-        text = table(["run", "plan", "status", "done", "file"], &rows);
+        text = report::table(["run", "plan", "status", "done", "file"], &rows);
     }
     out(&text)
 }
@@ -78,7 +79,7 @@ pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> 
         })
         .collect();
     let mut text = header(&run);
-    text.push_str(&table(
+    text.push_str(&report::table(
         ["step", "status", "attempts", "time", "error"],
         &rows,
     ));
@@ -157,25 +158,4 @@ fn header(run: &RunRow) -> String {
         "run {} of `{}` ({}): {}{message}\n\n",
         run.id, run.plan, run.file, run.status
     )
-}
-
-fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
-    let mut widths = header.map(|h| h.chars().count());
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut text = String::new();
-    let header = header.map(str::to_owned);
-    for row in std::iter::once(&header).chain(rows) {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:w$}"))
-            .collect();
-        text.push_str(cells.join("  ").trim_end());
-        text.push('\n');
-    }
-    text
 }

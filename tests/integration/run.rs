@@ -691,10 +691,10 @@ fn http_reaches_allowed_hosts_only() {
     );
 }
 
-#[test]
-fn ctrl_c_cancels_running_steps_and_exits_130() {
-    let plan = "plan p \"P\"\n  allow: sh\n\ntask slow \"Slow\" using:sh\n  run: sh(\"sleep 20; touch marker\")\n";
-    let test = Test::new().file("p.plan", plan);
+/// Starts `cairn run p.plan` on a plan whose step runs `sh(command)`,
+/// sends `signal` after 800 ms, and returns the exit status, stdout and how
+/// long cairn took to exit after the signal.
+fn signalled(test: &Test, signal: libc::c_int) -> (Option<i32>, String, Duration) {
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("cairn"))
         .args(["run", "p.plan"])
         .current_dir(test.path())
@@ -702,19 +702,26 @@ fn ctrl_c_cancels_running_steps_and_exits_130() {
         .spawn()
         .expect("cairn starts");
     std::thread::sleep(Duration::from_millis(800));
-    let started = Instant::now();
-    // SAFETY: sending SIGINT to our own child process.
+    let sent = Instant::now();
+    // SAFETY: signalling our own child process.
     unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+        libc::kill(child.id() as libc::pid_t, signal);
     }
     let out = child.wait_with_output().expect("cairn exits");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        started.elapsed()
-    );
-    assert_eq!(out.status.code(), Some(130));
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        sent.elapsed(),
+    )
+}
+
+#[test]
+fn ctrl_c_cancels_running_steps_and_exits_130() {
+    let plan = "plan p \"P\"\n  allow: sh\n\ntask slow \"Slow\" using:sh\n  run: sh(\"sleep 20; touch marker\")\n";
+    let test = Test::new().file("p.plan", plan);
+    let (status, stdout, took) = signalled(&test, libc::SIGINT);
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(status, Some(130));
     assert!(
         stdout.contains("run interrupted: interrupted (Ctrl-C)"),
         "{stdout}"
@@ -887,19 +894,8 @@ fn urls_are_checked_as_the_client_reads_them_and_redirects_are_not_followed() {
 fn sigterm_stops_the_run_and_its_commands() {
     let plan = "plan p \"P\"\n  allow: sh\n\ntask slow \"Slow\" using:sh\n  run: sh(\"sleep 3; touch marker\")\n";
     let test = Test::new().file("p.plan", plan);
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("cairn"))
-        .args(["run", "p.plan"])
-        .current_dir(test.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("cairn starts");
-    std::thread::sleep(Duration::from_millis(800));
-    // SAFETY: signalling our own child process.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let out = child.wait_with_output().expect("cairn exits");
-    assert_eq!(out.status.code(), Some(130));
+    let (status, _, _) = signalled(&test, libc::SIGTERM);
+    assert_eq!(status, Some(130));
     std::thread::sleep(Duration::from_millis(3000));
     assert!(
         !test.path().join("marker").exists(),

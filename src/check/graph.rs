@@ -225,6 +225,11 @@ impl<'g> Reach<'g> {
         }
     }
 
+    /// The node's place in topological order.
+    pub fn position(&self, node: usize) -> usize {
+        self.position[node]
+    }
+
     /// Depth-first search backwards from `node`, pruned by topological order.
     pub fn is_upstream(&mut self, ancestor: usize, node: usize) -> bool {
         if self.position[ancestor] >= self.position[node] {

@@ -32,6 +32,11 @@ pub fn check(
         capabilities,
         used_params: HashSet::new(),
         reach: graph::topo_positions(graph).map(|p| Reach::new(graph, p)),
+        index: tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.as_str(), i))
+            .collect(),
     };
     for code in &header.param_code {
         rules.code(None, code);
@@ -78,6 +83,8 @@ struct Rules<'a> {
     used_params: HashSet<&'a str>,
     /// `None` when the graph has a cycle (already reported).
     reach: Option<Reach<'a>>,
+    /// Step id → index.
+    index: std::collections::HashMap<&'a str, usize>,
 }
 
 impl<'a> Rules<'a> {
@@ -155,7 +162,7 @@ impl<'a> Rules<'a> {
         position: rhai::Position,
     ) {
         let span = scripts::find_after(self.source, code.code, position, id);
-        let target = self.tasks.iter().position(|t| t.id == id);
+        let target = self.index.get(id).copied();
         let (message, label, help) = match (owner, target) {
             (_, None) => (
                 format!("`outputs` has no `{id}`: there is no such task"),
@@ -288,16 +295,23 @@ impl<'a> Rules<'a> {
         let Some(fallback) = &task.fallback else {
             return;
         };
-        let Some(f) = self.tasks.iter().position(|t| &t.id == fallback) else {
+        let Some(&f) = self.index.get(fallback.as_str()) else {
             return;
         };
         let mut stack = vec![petgraph::graph::NodeIndex::new(i)];
-        let mut seen = vec![false; self.tasks.len()];
+        // Only steps between the two in topological order can lie on a path.
+        let before_f = |n: usize| {
+            self.reach
+                .as_ref()
+                .is_none_or(|r| r.position(n) <= r.position(f))
+        };
+        let mut seen = HashSet::new();
         while let Some(n) = stack.pop() {
             for edge in graph.edges_directed(n, petgraph::Direction::Outgoing) {
                 let next = edge.target();
                 if matches!(edge.weight().kind, EdgeKind::Needs | EdgeKind::OnSuccess)
-                    && !seen[next.index()]
+                    && before_f(next.index())
+                    && !seen.contains(&next.index())
                 {
                     if next.index() == f {
                         let span = edge.weight().span;
@@ -312,7 +326,7 @@ impl<'a> Rules<'a> {
                         );
                         return;
                     }
-                    seen[next.index()] = true;
+                    seen.insert(next.index());
                     stack.push(next);
                 }
             }

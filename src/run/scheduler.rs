@@ -317,6 +317,8 @@ struct Scheduler {
     shared: Arc<Shared>,
     /// The engine of each step's capability set.
     engines: Vec<Arc<rhai::Engine>>,
+    /// For each step, the steps its code names in `outputs[…]`, by index.
+    reads: Vec<Vec<usize>>,
     options: Options,
     max_parallel: usize,
     nodes: Vec<Node>,
@@ -369,6 +371,22 @@ impl Scheduler {
                 }
             })
             .collect();
+        let index: HashMap<&str, usize> = plan
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.as_str(), i))
+            .collect();
+        let reads = plan
+            .tasks
+            .iter()
+            .map(|t| {
+                t.reads
+                    .iter()
+                    .filter_map(|id| index.get(id.as_str()).copied())
+                    .collect()
+            })
+            .collect();
         let engines = plan
             .tasks
             .iter()
@@ -378,6 +396,7 @@ impl Scheduler {
             plan,
             shared,
             engines,
+            reads,
             options,
             max_parallel,
             nodes,
@@ -604,11 +623,7 @@ impl Scheduler {
             .graph
             .neighbors_directed(Plan::node(i), Direction::Incoming)
             .map(|n| n.index());
-        let named = self.plan.tasks[i]
-            .reads
-            .iter()
-            .filter_map(|id| self.plan.tasks.iter().position(|t| &t.id == id));
-        for j in predecessors.chain(named) {
+        for j in predecessors.chain(self.reads[i].iter().copied()) {
             if let Some(output) = &self.nodes[j].output {
                 let value = rhai::serde::to_dynamic(output).unwrap_or(Dynamic::UNIT);
                 map.insert(self.plan.tasks[j].id.as_str().into(), value);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use cairn::plan::Plan;
 use cairn::run::{self, Options};
 use cairn::source::Source;
+use cairn::store::{Durability, RunRecorder, Store};
 use divan::Bencher;
 
 fn main() {
@@ -52,28 +53,45 @@ fn trivial_body(bencher: Bencher, shape: &str) {
     bench(bencher, shape, "  run: ()\n");
 }
 
-/// Steps with no code, every event committed to the run store (WAL,
-/// synchronous=NORMAL): the cost of a checkpointed no-op step.
+/// Steps with no code, recorded in the run store (WAL, synchronous=NORMAL):
+/// nothing depends on a no-op step's effects, so their events are committed
+/// in batches.
 #[divan::bench(args = ["chain"], sample_count = 5, sample_size = 1)]
 fn recorded_no_code(bencher: Bencher, shape: &str) {
-    let plan = plan(shape, "");
+    recorded(bencher, shape, "", Durability::Normal);
+}
+
+/// Checkpointed no-op steps: `run: ()` bodies in a chain, so every step
+/// commits its predecessor's events before it starts (one commit per step).
+#[divan::bench(args = ["chain"], sample_count = 5, sample_size = 1)]
+fn checkpointed(bencher: Bencher, shape: &str) {
+    recorded(bencher, shape, "  run: ()\n", Durability::Normal);
+}
+
+/// The same with `--durability full` (an fsync per commit).
+#[divan::bench(args = ["chain"], sample_count = 3, sample_size = 1)]
+fn checkpointed_full(bencher: Bencher, shape: &str) {
+    recorded(bencher, shape, "  run: ()\n", Durability::Full);
+}
+
+fn recorded(bencher: Bencher, shape: &str, body: &str, durability: Durability) {
+    let plan = plan(shape, body);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(cairn::store::Store::open(dir.path()).expect("store"));
+    // Next to the target directory, on the same disk as real state dirs
+    // (a tmpfs /tmp would hide the cost of full durability).
+    let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).expect("temp dir");
+    let store = Arc::new(Store::open(dir.path(), durability).expect("store"));
     bencher.bench(|| {
         let id = store.begin(&plan, "bench.plan", "", &[], 0).expect("begin");
-        let recorder = {
-            let store = Arc::clone(&store);
-            Arc::new(move |event: &cairn::run::Event| {
-                store.record(&id, event).map_err(|e| e.to_string())
-            }) as cairn::run::Recorder
-        };
         let options = Options {
             dir: std::env::temp_dir(),
-            recorder: Some(recorder),
+            recorder: Some(Arc::new(RunRecorder {
+                store: Arc::clone(&store),
+                run: id,
+            })),
             ..Options::default()
         };
         let report = runtime

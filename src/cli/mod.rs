@@ -1,6 +1,7 @@
 //! The `cairn` command line: argument parsing and dispatch to one module per command.
 
 mod check;
+mod durable;
 mod graph;
 mod report;
 mod run;
@@ -90,6 +91,42 @@ enum Command {
         /// be skipped, and the capability calls it would make.
         #[arg(long)]
         dry_run: bool,
+        /// What each step's commit promises: `normal` survives the process
+        /// being killed, `full` also survives power loss (slower).
+        #[arg(long, value_enum, default_value_t = DurabilityArg::Normal)]
+        durability: DurabilityArg,
+    },
+    /// Continue a paused, interrupted or crashed run (the newest unfinished
+    /// one if left out); completed steps never run again.
+    Resume {
+        /// The run's id (a unique prefix is enough).
+        run: Option<String>,
+        /// If the plan file changed since the run began, run the steps whose
+        /// results the change invalidates again with the edited plan.
+        #[arg(long)]
+        allow_changed: bool,
+        /// Approve this gate up front (repeatable).
+        #[arg(long, value_name = "GATE")]
+        approve: Vec<String>,
+        /// Run at most this many steps at once.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        max_parallel: Option<u64>,
+        /// Write every event as a JSON line to FILE (`-` for stdout).
+        #[arg(long, value_name = "FILE")]
+        events: Option<String>,
+        /// What each step's commit promises (see `cairn run --help`).
+        #[arg(long, value_enum, default_value_t = DurabilityArg::Normal)]
+        durability: DurabilityArg,
+    },
+    /// Approve a waiting gate of a stopped run; `cairn resume` then goes on.
+    Approve(Answer),
+    /// Reject a waiting gate of a stopped run: on `cairn resume` it fails like a step.
+    Reject(Answer),
+    /// Run a recorded run's plan again with every outside call answered from
+    /// the recording: "identical" (exit 0) or the first divergence (exit 1).
+    Replay {
+        /// The run's id (a unique prefix is enough); the newest run if left out.
+        run: Option<String>,
     },
     /// List recorded runs, newest first.
     Runs {
@@ -118,6 +155,9 @@ enum Command {
         /// The events as JSON lines, as `--events` writes them.
         #[arg(long)]
         json: bool,
+        /// Keep printing new events while the run goes on.
+        #[arg(long, short)]
+        follow: bool,
     },
     /// Check the run store's hash-chained event log.
     Audit {
@@ -135,6 +175,20 @@ enum Command {
     },
 }
 
+/// The arguments of `cairn approve` and `cairn reject`.
+#[derive(Debug, clap::Args)]
+struct Answer {
+    /// `[run] <gate>`: the run (the newest unfinished one if left out) and the gate.
+    #[arg(value_name = "RUN GATE", num_args = 1..=2, required = true)]
+    ids: Vec<String>,
+    /// Why, as recorded in the log and audit.
+    #[arg(long, required = true)]
+    reason: String,
+    /// Who answers (default: `$USER`).
+    #[arg(long, value_name = "NAME")]
+    by: Option<String>,
+}
+
 /// `cairn audit …`.
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
@@ -144,6 +198,24 @@ enum AuditCommand {
         /// The run's id (a unique prefix is enough); the newest run if left out.
         run: Option<String>,
     },
+}
+
+/// `--durability`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityArg {
+    /// Survives the process being killed at any moment (SQLite WAL, synchronous=NORMAL).
+    Normal,
+    /// Survives power loss too (synchronous=FULL: an fsync per commit).
+    Full,
+}
+
+impl From<DurabilityArg> for crate::store::Durability {
+    fn from(arg: DurabilityArg) -> Self {
+        match arg {
+            DurabilityArg::Normal => Self::Normal,
+            DurabilityArg::Full => Self::Full,
+        }
+    }
 }
 
 /// How `cairn check` prints diagnostics.
@@ -166,6 +238,18 @@ pub enum GraphFormat {
     Json,
 }
 
+/// The exit code of a command that chooses its own, or of its error.
+fn exit(result: Result<i32, Error>) -> i32 {
+    match result {
+        Ok(code) => code,
+        Err(Error::Invalid { .. }) => 2,
+        Err(err) => {
+            report::error(&err);
+            err.exit_code()
+        }
+    }
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
@@ -179,7 +263,9 @@ pub fn main() -> i32 {
             json,
         } => runs::list(&cli.state_dir, limit, offset, json),
         Command::Status { run, json } => runs::status(&cli.state_dir, run.as_deref(), json),
-        Command::Log { run, json } => runs::log(&cli.state_dir, run.as_deref(), json),
+        Command::Log { run, json, follow } => {
+            runs::log(&cli.state_dir, run.as_deref(), json, follow)
+        }
         Command::Audit {
             command: AuditCommand::Verify { run },
         } => {
@@ -199,6 +285,7 @@ pub fn main() -> i32 {
             approve,
             events,
             dry_run,
+            durability,
         } => {
             let args = run::Args {
                 dry_run,
@@ -209,16 +296,47 @@ pub fn main() -> i32 {
                 seed,
                 approve,
                 events,
+                durability: durability.into(),
             };
-            return match run::run(args) {
-                Ok(code) => code,
-                Err(Error::Invalid { .. }) => 2,
-                Err(err) => {
-                    report::error(&err);
-                    err.exit_code()
-                }
-            };
+            return exit(run::run(args));
         }
+        Command::Resume {
+            run,
+            allow_changed,
+            approve,
+            max_parallel,
+            events,
+            durability,
+        } => {
+            return exit(durable::resume(durable::ResumeArgs {
+                run,
+                allow_changed,
+                approve,
+                events,
+                max_parallel: max_parallel.map(|n| n as usize),
+                state_dir: cli.state_dir.clone(),
+                durability: durability.into(),
+            }))
+        }
+        Command::Approve(a) => {
+            return exit(durable::answer(
+                &cli.state_dir,
+                &a.ids,
+                true,
+                &a.reason,
+                a.by,
+            ))
+        }
+        Command::Reject(a) => {
+            return exit(durable::answer(
+                &cli.state_dir,
+                &a.ids,
+                false,
+                &a.reason,
+                a.by,
+            ))
+        }
+        Command::Replay { run } => return exit(durable::replay(&cli.state_dir, run.as_deref())),
     };
     match result {
         Ok(()) => 0,

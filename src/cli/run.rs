@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::report;
 use crate::error::Error;
 use crate::run::{self, Approval, Event, GateRequest, Options, Report, RunStatus, StepStatus};
+use crate::store::{Durability, RunRecorder, Store};
 
 /// What `cairn run` was asked to do.
 pub struct Args {
@@ -19,6 +20,8 @@ pub struct Args {
     pub dry_run: bool,
     /// Where the run store lives.
     pub state_dir: PathBuf,
+    /// What each commit promises.
+    pub durability: Durability,
 }
 
 /// Runs the plan and returns the exit code for how it ended.
@@ -37,112 +40,149 @@ pub fn run(args: Args) -> Result<i32, Error> {
         print!("{}", run::explain(&plan, width));
         return Ok(0);
     }
-    let dir = args
-        .file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    // On a terminal a live line shows what runs; elsewhere, plain lines only.
-    let to_stderr = args.events.as_deref() == Some("-");
-    let mut live =
-        (!to_stderr && std::io::stdout().is_terminal()).then(|| Live::new(plan.tasks.len()));
-    let bar = live.as_ref().map(|l| l.bar.clone());
-    let approver = move |request: &GateRequest| match &bar {
-        // The question must not be drawn over by the live line.
-        Some(bar) => bar.suspend(|| ask(request)),
-        None => ask(request),
-    };
-    // Every run is recorded: each event is committed before it is shown.
-    let store = Arc::new(crate::store::Store::open(&args.state_dir).map_err(Error::Store)?);
+    run::check_params(&plan, &params)?;
+    // Every run is recorded: each step is committed before anything that
+    // depends on it starts.
+    let store = Arc::new(Store::open(&args.state_dir, args.durability)?);
     let seed = args.seed.or(plan.seed).unwrap_or(0);
-    let run_id = store
-        .begin(&plan, source.name(), source.text(), &params, seed)
-        .map_err(Error::Store)?;
-    let recorder = {
-        let store = Arc::clone(&store);
-        let run_id = run_id.clone();
-        Arc::new(move |event: &Event| store.record(&run_id, event).map_err(|e| e.to_string()))
-            as run::Recorder
+    let run_id = store.begin(&plan, source.name(), source.text(), &params, seed)?;
+    let session = Session {
+        store,
+        run_id,
+        state_dir: args.state_dir,
+        events: args.events,
     };
     let options = Options {
-        recorder: Some(recorder),
         params,
         max_parallel: args.max_parallel,
         seed: args.seed,
-        approvals: args.approve.clone(),
-        dir: dir.to_path_buf(),
-        approver: interactive.then(|| Arc::new(approver) as run::Approver),
-        registrars: Default::default(),
+        approvals: args.approve,
+        dir: plan_dir(&args.file),
+        ..Options::default()
     };
-    // With `--events -` the JSON lines own stdout and progress goes to stderr.
-    let mut events_out: Option<Box<dyn Write>> = match args.events.as_deref() {
-        None => None,
-        Some("-") => Some(Box::new(std::io::stdout())),
-        Some(path) => Some(Box::new(std::fs::File::create(path).map_err(|source| {
-            Error::Io {
-                path: path.to_owned(),
-                source,
-            }
-        })?)),
-    };
-    let mut progress: Box<dyn Write> = if to_stderr {
-        Box::new(std::io::stderr())
-    } else {
-        Box::new(std::io::stdout())
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
-    let plan = Arc::new(plan);
-    let mut write_failed = None;
-    let report = runtime.block_on(run::run(Arc::clone(&plan), options, |event| {
-        if let Some(out) = events_out.as_mut() {
-            let line = serde_json::to_string(event).expect("events serialize");
-            if let Err(e) = writeln!(out, "{line}") {
-                write_failed.get_or_insert(e);
-            }
-        }
-        let line = describe(event);
-        match live.as_mut() {
-            Some(live) => live.update(event, line.as_deref()),
-            None => {
-                if let Some(line) = line {
-                    let _ = writeln!(progress, "{line}");
+    session.execute(plan, options)
+}
+
+/// The directory `sh` runs in and paths resolve against: the plan file's.
+pub fn plan_dir(file: &Path) -> PathBuf {
+    file.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
+}
+
+/// A recorded run about to execute (`cairn run` or `cairn resume`).
+pub struct Session {
+    pub store: Arc<Store>,
+    pub run_id: String,
+    pub state_dir: PathBuf,
+    /// `--events`: where JSON lines go.
+    pub events: Option<String>,
+}
+
+impl Session {
+    /// Runs the plan with its progress shown and every event recorded, then
+    /// prints the summary and, at a gate, how to go on. Returns the exit code.
+    pub fn execute(self, plan: crate::plan::Plan, mut options: Options) -> Result<i32, Error> {
+        let _claim = self.store.claim(&self.run_id)?;
+        let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+        // On a terminal a live line shows what runs; elsewhere, plain lines only.
+        let to_stderr = self.events.as_deref() == Some("-");
+        let mut live =
+            (!to_stderr && std::io::stdout().is_terminal()).then(|| Live::new(plan.tasks.len()));
+        let bar = live.as_ref().map(|l| l.bar.clone());
+        let approver = move |request: &GateRequest| match &bar {
+            // The question must not be drawn over by the live line.
+            Some(bar) => bar.suspend(|| ask(request)),
+            None => ask(request),
+        };
+        options.recorder = Some(Arc::new(RunRecorder {
+            store: Arc::clone(&self.store),
+            run: self.run_id.clone(),
+        }));
+        options.approver = interactive.then(|| Arc::new(approver) as run::Approver);
+        options.second_interrupt_exits = true;
+        // With `--events -` the JSON lines own stdout and progress goes to stderr.
+        let mut events_out: Option<Box<dyn Write>> = match self.events.as_deref() {
+            None => None,
+            Some("-") => Some(Box::new(std::io::stdout())),
+            Some(path) => Some(Box::new(std::fs::File::create(path).map_err(|source| {
+                Error::Io {
+                    path: path.to_owned(),
+                    source,
+                }
+            })?)),
+        };
+        let mut progress: Box<dyn Write> = if to_stderr {
+            Box::new(std::io::stderr())
+        } else {
+            Box::new(std::io::stdout())
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
+        let plan = Arc::new(plan);
+        let mut write_failed = None;
+        let report = runtime.block_on(run::run(Arc::clone(&plan), options, |event| {
+            if let Some(out) = events_out.as_mut() {
+                let line = serde_json::to_string(event).expect("events serialize");
+                if let Err(e) = writeln!(out, "{line}") {
+                    write_failed.get_or_insert(e);
                 }
             }
+            let line = describe(event);
+            match live.as_mut() {
+                Some(live) => live.update(event, line.as_deref()),
+                None => {
+                    if let Some(line) = line {
+                        let _ = writeln!(progress, "{line}");
+                    }
+                }
+            }
+        }))?;
+        if let Some(live) = live.take() {
+            live.bar.finish_and_clear();
         }
-    }))?;
-    if let Some(live) = live.take() {
-        live.bar.finish_and_clear();
-    }
-    if let Some(e) = write_failed {
-        return Err(Error::Output(e));
-    }
-    if let Some(out) = events_out.as_mut() {
-        out.flush().map_err(Error::Output)?;
-    }
-    let _ = write!(progress, "{}", summary(&report));
-    let _ = writeln!(
-        progress,
-        "run {run_id} is recorded in {}",
-        args.state_dir.join("state.db").display()
-    );
-    if report.status == RunStatus::Paused {
-        let gates: Vec<&str> = report
-            .steps
-            .iter()
-            .filter(|s| s.status == StepStatus::Waiting)
-            .map(|s| s.id.as_str())
-            .collect();
-        let approve: String = gates.iter().map(|g| format!(" --approve {g}")).collect();
+        if let Some(e) = write_failed {
+            return Err(Error::Output(e));
+        }
+        if let Some(out) = events_out.as_mut() {
+            out.flush().map_err(Error::Output)?;
+        }
+        let id = &self.run_id;
+        let _ = write!(progress, "{}", summary(&report));
         let _ = writeln!(
             progress,
-            "to approve, run again with{approve} (or answer on a terminal)"
+            "run {id} is recorded in {}",
+            self.state_dir.join("state.db").display()
         );
+        let state = if self.state_dir == Path::new(".cairn") {
+            String::new()
+        } else {
+            format!(" --state-dir {}", self.state_dir.display())
+        };
+        match report.status {
+            RunStatus::Paused => {
+                for gate in report
+                    .steps
+                    .iter()
+                    .filter(|s| s.status == StepStatus::Waiting)
+                {
+                    let g = &gate.id;
+                    let _ = writeln!(
+                        progress,
+                        "gate `{g}` waits: cairn{state} approve {id} {g} --reason \"…\"  (or reject), then cairn{state} resume {id}"
+                    );
+                }
+            }
+            RunStatus::Interrupted => {
+                let _ = writeln!(progress, "to continue: cairn{state} resume {id}");
+            }
+            _ => {}
+        }
+        Ok(report.status.exit_code())
     }
-    Ok(report.status.exit_code())
 }
 
 /// The live view on a terminal: done / total, what runs, elapsed time.
@@ -172,9 +212,11 @@ impl Live {
             self.bar.println(line);
         }
         match event {
+            Event::RunResumed { kept, .. } => self.bar.inc(*kept as u64),
             Event::StepStarted { step, .. } => self.running.push(step.clone()),
             Event::StepSucceeded { step, .. }
             | Event::StepFailed { step, .. }
+            | Event::StepCancelled { step, .. }
             | Event::StepSkipped { step, .. }
             | Event::DecisionMade { step, .. }
             | Event::GateApproved { step, .. }
@@ -205,7 +247,26 @@ fn describe(event: &Event) -> Option<String> {
             let noun = if *steps == 1 { "step" } else { "steps" };
             format!("running `{plan}`: {steps} {noun}, max_parallel {max_parallel}, seed {seed}")
         }
+        Event::RunResumed { kept, invalidated } => {
+            let mut line = format!("resuming: {kept} steps keep their recorded outcome");
+            if !invalidated.is_empty() {
+                line.push_str(&format!("; running again: {}", invalidated.join(", ")));
+            }
+            line
+        }
         Event::StepStarted { step, .. } => format!("  start     {step}"),
+        Event::StepCancelled { step, .. } => format!("  cancelled {step}"),
+        Event::Call { .. } => return None,
+        Event::Artifact {
+            step,
+            name,
+            sha256,
+            bytes,
+            ..
+        } => format!(
+            "  artifact  {step}: {name} ({bytes} bytes, sha256 {})",
+            &sha256[..12]
+        ),
         Event::StepSucceeded { step, attempts, .. } if *attempts > 1 => {
             format!("  ok        {step} (attempt {attempts})")
         }

@@ -9,14 +9,15 @@ use super::report;
 use crate::error::Error;
 use crate::store::{RunRow, Store};
 
-fn open(dir: &Path) -> Result<Store, Error> {
+/// The store in `dir`, which must exist (reading commands never create one).
+pub fn open(dir: &Path) -> Result<Store, Error> {
     if !dir.join("state.db").exists() {
         return Err(Error::Usage(format!(
             "no runs recorded in `{}` yet (`cairn run` records them; `--state-dir` points elsewhere)",
             dir.display()
         )));
     }
-    Ok(Store::open(dir)?)
+    Ok(Store::open(dir, crate::store::Durability::Normal)?)
 }
 
 fn out(text: &str) -> Result<(), Error> {
@@ -58,8 +59,9 @@ pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> 
     let store = open(dir)?;
     let run = store.run(id)?;
     let steps = store.steps(&run.id)?;
+    let artifacts = store.artifacts(&run.id)?;
     if as_json {
-        let value = json!({ "run": run, "steps": steps });
+        let value = json!({ "run": run, "steps": steps, "artifacts": artifacts });
         return out(&format!("{value}\n"));
     }
     let rows: Vec<[String; 5]> = steps
@@ -91,15 +93,49 @@ pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> 
     if !waiting.is_empty() {
         text.push_str(&format!("\nwaiting for approval: {}\n", waiting.join(", ")));
     }
+    if !artifacts.is_empty() {
+        let rows: Vec<[String; 4]> = artifacts
+            .iter()
+            .map(|a| {
+                [
+                    a.name.clone(),
+                    a.step.clone(),
+                    format!("{} bytes", a.bytes),
+                    a.sha256.clone(),
+                ]
+            })
+            .collect();
+        text.push('\n');
+        text.push_str(&report::table(
+            ["artifact", "step", "size", "sha256"],
+            &rows,
+        ));
+    }
     out(&text)
 }
 
 /// `cairn log`: a run's events in order.
-pub fn log(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> {
+pub fn log(dir: &Path, id: Option<&str>, as_json: bool, follow: bool) -> Result<(), Error> {
     let store = open(dir)?;
     let run = store.run(id)?;
+    let mut seen = 0;
+    loop {
+        // Whether the run was still going before reading, so the events it
+        // wrote before it stopped are all printed.
+        let going = follow && store.claim(&run.id).is_err();
+        let events = store.events_after(&run.id, seen)?;
+        seen = events.last().map_or(seen, |e| e.seq);
+        out(&log_lines(&events, as_json))?;
+        if !going {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+fn log_lines(events: &[crate::store::EventRow], as_json: bool) -> String {
     let mut text = String::new();
-    for event in store.events(&run.id)? {
+    for event in events {
         if as_json {
             text.push_str(&event.body);
         } else {
@@ -124,7 +160,7 @@ pub fn log(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> {
         }
         text.push('\n');
     }
-    out(&text)
+    text
 }
 
 /// `cairn audit verify`: exit 0 with the count, or 1 at the first bad row.

@@ -16,6 +16,74 @@ pub enum RunStatus {
     Interrupted,
 }
 
+impl Event {
+    /// The step the event is about, if it is about one.
+    pub fn step(&self) -> Option<&str> {
+        match self {
+            Event::RunStarted { .. } | Event::RunResumed { .. } | Event::RunFinished { .. } => None,
+            Event::StepStarted { step, .. }
+            | Event::AttemptFailed { step, .. }
+            | Event::Retrying { step, .. }
+            | Event::StepSucceeded { step, .. }
+            | Event::StepFailed { step, .. }
+            | Event::StepCancelled { step, .. }
+            | Event::StepRecovered { step, .. }
+            | Event::StepSkipped { step, .. }
+            | Event::DecisionMade { step, .. }
+            | Event::GateWaiting { step, .. }
+            | Event::GateApproved { step, .. }
+            | Event::GateRejected { step, .. }
+            | Event::Log { step, .. }
+            | Event::Call { step, .. }
+            | Event::Artifact { step, .. }
+            | Event::Compensating { step, .. }
+            | Event::Compensated { step, .. } => Some(step),
+        }
+    }
+
+    /// The event's name as written in JSON (`step_succeeded`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::RunStarted { .. } => "run_started",
+            Event::RunResumed { .. } => "run_resumed",
+            Event::StepStarted { .. } => "step_started",
+            Event::AttemptFailed { .. } => "attempt_failed",
+            Event::Retrying { .. } => "retrying",
+            Event::StepSucceeded { .. } => "step_succeeded",
+            Event::StepFailed { .. } => "step_failed",
+            Event::StepCancelled { .. } => "step_cancelled",
+            Event::StepRecovered { .. } => "step_recovered",
+            Event::StepSkipped { .. } => "step_skipped",
+            Event::DecisionMade { .. } => "decision_made",
+            Event::GateWaiting { .. } => "gate_waiting",
+            Event::GateApproved { .. } => "gate_approved",
+            Event::GateRejected { .. } => "gate_rejected",
+            Event::Log { .. } => "log",
+            Event::Call { .. } => "call",
+            Event::Artifact { .. } => "artifact",
+            Event::Compensating { .. } => "compensating",
+            Event::Compensated { .. } => "compensated",
+            Event::RunFinished { .. } => "run_finished",
+        }
+    }
+
+    /// Whether the event settles its step for good: a resumed run keeps it
+    /// and never records it twice.
+    pub fn settles(&self) -> bool {
+        matches!(
+            self,
+            Event::StepSucceeded { .. }
+                | Event::StepFailed { .. }
+                | Event::StepRecovered { .. }
+                | Event::StepSkipped { .. }
+                | Event::DecisionMade { .. }
+                | Event::GateApproved { .. }
+                | Event::GateRejected { .. }
+                | Event::Compensated { .. }
+        )
+    }
+}
+
 impl RunStatus {
     /// The process exit code for this outcome.
     pub fn exit_code(self) -> i32 {
@@ -62,6 +130,14 @@ pub enum Event {
         max_parallel: usize,
         /// The effective seed (after `--seed`; 0 when neither sets one).
         seed: u64,
+    },
+    /// A recorded run continues (`cairn resume`): steps it settled before
+    /// are not run again.
+    RunResumed {
+        /// Steps whose recorded outcome is kept.
+        kept: usize,
+        /// Steps whose recorded outcome was dropped because the plan changed.
+        invalidated: Vec<String>,
     },
     /// A task or decision started (gates report `gate_*` events instead).
     StepStarted {
@@ -120,6 +196,16 @@ pub enum Event {
         step: String,
         /// The id of the fallback that succeeded.
         by: String,
+        /// Milliseconds since the run started.
+        at_ms: u64,
+    },
+    /// The run was cancelled (Ctrl-C, the time budget, a stopping failure)
+    /// while the step ran; a resumed run runs it again.
+    StepCancelled {
+        /// The step's id.
+        step: String,
+        /// Attempts started, including the cancelled one.
+        attempts: u32,
         /// Milliseconds since the run started.
         at_ms: u64,
     },
@@ -182,6 +268,37 @@ pub enum Event {
         step: String,
         /// The line, as logged.
         line: String,
+        /// Milliseconds since the run started.
+        at_ms: u64,
+    },
+    /// A call that reached outside the script (`sh`, `fs`, `http`, `now`,
+    /// `rand`, a host tool), with its result: what `cairn replay` answers from.
+    Call {
+        /// The step that made it.
+        step: String,
+        /// Its attempt (0: its compensation).
+        attempt: u32,
+        /// The call's number within the attempt, from 1.
+        call: u32,
+        /// The function, its arguments and its result.
+        #[serde(flatten)]
+        record: crate::script::context::Call,
+        /// Milliseconds since the run started.
+        at_ms: u64,
+    },
+    /// A step saved a value with `artifact(name, value)`; the store keeps it by hash.
+    Artifact {
+        /// The step that saved it.
+        step: String,
+        /// Its name.
+        name: String,
+        /// sha256 of the content.
+        sha256: String,
+        /// The content's size.
+        bytes: usize,
+        /// The content (kept in the store, not in the event).
+        #[serde(skip)]
+        content: std::sync::Arc<Vec<u8>>,
         /// Milliseconds since the run started.
         at_ms: u64,
     },

@@ -1,5 +1,6 @@
 //! Stage 4, run: executing a checked plan — scheduling, steps, routing, gates.
 
+mod changes;
 mod dry;
 pub mod events;
 mod scheduler;
@@ -8,6 +9,8 @@ mod step;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use crate::script::context::{Call, Divergence};
+pub use changes::Changes;
 pub use dry::explain;
 pub use events::{Event, RunStatus, StepStatus};
 pub use scheduler::{check_params, run};
@@ -27,7 +30,7 @@ pub struct GateRequest {
 }
 
 /// A person's answer to a gate.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Approval {
     /// `true` approves the gate, `false` rejects it (a rejection fails the gate).
     pub approved: bool,
@@ -37,8 +40,70 @@ pub struct Approval {
     pub reason: String,
 }
 
-/// Records an event durably before it is reported; an error stops the run.
-pub type Recorder = Arc<dyn Fn(&Event) -> Result<(), String> + Send + Sync>;
+/// Keeps a run's events durably (the run store is one). An error from
+/// either method stops the run: what is not recorded could not be resumed.
+pub trait Recorder: Send + Sync {
+    /// Takes the next event, in order. It may be held back until [`Recorder::sync`].
+    fn record(&self, event: &Event) -> Result<(), String>;
+    /// Makes every event taken so far durable. The scheduler calls it before
+    /// a step with code starts, so every step finished before it is committed
+    /// first, and once more at the end of the run.
+    fn sync(&self) -> Result<(), String>;
+}
+
+/// A step's outcome from an earlier part of the same run, kept by `resume`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Settled {
+    /// The task succeeded with this output.
+    Succeeded {
+        /// Its output.
+        output: serde_json::Value,
+        /// Attempts it took.
+        attempts: u32,
+    },
+    /// The task or decision failed (a fallback may have recovered it).
+    Failed {
+        /// The last error.
+        error: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The task was skipped because its `when:` was false.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// The decision took this branch (`when …` or `else`) to this target.
+    Chose {
+        /// The branch as recorded.
+        branch: String,
+        /// The step it routed to.
+        target: String,
+    },
+    /// The gate was answered.
+    Answered(Approval),
+}
+
+/// What a resumed run keeps from before.
+#[derive(Clone, Debug, Default)]
+pub struct Resume {
+    /// Steps whose recorded outcome stands, by id: they never run again.
+    pub settled: std::collections::HashMap<String, Settled>,
+    /// For each kept step, the settling events already in the log
+    /// (`step_succeeded`, …), which are therefore not recorded again.
+    pub recorded: std::collections::HashMap<String, Vec<String>>,
+    /// Steps whose recorded outcome was dropped because the plan changed.
+    pub invalidated: Vec<String>,
+}
+
+/// What `cairn replay` answers calls from.
+#[derive(Clone, Debug, Default)]
+pub struct Replay {
+    /// Each (step, attempt)'s recorded outside calls, in order.
+    pub calls: std::collections::HashMap<(String, u32), Arc<Vec<crate::script::context::Call>>>,
+    /// The first divergence found.
+    pub divergence: Arc<std::sync::Mutex<Option<crate::script::context::Divergence>>>,
+}
 
 /// Asks for approval (e.g. on a terminal); `None` means nobody can answer now.
 pub type Approver = Arc<dyn Fn(&GateRequest) -> Option<Approval> + Send + Sync>;
@@ -60,9 +125,17 @@ pub struct Options {
     pub dir: PathBuf,
     /// Asked at gates not approved up front.
     pub approver: Option<Approver>,
-    /// Called with every event, in order, before it is reported; the run
-    /// store records a run through it.
-    pub recorder: Option<Recorder>,
+    /// Takes every event, in order, before it is reported; the run store
+    /// records a run through it.
+    pub recorder: Option<Arc<dyn Recorder>>,
+    /// Continue a recorded run: steps settled before keep their outcomes.
+    pub resume: Option<Arc<Resume>>,
+    /// Replay a recorded run: outside calls are answered from the recording,
+    /// never made. Gates take their answers from `resume`.
+    pub replay: Option<Replay>,
+    /// A second Ctrl-C ends the process at once (exit 130) instead of
+    /// waiting for running steps to stop; the store stays consistent.
+    pub second_interrupt_exits: bool,
     /// Extra capabilities: name → registration of their functions.
     pub registrars: std::collections::HashMap<String, crate::script::Registrar>,
 }

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::events::{Event, RunStatus, StepStatus};
 use super::step::{self, Job, Outcome, Shared};
-use super::{Approval, GateRequest, Options, Report, StepReport};
+use super::{Approval, GateRequest, Options, Report, Settled, StepReport};
 use crate::error::Error;
 use crate::plan::{EdgeKind, FailurePolicy, Plan, StepKind};
 use crate::script::context::{CostMeter, Journal};
@@ -82,7 +82,9 @@ pub async fn run(
         events,
         started: Instant::now(),
         recorder: options.recorder.clone(),
+        already: options.resume.clone(),
         record_error: Mutex::new(None),
+        replay: options.replay.clone(),
     });
     let max_parallel = options.max_parallel.unwrap_or(plan.max_parallel).max(1);
     tracing::info!(plan = %plan.id, steps = plan.tasks.len(), max_parallel, seed, "run started");
@@ -92,6 +94,13 @@ pub async fn run(
         max_parallel,
         seed,
     });
+    if let Some(resume) = &options.resume {
+        shared.emit(Event::RunResumed {
+            kept: resume.settled.len(),
+            invalidated: resume.invalidated.clone(),
+        });
+    }
+    let second_interrupt_exits = options.second_interrupt_exits;
     let mut scheduler = Scheduler::new(
         Arc::clone(&plan),
         Arc::clone(&shared),
@@ -108,7 +117,15 @@ pub async fn run(
         state: Mutex::new(scheduler),
         wake: Condvar::new(),
     });
-    drive(&pool, &plan, max_parallel, &mut event_rx, &mut observe).await;
+    drive(
+        &pool,
+        &plan,
+        max_parallel,
+        second_interrupt_exits,
+        &mut event_rx,
+        &mut observe,
+    )
+    .await;
     let scheduler = Arc::try_unwrap(pool)
         .ok()
         .expect("the workers are done")
@@ -144,6 +161,7 @@ async fn drive(
     pool: &Arc<Pool>,
     plan: &Plan,
     max_parallel: usize,
+    second_interrupt_exits: bool,
     events: &mut mpsc::UnboundedReceiver<Event>,
     observe: &mut impl FnMut(&Event),
 ) {
@@ -159,11 +177,10 @@ async fn drive(
     let budget = plan.budget.time_ms.map(Duration::from_millis);
     let watchdog = tokio::time::sleep(budget.unwrap_or(Duration::from_secs(u64::MAX / 4)));
     tokio::pin!(watchdog);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     // `kill`, `docker stop` and a closed terminal stop a run like Ctrl-C,
     // so commands in their own process groups are not left behind.
     use tokio::signal::unix::{signal, SignalKind};
+    let mut ctrl_c = signal(SignalKind::interrupt()).ok();
     let mut terminate = signal(SignalKind::terminate()).ok();
     let mut hangup = signal(SignalKind::hangup()).ok();
     let other_signal = async move {
@@ -194,7 +211,13 @@ async fn drive(
                 pool.lock().cancel(format!("the time budget of {text} ran out; running steps were cancelled"), false);
                 pool.wake.notify_all();
             }
-            _ = &mut ctrl_c, if !interrupted => {
+            Some(()) = async { match ctrl_c.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
+                if interrupted && second_interrupt_exits {
+                    // The store commits whole transactions, so leaving now
+                    // loses at most the steps still running: `resume` reruns them.
+                    eprintln!("interrupted again: exiting now; `cairn resume` continues the run");
+                    std::process::exit(130);
+                }
                 interrupted = true;
                 pool.lock().cancel("interrupted (Ctrl-C); running steps were cancelled".to_owned(), true);
                 pool.wake.notify_all();
@@ -228,6 +251,9 @@ fn work(pool: &Pool) {
             }
             let shared = Arc::clone(&state.shared);
             drop(state);
+            // Everything finished so far is committed before this step's
+            // effects begin (outside the lock: other workers go on).
+            shared.sync();
             let (i, outcome) = match work {
                 Work::Step(job) => (job.index, step::run(&shared, job)),
                 Work::Gate(i, request, ask) => (i, Outcome::Gate(ask(&request))),
@@ -569,6 +595,17 @@ impl Scheduler {
 
     fn start(&mut self, i: usize) -> Option<Work> {
         let task = &self.plan.tasks[i];
+        if let Some(outcome) = self.kept(i) {
+            for (name, amount) in &task.resources.amounts {
+                *self.in_use.entry(name.clone()).or_default() += amount;
+            }
+            self.nodes[i].started = true;
+            if task.step == StepKind::Gate {
+                self.nodes[i].attempts = 1;
+            }
+            self.finished(i, outcome);
+            return None;
+        }
         if task.step == StepKind::Gate && task.when.is_none() {
             return self.open_gate(i);
         }
@@ -612,6 +649,25 @@ impl Scheduler {
                     )
                 }),
         }))
+    }
+
+    /// The outcome an earlier part of a resumed run recorded for the step.
+    fn kept(&self, i: usize) -> Option<Outcome> {
+        let task = &self.plan.tasks[i];
+        let settled = self.options.resume.as_ref()?.settled.get(&task.id)?;
+        Some(match settled.clone() {
+            Settled::Succeeded { output, attempts } => Outcome::Succeeded { output, attempts },
+            Settled::Failed { error, attempts } => Outcome::Failed { error, attempts },
+            Settled::Skipped { reason } => Outcome::Skipped(reason),
+            Settled::Chose { branch, target } => Outcome::Chose {
+                branch: task
+                    .branches
+                    .iter()
+                    .position(|b| format!("when {}", b.condition.text) == branch),
+                target,
+            },
+            Settled::Answered(approval) => Outcome::Gate(Some(approval)),
+        })
     }
 
     /// Outputs of the step's direct predecessors and of every step its code
@@ -784,10 +840,9 @@ impl Scheduler {
                 node.status = StepStatus::Failed;
                 node.attempts = attempts;
                 node.error = Some("cancelled".to_owned());
-                self.emit(Event::StepFailed {
+                self.emit(Event::StepCancelled {
                     step: task.id.clone(),
                     attempts,
-                    error: "cancelled".to_owned(),
                     at_ms,
                 });
             }
@@ -924,6 +979,7 @@ impl Scheduler {
             message: self.message.clone(),
             at_ms: self.at_ms(),
         });
+        self.shared.sync();
         while let Ok(event) = events.try_recv() {
             observe(&event);
         }

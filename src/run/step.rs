@@ -11,7 +11,10 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::events::Event;
 use crate::plan::{Grant, Plan, Script, StepKind, Task};
-use crate::script::context::{self, CostMeter, Journal, LogSink, SplitMix64, StepContext};
+use crate::script::context::{
+    self, Artifact, ArtifactSink, Call, CallSink, CostMeter, Journal, LogSink, SplitMix64,
+    StepContext, Tape,
+};
 use crate::script::{Capabilities, MAX_OPERATIONS};
 
 /// What every step of one run shares.
@@ -26,10 +29,14 @@ pub struct Shared {
     pub params: Dynamic,
     pub events: UnboundedSender<Event>,
     /// Called with every event before it is reported (the run store).
-    pub recorder: Option<super::Recorder>,
+    pub recorder: Option<Arc<dyn super::Recorder>>,
+    /// Settling events already in the log of a resumed run, by step: not recorded again.
+    pub already: Option<Arc<super::Resume>>,
     /// The first error the recorder returned.
     pub record_error: Mutex<Option<String>>,
     pub started: Instant,
+    /// In a replay: each (step, attempt)'s recorded calls, and the first divergence.
+    pub replay: Option<super::Replay>,
 }
 
 impl Shared {
@@ -41,8 +48,18 @@ impl Shared {
     /// A recorder that fails stops the run: what is not recorded could not
     /// be resumed.
     pub fn emit(&self, event: Event) {
+        if let (Some(resume), Some(step)) = (&self.already, event.step()) {
+            if event.settles()
+                && resume
+                    .recorded
+                    .get(step)
+                    .is_some_and(|names| names.iter().any(|n| n == event.name()))
+            {
+                return;
+            }
+        }
         if let Some(record) = &self.recorder {
-            if let Err(error) = record(&event) {
+            if let Err(error) = record.record(&event) {
                 tracing::error!(%error, "recording failed; stopping the run");
                 self.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
                 self.record_error
@@ -54,6 +71,77 @@ impl Shared {
         // The receiver lives as long as the run; a closed channel means
         // nobody is listening any more, which is fine.
         let _ = self.events.send(event);
+    }
+
+    /// Commits what was recorded so far, before a step with effects starts.
+    pub fn sync(&self) {
+        if let Some(record) = &self.recorder {
+            if let Err(error) = record.sync() {
+                tracing::error!(%error, "recording failed; stopping the run");
+                self.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+                self.record_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(error);
+            }
+        }
+    }
+
+    /// Keeps the first divergence of a replay and returns the step's error.
+    pub fn diverged(&self, divergence: context::Divergence) -> String {
+        let message = format!("replay diverged: {divergence}");
+        if let Some(replay) = &self.replay {
+            replay
+                .divergence
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(divergence);
+        }
+        message
+    }
+
+    /// A context for one attempt of a step (0: its compensation).
+    pub fn context(
+        self: &Arc<Self>,
+        task: &Task,
+        attempt: u32,
+        deadline: Option<Instant>,
+        cancel: Arc<AtomicBool>,
+    ) -> Arc<StepContext> {
+        let salt = if attempt == 0 {
+            "compensate".to_owned()
+        } else {
+            attempt.to_string()
+        };
+        let tape = match &self.replay {
+            Some(replay) => Tape::Replay {
+                calls: replay
+                    .calls
+                    .get(&(task.id.clone(), attempt))
+                    .cloned()
+                    .unwrap_or_default(),
+                divergence: Arc::clone(&replay.divergence),
+            },
+            None if self.recorder.is_some() => Tape::Record(call_sink(self)),
+            None => Tape::Off,
+        };
+        Arc::new(StepContext {
+            task: task.id.clone(),
+            dir: self.dir.clone(),
+            grants: Arc::clone(&self.grants),
+            cancel,
+            deadline,
+            rng: Mutex::new(SplitMix64::new(
+                self.seed ^ context::stable_hash(&[&task.id, &salt]),
+            )),
+            cost: Arc::clone(&self.cost),
+            journal: Arc::clone(&self.journal),
+            on_log: Some(log_sink(self)),
+            on_artifact: (self.replay.is_none()).then(|| artifact_sink(self)),
+            attempt,
+            tape,
+            calls: Default::default(),
+        })
     }
 }
 
@@ -96,19 +184,7 @@ pub enum Outcome {
 pub fn run(shared: &Arc<Shared>, job: Job) -> Outcome {
     let task = &shared.plan.tasks[job.index];
     let ctx = |attempt: u32, deadline: Option<Instant>| {
-        Arc::new(StepContext {
-            task: task.id.clone(),
-            dir: shared.dir.clone(),
-            grants: Arc::clone(&shared.grants),
-            cancel: Arc::clone(&shared.cancel),
-            deadline,
-            rng: Mutex::new(SplitMix64::new(
-                shared.seed ^ context::stable_hash(&[&task.id, &attempt.to_string()]),
-            )),
-            cost: Arc::clone(&shared.cost),
-            journal: Arc::clone(&shared.journal),
-            on_log: Some(log_sink(shared)),
-        })
+        shared.context(task, attempt, deadline, Arc::clone(&shared.cancel))
     };
     let scope = |attempt: u32, input: &Dynamic| base_scope(shared, &job, task, attempt, input);
     // `when:` and `input:` are evaluated once, before the first attempt.
@@ -152,10 +228,19 @@ pub fn run(shared: &Arc<Shared>, job: Job) -> Outcome {
             task.timeout_ms
                 .map(|ms| Instant::now() + Duration::from_millis(ms))
         };
-        let step = ctx(attempt, deadline);
-        let result = context::enter(&step, || {
+        // The first attempt goes on with the context `when:` and `input:`
+        // used, so its calls are numbered on from theirs.
+        let step = if attempt == 1 {
+            Arc::clone(&first)
+        } else {
+            ctx(attempt, deadline)
+        };
+        let mut result = context::enter(&step, || {
             attempt_once(&job.engine, &mut scope(attempt, &input), task)
         });
+        if let Some(divergence) = step.unused_calls() {
+            result = Err(shared.diverged(divergence));
+        }
         match result {
             Ok(output) => {
                 return Outcome::Succeeded {
@@ -283,21 +368,10 @@ pub fn compensate(
     run_body: bool,
 ) -> Result<(), String> {
     let task = &shared.plan.tasks[index];
-    let ctx = Arc::new(StepContext {
-        task: task.id.clone(),
-        dir: shared.dir.clone(),
-        grants: Arc::clone(&shared.grants),
-        cancel: Arc::new(AtomicBool::new(false)),
-        deadline: task
-            .timeout_ms
-            .map(|ms| Instant::now() + Duration::from_millis(ms)),
-        rng: Mutex::new(SplitMix64::new(
-            shared.seed ^ context::stable_hash(&[&task.id, "compensate"]),
-        )),
-        cost: Arc::clone(&shared.cost),
-        journal: Arc::clone(&shared.journal),
-        on_log: Some(log_sink(shared)),
-    });
+    let deadline = task
+        .timeout_ms
+        .map(|ms| Instant::now() + Duration::from_millis(ms));
+    let ctx = shared.context(task, 0, deadline, Arc::new(AtomicBool::new(false)));
     let job = Job {
         index,
         engine: Arc::clone(engine),
@@ -321,6 +395,36 @@ pub fn compensate(
             .map_err(|e| describe(&e))?;
     }
     Ok(())
+}
+
+/// Outside calls become `call` events, recorded with the step.
+fn call_sink(shared: &Arc<Shared>) -> CallSink {
+    let shared = Arc::clone(shared);
+    Arc::new(move |step: &str, attempt: u32, number: u32, call: &Call| {
+        shared.emit(Event::Call {
+            step: step.to_owned(),
+            attempt,
+            call: number,
+            record: call.clone(),
+            at_ms: shared.at_ms(),
+        });
+    })
+}
+
+/// `artifact(name, value)` becomes an `artifact` event; the store keeps the
+/// content by its hash.
+fn artifact_sink(shared: &Arc<Shared>) -> ArtifactSink {
+    let shared = Arc::clone(shared);
+    Arc::new(move |step: &str, artifact: &Artifact| {
+        shared.emit(Event::Artifact {
+            step: step.to_owned(),
+            name: artifact.name.clone(),
+            sha256: artifact.sha256.clone(),
+            bytes: artifact.content.len(),
+            content: Arc::clone(&artifact.content),
+            at_ms: shared.at_ms(),
+        });
+    })
 }
 
 fn log_sink(shared: &Arc<Shared>) -> LogSink {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use rhai::{EvalAltResult, Position};
+use rhai::{Dynamic, EvalAltResult, Position};
 
 use crate::plan::Grant;
 
@@ -94,6 +94,97 @@ pub struct Journal {
 /// Called with (step id, line) for every log line.
 pub type LogSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
+/// One call that reached outside the script (`sh`, `fs`, `http`, `now`,
+/// `rand`, a host tool), as recorded for replay.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Call {
+    /// The function called, e.g. `sh`.
+    pub function: String,
+    /// Its arguments, as a JSON array.
+    pub args: serde_json::Value,
+    /// What it returned, or the error it raised.
+    pub result: Result<serde_json::Value, String>,
+}
+
+impl Call {
+    /// `sh("make test")`: how the call reads in a script.
+    pub fn signature(&self) -> String {
+        signature(&self.function, &self.args)
+    }
+}
+
+fn signature(function: &str, args: &serde_json::Value) -> String {
+    let args = match args {
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    };
+    format!("{function}({args})")
+}
+
+/// A value a step saved with `artifact(name, value)`.
+#[derive(Clone, Debug)]
+pub struct Artifact {
+    /// The name the step gave it.
+    pub name: String,
+    /// sha256 of the content, in lowercase hex.
+    pub sha256: String,
+    /// A string's UTF-8 bytes, or any other value as JSON.
+    pub content: Arc<Vec<u8>>,
+}
+
+/// Called with (step id, artifact) for every `artifact(…)` call.
+pub type ArtifactSink = Arc<dyn Fn(&str, &Artifact) + Send + Sync>;
+
+/// Called with (step id, attempt, call number from 1, call) for every call made.
+pub type CallSink = Arc<dyn Fn(&str, u32, u32, &Call) + Send + Sync>;
+
+/// The first place a replay asked for something other than what was recorded.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Divergence {
+    /// The step.
+    pub task: String,
+    /// Its attempt, from 1 (0 for compensation).
+    pub attempt: u32,
+    /// The call's number within the attempt, from 1.
+    pub call: u32,
+    /// The recorded call (`nothing` when the recording ends here).
+    pub recorded: String,
+    /// The call the script made (`nothing` when it made fewer).
+    pub asked: String,
+}
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "step `{}`, attempt {}, call {}: recorded {}, asked {}",
+            self.task, self.attempt, self.call, self.recorded, self.asked
+        )
+    }
+}
+
+/// What happens to calls that reach outside the script.
+#[derive(Clone, Default)]
+pub enum Tape {
+    /// Made, not recorded.
+    #[default]
+    Off,
+    /// Made, and each passed to the sink.
+    Record(CallSink),
+    /// Never made: answered from the recording, in order. The first call
+    /// that differs is stored in `divergence` and fails the step.
+    Replay {
+        /// This attempt's recorded calls.
+        calls: Arc<Vec<Call>>,
+        /// Where the first divergence of the replay is kept.
+        divergence: Arc<Mutex<Option<Divergence>>>,
+    },
+}
+
 /// The step a host function runs for.
 pub struct StepContext {
     /// The step's id; log lines and journal entries are filed under it.
@@ -114,6 +205,14 @@ pub struct StepContext {
     pub journal: Arc<Mutex<Journal>>,
     /// Report log lines as they happen.
     pub on_log: Option<LogSink>,
+    /// Where `artifact(…)` values go (`None`: nowhere, as in a replay).
+    pub on_artifact: Option<ArtifactSink>,
+    /// The attempt this context is for, from 1 (0 for compensation).
+    pub attempt: u32,
+    /// Whether outside calls are recorded or answered from a recording.
+    pub tape: Tape,
+    /// Outside calls made so far in this attempt.
+    pub calls: std::sync::atomic::AtomicU32,
 }
 
 impl StepContext {
@@ -133,6 +232,113 @@ impl StepContext {
         if let Some(on_log) = &self.on_log {
             on_log(&self.task, line);
         }
+    }
+}
+
+impl StepContext {
+    /// Whether calls are answered from a recording instead of being made.
+    pub fn replaying(&self) -> bool {
+        matches!(self.tape, Tape::Replay { .. })
+    }
+
+    /// In a replay, the recorded calls this attempt did not make, as a
+    /// divergence (a body that now stops earlier than it did).
+    pub fn unused_calls(&self) -> Option<Divergence> {
+        let Tape::Replay { calls, .. } = &self.tape else {
+            return None;
+        };
+        let made = self.calls.load(Ordering::SeqCst) as usize;
+        calls.get(made).map(|next| Divergence {
+            task: self.task.clone(),
+            attempt: self.attempt,
+            call: made as u32 + 1,
+            recorded: next.signature(),
+            asked: "nothing (the code made no more calls)".to_owned(),
+        })
+    }
+}
+
+/// Makes a call that reaches outside the script, through the step's tape:
+/// made and recorded, made only, or answered from the recording in a replay
+/// (where `make` never runs). Host tools of an embedding application call
+/// this too, so their calls are recorded and replayed like `sh`.
+pub fn outside<T: rhai::Variant + Clone>(
+    function: &str,
+    args: serde_json::Value,
+    make: impl FnOnce(&StepContext) -> Result<T, Box<EvalAltResult>>,
+) -> Result<T, Box<EvalAltResult>> {
+    let ctx = current()?;
+    let number = ctx.calls.fetch_add(1, Ordering::SeqCst) + 1;
+    match &ctx.tape {
+        Tape::Off => make(&ctx),
+        Tape::Record(sink) => {
+            let made = make(&ctx);
+            let result = match &made {
+                Ok(value) => Ok(serde_json::to_value(Dynamic::from(value.clone()))
+                    .unwrap_or(serde_json::Value::Null)),
+                Err(e) => Err(error_text(e)),
+            };
+            let call = Call {
+                function: function.to_owned(),
+                args,
+                result,
+            };
+            sink(&ctx.task, ctx.attempt, number, &call);
+            made
+        }
+        Tape::Replay { calls, divergence } => {
+            let asked = signature(function, &args);
+            let diverged = |recorded: String| {
+                let found = Divergence {
+                    task: ctx.task.clone(),
+                    attempt: ctx.attempt,
+                    call: number,
+                    recorded,
+                    asked: asked.clone(),
+                };
+                let message = format!("replay diverged: {found}");
+                divergence
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(found);
+                Err(Box::new(EvalAltResult::ErrorTerminated(
+                    message.into(),
+                    Position::NONE,
+                )))
+            };
+            let Some(recorded) = calls.get(number as usize - 1) else {
+                return diverged("nothing (the recording has no more calls)".to_owned());
+            };
+            if recorded.function != function || recorded.args != args {
+                return diverged(recorded.signature());
+            }
+            match &recorded.result {
+                Err(message) => Err(runtime(message.clone())),
+                Ok(value) => {
+                    let dynamic: Dynamic = serde_json::from_value(value.clone()).map_err(|e| {
+                        runtime(format!("{asked}: the recording is unreadable: {e}"))
+                    })?;
+                    // JSON has one number type: an integer-valued float
+                    // comes back as an integer, so convert where needed.
+                    let dynamic = match (dynamic.as_int(), std::any::type_name::<T>()) {
+                        (Ok(n), "f64") => Dynamic::from(n as f64),
+                        _ => dynamic,
+                    };
+                    dynamic.try_cast::<T>().ok_or_else(|| {
+                        runtime(format!("{asked}: the recorded result has another type"))
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// An error's message without Rhai's position suffix.
+fn error_text(error: &EvalAltResult) -> String {
+    match error {
+        EvalAltResult::ErrorRuntime(value, _) => value.to_string(),
+        EvalAltResult::ErrorTerminated(value, _) => value.to_string(),
+        other => other.to_string(),
     }
 }
 

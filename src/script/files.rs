@@ -5,76 +5,85 @@ use std::path::{Component, Path, PathBuf};
 use globset::{GlobBuilder, GlobMatcher};
 use rhai::{Array, Engine, EvalAltResult};
 
-use super::context::{current, runtime, StepContext};
+use serde_json::json;
+
+use super::context::{outside, runtime, StepContext};
 
 type Result<T> = std::result::Result<T, Box<EvalAltResult>>;
 
 /// Registers the `fs.read` functions: `read_file`, `exists` and `list_dir`.
 pub fn register_read(engine: &mut Engine) {
     engine.register_fn("read_file", |path: &str| -> Result<String> {
-        let ctx = current()?;
-        let full = resolve(&ctx, path, "fs.read")?;
-        std::fs::read_to_string(&full).map_err(|e| runtime(format!("read_file(\"{path}\"): {e}")))
+        outside("read_file", json!([path]), |ctx| {
+            let full = resolve(ctx, path, "fs.read")?;
+            std::fs::read_to_string(&full)
+                .map_err(|e| runtime(format!("read_file(\"{path}\"): {e}")))
+        })
     });
     engine.register_fn("exists", |path: &str| -> Result<bool> {
-        let ctx = current()?;
-        Ok(resolve(&ctx, path, "fs.read")?.exists())
+        outside("exists", json!([path]), |ctx| {
+            Ok(resolve(ctx, path, "fs.read")?.exists())
+        })
     });
     engine.register_fn("list_dir", |path: &str| -> Result<Array> {
-        let ctx = current()?;
-        let full = resolve(&ctx, path, "fs.read")?;
-        let mut names: Vec<String> = std::fs::read_dir(&full)
-            .map_err(|e| runtime(format!("list_dir(\"{path}\"): {e}")))?
-            .filter_map(|entry| {
-                entry
-                    .ok()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-            })
-            .collect();
-        // Directory order is not stable across machines; plans must be.
-        names.sort();
-        Ok(names.into_iter().map(Into::into).collect())
+        outside("list_dir", json!([path]), |ctx| {
+            let full = resolve(ctx, path, "fs.read")?;
+            let mut names: Vec<String> = std::fs::read_dir(&full)
+                .map_err(|e| runtime(format!("list_dir(\"{path}\"): {e}")))?
+                .filter_map(|entry| {
+                    entry
+                        .ok()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                })
+                .collect();
+            // Directory order is not stable across machines; plans must be.
+            names.sort();
+            Ok(names.into_iter().map(Into::into).collect())
+        })
     });
 }
 
 /// Registers the `fs.write` functions: `write_file`, `edit_file` and `restore_file`.
 pub fn register_write(engine: &mut Engine) {
     engine.register_fn("write_file", |path: &str, contents: &str| -> Result<()> {
-        let ctx = current()?;
-        let full = resolve(&ctx, path, "fs.write")?;
-        remember(&ctx, path, &full);
-        write_atomically(&full, contents.as_bytes())
-            .map_err(|e| runtime(format!("write_file(\"{path}\"): {e}")))
+        outside("write_file", json!([path, contents]), |ctx| {
+            let full = resolve(ctx, path, "fs.write")?;
+            remember(ctx, path, &full);
+            write_atomically(&full, contents.as_bytes())
+                .map_err(|e| runtime(format!("write_file(\"{path}\"): {e}")))
+        })
     });
     engine.register_fn("edit_file", |path: &str, old: &str, new: &str| -> Result<bool> {
-        let ctx = current()?;
-        let full = resolve(&ctx, path, "fs.write")?;
-        let text = std::fs::read_to_string(&full).map_err(|e| runtime(format!("edit_file(\"{path}\"): {e}")))?;
-        // Already applied: editing again changes nothing (checked first,
-        // since the new text may contain the old).
-        if !new.is_empty() && new.contains(old) && text.contains(new) {
-            return Ok(false);
-        }
-        match text.matches(old).count() {
-            1 => {
-                remember(&ctx, path, &full);
-                let edited = text.replacen(old, new, 1);
-                write_atomically(&full, edited.as_bytes())
-                    .map_err(|e| runtime(format!("edit_file(\"{path}\"): {e}")))?;
-                Ok(true)
+        outside("edit_file", json!([path, old, new]), |ctx| {
+            let full = resolve(ctx, path, "fs.write")?;
+            let text = std::fs::read_to_string(&full).map_err(|e| runtime(format!("edit_file(\"{path}\"): {e}")))?;
+            // Already applied: editing again changes nothing (checked first,
+            // since the new text may contain the old).
+            if !new.is_empty() && new.contains(old) && text.contains(new) {
+                return Ok(false);
             }
-            // Already applied: editing again changes nothing.
-            0 if !new.is_empty() && text.contains(new) => Ok(false),
-            0 => Err(runtime(format!("edit_file(\"{path}\"): the text to replace is not in the file"))),
-            n => Err(runtime(format!(
-                "edit_file(\"{path}\"): the text to replace appears {n} times; include more context so it appears once"
-            ))),
-        }
+            match text.matches(old).count() {
+                1 => {
+                    remember(ctx, path, &full);
+                    let edited = text.replacen(old, new, 1);
+                    write_atomically(&full, edited.as_bytes())
+                        .map_err(|e| runtime(format!("edit_file(\"{path}\"): {e}")))?;
+                    Ok(true)
+                }
+                // Already applied: editing again changes nothing.
+                0 if !new.is_empty() && text.contains(new) => Ok(false),
+                0 => Err(runtime(format!("edit_file(\"{path}\"): the text to replace is not in the file"))),
+                n => Err(runtime(format!(
+                    "edit_file(\"{path}\"): the text to replace appears {n} times; include more context so it appears once"
+                ))),
+            }
+        })
     });
     engine.register_fn("restore_file", |path: &str| -> Result<bool> {
-        let ctx = current()?;
-        let full = resolve(&ctx, path, "fs.write")?;
-        restore(&ctx, path, &full)
+        outside("restore_file", json!([path]), |ctx| {
+            let full = resolve(ctx, path, "fs.write")?;
+            restore(ctx, path, &full)
+        })
     });
 }
 

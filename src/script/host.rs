@@ -1,10 +1,14 @@
-//! Functions every step has: `log`, `fail`, `now`, `rand`, `sleep`, `spend`.
+//! Functions every step has: `log`, `fail`, `now`, `rand`, `sleep`, `spend`, `artifact`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rhai::{Dynamic, Engine, EvalAltResult};
 
-use super::context::{current, runtime};
+use serde_json::json;
+
+use sha2::{Digest, Sha256};
+
+use super::context::{current, outside, runtime, Artifact};
 
 type Result<T> = std::result::Result<T, Box<EvalAltResult>>;
 
@@ -17,16 +21,17 @@ pub fn always(engine: &mut Engine) {
         Err(runtime(message.to_string()))
     });
     engine.register_fn("now", || -> Result<i64> {
-        current()?;
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        Ok(ms)
+        outside("now", json!([]), |_| {
+            Ok(SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64))
+        })
     });
     engine.register_fn("rand", || -> Result<f64> {
-        let ctx = current()?;
-        let mut rng = ctx.rng.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(rng.next_f64())
+        outside("rand", json!([]), |ctx| {
+            let mut rng = ctx.rng.lock().unwrap_or_else(|e| e.into_inner());
+            Ok(rng.next_f64())
+        })
     });
     engine.register_fn("sleep", |duration: &str| -> Result<()> {
         let ms = crate::units::duration_ms(duration).map_err(|e| runtime(format!("sleep: {e}")))?;
@@ -34,6 +39,29 @@ pub fn always(engine: &mut Engine) {
     });
     engine.register_fn("sleep", |ms: i64| -> Result<()> {
         pause(Duration::from_millis(ms.max(0) as u64))
+    });
+    engine.register_fn("artifact", |name: &str, value: Dynamic| -> Result<String> {
+        let ctx = current()?;
+        let content = match value.clone().into_immutable_string() {
+            Ok(text) => text.as_bytes().to_vec(),
+            Err(_) => {
+                let json: serde_json::Value = rhai::serde::from_dynamic(&value).map_err(|e| {
+                    runtime(format!(
+                        "artifact(\"{name}\"): the value cannot be stored as JSON: {e}"
+                    ))
+                })?;
+                serde_json::to_vec_pretty(&json).expect("JSON values serialize")
+            }
+        };
+        let artifact = Artifact {
+            name: name.to_owned(),
+            sha256: format!("{:x}", Sha256::digest(&content)),
+            content: std::sync::Arc::new(content),
+        };
+        if let Some(sink) = &ctx.on_artifact {
+            sink(&ctx.task, &artifact);
+        }
+        Ok(artifact.sha256)
     });
     engine.register_fn("spend", |amount: f64| -> Result<f64> { spend(amount) });
     engine.register_fn("spend", |amount: i64| -> Result<f64> {
@@ -54,6 +82,10 @@ fn spend(amount: f64) -> Result<f64> {
 /// Sleeps in short slices so a timeout or cancellation ends it promptly.
 pub fn pause(total: Duration) -> Result<()> {
     let ctx = current()?;
+    // A replay reproduces what the code did, not how long it took.
+    if ctx.replaying() {
+        return Ok(());
+    }
     let end = std::time::Instant::now() + total;
     loop {
         if let Some(i) = ctx.interrupted() {

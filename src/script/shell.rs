@@ -7,40 +7,47 @@ use std::process::{Command, Stdio};
 
 use rhai::{Engine, EvalAltResult, Map};
 
-use super::context::{current, runtime, Interrupt};
+use serde_json::json;
+
+use super::context::{current, outside, runtime, Interrupt};
 
 type Result<T> = std::result::Result<T, Box<EvalAltResult>>;
 
 /// Registers `sh` (fails on a non-zero exit) and `sh_try` (returns the exit code in its result instead).
 pub fn register(engine: &mut Engine) {
     engine.register_fn("sh", |command: &str| -> Result<Map> {
-        let out = run(command)?;
-        if out.code != 0 {
-            let tail: String = out
-                .stderr
-                .lines()
-                .rev()
-                .take(5)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n");
-            let detail = if tail.is_empty() {
-                String::new()
-            } else {
-                format!(": {tail}")
-            };
-            return Err(runtime(format!(
-                "`{command}` exited with code {}{detail}",
-                out.code
-            )));
-        }
-        Ok(out.into_map())
+        outside("sh", json!([command]), |_| checked(command))
     });
     engine.register_fn("sh_try", |command: &str| -> Result<Map> {
-        Ok(run(command)?.into_map())
+        outside("sh_try", json!([command]), |_| Ok(run(command)?.into_map()))
     });
+}
+
+/// Runs the command; a non-zero exit is an error quoting the end of stderr.
+fn checked(command: &str) -> Result<Map> {
+    let out = run(command)?;
+    if out.code != 0 {
+        let tail: String = out
+            .stderr
+            .lines()
+            .rev()
+            .take(5)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
+        let detail = if tail.is_empty() {
+            String::new()
+        } else {
+            format!(": {tail}")
+        };
+        return Err(runtime(format!(
+            "`{command}` exited with code {}{detail}",
+            out.code
+        )));
+    }
+    Ok(out.into_map())
 }
 
 /// What a command printed and how it ended.

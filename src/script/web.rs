@@ -4,7 +4,9 @@ use std::time::{Duration, Instant};
 
 use rhai::{Engine, EvalAltResult, Map};
 
-use super::context::{current, runtime};
+use serde_json::json;
+
+use super::context::{current, outside, runtime};
 
 type Result<T> = std::result::Result<T, Box<EvalAltResult>>;
 
@@ -13,21 +15,27 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn register(engine: &mut Engine) {
     engine.register_fn("http_get", |url: &str| -> Result<Map> {
-        request("GET", url, None, None)
+        outside("http_get", json!([url]), |_| {
+            request("GET", url, None, None)
+        })
     });
     engine.register_fn("http_post", |url: &str, body: &str| -> Result<Map> {
-        request("POST", url, Some(body), None)
+        outside("http_post", json!([url, body]), |_| {
+            request("POST", url, Some(body), None)
+        })
     });
     // A map is sent as JSON.
     engine.register_fn("http_post", |url: &str, body: Map| -> Result<Map> {
         let json: serde_json::Value = rhai::serde::from_dynamic(&body.into())
             .map_err(|e| runtime(format!("http_post: the body cannot be sent as JSON: {e}")))?;
-        request(
-            "POST",
-            url,
-            Some(&json.to_string()),
-            Some("application/json"),
-        )
+        outside("http_post", json!([url, json]), |_| {
+            request(
+                "POST",
+                url,
+                Some(&json.to_string()),
+                Some("application/json"),
+            )
+        })
     });
 }
 

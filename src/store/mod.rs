@@ -1,6 +1,7 @@
 //! Stage 5, store: runs, step states and a hash-chained event log in SQLite.
 
 mod audit;
+mod history;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use audit::AuditError;
+pub use history::History;
 
 use crate::plan::Plan;
 use crate::run::Event;
@@ -50,6 +52,51 @@ pub enum StoreError {
     /// No run matches.
     #[error("{0}")]
     NotFound(String),
+    /// Another process is running the run.
+    #[error(
+        "run {run} is being run by another process; wait for it to stop, or stop it (Ctrl-C) first"
+    )]
+    Busy {
+        /// The run's id.
+        run: String,
+    },
+}
+
+/// What a commit promises, and what it costs (`--durability`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// WAL with `synchronous=NORMAL`: a commit survives the process being
+    /// killed at any moment; a power loss may lose the last commits, never
+    /// the database.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit is flushed to the disk before the
+    /// next step starts, so it survives power loss too.
+    Full,
+}
+
+/// What a run began with.
+#[derive(Clone, Debug)]
+pub struct RunInputs {
+    /// The plan's text.
+    pub source: String,
+    /// `--set` params as given.
+    pub params: Vec<(String, String)>,
+    /// The effective seed.
+    pub seed: u64,
+}
+
+/// One artifact a run saved.
+#[derive(Clone, Debug, Serialize)]
+pub struct ArtifactRow {
+    /// The step that saved it.
+    pub step: String,
+    /// Its name.
+    pub name: String,
+    /// sha256 of the content.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub bytes: i64,
 }
 
 /// One recorded run.
@@ -108,8 +155,8 @@ pub struct EventRow {
 /// The run store: `state.db` in the state directory.
 pub struct Store {
     conn: Mutex<Connection>,
-    /// Events waiting for the next commit: (run, event, its JSON).
-    pending: Mutex<Vec<(String, Event, String)>>,
+    /// Events waiting for the next commit: (run, event).
+    pending: Mutex<Vec<(String, Event)>>,
     /// Each run's event count and last hash, for the chain.
     heads: Mutex<std::collections::HashMap<String, (i64, String)>>,
     path: PathBuf,
@@ -118,7 +165,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) `state.db` in `dir`, in WAL mode with a
     /// busy timeout, migrating an older schema forward.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+    pub fn open(dir: &Path, durability: Durability) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
             path: dir.display().to_string(),
             source,
@@ -133,7 +180,11 @@ impl Store {
             .map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
+        let synchronous = match durability {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+        };
+        conn.pragma_update(None, "synchronous", synchronous)
             .map_err(err)?;
         schema::migrate(&conn, &path)?;
         Ok(Self {
@@ -178,35 +229,38 @@ impl Store {
         Ok(id)
     }
 
-    /// Appends an event to the run's hash-chained log and updates the step
-    /// and run it concerns. Events that settle something (a step's end, a
-    /// decision, a gate, the run's end) commit at once, with any events
-    /// buffered before them: once `record` returns for one, it and
-    /// everything before it survive a crash. Starts, log lines and retries
-    /// wait for the next commit, which halves the commits per step.
+    /// Takes the next event of a run. It is committed by the next
+    /// [`Store::sync`] (the scheduler calls it before any step with code
+    /// starts), at once if it ends the run, or when many wait.
     pub fn record(&self, run: &str, event: &Event) -> Result<(), StoreError> {
-        let body = serde_json::to_string(event).expect("events serialize");
+        let waiting = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.push((run.to_owned(), event.clone()));
+            pending.len()
+        };
+        if waiting >= 1024 || matches!(event, Event::RunFinished { .. }) {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Commits every event taken so far, in one transaction, extending each
+    /// run's hash chain. Once it returns, they survive a crash.
+    pub fn sync(&self) -> Result<(), StoreError> {
         let mut conn = self.lock();
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        pending.push((run.to_owned(), event.clone(), body));
-        let settles = !matches!(
-            event,
-            Event::StepStarted { .. }
-                | Event::Log { .. }
-                | Event::AttemptFailed { .. }
-                | Event::Retrying { .. }
-                | Event::Compensating { .. }
-                | Event::RunStarted { .. }
-        );
-        if !settles && pending.len() < 256 {
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if batch.is_empty() {
             return Ok(());
         }
         let tx = conn.transaction().map_err(self.err())?;
         let mut heads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
-        for (run, event, body) in pending.drain(..) {
-            let (count, last) = heads
-                .entry(run.clone())
-                .or_insert_with(|| (0, String::new()));
+        for (run, event) in batch {
+            let body = serde_json::to_string(&event).expect("events serialize");
+            if !heads.contains_key(&run) {
+                let head = head(&tx, &run).map_err(self.err())?;
+                heads.insert(run.clone(), head);
+            }
+            let (count, last) = heads.get_mut(&run).expect("just inserted");
             *count += 1;
             *last = audit::chain(last, *count, &body);
             tx.prepare_cached(
@@ -214,19 +268,168 @@ impl Store {
             )
             .and_then(|mut s| s.execute(params![run, *count, body, *last]))
             .map_err(self.err())?;
-            if let Event::RunFinished {
-                status, message, ..
-            } = &event
-            {
-                // The run row keeps the chain's head, so a removed last
-                // event is found; it is written when the run ends.
-                let status = serde_json::to_value(status).expect("status serializes");
-                tx.prepare_cached("UPDATE runs SET status = ?2, message = ?3, finished_at = ?4, events = ?5, last_hash = ?6 WHERE id = ?1")
-                    .and_then(|mut s| s.execute(params![run, status.as_str().unwrap_or("failed"), message, now_ms(), *count, *last]))
+            match &event {
+                Event::RunFinished {
+                    status, message, ..
+                } => {
+                    // The run row keeps the chain's head, so a removed last
+                    // event is found; it is written when the run stops.
+                    let status = serde_json::to_value(status).expect("status serializes");
+                    tx.prepare_cached("UPDATE runs SET status = ?2, message = ?3, finished_at = ?4, events = ?5, last_hash = ?6 WHERE id = ?1")
+                        .and_then(|mut s| s.execute(params![run, status.as_str().unwrap_or("failed"), message, now_ms(), *count, *last]))
+                        .map_err(self.err())?;
+                }
+                Event::RunResumed { .. } => {
+                    tx.prepare_cached("UPDATE runs SET status = 'running', message = NULL, finished_at = NULL WHERE id = ?1")
+                        .and_then(|mut s| s.execute(params![run]))
+                        .map_err(self.err())?;
+                }
+                Event::Artifact {
+                    step,
+                    name,
+                    sha256,
+                    content,
+                    ..
+                } => {
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO blobs (sha256, content) VALUES (?1, ?2)",
+                    )
+                    .and_then(|mut s| s.execute(params![sha256, content.as_slice()]))
                     .map_err(self.err())?;
+                    tx.prepare_cached("INSERT INTO artifacts (run_id, step, name, sha256, bytes, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                        .and_then(|mut s| s.execute(params![run, step, name, sha256, content.len() as i64, *count]))
+                        .map_err(self.err())?;
+                }
+                _ => {}
             }
         }
         tx.commit().map_err(self.err())
+    }
+
+    /// Appends an event to a run that is not running (an approval, a
+    /// rejection) and moves the run row's chain head with it.
+    pub fn append(&self, run: &str, event: &Event) -> Result<(), StoreError> {
+        self.record(run, event)?;
+        self.sync()?;
+        let (count, last) = self
+            .heads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(run)
+            .cloned()
+            .unwrap_or_default();
+        self.lock()
+            .execute(
+                "UPDATE runs SET events = ?2, last_hash = ?3 WHERE id = ?1",
+                params![run, count, last],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Marks the run as being run by this process until the returned guard
+    /// drops (or the process dies: the operating system releases it).
+    pub fn claim(&self, run: &str) -> Result<RunClaim, StoreError> {
+        let dir = self.path.with_file_name("locks");
+        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Directory {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let path = dir.join(format!("{run}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| StoreError::Directory {
+                path: path.display().to_string(),
+                source,
+            })?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(StoreError::Busy {
+                run: run.to_owned(),
+            });
+        }
+        Ok(RunClaim { _file: file })
+    }
+
+    /// Replaces a run's plan source (a resume with `--allow-changed`).
+    pub fn replace_source(&self, run: &str, source: &str) -> Result<(), StoreError> {
+        let hash = hex(&Sha256::digest(source.as_bytes()));
+        self.lock()
+            .execute(
+                "UPDATE runs SET source = ?2, source_hash = ?3 WHERE id = ?1",
+                params![run, source, hash],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// A run's plan source, params (as given to `--set`) and seed.
+    pub fn source(&self, run: &str) -> Result<RunInputs, StoreError> {
+        let (source, params, seed): (String, String, i64) = self
+            .lock()
+            .query_row(
+                "SELECT source, params, seed FROM runs WHERE id = ?1",
+                [run],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(self.err())?;
+        let params = serde_json::from_str(&params).unwrap_or_default();
+        Ok(RunInputs {
+            source,
+            params,
+            seed: seed as u64,
+        })
+    }
+
+    /// The artifacts a run saved, in order.
+    pub fn artifacts(&self, run: &str) -> Result<Vec<ArtifactRow>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT step, name, sha256, bytes FROM artifacts WHERE run_id = ?1 ORDER BY seq",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([run], |r| {
+                Ok(ArtifactRow {
+                    step: r.get(0)?,
+                    name: r.get(1)?,
+                    sha256: r.get(2)?,
+                    bytes: r.get(3)?,
+                })
+            })
+            .map_err(self.err())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err())?;
+        Ok(rows)
+    }
+
+    /// The content of an artifact, by its hash.
+    pub fn blob(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        use rusqlite::OptionalExtension;
+        self.lock()
+            .query_row(
+                "SELECT content FROM blobs WHERE sha256 = ?1",
+                [sha256],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    /// What a run's log says each step did, for resume and replay.
+    pub fn history(&self, run: &str) -> Result<History, StoreError> {
+        let mut history = History::default();
+        for row in self.events(run)? {
+            if let Ok(event) = serde_json::from_str::<serde_json::Value>(&row.body) {
+                history.fold(&event);
+            }
+        }
+        Ok(history)
     }
 
     /// Runs, newest first.
@@ -329,6 +532,7 @@ impl Store {
                 "step_succeeded" => ("succeeded", Some(event["output"].to_string()), None),
                 "step_failed" => ("failed", None, event["error"].as_str().map(str::to_owned)),
                 "step_recovered" => ("recovered", None, None),
+                "step_cancelled" => ("cancelled", None, Some("cancelled".to_owned())),
                 "step_skipped" => ("skipped", None, None),
                 "decision_made" => ("succeeded", Some(event["target"].to_string()), None),
                 "gate_waiting" => ("waiting", None, None),
@@ -362,12 +566,19 @@ impl Store {
 
     /// A run's events in order.
     pub fn events(&self, run: &str) -> Result<Vec<EventRow>, StoreError> {
+        self.events_after(run, 0)
+    }
+
+    /// A run's events after position `seq`, in order (`0`: all of them).
+    pub fn events_after(&self, run: &str, seq: i64) -> Result<Vec<EventRow>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn
-            .prepare("SELECT seq, body, hash FROM events WHERE run_id = ?1 ORDER BY rowid")
+            .prepare_cached(
+                "SELECT seq, body, hash FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY rowid",
+            )
             .map_err(self.err())?;
         let rows = stmt
-            .query_map([run], |r| {
+            .query_map(params![run, seq], |r| {
                 Ok(EventRow {
                     seq: r.get(0)?,
                     body: r.get(1)?,
@@ -399,6 +610,44 @@ impl Store {
             return Ok(audit::verify(&events, events.len() as i64, &last));
         }
         Ok(audit::verify(&events, count, &last))
+    }
+}
+
+/// Held while a process runs a run; see [`Store::claim`].
+pub struct RunClaim {
+    _file: std::fs::File,
+}
+
+/// The count and last hash of a run's log, as committed.
+fn head(conn: &Connection, run: &str) -> rusqlite::Result<(i64, String)> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .query_row(
+            "SELECT seq, hash FROM events WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1",
+            [run],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .unwrap_or_default())
+}
+
+/// Records one run into the store: the scheduler's [`crate::run::Recorder`].
+pub struct RunRecorder {
+    /// The store.
+    pub store: std::sync::Arc<Store>,
+    /// The run's id.
+    pub run: String,
+}
+
+impl crate::run::Recorder for RunRecorder {
+    fn record(&self, event: &Event) -> Result<(), String> {
+        self.store
+            .record(&self.run, event)
+            .map_err(|e| e.to_string())
+    }
+
+    fn sync(&self) -> Result<(), String> {
+        self.store.sync().map_err(|e| e.to_string())
     }
 }
 

@@ -7,10 +7,11 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The newest schema this build writes.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 /// Each migration takes the database from the previous version to the next.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE runs (
         id TEXT PRIMARY KEY,
         plan TEXT NOT NULL,
@@ -34,7 +35,23 @@ const MIGRATIONS: &[&str] = &["
         hash TEXT NOT NULL,
         PRIMARY KEY (run_id, seq)
     );
-"];
+",
+    "
+    CREATE TABLE blobs (
+        sha256 TEXT PRIMARY KEY,
+        content BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE artifacts (
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        step TEXT NOT NULL,
+        name TEXT NOT NULL,
+        sha256 TEXT NOT NULL REFERENCES blobs(sha256),
+        bytes INTEGER NOT NULL,
+        seq INTEGER NOT NULL
+    );
+    CREATE INDEX artifacts_by_run ON artifacts (run_id, seq);
+",
+];
 
 /// Brings the database to [`VERSION`], refusing one from a newer cairn.
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {

@@ -3,6 +3,7 @@
 mod check;
 mod diagnostics;
 mod docs;
+mod durable;
 mod embed;
 mod graph;
 mod properties;

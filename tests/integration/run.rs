@@ -338,9 +338,14 @@ fn gates_pause_without_approval_and_pass_with_it() {
     assert_eq!(paused.status, 3, "{}", paused.stdout);
     assert_eq!(row(&paused, "ship"), "ship waiting 1 0.00s");
     assert_eq!(row(&paused, "release"), "release not run 0");
-    assert!(paused
-        .stdout
-        .contains("to approve, run again with --approve ship"));
+    assert!(
+        paused.stdout.contains("gate `ship` waits: cairn approve ")
+            && paused
+                .stdout
+                .contains(" ship --reason \"…\"  (or reject), then cairn resume "),
+        "{}",
+        paused.stdout
+    );
     let approved = run(plan, &["--approve", "ship"]);
     assert_eq!(approved.status, 0, "{}", approved.stdout);
     assert!(row(&approved, "release").starts_with("release succeeded"));

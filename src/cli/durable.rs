@@ -1,0 +1,333 @@
+//! `cairn resume`, `approve`, `reject` and `replay`: going on with recorded runs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::report;
+use super::run::{plan_dir, Session};
+use crate::error::Error;
+use crate::plan::Plan;
+use crate::run::{self, Changes, Event, Options, Replay, Resume, Settled};
+use crate::source::Source;
+use crate::store::{Durability, RunRow, Store, StoreError};
+
+fn open(dir: &Path, durability: Durability) -> Result<Arc<Store>, Error> {
+    // Checked by the reading commands' opener, so the message is the same.
+    drop(super::runs::open(dir)?);
+    Ok(Arc::new(Store::open(dir, durability)?))
+}
+
+/// The run with this id, or the newest one that has not ended.
+fn unfinished(store: &Store, id: Option<&str>) -> Result<RunRow, Error> {
+    let run = match id {
+        Some(id) => store.run(Some(id))?,
+        None => store
+            .runs(usize::MAX >> 1, 0)?
+            .into_iter()
+            .find(|r| !matches!(r.status.as_str(), "succeeded" | "failed"))
+            .ok_or_else(|| {
+                StoreError::NotFound(
+                    "no unfinished run to resume (`cairn runs` lists them)".to_owned(),
+                )
+            })?,
+    };
+    if matches!(run.status.as_str(), "succeeded" | "failed") {
+        return Err(Error::Usage(format!(
+            "run {} has {}; only paused, interrupted or crashed runs go on (start a new one with `cairn run {}`)",
+            run.id, run.status, run.file
+        )));
+    }
+    Ok(run)
+}
+
+/// Checks a plan's text; diagnostics are printed as `cairn check` would.
+fn checked(source: &Arc<Source>) -> Result<Plan, Error> {
+    let checked = crate::check::check(source);
+    report::human(&checked.diagnostics);
+    checked.plan.ok_or_else(|| {
+        let count = checked.diagnostics.iter().filter(|d| d.is_error()).count();
+        report::error(&Error::Invalid { count });
+        Error::Invalid { count }
+    })
+}
+
+/// The plan the run began with, and the plan file as it is now (if it
+/// still exists and differs).
+fn plans(store: &Store, run: &RunRow) -> Result<(Plan, Option<Edited>), Error> {
+    let text = store.source(&run.id)?.source;
+    let recorded = checked(&Source::new(run.file.clone(), text.clone()))?;
+    let path = PathBuf::from(&run.file);
+    if !path.exists() {
+        return Ok((recorded, None));
+    }
+    let current = Source::read(&path)?;
+    if current.text() == text {
+        return Ok((recorded, None));
+    }
+    let plan = checked(&current)?;
+    Ok((recorded, Some((current, plan))))
+}
+
+/// A plan file that changed since its run began, and its checked plan.
+type Edited = (Arc<Source>, Plan);
+
+/// What `cairn resume` was asked to do.
+pub struct ResumeArgs {
+    pub run: Option<String>,
+    pub allow_changed: bool,
+    pub approve: Vec<String>,
+    pub events: Option<String>,
+    pub max_parallel: Option<usize>,
+    pub state_dir: PathBuf,
+    pub durability: Durability,
+}
+
+/// `cairn resume`: continue a paused, interrupted or crashed run.
+pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
+    let store = open(&args.state_dir, args.durability)?;
+    let row = unfinished(&store, args.run.as_deref())?;
+    // Refuse while another process still runs it.
+    drop(store.claim(&row.id)?);
+    let (recorded, current) = plans(&store, &row)?;
+    let history = store.history(&row.id)?;
+    let (plan, invalidated) = match current {
+        None => (recorded, Vec::new()),
+        Some((source, plan)) => {
+            let changes = Changes::between(&recorded, &plan);
+            let invalidated = changes.invalidated(&plan, |id| history.settled.contains_key(id));
+            if !changes.is_empty() && !args.allow_changed {
+                return Err(Error::Usage(describe_changes(&row, &changes, &invalidated)));
+            }
+            store.replace_source(&row.id, source.text())?;
+            (plan, invalidated)
+        }
+    };
+    let inputs = store.source(&row.id)?;
+    let resume = history.resume(&invalidated);
+    let session = Session {
+        store,
+        run_id: row.id.clone(),
+        state_dir: args.state_dir,
+        events: args.events,
+    };
+    let options = Options {
+        params: inputs.params,
+        seed: Some(inputs.seed),
+        max_parallel: args.max_parallel,
+        approvals: args.approve,
+        dir: plan_dir(Path::new(&row.file)),
+        resume: Some(Arc::new(resume)),
+        ..Options::default()
+    };
+    session.execute(plan, options)
+}
+
+fn describe_changes(run: &RunRow, changes: &Changes, invalidated: &[String]) -> String {
+    let list = |ids: &[String]| {
+        ids.iter()
+            .map(|id| format!("`{id}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut text = format!("`{}` changed since run {} began:", run.file, run.id);
+    for (what, ids) in [
+        ("added", &changes.added),
+        ("removed", &changes.removed),
+        ("edited", &changes.edited),
+    ] {
+        if !ids.is_empty() {
+            text.push_str(&format!("\n  {what}: {}", list(ids)));
+        }
+    }
+    if invalidated.is_empty() {
+        text.push_str("\nno completed result depends on the changes");
+    } else {
+        text.push_str(&format!(
+            "\nthis invalidates the recorded results of {}",
+            list(invalidated)
+        ));
+    }
+    text.push_str(&format!(
+        "\nto run those again with the edited plan: cairn resume {} --allow-changed",
+        run.id
+    ));
+    text
+}
+
+/// `cairn approve` / `cairn reject`: answer a waiting gate of a stopped run.
+pub fn answer(
+    state_dir: &Path,
+    ids: &[String],
+    approved: bool,
+    reason: &str,
+    by: Option<String>,
+) -> Result<i32, Error> {
+    let (run, gate) = match ids {
+        [gate] => (None, gate),
+        [run, gate] => (Some(run.as_str()), gate),
+        _ => return Err(Error::Usage("expected `[run] <gate>`".to_owned())),
+    };
+    let store = open(state_dir, Durability::Normal)?;
+    let row = unfinished(&store, run)?;
+    let _claim = store.claim(&row.id)?;
+    let steps = store.steps(&row.id)?;
+    let waiting: Vec<&str> = steps
+        .iter()
+        .filter(|s| s.status == "waiting")
+        .map(|s| s.step.as_str())
+        .collect();
+    if !waiting.contains(&gate.as_str()) {
+        let now = if waiting.is_empty() {
+            "no gate is waiting".to_owned()
+        } else {
+            format!(
+                "waiting: {}",
+                waiting
+                    .iter()
+                    .map(|g| format!("`{g}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        return Err(Error::Usage(format!(
+            "gate `{gate}` of run {} is not waiting for an answer ({now})",
+            row.id
+        )));
+    }
+    let by = by
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".to_owned());
+    let event = if approved {
+        Event::GateApproved {
+            step: gate.clone(),
+            by,
+            reason: reason.to_owned(),
+            at_ms: 0,
+        }
+    } else {
+        Event::GateRejected {
+            step: gate.clone(),
+            by,
+            reason: reason.to_owned(),
+            at_ms: 0,
+        }
+    };
+    store.append(&row.id, &event)?;
+    let verb = if approved { "approved" } else { "rejected" };
+    println!(
+        "{verb} gate `{gate}` of run {}; `cairn resume {}` goes on",
+        row.id, row.id
+    );
+    Ok(0)
+}
+
+/// `cairn replay`: run the plan again against the recording, touching nothing.
+pub fn replay(state_dir: &Path, id: Option<&str>) -> Result<i32, Error> {
+    let store = open(state_dir, Durability::Normal)?;
+    let row = store.run(id)?;
+    let (recorded, current) = plans(&store, &row)?;
+    let plan = match current {
+        Some((_, plan)) => {
+            println!(
+                "`{}` changed since the run; replaying the edited plan",
+                row.file
+            );
+            plan
+        }
+        None => recorded,
+    };
+    let inputs = store.source(&row.id)?;
+    let history = store.history(&row.id)?;
+    let gates = history
+        .settled
+        .iter()
+        .filter(|(_, s)| matches!(s, Settled::Answered(_)))
+        .map(|(id, s)| (id.clone(), s.clone()))
+        .collect();
+    let replay = Replay {
+        calls: history
+            .calls
+            .iter()
+            .map(|(key, calls)| (key.clone(), Arc::new(calls.clone())))
+            .collect(),
+        divergence: Default::default(),
+    };
+    let options = Options {
+        params: inputs.params,
+        seed: Some(inputs.seed),
+        max_parallel: Some(1),
+        dir: plan_dir(Path::new(&row.file)),
+        resume: Some(Arc::new(Resume {
+            settled: gates,
+            ..Resume::default()
+        })),
+        replay: Some(replay.clone()),
+        ..Options::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
+    let mut again = crate::store::History::default();
+    let report = runtime.block_on(run::run(Arc::new(plan), options, |event| {
+        if let Ok(value) = serde_json::to_value(event) {
+            again.fold(&value);
+        }
+    }))?;
+    let divergence = replay
+        .divergence
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if let Some(divergence) = divergence {
+        println!("replay of run {} diverged at {divergence}", row.id);
+        return Ok(1);
+    }
+    // Every step must end as recorded, in the recorded order.
+    for step in &history.order {
+        let before = &history.settled[step];
+        match again.settled.get(step) {
+            Some(now) if now == before => {}
+            now => {
+                println!(
+                    "replay of run {} diverged at step `{step}`: recorded {}, replayed {}",
+                    row.id,
+                    outcome(Some(before)),
+                    outcome(now)
+                );
+                return Ok(1);
+            }
+        }
+    }
+    if let Some(extra) = again
+        .order
+        .iter()
+        .find(|s| !history.settled.contains_key(*s))
+    {
+        println!(
+            "replay of run {} diverged at step `{extra}`: recorded nothing, replayed {}",
+            row.id,
+            outcome(again.settled.get(extra))
+        );
+        return Ok(1);
+    }
+    let _ = report;
+    println!(
+        "replayed {} steps of run {}, identical",
+        history.order.len(),
+        row.id
+    );
+    Ok(0)
+}
+
+fn outcome(settled: Option<&Settled>) -> String {
+    match settled {
+        None => "no outcome".to_owned(),
+        Some(Settled::Succeeded { output, .. }) => format!("succeeded with {output}"),
+        Some(Settled::Failed { error, .. }) => format!("failed: {error}"),
+        Some(Settled::Skipped { reason }) => format!("skipped: {reason}"),
+        Some(Settled::Chose { target, .. }) => format!("chose `{target}`"),
+        Some(Settled::Answered(a)) if a.approved => format!("approved by {}", a.by),
+        Some(Settled::Answered(a)) => format!("rejected by {}", a.by),
+    }
+}

@@ -1,0 +1,115 @@
+//! Folding a run's log into what each step did: what `resume` keeps and
+//! what `replay` answers from and compares against.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::run::{Approval, Call, Resume, Settled};
+
+/// What a run's events say, step by step.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    /// Each step's settled outcome, if it has one.
+    pub settled: HashMap<String, Settled>,
+    /// Steps in the order they first settled.
+    pub order: Vec<String>,
+    /// The settling events logged for each step (`step_succeeded`, …).
+    pub recorded: HashMap<String, Vec<String>>,
+    /// Each (step, attempt)'s outside calls, from the step's last start.
+    pub calls: HashMap<(String, u32), Vec<Call>>,
+    /// Steps that started and have not settled (running when the process stopped).
+    pub unsettled: Vec<String>,
+}
+
+impl History {
+    /// Takes one event (as JSON, as logged) into account.
+    pub fn fold(&mut self, event: &Value) {
+        let Some(step) = event["step"].as_str() else {
+            return;
+        };
+        let text = |key: &str| event[key].as_str().unwrap_or_default().to_owned();
+        let attempts = event["attempts"].as_u64().unwrap_or(1) as u32;
+        let name = event["event"].as_str().unwrap_or_default();
+        let settled = match name {
+            "step_started" => {
+                // Started again (a rerun after a crash or a changed plan):
+                // what it did before no longer counts.
+                self.settled.remove(step);
+                self.recorded.remove(step);
+                self.calls.retain(|(s, _), _| s != step);
+                if !self.unsettled.iter().any(|s| s == step) {
+                    self.unsettled.push(step.to_owned());
+                }
+                return;
+            }
+            "call" => {
+                if let Ok(call) = serde_json::from_value::<Call>(event.clone()) {
+                    let attempt = event["attempt"].as_u64().unwrap_or(1) as u32;
+                    self.calls
+                        .entry((step.to_owned(), attempt))
+                        .or_default()
+                        .push(call);
+                }
+                return;
+            }
+            "step_succeeded" => Settled::Succeeded {
+                output: event["output"].clone(),
+                attempts,
+            },
+            "step_failed" => Settled::Failed {
+                error: text("error"),
+                attempts,
+            },
+            "step_skipped" => Settled::Skipped {
+                reason: text("reason"),
+            },
+            "decision_made" => Settled::Chose {
+                branch: text("branch"),
+                target: text("target"),
+            },
+            "gate_approved" | "gate_rejected" => Settled::Answered(Approval {
+                approved: name == "gate_approved",
+                by: text("by"),
+                reason: text("reason"),
+            }),
+            "step_recovered" | "compensated" => {
+                self.recorded
+                    .entry(step.to_owned())
+                    .or_default()
+                    .push(name.to_owned());
+                return;
+            }
+            _ => return,
+        };
+        self.unsettled.retain(|s| s != step);
+        if !self.order.iter().any(|s| s == step) {
+            self.order.push(step.to_owned());
+        }
+        self.recorded
+            .entry(step.to_owned())
+            .or_default()
+            .push(name.to_owned());
+        self.settled.insert(step.to_owned(), settled);
+    }
+
+    /// What a resume keeps: every settled step except `invalidated` ones.
+    pub fn resume(&self, invalidated: &[String]) -> Resume {
+        let keep = |step: &String| !invalidated.contains(step);
+        Resume {
+            settled: self
+                .settled
+                .iter()
+                .filter(|(s, _)| keep(s))
+                .map(|(s, o)| (s.clone(), o.clone()))
+                .collect(),
+            recorded: self
+                .recorded
+                .iter()
+                .filter(|(s, _)| keep(s))
+                .map(|(s, o)| (s.clone(), o.clone()))
+                .collect(),
+            invalidated: invalidated.to_vec(),
+        }
+    }
+}

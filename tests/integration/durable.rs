@@ -1,0 +1,418 @@
+//! Durable runs: resume after a crash or a gate, approve / reject across
+//! processes, changed plans, replay, artifacts, and two processes on one store.
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::{run_in, Run, Test};
+
+fn cairn(test: &Test, args: &[&str]) -> Run {
+    run_in(
+        test.path(),
+        &args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>(),
+    )
+}
+
+fn spawn(test: &Test, args: &[&str]) -> Child {
+    Command::new(assert_cmd::cargo::cargo_bin("cairn"))
+        .args(args)
+        .current_dir(test.path())
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cairn starts")
+}
+
+fn db(test: &Test) -> rusqlite::Connection {
+    rusqlite::Connection::open(test.path().join(".cairn/state.db")).expect("open")
+}
+
+/// The names of a run's events, per step, from the store.
+fn settles(test: &Test, event: &str) -> HashMap<String, usize> {
+    let conn = db(test);
+    let mut stmt = conn.prepare("SELECT body FROM events").expect("query");
+    let mut counts = HashMap::new();
+    for body in stmt.query_map([], |r| r.get::<_, String>(0)).expect("rows") {
+        let value: serde_json::Value = serde_json::from_str(&body.expect("row")).expect("json");
+        if value["event"] == event {
+            *counts
+                .entry(value["step"].as_str().expect("step").to_owned())
+                .or_default() += 1;
+        }
+    }
+    counts
+}
+
+fn run_id(run: &Run) -> String {
+    run.stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("run ")?
+                .split_once(" is recorded")?
+                .0
+                .to_owned()
+                .into()
+        })
+        .unwrap_or_else(|| panic!("no run id in:\n{}", run.stdout))
+}
+
+const GATED: &str = "plan p \"P\"\n  allow: fs.write\n\ntask build \"Build\" using:fs.write\n  run: write_file(\"built\", \"yes\")\n\ngate ship \"Ship it\"\n  needs: build\n  on failure -> rollback\n\ntask release \"Release\"\n  needs: ship\n  run: \"released\"\n\ntask rollback \"Roll back\"\n  run: \"rolled back\"\n";
+
+#[test]
+fn a_gate_is_approved_in_another_process_and_resume_finishes() {
+    let test = Test::new().file("p.plan", GATED);
+    let paused = cairn(&test, &["run", "p.plan"]);
+    assert_eq!(paused.status, 3, "{}", paused.stdout);
+    let id = run_id(&paused);
+    assert!(
+        paused.stdout.contains(&format!(
+            "gate `ship` waits: cairn approve {id} ship --reason \"…\"  (or reject), then cairn resume {id}"
+        )),
+        "{}",
+        paused.stdout
+    );
+    std::fs::remove_file(test.path().join("built")).expect("remove");
+    let approve = cairn(
+        &test,
+        &[
+            "approve",
+            &id,
+            "ship",
+            "--reason",
+            "looks good",
+            "--by",
+            "ana",
+        ],
+    );
+    assert_eq!(approve.status, 0, "{}", approve.stderr);
+    let resumed = cairn(&test, &["resume"]);
+    assert_eq!(resumed.status, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    assert!(
+        resumed.stdout.contains("  ok        release"),
+        "{}",
+        resumed.stdout
+    );
+    // `build` completed before the gate: it did not run again.
+    assert!(!test.path().join("built").exists());
+    assert_eq!(settles(&test, "step_succeeded").get("build"), Some(&1));
+    let log = cairn(&test, &["log", &id]);
+    assert!(
+        log.stdout
+            .contains("gate_approved by=\"ana\" reason=\"looks good\""),
+        "{}",
+        log.stdout
+    );
+    let verify = cairn(&test, &["audit", "verify", &id]);
+    assert_eq!(verify.status, 0, "{}", verify.stdout);
+    let again = cairn(&test, &["resume", &id]);
+    assert_eq!(again.status, 2);
+    assert!(
+        again.stderr.contains("has succeeded; only paused"),
+        "{}",
+        again.stderr
+    );
+}
+
+#[test]
+fn a_rejected_gate_fails_and_routes_like_a_failure() {
+    let test = Test::new().file("p.plan", GATED);
+    assert_eq!(cairn(&test, &["run", "p.plan"]).status, 3);
+    let wrong = cairn(&test, &["reject", "build", "--reason", "no"]);
+    assert_eq!(wrong.status, 2);
+    assert!(
+        wrong.stderr.contains("gate `build` of run ")
+            && wrong
+                .stderr
+                .contains("is not waiting for an answer (waiting: `ship`)"),
+        "{}",
+        wrong.stderr
+    );
+    let reject = cairn(
+        &test,
+        &["reject", "ship", "--reason", "not today", "--by", "ana"],
+    );
+    assert_eq!(reject.status, 0, "{}", reject.stderr);
+    let resumed = cairn(&test, &["resume"]);
+    assert_eq!(resumed.status, 0, "{}", resumed.stdout);
+    let squeeze = |step: &str| {
+        resumed
+            .stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(step))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+    };
+    assert_eq!(
+        squeeze("ship").as_deref(),
+        Some("ship recovered 1 0.00s rejected by ana: not today")
+    );
+    assert_eq!(
+        squeeze("rollback")
+            .as_deref()
+            .map(|r| r.starts_with("rollback succeeded 1")),
+        Some(true)
+    );
+    // Recovered by its fallback, the gate lets its dependents go on.
+    assert_eq!(
+        squeeze("release")
+            .as_deref()
+            .map(|r| r.starts_with("release succeeded")),
+        Some(true)
+    );
+}
+
+#[test]
+fn an_interrupted_run_resumes_without_rerunning_finished_steps() {
+    let plan = "plan p \"P\"\n  allow: sh\n  max_parallel: 1\n\ntask first \"First\" using:sh\n  run: sh(\"echo first >> done.txt\")\n\ntask slow \"Slow\" using:sh\n  needs: first\n  run: sh(\"echo slow >> done.txt; sleep 30\")\n\ntask last \"Last\" using:sh\n  needs: slow\n  run: sh(\"echo last >> done.txt\")\n";
+    let test = Test::new().file("p.plan", plan);
+    let child = spawn(&test, &["run", "p.plan"]);
+    wait_for(|| {
+        std::fs::read_to_string(test.path().join("done.txt")).is_ok_and(|t| t.contains("slow"))
+    });
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let out = child.wait_with_output().expect("exits");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}");
+    assert!(stdout.contains("to continue: cairn resume "), "{stdout}");
+    // The slow step is quick now, so the resumed run finishes.
+    std::fs::write(test.path().join("p.plan"), plan.replace("; sleep 30", "")).expect("edit");
+    let refused = cairn(&test, &["resume"]);
+    assert_eq!(refused.status, 2, "{}", refused.stdout);
+    // `slow` was cancelled, not completed: no recorded result is lost.
+    assert!(
+        refused
+            .stderr
+            .contains("  edited: `slow`\nno completed result depends on the changes"),
+        "{}",
+        refused.stderr
+    );
+    let resumed = cairn(&test, &["resume", "--allow-changed"]);
+    assert_eq!(resumed.status, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    let done = std::fs::read_to_string(test.path().join("done.txt")).expect("read");
+    assert_eq!(done, "first\nslow\nslow\nlast\n");
+}
+
+#[test]
+fn a_changed_plan_names_what_it_invalidates() {
+    let test = Test::new().file("p.plan", GATED);
+    assert_eq!(cairn(&test, &["run", "p.plan"]).status, 3);
+    std::fs::write(
+        test.path().join("p.plan"),
+        GATED.replace("\"built\", \"yes\"", "\"built\", \"twice\"")
+            + "\ntask extra \"Extra\"\n  run: 3\n",
+    )
+    .expect("edit");
+    let refused = cairn(&test, &["resume", "--approve", "ship"]);
+    assert_eq!(refused.status, 2);
+    let expected = "  added: `extra`\n  edited: `build`\nthis invalidates the recorded results of `build`\nto run those again with the edited plan: cairn resume ";
+    assert!(refused.stderr.contains(expected), "{}", refused.stderr);
+    let resumed = cairn(&test, &["resume", "--approve", "ship", "--allow-changed"]);
+    assert_eq!(resumed.status, 0, "{}", resumed.stdout);
+    assert_eq!(
+        std::fs::read_to_string(test.path().join("built")).expect("read"),
+        "twice"
+    );
+    assert_eq!(settles(&test, "step_succeeded").get("build"), Some(&2));
+}
+
+const RECORDED: &str = "plan p \"P\"\n  allow: sh, fs.read, fs.write\n  seed: 7\n\ntask stamp \"Stamp\" using:sh,fs.write\n  run: |\n    let t = now();\n    let r = rand();\n    let who = sh(\"echo $RANDOM-$$\").stdout;\n    write_file(\"out.txt\", `${t} ${r} ${who}`);\n    #{ t: t, r: r, who: who }\n\ntask report \"Report\" using:fs.read\n  needs: stamp\n  run: read_file(\"out.txt\")\n";
+
+#[test]
+fn a_replay_is_identical_and_touches_nothing() {
+    let test = Test::new().file("p.plan", RECORDED);
+    let run = cairn(&test, &["run", "p.plan"]);
+    assert_eq!(run.status, 0, "{}", run.stdout);
+    std::fs::remove_file(test.path().join("out.txt")).expect("remove");
+    let replay = cairn(&test, &["replay"]);
+    assert_eq!(replay.status, 0, "{}\n{}", replay.stdout, replay.stderr);
+    assert!(
+        replay.stdout.starts_with("replayed 2 steps of run ")
+            && replay.stdout.ends_with(", identical\n"),
+        "{}",
+        replay.stdout
+    );
+    assert!(!test.path().join("out.txt").exists(), "replay wrote a file");
+    // An edited body asks for something else: the first divergence is named.
+    std::fs::write(
+        test.path().join("p.plan"),
+        RECORDED.replace("echo $RANDOM-$$", "echo changed"),
+    )
+    .expect("edit");
+    let diverged = cairn(&test, &["replay"]);
+    assert_eq!(diverged.status, 1, "{}", diverged.stdout);
+    assert!(
+        diverged.stdout.contains(
+            "diverged at step `stamp`, attempt 1, call 3: recorded sh(\"echo $RANDOM-$$\"), asked sh(\"echo changed\")"
+        ),
+        "{}",
+        diverged.stdout
+    );
+}
+
+#[test]
+fn artifacts_are_stored_by_hash_with_their_step() {
+    let plan = "plan p \"P\"\n\ntask write \"Write\"\n  run: artifact(\"postmortem\", \"root cause: pool\")\n";
+    let test = Test::new().file("p.plan", plan);
+    let run = cairn(&test, &["run", "p.plan"]);
+    assert_eq!(run.status, 0, "{}", run.stdout);
+    let status = cairn(&test, &["status", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(&status.stdout).expect("json");
+    let artifact = &value["artifacts"][0];
+    assert_eq!(artifact["name"], "postmortem");
+    assert_eq!(artifact["step"], "write");
+    assert_eq!(artifact["bytes"], 16);
+    let hash = artifact["sha256"].as_str().expect("hash");
+    assert_eq!(value["steps"][0]["output"], format!("\"{hash}\""));
+    let content: Vec<u8> = db(&test)
+        .query_row("SELECT content FROM blobs WHERE sha256 = ?1", [hash], |r| {
+            r.get(0)
+        })
+        .expect("blob");
+    assert_eq!(content, b"root cause: pool");
+}
+
+#[test]
+fn status_and_log_follow_work_while_a_run_writes() {
+    let plan = "plan p \"P\"\n  allow: sh\n  max_parallel: 1\n\ntask a \"A\" using:sh\n  run: sh(\"sleep 0.3\")\n\ntask b \"B\" using:sh\n  needs: a\n  run: sh(\"sleep 0.3\")\n\ntask c \"C\" using:sh\n  needs: b\n  run: sh(\"sleep 0.3\")\n";
+    let test = Test::new().file("p.plan", plan);
+    let child = spawn(&test, &["run", "p.plan"]);
+    wait_for(|| test.path().join(".cairn/state.db").exists());
+    std::thread::sleep(Duration::from_millis(300));
+    let status = cairn(&test, &["status"]);
+    assert_eq!(status.status, 0, "{}", status.stderr);
+    assert!(status.stdout.contains("): running"), "{}", status.stdout);
+    let follow = cairn(&test, &["log", "--follow"]);
+    assert_eq!(follow.status, 0, "{}", follow.stderr);
+    let out = child.wait_with_output().expect("exits");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        follow.stdout.contains("step_succeeded")
+            && follow
+                .stdout
+                .lines()
+                .last()
+                .is_some_and(|l| l.contains("run_finished")),
+        "{}",
+        follow.stdout
+    );
+}
+
+#[test]
+fn a_locked_store_is_a_clear_error() {
+    let test = Test::new().file("p.plan", "plan p \"P\"\n\ntask a \"A\"\n  run: 1\n");
+    assert_eq!(cairn(&test, &["run", "p.plan"]).status, 0);
+    let conn = db(&test);
+    conn.execute_batch("BEGIN EXCLUSIVE").expect("lock");
+    let locked = cairn(&test, &["run", "p.plan"]);
+    assert_eq!(locked.status, 1, "{}", locked.stdout);
+    assert!(
+        locked
+            .stderr
+            .starts_with("error: the run store `.cairn/state.db`: database is locked"),
+        "{}",
+        locked.stderr
+    );
+}
+
+/// Kills `cairn` with SIGKILL at random moments, resumes after each, and
+/// checks that no finished step is lost or run twice.
+#[test]
+fn crash_torture_loses_nothing_and_repeats_only_running_steps() {
+    let mut plan = String::from("plan torture \"Torture\"\n  allow: sh\n  max_parallel: 4\n");
+    for i in 0..200 {
+        let needs = if i >= 4 {
+            format!("  needs: t{}\n", i - 4)
+        } else {
+            String::new()
+        };
+        plan.push_str(&format!(
+            "\ntask t{i} \"T{i}\" using:sh\n{needs}  run: sh(\"echo t{i} >> ids.txt; sleep 0.05\")\n"
+        ));
+    }
+    let test = Test::new().file("p.plan", &plan);
+    let mut running_at_kill: HashSet<String> = HashSet::new();
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut kills = 0;
+    let mut args: Vec<&str> = vec!["run", "p.plan"];
+    while kills < 25 {
+        let mut child = spawn(&test, &args);
+        args = vec!["resume"];
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(60 + rng % 120));
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        kills += 1;
+        // Steps started and not settled were running at the kill.
+        let conn = db(&test);
+        let mut stmt = conn.prepare("SELECT body FROM events").expect("query");
+        let mut open: HashSet<String> = HashSet::new();
+        for body in stmt.query_map([], |r| r.get::<_, String>(0)).expect("rows") {
+            let v: serde_json::Value = serde_json::from_str(&body.expect("row")).expect("json");
+            let step = v["step"].as_str().unwrap_or_default().to_owned();
+            match v["event"].as_str() {
+                Some("step_started") => {
+                    open.insert(step);
+                }
+                Some("step_succeeded" | "step_failed" | "step_cancelled") => {
+                    open.remove(&step);
+                }
+                _ => {}
+            }
+        }
+        running_at_kill.extend(open);
+    }
+    assert!(
+        kills >= 20,
+        "only {kills} kills: the plan finished too soon"
+    );
+    let end = cairn(&test, &["resume"]);
+    assert!(
+        end.status == 0 || end.stderr.contains("no unfinished run"),
+        "{}\n{}",
+        end.stdout,
+        end.stderr
+    );
+    let succeeded = settles(&test, "step_succeeded");
+    for i in 0..200 {
+        assert_eq!(
+            succeeded.get(&format!("t{i}")),
+            Some(&1),
+            "t{i} completed other than once"
+        );
+    }
+    let ids = std::fs::read_to_string(test.path().join("ids.txt")).expect("ids");
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for id in ids.lines() {
+        *seen.entry(id).or_default() += 1;
+    }
+    for i in 0..200 {
+        let id = format!("t{i}");
+        let n = seen.get(id.as_str()).copied().unwrap_or(0);
+        assert!(n >= 1, "{id} never ran");
+        assert!(
+            n == 1 || running_at_kill.contains(&id),
+            "{id} ran {n} times but was not running at a kill"
+        );
+    }
+    let verify = cairn(&test, &["audit", "verify"]);
+    assert_eq!(verify.status, 0, "{}", verify.stdout);
+}
+
+fn wait_for(ready: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("timed out waiting");
+}

@@ -21,15 +21,9 @@ fn open(dir: &Path, durability: Durability) -> Result<Arc<Store>, Error> {
 fn unfinished(store: &Store, id: Option<&str>) -> Result<RunRow, Error> {
     let run = match id {
         Some(id) => store.run(Some(id))?,
-        None => store
-            .runs(usize::MAX >> 1, 0)?
-            .into_iter()
-            .find(|r| !matches!(r.status.as_str(), "succeeded" | "failed"))
-            .ok_or_else(|| {
-                StoreError::NotFound(
-                    "no unfinished run to resume (`cairn runs` lists them)".to_owned(),
-                )
-            })?,
+        None => store.newest_unfinished()?.ok_or_else(|| {
+            StoreError::NotFound("no unfinished run to resume (`cairn runs` lists them)".to_owned())
+        })?,
     };
     if matches!(run.status.as_str(), "succeeded" | "failed") {
         return Err(Error::Usage(format!(

@@ -14,12 +14,13 @@ pub struct History {
     pub settled: HashMap<String, Settled>,
     /// Steps in the order they first settled.
     pub order: Vec<String>,
+    in_order: std::collections::HashSet<String>,
     /// The settling events logged for each step (`step_succeeded`, …).
     pub recorded: HashMap<String, Vec<String>>,
     /// Each (step, attempt)'s outside calls, from the step's last start.
     pub calls: HashMap<(String, u32), Vec<Call>>,
     /// Steps that started and have not settled (running when the process stopped).
-    pub unsettled: Vec<String>,
+    pub unsettled: std::collections::HashSet<String>,
 }
 
 impl History {
@@ -38,9 +39,7 @@ impl History {
                 self.settled.remove(step);
                 self.recorded.remove(step);
                 self.calls.retain(|(s, _), _| s != step);
-                if !self.unsettled.iter().any(|s| s == step) {
-                    self.unsettled.push(step.to_owned());
-                }
+                self.unsettled.insert(step.to_owned());
                 return;
             }
             "call" => {
@@ -82,8 +81,8 @@ impl History {
             }
             _ => return,
         };
-        self.unsettled.retain(|s| s != step);
-        if !self.order.iter().any(|s| s == step) {
+        self.unsettled.remove(step);
+        if self.in_order.insert(step.to_owned()) {
             self.order.push(step.to_owned());
         }
         self.recorded

@@ -434,71 +434,87 @@ impl Store {
 
     /// Runs, newest first.
     pub fn runs(&self, limit: usize, offset: usize) -> Result<Vec<RunRow>, StoreError> {
-        let mut rows = {
-            let conn = self.lock();
-            let mut stmt = conn
-                .prepare(
-                    "SELECT id, plan, file, status, message, steps, started_at, finished_at
-                     FROM runs ORDER BY started_at DESC, id DESC LIMIT ?1 OFFSET ?2",
-                )
-                .map_err(self.err())?;
-            let rows = stmt
-                .query_map(params![limit as i64, offset as i64], |r| {
-                    Ok(RunRow {
-                        id: r.get(0)?,
-                        plan: r.get(1)?,
-                        file: r.get(2)?,
-                        status: r.get(3)?,
-                        message: r.get(4)?,
-                        steps: r.get(5)?,
-                        started_at: r.get(6)?,
-                        finished_at: r.get(7)?,
-                        done: 0,
-                    })
+        self.select_runs("1", &[], limit, offset)
+    }
+
+    /// Runs matching `filter` (SQL over `runs`, with `args`), newest first,
+    /// each with how many of its steps have settled.
+    fn select_runs(
+        &self,
+        filter: &str,
+        args: &[&dyn rusqlite::ToSql],
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<RunRow>, StoreError> {
+        let conn = self.lock();
+        // A step is done once an event settled it (steps run again after a
+        // crash count once).
+        let sql = format!(
+            "SELECT id, plan, file, status, message, steps, started_at, finished_at,
+                (SELECT count(DISTINCT json_extract(body, '$.step')) FROM events
+                 WHERE run_id = runs.id AND json_extract(body, '$.event') IN
+                   ('step_succeeded', 'step_failed', 'step_skipped', 'decision_made',
+                    'gate_approved', 'gate_rejected'))
+             FROM runs WHERE {filter} ORDER BY started_at DESC, id DESC LIMIT {} OFFSET {}",
+            limit.min(i64::MAX as usize),
+            offset.min(i64::MAX as usize)
+        );
+        let mut stmt = conn.prepare(&sql).map_err(self.err())?;
+        let rows = stmt
+            .query_map(args, |r| {
+                Ok(RunRow {
+                    id: r.get(0)?,
+                    plan: r.get(1)?,
+                    file: r.get(2)?,
+                    status: r.get(3)?,
+                    message: r.get(4)?,
+                    steps: r.get(5)?,
+                    started_at: r.get(6)?,
+                    finished_at: r.get(7)?,
+                    done: r.get(8)?,
                 })
-                .map_err(self.err())?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(self.err())?;
-            rows
-        };
-        for row in &mut rows {
-            row.done = self
-                .steps(&row.id)?
-                .iter()
-                .filter(|s| !matches!(s.status.as_str(), "running" | "waiting"))
-                .count() as i64;
-        }
+            })
+            .map_err(self.err())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err())?;
         Ok(rows)
     }
 
     /// The run with this id (a unique prefix is enough), or the newest.
     pub fn run(&self, id: Option<&str>) -> Result<RunRow, StoreError> {
-        let all = self.runs(usize::MAX >> 1, 0)?;
-        match id {
-            None => all
+        let Some(id) = id else {
+            return self
+                .runs(1, 0)?
                 .into_iter()
                 .next()
-                .ok_or_else(|| StoreError::NotFound("no runs recorded yet".into())),
-            Some(id) => {
-                let mut matching: Vec<RunRow> =
-                    all.into_iter().filter(|r| r.id.starts_with(id)).collect();
-                match matching.len() {
-                    1 => Ok(matching.remove(0)),
-                    0 => Err(StoreError::NotFound(format!(
-                        "no run `{id}`; `cairn runs` lists them"
-                    ))),
-                    n => Err(StoreError::NotFound(format!(
-                        "`{id}` matches {n} runs; give more of the id"
-                    ))),
-                }
-            }
+                .ok_or_else(|| StoreError::NotFound("no runs recorded yet".into()));
+        };
+        let pattern = format!("{}%", id.replace(['%', '_'], ""));
+        let mut matching = self.select_runs("id LIKE ?1", &[&pattern], 2, 0)?;
+        match matching.len() {
+            1 => Ok(matching.remove(0)),
+            0 => Err(StoreError::NotFound(format!(
+                "no run `{id}`; `cairn runs` lists them"
+            ))),
+            _ => Err(StoreError::NotFound(format!(
+                "`{id}` matches more than one run; give more of the id"
+            ))),
         }
+    }
+
+    /// The newest run that has not ended (running, paused or interrupted).
+    pub fn newest_unfinished(&self) -> Result<Option<RunRow>, StoreError> {
+        Ok(self
+            .select_runs("status NOT IN ('succeeded', 'failed')", &[], 1, 0)?
+            .into_iter()
+            .next())
     }
 
     /// The steps of a run, in the order they were first recorded, folded
     /// from its events.
     pub fn steps(&self, run: &str) -> Result<Vec<StepRow>, StoreError> {
         let mut steps: Vec<StepRow> = Vec::new();
+        let mut index: std::collections::HashMap<String, usize> = Default::default();
         for row in self.events(run)? {
             let Ok(event) = serde_json::from_str::<serde_json::Value>(&row.body) else {
                 continue;
@@ -507,9 +523,10 @@ impl Store {
                 continue;
             };
             let at = event["at_ms"].as_i64();
-            let index = match steps.iter().position(|s| s.step == id) {
-                Some(i) => i,
+            let index = match index.get(id) {
+                Some(&i) => i,
                 None => {
+                    index.insert(id.to_owned(), steps.len());
                     steps.push(StepRow {
                         step: id.to_owned(),
                         status: String::new(),
@@ -574,7 +591,7 @@ impl Store {
         let conn = self.lock();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT seq, body, hash FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY rowid",
+                "SELECT seq, body, hash FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq",
             )
             .map_err(self.err())?;
         let rows = stmt

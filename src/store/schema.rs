@@ -37,6 +37,18 @@ const MIGRATIONS: &[&str] = &[
     );
 ",
     "
+    -- Events clustered by (run, position): one b-tree, so a commit writes
+    -- one page where a rowid table and its key index wrote two.
+    CREATE TABLE events_by_run (
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        seq INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO events_by_run SELECT run_id, seq, body, hash FROM events ORDER BY rowid;
+    DROP TABLE events;
+    ALTER TABLE events_by_run RENAME TO events;
     CREATE TABLE blobs (
         sha256 TEXT PRIMARY KEY,
         content BLOB NOT NULL

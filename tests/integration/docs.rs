@@ -126,3 +126,107 @@ fn readme_main_command_works() {
     let run = run_in(&root(), &args);
     assert_eq!(run.status, 0, "{command}:\n{}", run.stderr);
 }
+
+/// A `console` block: `$ cairn …` commands run in order in one directory
+/// holding the page's `plan file=<name>` blocks. The lines under a command
+/// must each appear in its output (`…` stands for anything, such as a run
+/// id); `# exit N` gives its exit status (default 0).
+fn run_sessions(path: &Path) -> usize {
+    let markdown = std::fs::read_to_string(path).expect("read docs");
+    let mut test = Test::new();
+    let mut sessions = 0;
+    let mut lines = markdown.lines().enumerate();
+    while let Some((_, line)) = lines.next() {
+        if let Some(name) = line.strip_prefix("```plan file=") {
+            let body: Vec<&str> = lines
+                .by_ref()
+                .map(|(_, l)| l)
+                .take_while(|l| !l.starts_with("```"))
+                .collect();
+            test = test.file(name.trim(), body.join("\n") + "\n");
+            continue;
+        }
+        if line != "```console" {
+            continue;
+        }
+        sessions += 1;
+        let block: Vec<(usize, &str)> = lines
+            .by_ref()
+            .take_while(|(_, l)| !l.starts_with("```"))
+            .collect();
+        let mut i = 0;
+        while i < block.len() {
+            let (n, command) = block[i];
+            let args = command
+                .strip_prefix("$ cairn ")
+                .unwrap_or_else(|| panic!("{}:{}: expected `$ cairn …`", path.display(), n + 1));
+            let args = shell_words(args);
+            let run = run_in(test.path(), &args);
+            let output = format!("{}{}", run.stdout, run.stderr);
+            let mut status = 0;
+            i += 1;
+            while i < block.len() && !block[i].1.starts_with("$ ") {
+                let (n, expected) = block[i];
+                if let Some(code) = expected.strip_prefix("# exit ") {
+                    status = code.parse().expect("an exit status");
+                } else {
+                    assert!(
+                        output.lines().any(|l| matches(l, expected)),
+                        "{}:{}: `{command}` printed no line like `{expected}`:\n{output}",
+                        path.display(),
+                        n + 1
+                    );
+                }
+                i += 1;
+            }
+            assert_eq!(
+                run.status,
+                status,
+                "{}:{}: `{command}`:\n{output}",
+                path.display(),
+                n + 1
+            );
+        }
+    }
+    sessions
+}
+
+/// Whether `line` holds the pieces of `pattern` between its `…`s, in order.
+fn matches(line: &str, pattern: &str) -> bool {
+    let mut rest = line;
+    for piece in pattern.split('…') {
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Splits a command line on spaces, keeping "quoted words" together.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ' ' if !quoted => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+#[test]
+fn durable_runs_guide() {
+    check_markdown(&root().join("docs/durable.md"));
+    assert!(run_sessions(&root().join("docs/durable.md")) >= 1);
+}

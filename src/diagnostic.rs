@@ -241,6 +241,10 @@ codes! {
     DuplicateParam => "cairn::duplicate_param",
     /// A task needs more of a resource than the plan has.
     ResourcesExceedCapacity => "cairn::resources_exceed_capacity",
+    /// `use` names neither a stdlib template nor a readable plan file.
+    UnknownImport => "cairn::unknown_import",
+    /// Plans that import each other, directly or not.
+    ImportCycle => "cairn::import_cycle",
     /// A fallback that depends on the step it stands in for, so it can never run.
     UnreachableFallback => "cairn::unreachable_fallback",
     /// A decision has no `else` branch (warning).

@@ -60,6 +60,12 @@ impl Engine {
         self
     }
 
+    /// The registrations of the capabilities added with
+    /// [`Engine::register_capability`], by name (for [`Options::registrars`]).
+    pub fn registrars(&self) -> &HashMap<String, Registrar> {
+        &self.registrars
+    }
+
     /// Checks plan text, with this engine's capabilities.
     pub fn check(&self, source: &Arc<Source>) -> Checked {
         check::check_with(source, &self.capabilities)

@@ -18,6 +18,7 @@ pub mod run;
 pub mod script;
 pub mod source;
 pub mod span;
+pub mod stdlib;
 pub mod store;
 pub mod syntax;
 pub mod units;

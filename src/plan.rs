@@ -33,6 +33,13 @@ pub struct Plan {
     pub seed: Option<u64>,
     /// `description:`, `owner:` and `labels:` of the plan header.
     pub metadata: Metadata,
+    /// Plans imported with `use`, outermost first: their steps are in
+    /// `tasks` as `alias.id`, with [`Task::import`] naming the alias.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imports: Vec<Import>,
+    /// `hypothesis` declarations, in file order: what evidence is weighed for.
+    #[serde(default)]
+    pub hypotheses: Vec<Hypothesis>,
     /// Tasks, decisions and gates, in file order.
     pub tasks: Vec<Task>,
     /// Node `i` is `tasks[i]`; edges point from the earlier step to the later.
@@ -49,6 +56,33 @@ impl Plan {
     pub fn node(index: usize) -> petgraph::graph::NodeIndex {
         petgraph::graph::NodeIndex::new(index)
     }
+}
+
+/// `use "<reference>" as <alias> [with k = v, …]`: another plan's steps.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Import {
+    /// The prefix of its steps' ids (`dbg`, or `outer.inner` when nested).
+    pub alias: String,
+    /// The template name or path as written.
+    pub reference: String,
+    /// The import whose plan holds this `use` (`None`: the plan itself);
+    /// `with` values are evaluated with its params.
+    pub parent: Option<String>,
+    /// The imported plan's params with their defaults.
+    pub params: Vec<Param>,
+    /// `with` overrides: param name and expression.
+    pub with: Vec<(String, Script)>,
+    /// The imported plan's `allow:`, which scopes its steps' file and HTTP access.
+    pub allow: Vec<Grant>,
+}
+
+/// `hypothesis <id> "statement"`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hypothesis {
+    /// The id bodies pass to `evidence`, `confidence` and `best_hypothesis`.
+    pub id: String,
+    /// What it claims.
+    pub statement: String,
 }
 
 /// `param <name> = <value>`.
@@ -172,6 +206,9 @@ pub struct Task {
     pub conditional: bool,
     /// Ids this step's code names in `outputs[…]`, sorted.
     pub reads: Vec<String>,
+    /// The alias of the `use` that brought this step in (`None`: the plan's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<String>,
     /// The header line, from the keyword to the end of the title or attributes.
     pub span: Span,
 }

@@ -35,6 +35,13 @@ macro_rules! spec {
 pub const FIELDS: &[FieldSpec] = &[
     spec!("param", &[P], "`param <name> = <value>`", true),
     spec!(
+        "use",
+        &[P],
+        "`use \"<template or path>\" as <alias> [with name = value, …]`",
+        true
+    ),
+    spec!("hypothesis", &[P], "`hypothesis <id> \"statement\"`", true),
+    spec!(
         "max_parallel",
         &[P],
         "a whole number, e.g. `max_parallel: 4`"

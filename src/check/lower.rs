@@ -8,7 +8,8 @@ use super::scripts::{self, Analysis, Compiler};
 use super::suggest;
 use crate::diagnostic::{Code as DiagCode, Diagnostic};
 use crate::plan::{
-    Branch, Budget, FailurePolicy, Grant, Metadata, Param, Resources, Retry, Script, StepKind, Task,
+    Branch, Budget, FailurePolicy, Grant, Hypothesis, Metadata, Param, Resources, Retry, Script,
+    StepKind, Task,
 };
 use crate::script::{Capabilities, CompileMode, SCOPE_VARIABLES};
 use crate::source::Source;
@@ -61,6 +62,17 @@ pub struct Header<'a> {
     pub on_failure: FailurePolicy,
     pub seed: Option<u64>,
     pub metadata: Metadata,
+    pub hypotheses: Vec<Hypothesis>,
+    pub uses: Vec<Use>,
+}
+
+/// `use "<reference>" as <alias> with …`, lowered.
+pub struct Use {
+    pub reference: Spanned<String>,
+    pub alias: Spanned<String>,
+    pub with: Vec<(Spanned<String>, Script)>,
+    /// The whole field, for diagnostics about the import as a whole.
+    pub span: crate::span::Span,
 }
 
 /// When `max_parallel:` is not given.
@@ -416,6 +428,8 @@ impl<'a> Lowering<'a> {
             on_failure: FailurePolicy::Stop,
             seed: None,
             metadata: Metadata::default(),
+            hypotheses: Vec::new(),
+            uses: Vec::new(),
         };
         self.header_attrs(item);
         let mut seen = HashMap::new();
@@ -452,6 +466,58 @@ impl<'a> Lowering<'a> {
                             default,
                         },
                     ));
+                }
+                FieldValue::Use {
+                    reference,
+                    alias,
+                    with,
+                } => {
+                    if header.uses.iter().any(|u| u.alias.value == alias.value) {
+                        let diagnostic = Diagnostic::error(
+                            DiagCode::DuplicateId,
+                            self.source,
+                            format!("`{}` is already the alias of another `use`", alias.value),
+                        )
+                        .label(alias.span, "used again here")
+                        .help("give each import a different alias");
+                        self.diagnostics.push(diagnostic);
+                        continue;
+                    }
+                    let with = with
+                        .iter()
+                        .map(|(name, value)| {
+                            let script = self.script(
+                                value,
+                                CompileMode::Expression,
+                                Role::Param,
+                                &mut header.param_code,
+                            );
+                            (name.clone(), script)
+                        })
+                        .collect();
+                    header.uses.push(Use {
+                        reference: reference.clone(),
+                        alias: alias.clone(),
+                        with,
+                        span: field.span,
+                    });
+                }
+                FieldValue::Hypothesis { id, statement } => {
+                    if header.hypotheses.iter().any(|h| h.id == id.value) {
+                        let diagnostic = Diagnostic::error(
+                            DiagCode::DuplicateId,
+                            self.source,
+                            format!("hypothesis `{}` is declared twice", id.value),
+                        )
+                        .label(id.span, "declared again here")
+                        .help("give each hypothesis a different id");
+                        self.diagnostics.push(diagnostic);
+                        continue;
+                    }
+                    header.hypotheses.push(Hypothesis {
+                        id: id.value.clone(),
+                        statement: statement.value.clone(),
+                    });
                 }
                 FieldValue::MaxParallel(token) => {
                     if let Some(n) = self.integer(token, "max_parallel", 1, 10_000) {
@@ -624,6 +690,7 @@ impl<'a> Lowering<'a> {
             metadata: Metadata::default(),
             conditional: false,
             reads: Vec::new(),
+            import: None,
             span: item.header,
         };
         if keyword != ItemKeyword::Task {

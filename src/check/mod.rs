@@ -2,6 +2,7 @@
 
 mod fields;
 mod graph;
+mod imports;
 mod lower;
 mod rules;
 mod scripts;
@@ -44,7 +45,7 @@ pub fn check(source: &Arc<Source>) -> Checked {
 
 /// Checks plan text; `capabilities` adds an embedding application's tools.
 pub fn check_with(source: &Arc<Source>, capabilities: &Capabilities) -> Checked {
-    let (mut diagnostics, plan) = run(source, capabilities);
+    let (mut diagnostics, plan) = run(source, capabilities, &[imports::start(source)]);
     diagnostics.sort_by_key(|d| (d.offset(), d.severity));
     Checked {
         plan: plan.filter(|_| !diagnostics.iter().any(Diagnostic::is_error)),
@@ -52,7 +53,13 @@ pub fn check_with(source: &Arc<Source>, capabilities: &Capabilities) -> Checked 
     }
 }
 
-fn run(source: &Arc<Source>, capabilities: &Capabilities) -> (Vec<Diagnostic>, Option<Plan>) {
+/// Checks one file; `chain` holds the plans importing it (itself last), to
+/// find import cycles.
+fn run(
+    source: &Arc<Source>,
+    capabilities: &Capabilities,
+    chain: &[imports::Link],
+) -> (Vec<Diagnostic>, Option<Plan>) {
     let (document, mut diagnostics) = syntax::parse(source);
     if diagnostics.iter().any(Diagnostic::is_error) {
         return (diagnostics, None);
@@ -98,9 +105,20 @@ fn run(source: &Arc<Source>, capabilities: &Capabilities) -> (Vec<Diagnostic>, O
     }
     let mut lowering = lower::Lowering::new(source, capabilities);
     let header = headers.first().map(|h| lowering.header(h));
+    // Imported steps come first, as if their plans' text came before ours.
+    let imported = match &header {
+        Some(header) => imports::bring_in(
+            source,
+            header,
+            capabilities,
+            chain,
+            &mut lowering.diagnostics,
+        ),
+        None => imports::Imported::default(),
+    };
     let mut first_seen: HashMap<&str, &crate::span::Spanned<String>> = HashMap::new();
-    let mut tasks = Vec::new();
-    let mut refs = Vec::new();
+    let mut tasks = imported.tasks;
+    let mut refs = imported.refs;
     for item in items
         .iter()
         .filter(|i| i.keyword.value != ItemKeyword::Plan)
@@ -130,6 +148,14 @@ fn run(source: &Arc<Source>, capabilities: &Capabilities) -> (Vec<Diagnostic>, O
         refs.push(r);
     }
     diagnostics.append(&mut lowering.diagnostics);
+    // A plan that could not be imported was reported; steps naming its
+    // steps are not reported again for it.
+    for alias in &imported.failed {
+        let inside = format!("{alias}.");
+        for r in &mut refs {
+            r.needs.retain(|n| !n.value.starts_with(&inside));
+        }
+    }
     let mut graph = graph::build(source, &tasks, &refs, &mut diagnostics);
     graph::mark_conditional(&mut tasks, &graph);
     let Some(header) = header else {
@@ -156,6 +182,16 @@ fn run(source: &Arc<Source>, capabilities: &Capabilities) -> (Vec<Diagnostic>, O
         on_failure: header.on_failure,
         seed: header.seed,
         metadata: header.metadata,
+        imports: imported.imports,
+        hypotheses: {
+            let mut all = header.hypotheses;
+            for h in imported.hypotheses {
+                if !all.iter().any(|k| k.id == h.id) {
+                    all.push(h);
+                }
+            }
+            all
+        },
         tasks,
         graph: std::mem::take(&mut graph),
     };

@@ -9,13 +9,12 @@ use super::report;
 use super::DiagnosticFormat;
 use crate::check;
 use crate::error::Error;
-use crate::source::Source;
 
 pub fn run(files: &[PathBuf], format: DiagnosticFormat) -> Result<(), Error> {
     let mut failed = 0;
     let mut stdout = std::io::stdout().lock();
     for path in files {
-        let source = match Source::read(path) {
+        let source = match report::read_plan(path) {
             Ok(source) => source,
             Err(err) => {
                 failed += 1;
@@ -40,7 +39,7 @@ pub fn run(files: &[PathBuf], format: DiagnosticFormat) -> Result<(), Error> {
                 continue;
             }
         };
-        let checked = check::check(&source);
+        let checked = report::check(&source);
         let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
         let warnings = checked.diagnostics.len() - errors;
         match format {

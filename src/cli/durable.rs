@@ -36,7 +36,7 @@ fn unfinished(store: &Store, id: Option<&str>) -> Result<RunRow, Error> {
 
 /// Checks a plan's text; diagnostics are printed as `cairn check` would.
 fn checked(source: &Arc<Source>) -> Result<Plan, Error> {
-    let checked = crate::check::check(source);
+    let checked = report::check(source);
     report::human(&checked.diagnostics);
     checked.plan.ok_or_else(|| {
         let count = checked.diagnostics.iter().filter(|d| d.is_error()).count();
@@ -256,6 +256,7 @@ pub fn replay(state_dir: &Path, id: Option<&str>) -> Result<i32, Error> {
             ..Resume::default()
         })),
         replay: Some(replay.clone()),
+        registrars: crate::stdlib::registrars(),
         ..Options::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -6,6 +6,7 @@ mod graph;
 mod report;
 mod run;
 mod runs;
+mod templates;
 
 use std::path::PathBuf;
 
@@ -69,7 +70,7 @@ enum Command {
     },
     /// Run a plan: exit 0 succeeded, 1 failed, 2 invalid, 3 waiting at a gate, 130 interrupted.
     Run {
-        /// The plan file.
+        /// The plan file, or the name of a stdlib template (`debug-500`).
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// Set a param: `name=value` (a Rhai literal, or plain text).
@@ -164,6 +165,19 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// List the stdlib's template plans: name, purpose and params.
+    Templates {
+        /// One JSON object per template, one per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an editable copy of a template plan.
+    New {
+        /// The template's name (`cairn templates` lists them).
+        template: String,
+        /// Where to write it (default `<template>.plan`); an existing file is never overwritten.
+        file: Option<PathBuf>,
+    },
     /// Print a plan's graph as Mermaid, Graphviz DOT or the checked plan in JSON.
     Graph {
         /// The plan file.
@@ -256,6 +270,8 @@ pub fn main() -> i32 {
     init_logs(cli.log_format);
     let result = match cli.command {
         Command::Check { files, format } => check::run(&files, format),
+        Command::Templates { json } => templates::list(json),
+        Command::New { template, file } => templates::new(&template, file),
         Command::Graph { file, format } => graph::run(&file, format),
         Command::Runs {
             limit,

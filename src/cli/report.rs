@@ -71,13 +71,31 @@ pub fn json(diagnostic: &Diagnostic) -> serde_json::Value {
     })
 }
 
+/// A plan file, or the stdlib template a name that is not a file names
+/// (`debug-500`).
+pub fn read_plan(path: &std::path::Path) -> Result<std::sync::Arc<crate::source::Source>, Error> {
+    let bare = path.components().count() == 1 && path.extension().is_none();
+    if bare && !path.exists() {
+        if let Some(template) = crate::stdlib::template(&path.to_string_lossy()) {
+            return Ok(crate::source::Source::new(template.name, template.text));
+        }
+    }
+    crate::source::Source::read(path)
+}
+
+/// Checks plan text with the capabilities `cairn` offers (the built-in ones
+/// and the stdlib's tools).
+pub fn check(source: &std::sync::Arc<crate::source::Source>) -> crate::check::Checked {
+    crate::stdlib::engine().check(source)
+}
+
 /// Reads and checks a plan file, printing its diagnostics; the plan if it
 /// has no errors (the shared first step of `graph` and `run`).
 pub fn load(
     path: &std::path::Path,
 ) -> Result<(std::sync::Arc<crate::source::Source>, crate::plan::Plan), Error> {
-    let source = crate::source::Source::read(path)?;
-    let checked = crate::check::check(&source);
+    let source = read_plan(path)?;
+    let checked = check(&source);
     human(&checked.diagnostics);
     let plan = checked.plan.ok_or_else(|| {
         let count = checked.diagnostics.iter().filter(|d| d.is_error()).count();

@@ -102,6 +102,9 @@ impl Session {
         }));
         options.approver = interactive.then(|| Arc::new(approver) as run::Approver);
         options.second_interrupt_exits = true;
+        if options.registrars.is_empty() {
+            options.registrars = crate::stdlib::registrars();
+        }
         // With `--events -` the JSON lines own stdout and progress goes to stderr.
         let mut events_out: Option<Box<dyn Write>> = match self.events.as_deref() {
             None => None,
@@ -257,6 +260,16 @@ fn describe(event: &Event) -> Option<String> {
         Event::StepStarted { step, .. } => format!("  start     {step}"),
         Event::StepCancelled { step, .. } => format!("  cancelled {step}"),
         Event::Call { .. } => return None,
+        Event::Evidence {
+            step,
+            hypothesis,
+            verdict,
+            note,
+            confidence,
+            ..
+        } => format!(
+            "  evidence  {step}: {verdict} {hypothesis} ({note}); confidence {confidence:.2}"
+        ),
         Event::Artifact {
             step,
             name,
@@ -326,6 +339,32 @@ pub fn summary(report: &Report) -> String {
         ["step", "status", "attempts", "time", "error"],
         &rows,
     ));
+    if !report.hypotheses.is_empty() {
+        let rows: Vec<[String; 5]> = report
+            .hypotheses
+            .iter()
+            .map(|h| {
+                [
+                    h.id.clone(),
+                    format!("{:.2}", h.confidence),
+                    h.tally.supports.to_string(),
+                    h.tally.refutes.to_string(),
+                    h.statement.clone(),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&super::report::table(
+            [
+                "hypothesis",
+                "confidence",
+                "supports",
+                "refutes",
+                "statement",
+            ],
+            &rows,
+        ));
+    }
     let verdict = match report.status {
         RunStatus::Succeeded => "succeeded",
         RunStatus::Failed => "failed",

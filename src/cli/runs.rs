@@ -60,8 +60,14 @@ pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> 
     let run = store.run(id)?;
     let steps = store.steps(&run.id)?;
     let artifacts = store.artifacts(&run.id)?;
+    let hypotheses = store.history(&run.id)?.hypotheses();
     if as_json {
-        let value = json!({ "run": run, "steps": steps, "artifacts": artifacts });
+        let hypotheses: Vec<serde_json::Value> = hypotheses
+            .iter()
+            .map(|(id, t)| json!({ "id": id, "supports": t.supports, "refutes": t.refutes, "neutral": t.neutral, "confidence": t.confidence() }))
+            .collect();
+        let value =
+            json!({ "run": run, "steps": steps, "artifacts": artifacts, "hypotheses": hypotheses });
         return out(&format!("{value}\n"));
     }
     let rows: Vec<[String; 5]> = steps
@@ -92,6 +98,25 @@ pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> 
         .collect();
     if !waiting.is_empty() {
         text.push_str(&format!("\nwaiting for approval: {}\n", waiting.join(", ")));
+    }
+    if !hypotheses.is_empty() {
+        let rows: Vec<[String; 5]> = hypotheses
+            .iter()
+            .map(|(id, t)| {
+                [
+                    id.clone(),
+                    format!("{:.2}", t.confidence()),
+                    t.supports.to_string(),
+                    t.refutes.to_string(),
+                    t.neutral.to_string(),
+                ]
+            })
+            .collect();
+        text.push('\n');
+        text.push_str(&report::table(
+            ["hypothesis", "confidence", "supports", "refutes", "neutral"],
+            &rows,
+        ));
     }
     if !artifacts.is_empty() {
         let rows: Vec<[String; 4]> = artifacts

@@ -36,6 +36,7 @@ impl Event {
             | Event::Log { step, .. }
             | Event::Call { step, .. }
             | Event::Artifact { step, .. }
+            | Event::Evidence { step, .. }
             | Event::Compensating { step, .. }
             | Event::Compensated { step, .. } => Some(step),
         }
@@ -61,6 +62,7 @@ impl Event {
             Event::Log { .. } => "log",
             Event::Call { .. } => "call",
             Event::Artifact { .. } => "artifact",
+            Event::Evidence { .. } => "evidence",
             Event::Compensating { .. } => "compensating",
             Event::Compensated { .. } => "compensated",
             Event::RunFinished { .. } => "run_finished",
@@ -283,6 +285,21 @@ pub enum Event {
         /// The function, its arguments and its result.
         #[serde(flatten)]
         record: crate::script::context::Call,
+        /// Milliseconds since the run started.
+        at_ms: u64,
+    },
+    /// A step weighed evidence for a hypothesis.
+    Evidence {
+        /// The step that gave it.
+        step: String,
+        /// The hypothesis's id.
+        hypothesis: String,
+        /// `supports`, `refutes` or `neutral`.
+        verdict: String,
+        /// Why, in the step's words.
+        note: String,
+        /// The hypothesis's confidence after it.
+        confidence: f64,
         /// Milliseconds since the run started.
         at_ms: u64,
     },

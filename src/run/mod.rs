@@ -94,6 +94,8 @@ pub struct Resume {
     pub recorded: std::collections::HashMap<String, Vec<String>>,
     /// Steps whose recorded outcome was dropped because the plan changed.
     pub invalidated: Vec<String>,
+    /// Evidence kept steps gave: (hypothesis, verdict), in order.
+    pub evidence: Vec<(String, String)>,
 }
 
 /// What `cairn replay` answers calls from.
@@ -166,4 +168,20 @@ pub struct Report {
     pub message: Option<String>,
     /// One report per step, in file order.
     pub steps: Vec<StepReport>,
+    /// Each hypothesis with the evidence weighed for it, in file order.
+    pub hypotheses: Vec<HypothesisReport>,
+}
+
+/// Where a hypothesis stands at the end of a run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct HypothesisReport {
+    /// Its id.
+    pub id: String,
+    /// What it claims.
+    pub statement: String,
+    /// The evidence given for it.
+    #[serde(flatten)]
+    pub tally: crate::script::context::Tally,
+    /// `(supports + 1) / (supports + refutes + 2)`.
+    pub confidence: f64,
 }

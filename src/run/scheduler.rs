@@ -20,7 +20,7 @@ use super::step::{self, Job, Outcome, Shared};
 use super::{Approval, GateRequest, Options, Report, Settled, StepReport};
 use crate::error::Error;
 use crate::plan::{EdgeKind, FailurePolicy, Plan, StepKind};
-use crate::script::context::{CostMeter, Journal};
+use crate::script::context::{CostMeter, Hypotheses, Journal};
 use crate::script::Sandbox;
 
 /// Per-step bookkeeping.
@@ -57,7 +57,7 @@ pub async fn run(
             .chain([&[][..]]),
         &options.registrars,
     ));
-    let params = evaluate_params(&plan, &options, &sandbox).await?;
+    let (params, import_params) = evaluate_params(&plan, &options, &sandbox).await?;
     let (events, mut event_rx) = mpsc::unbounded_channel();
     let seed = options.seed.or(plan.seed).unwrap_or(0);
     // An empty directory means the current one.
@@ -79,12 +79,19 @@ pub async fn run(
         journal: Arc::new(Mutex::new(Journal::default())),
         seed,
         params,
+        import_params,
+        import_grants: plan
+            .imports
+            .iter()
+            .map(|i| (i.alias.clone(), Arc::new(i.allow.clone())))
+            .collect(),
         events,
         started: Instant::now(),
         recorder: options.recorder.clone(),
         already: options.resume.clone(),
         record_error: Mutex::new(None),
         replay: options.replay.clone(),
+        hypotheses: Arc::new(hypotheses(&plan, options.resume.as_deref())),
     });
     let max_parallel = options.max_parallel.unwrap_or(plan.max_parallel).max(1);
     tracing::info!(plan = %plan.id, steps = plan.tasks.len(), max_parallel, seed, "run started");
@@ -295,47 +302,90 @@ pub fn check_params(plan: &Plan, params: &[(String, String)]) -> Result<(), Erro
     Ok(())
 }
 
-/// Param defaults, overridden by `--set`; evaluated off the async threads.
+/// Param defaults, overridden by `--set`, and each imported plan's params,
+/// overridden by its `with` values; evaluated off the async threads.
 async fn evaluate_params(
     plan: &Arc<Plan>,
     options: &Options,
     sandbox: &Arc<Sandbox>,
-) -> Result<Dynamic, Error> {
+) -> Result<(Dynamic, HashMap<String, Dynamic>), Error> {
     check_params(plan, &options.params)?;
     let plan = Arc::clone(plan);
     let engine = sandbox.engine(&[]);
     let overrides = options.params.clone();
     tokio::task::spawn_blocking(move || {
-        let mut map = Map::new();
-        for param in &plan.params {
-            let value = match overrides.iter().rev().find(|(n, _)| n == &param.name) {
-                // A Rhai literal if it reads as one, else the text itself.
-                Some((_, text)) => engine
+        // `--set` values are Rhai literals if they read as one, else text.
+        let overrides: Vec<(String, Dynamic)> = overrides
+            .iter()
+            .map(|(name, text)| {
+                let value = engine
                     .eval_expression::<Dynamic>(text)
-                    .unwrap_or_else(|_| Dynamic::from(text.clone())),
-                None => {
-                    let ast = param.default.ast.as_ref().ok_or_else(|| {
-                        Error::Usage(format!("param `{}` was not compiled", param.name))
-                    })?;
-                    // Defaults may read the params declared before them.
-                    let mut scope = rhai::Scope::new();
-                    scope.push_dynamic("params", Dynamic::from_map(map.clone()));
-                    for name in ["input", "outputs", "task", "result", "failure"] {
-                        scope.push_dynamic(name, Dynamic::UNIT);
-                    }
-                    engine
-                        .eval_ast_with_scope::<Dynamic>(&mut scope, ast)
-                        .map_err(|e| {
-                            Error::Usage(format!("param `{}`: {}", param.name, step::describe(&e)))
-                        })?
-                }
+                    .unwrap_or_else(|_| Dynamic::from(text.clone()));
+                (name.clone(), value)
+            })
+            .collect();
+        let main = param_map(&engine, &plan.params, &overrides, "")?;
+        let mut imports: HashMap<String, Dynamic> = HashMap::new();
+        for import in &plan.imports {
+            let outer = match &import.parent {
+                Some(parent) => imports.get(parent).cloned().unwrap_or(Dynamic::UNIT),
+                None => main.clone(),
             };
-            map.insert(param.name.as_str().into(), value);
+            let mut with = Vec::new();
+            for (name, script) in &import.with {
+                let value = eval_with_params(&engine, script, outer.clone()).map_err(|e| {
+                    Error::Usage(format!("`{}` with {name}: {e}", import.reference))
+                })?;
+                with.push((name.clone(), value));
+            }
+            let prefix = format!("{}: ", import.alias);
+            let map = param_map(&engine, &import.params, &with, &prefix)?;
+            imports.insert(import.alias.clone(), map);
         }
-        Ok(Dynamic::from_map(map))
+        Ok((main, imports))
     })
     .await
     .expect("param evaluation does not panic")
+}
+
+/// Params in order: an override if given, else the default, which may read
+/// the params before it.
+fn param_map(
+    engine: &rhai::Engine,
+    params: &[crate::plan::Param],
+    overrides: &[(String, Dynamic)],
+    prefix: &str,
+) -> Result<Dynamic, Error> {
+    let mut map = Map::new();
+    for param in params {
+        let value = match overrides.iter().rev().find(|(n, _)| n == &param.name) {
+            Some((_, value)) => value.clone(),
+            None => eval_with_params(engine, &param.default, Dynamic::from_map(map.clone()))
+                .map_err(|e| Error::Usage(format!("{prefix}param `{}`: {e}", param.name)))?,
+        };
+        map.insert(param.name.as_str().into(), value);
+    }
+    Ok(Dynamic::from_map(map))
+}
+
+/// Evaluates an expression with only `params` in scope.
+fn eval_with_params(
+    engine: &rhai::Engine,
+    script: &crate::plan::Script,
+    params: Dynamic,
+) -> Result<Dynamic, String> {
+    let ast = script
+        .ast
+        .as_ref()
+        .ok_or_else(|| "the plan was not compiled".to_owned())?;
+    let mut scope = rhai::Scope::new();
+    scope.push_dynamic("params", params);
+    for name in ["input", "outputs", "task", "result", "failure"] {
+        scope.push_dynamic(name, Dynamic::UNIT);
+    }
+    engine
+        .eval_ast_with_scope::<Dynamic>(&mut scope, ast)
+        .map_err(|e| step::describe(&e))
 }
 
 struct Scheduler {
@@ -679,10 +729,19 @@ impl Scheduler {
             .graph
             .neighbors_directed(Plan::node(i), Direction::Incoming)
             .map(|n| n.index());
+        // An imported step's code names its plan's steps without the alias.
+        let local = self.plan.tasks[i]
+            .import
+            .as_ref()
+            .map(|alias| format!("{alias}."));
         for j in predecessors.chain(self.reads[i].iter().copied()) {
             if let Some(output) = &self.nodes[j].output {
                 let value = rhai::serde::to_dynamic(output).unwrap_or(Dynamic::UNIT);
-                map.insert(self.plan.tasks[j].id.as_str().into(), value);
+                let id = self.plan.tasks[j].id.as_str();
+                if let Some(short) = local.as_deref().and_then(|l| id.strip_prefix(l)) {
+                    map.insert(short.into(), value.clone());
+                }
+                map.insert(id.into(), value);
             }
         }
         map
@@ -1000,8 +1059,35 @@ impl Scheduler {
                     output: node.output,
                 })
                 .collect(),
+            hypotheses: self
+                .shared
+                .hypotheses
+                .report()
+                .into_iter()
+                .map(|(id, statement, tally)| super::HypothesisReport {
+                    id,
+                    statement,
+                    confidence: tally.confidence(),
+                    tally,
+                })
+                .collect(),
         }
     }
+}
+
+/// The plan's hypotheses, with the evidence a resumed run weighed before.
+fn hypotheses(plan: &Plan, resume: Option<&super::Resume>) -> Hypotheses {
+    let hypotheses = Hypotheses::new(
+        plan.hypotheses
+            .iter()
+            .map(|h| (h.id.clone(), h.statement.clone()))
+            .collect(),
+    );
+    for (id, verdict) in resume.map(|r| r.evidence.as_slice()).unwrap_or_default() {
+        // Evidence for a hypothesis an edited plan dropped no longer counts.
+        let _ = hypotheses.add(id, verdict);
+    }
+    hypotheses
 }
 
 /// `600000` → `10m`.

@@ -12,8 +12,8 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::events::Event;
 use crate::plan::{Grant, Plan, Script, StepKind, Task};
 use crate::script::context::{
-    self, Artifact, ArtifactSink, Call, CallSink, CostMeter, Journal, LogSink, SplitMix64,
-    StepContext, Tape,
+    self, Artifact, ArtifactSink, Call, CallSink, CostMeter, Evidence, EvidenceSink, Hypotheses,
+    Journal, LogSink, SplitMix64, StepContext, Tape,
 };
 use crate::script::{Capabilities, MAX_OPERATIONS};
 
@@ -27,6 +27,10 @@ pub struct Shared {
     pub journal: Arc<Mutex<Journal>>,
     pub seed: u64,
     pub params: Dynamic,
+    /// Each imported plan's params, by alias.
+    pub import_params: std::collections::HashMap<String, Dynamic>,
+    /// Each imported plan's `allow:` grants, by alias.
+    pub import_grants: std::collections::HashMap<String, Arc<Vec<Grant>>>,
     pub events: UnboundedSender<Event>,
     /// Called with every event before it is reported (the run store).
     pub recorder: Option<Arc<dyn super::Recorder>>,
@@ -35,6 +39,8 @@ pub struct Shared {
     /// The first error the recorder returned.
     pub record_error: Mutex<Option<String>>,
     pub started: Instant,
+    /// The plan's hypotheses and the evidence weighed so far.
+    pub hypotheses: Arc<Hypotheses>,
     /// In a replay: each (step, attempt)'s recorded calls, and the first divergence.
     pub replay: Option<super::Replay>,
 }
@@ -128,7 +134,12 @@ impl Shared {
         Arc::new(StepContext {
             task: task.id.clone(),
             dir: self.dir.clone(),
-            grants: Arc::clone(&self.grants),
+            grants: Arc::clone(
+                task.import
+                    .as_ref()
+                    .and_then(|alias| self.import_grants.get(alias))
+                    .unwrap_or(&self.grants),
+            ),
             cancel,
             deadline,
             rng: Mutex::new(SplitMix64::new(
@@ -138,6 +149,8 @@ impl Shared {
             journal: Arc::clone(&self.journal),
             on_log: Some(log_sink(self)),
             on_artifact: (self.replay.is_none()).then(|| artifact_sink(self)),
+            hypotheses: Arc::clone(&self.hypotheses),
+            on_evidence: Some(evidence_sink(self)),
             attempt,
             tape,
             calls: Default::default(),
@@ -411,6 +424,21 @@ fn call_sink(shared: &Arc<Shared>) -> CallSink {
     })
 }
 
+/// `evidence(…)` becomes an `evidence` event.
+fn evidence_sink(shared: &Arc<Shared>) -> EvidenceSink {
+    let shared = Arc::clone(shared);
+    Arc::new(move |step: &str, evidence: &Evidence| {
+        shared.emit(Event::Evidence {
+            step: step.to_owned(),
+            hypothesis: evidence.hypothesis.clone(),
+            verdict: evidence.verdict.clone(),
+            note: evidence.note.clone(),
+            confidence: evidence.confidence,
+            at_ms: shared.at_ms(),
+        });
+    })
+}
+
 /// `artifact(name, value)` becomes an `artifact` event; the store keeps the
 /// content by its hash.
 fn artifact_sink(shared: &Arc<Shared>) -> ArtifactSink {
@@ -465,7 +493,14 @@ fn base_scope(
     };
     scope
         .push_dynamic("input", input.clone())
-        .push_dynamic("params", shared.params.clone())
+        .push_dynamic(
+            "params",
+            task.import
+                .as_ref()
+                .and_then(|alias| shared.import_params.get(alias))
+                .unwrap_or(&shared.params)
+                .clone(),
+        )
         .push_dynamic("outputs", Dynamic::from_map(job.outputs.clone()))
         .push_dynamic("task", Dynamic::from_map(info))
         .push_dynamic("result", Dynamic::UNIT)

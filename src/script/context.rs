@@ -125,6 +125,132 @@ fn signature(function: &str, args: &serde_json::Value) -> String {
     format!("{function}({args})")
 }
 
+/// The evidence weighed for one hypothesis so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Tally {
+    /// `evidence(id, "supports", …)` calls.
+    pub supports: u32,
+    /// `evidence(id, "refutes", …)` calls.
+    pub refutes: u32,
+    /// `evidence(id, "neutral", …)` calls.
+    pub neutral: u32,
+}
+
+impl Tally {
+    /// Laplace's rule of succession over supporting and refuting evidence:
+    /// `(supports + 1) / (supports + refutes + 2)`. 0.5 with no evidence
+    /// either way; neutral evidence is recorded but does not move it.
+    pub fn confidence(&self) -> f64 {
+        (f64::from(self.supports) + 1.0) / (f64::from(self.supports + self.refutes) + 2.0)
+    }
+}
+
+/// A run's hypotheses and the evidence given for them, shared by its steps.
+#[derive(Debug, Default)]
+pub struct Hypotheses {
+    /// Declared (id, statement) pairs, in file order.
+    pub declared: Vec<(String, String)>,
+    tally: Mutex<HashMap<String, Tally>>,
+}
+
+impl Hypotheses {
+    /// The plan's hypotheses, with no evidence yet.
+    pub fn new(declared: Vec<(String, String)>) -> Self {
+        Self {
+            declared,
+            tally: Mutex::default(),
+        }
+    }
+
+    /// Counts one piece of evidence; the hypothesis's tally after it.
+    pub fn add(&self, id: &str, verdict: &str) -> Result<Tally, String> {
+        if !self.declared.iter().any(|(d, _)| d == id) {
+            let known: Vec<String> = self
+                .declared
+                .iter()
+                .map(|(d, _)| format!("`{d}`"))
+                .collect();
+            return Err(if known.is_empty() {
+                format!("no hypothesis `{id}`: the plan declares none")
+            } else {
+                format!(
+                    "no hypothesis `{id}` (the plan declares {})",
+                    known.join(", ")
+                )
+            });
+        }
+        let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = tally.entry(id.to_owned()).or_default();
+        match verdict {
+            "supports" => entry.supports += 1,
+            "refutes" => entry.refutes += 1,
+            "neutral" => entry.neutral += 1,
+            other => {
+                return Err(format!(
+                    "evidence for `{id}`: `{other}` is not \"supports\", \"refutes\" or \"neutral\""
+                ))
+            }
+        }
+        Ok(*entry)
+    }
+
+    /// The tally of a declared hypothesis.
+    pub fn tally(&self, id: &str) -> Result<Tally, String> {
+        if !self.declared.iter().any(|(d, _)| d == id) {
+            return Err(format!("no hypothesis `{id}`"));
+        }
+        let tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(tally.get(id).copied().unwrap_or_default())
+    }
+
+    /// The supported hypothesis with the highest confidence (the first
+    /// declared on a tie), or `None` while no evidence supports any.
+    pub fn best(&self) -> Option<String> {
+        let tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+        let mut best: Option<(&str, f64)> = None;
+        for (id, _) in &self.declared {
+            let Some(t) = tally.get(id).filter(|t| t.supports > 0) else {
+                continue;
+            };
+            if best.is_none_or(|(_, c)| t.confidence() > c) {
+                best = Some((id, t.confidence()));
+            }
+        }
+        best.map(|(id, _)| id.to_owned())
+    }
+
+    /// Every hypothesis with its statement and tally, in file order.
+    pub fn report(&self) -> Vec<(String, String, Tally)> {
+        let tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+        self.declared
+            .iter()
+            .map(|(id, statement)| {
+                (
+                    id.clone(),
+                    statement.clone(),
+                    tally.get(id).copied().unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// One `evidence(id, verdict, note)` call.
+#[derive(Clone, Debug)]
+pub struct Evidence {
+    /// The hypothesis.
+    pub hypothesis: String,
+    /// `supports`, `refutes` or `neutral`.
+    pub verdict: String,
+    /// Why, in the step's words.
+    pub note: String,
+    /// The hypothesis's confidence after it.
+    pub confidence: f64,
+}
+
+/// Called with (step id, evidence) for every `evidence(…)` call.
+pub type EvidenceSink = Arc<dyn Fn(&str, &Evidence) + Send + Sync>;
+
 /// A value a step saved with `artifact(name, value)`.
 #[derive(Clone, Debug)]
 pub struct Artifact {
@@ -205,6 +331,10 @@ pub struct StepContext {
     pub journal: Arc<Mutex<Journal>>,
     /// Report log lines as they happen.
     pub on_log: Option<LogSink>,
+    /// The run's hypotheses, for `evidence`, `confidence` and `best_hypothesis`.
+    pub hypotheses: Arc<Hypotheses>,
+    /// Where `evidence(…)` calls are reported.
+    pub on_evidence: Option<EvidenceSink>,
     /// Where `artifact(…)` values go (`None`: nowhere, as in a replay).
     pub on_artifact: Option<ArtifactSink>,
     /// The attempt this context is for, from 1 (0 for compensation).

@@ -1,4 +1,5 @@
-//! Functions every step has: `log`, `fail`, `now`, `rand`, `sleep`, `spend`, `artifact`.
+//! Functions every step has: `log`, `fail`, `now`, `rand`, `sleep`, `spend`,
+//! `artifact`, and `evidence`, `confidence`, `best_hypothesis`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -8,7 +9,7 @@ use serde_json::json;
 
 use sha2::{Digest, Sha256};
 
-use super::context::{current, outside, runtime, Artifact};
+use super::context::{current, outside, runtime, Artifact, Evidence};
 
 type Result<T> = std::result::Result<T, Box<EvalAltResult>>;
 
@@ -62,6 +63,35 @@ pub fn always(engine: &mut Engine) {
             sink(&ctx.task, &artifact);
         }
         Ok(artifact.sha256)
+    });
+    engine.register_fn(
+        "evidence",
+        |id: &str, verdict: &str, note: Dynamic| -> Result<f64> {
+            let ctx = current()?;
+            let tally = ctx.hypotheses.add(id, verdict).map_err(runtime)?;
+            let evidence = Evidence {
+                hypothesis: id.to_owned(),
+                verdict: verdict.to_owned(),
+                note: note.to_string(),
+                confidence: tally.confidence(),
+            };
+            if let Some(sink) = &ctx.on_evidence {
+                sink(&ctx.task, &evidence);
+            }
+            Ok(evidence.confidence)
+        },
+    );
+    engine.register_fn("confidence", |id: &str| -> Result<f64> {
+        let ctx = current()?;
+        Ok(ctx.hypotheses.tally(id).map_err(runtime)?.confidence())
+    });
+    engine.register_fn("best_hypothesis", || -> Result<String> {
+        Ok(current()?.hypotheses.best().unwrap_or_default())
+    });
+    engine.register_fn("parse_json", |text: &str| -> Result<Dynamic> {
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| runtime(format!("parse_json: not JSON: {e}")))?;
+        rhai::serde::to_dynamic(&value).map_err(|e| runtime(format!("parse_json: {e}")))
     });
     engine.register_fn("spend", |amount: f64| -> Result<f64> { spend(amount) });
     engine.register_fn("spend", |amount: i64| -> Result<f64> {

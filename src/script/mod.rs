@@ -7,7 +7,7 @@ pub mod files;
 mod host;
 mod sandbox;
 pub mod shell;
-mod web;
+pub mod web;
 
 pub use capabilities::{Capabilities, Capability};
 pub use engine::{compile, CompileMode, MAX_OPERATIONS, SCOPE_VARIABLES};

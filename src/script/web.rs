@@ -6,13 +6,14 @@ use rhai::{Engine, EvalAltResult, Map};
 
 use serde_json::json;
 
-use super::context::{current, outside, runtime};
+use super::context::{current, outside, runtime, StepContext};
 
 type Result<T> = std::result::Result<T, Box<EvalAltResult>>;
 
 /// The longest a request may take when the step has no `timeout:`.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Registers `http_get` and `http_post`.
 pub fn register(engine: &mut Engine) {
     engine.register_fn("http_get", |url: &str| -> Result<Map> {
         outside("http_get", json!([url]), |_| {
@@ -39,10 +40,11 @@ pub fn register(engine: &mut Engine) {
     });
 }
 
-fn request(method: &str, url: &str, body: Option<&str>, content_type: Option<&str>) -> Result<Map> {
-    let ctx = current()?;
-    // The same parser ureq uses decides the host, so the check and the
-    // request can never disagree about where a URL leads.
+/// Parses an http(s) URL and checks its host against the plan's
+/// `allow: http(…)` hosts (any host when the grant has none). The same
+/// parser ureq uses decides the host, so the check and the request can never
+/// disagree about where a URL leads.
+pub fn allowed_url(ctx: &StepContext, url: &str) -> Result<url::Url> {
     let parsed = url::Url::parse(url).map_err(|e| runtime(format!("`{url}` is not a URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(runtime(format!(
@@ -69,6 +71,12 @@ fn request(method: &str, url: &str, body: Option<&str>, content_type: Option<&st
             scopes.join(", ")
         )));
     }
+    Ok(parsed)
+}
+
+fn request(method: &str, url: &str, body: Option<&str>, content_type: Option<&str>) -> Result<Map> {
+    let ctx = current()?;
+    let parsed = allowed_url(&ctx, url)?;
     let timeout = ctx.deadline.map_or(DEFAULT_TIMEOUT, |d| {
         d.saturating_duration_since(Instant::now())
     });

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::run::{Approval, Call, Resume, Settled};
+use crate::script::context::Tally;
 
 /// What a run's events say, step by step.
 #[derive(Clone, Debug, Default)]
@@ -19,6 +20,8 @@ pub struct History {
     pub recorded: HashMap<String, Vec<String>>,
     /// Each (step, attempt)'s outside calls, from the step's last start.
     pub calls: HashMap<(String, u32), Vec<Call>>,
+    /// Evidence given: (step, hypothesis, verdict), in order, from each step's last start.
+    pub evidence: Vec<(String, String, String)>,
     /// Steps that started and have not settled (running when the process stopped).
     pub unsettled: std::collections::HashSet<String>,
 }
@@ -39,6 +42,7 @@ impl History {
                 self.settled.remove(step);
                 self.recorded.remove(step);
                 self.calls.retain(|(s, _), _| s != step);
+                self.evidence.retain(|(s, _, _)| s != step);
                 self.unsettled.insert(step.to_owned());
                 return;
             }
@@ -50,6 +54,11 @@ impl History {
                         .or_default()
                         .push(call);
                 }
+                return;
+            }
+            "evidence" => {
+                self.evidence
+                    .push((step.to_owned(), text("hypothesis"), text("verdict")));
                 return;
             }
             "step_succeeded" => Settled::Succeeded {
@@ -92,6 +101,27 @@ impl History {
         self.settled.insert(step.to_owned(), settled);
     }
 
+    /// The evidence given for each hypothesis, in the order first named.
+    pub fn hypotheses(&self) -> Vec<(String, Tally)> {
+        let mut tallies: Vec<(String, Tally)> = Vec::new();
+        for (_, id, verdict) in &self.evidence {
+            let index = match tallies.iter().position(|(h, _)| h == id) {
+                Some(i) => i,
+                None => {
+                    tallies.push((id.clone(), Tally::default()));
+                    tallies.len() - 1
+                }
+            };
+            let tally = &mut tallies[index].1;
+            match verdict.as_str() {
+                "supports" => tally.supports += 1,
+                "refutes" => tally.refutes += 1,
+                _ => tally.neutral += 1,
+            }
+        }
+        tallies
+    }
+
     /// What a resume keeps: every settled step except `invalidated` ones.
     pub fn resume(&self, invalidated: &[String]) -> Resume {
         let keep = |step: &String| !invalidated.contains(step);
@@ -109,6 +139,12 @@ impl History {
                 .map(|(s, o)| (s.clone(), o.clone()))
                 .collect(),
             invalidated: invalidated.to_vec(),
+            evidence: self
+                .evidence
+                .iter()
+                .filter(|(s, _, _)| keep(s))
+                .map(|(_, h, v)| (h.clone(), v.clone()))
+                .collect(),
         }
     }
 }

@@ -121,6 +121,22 @@ pub enum FieldValue {
         /// The default-value expression.
         value: Code,
     },
+    /// `hypothesis <id> "statement"`.
+    Hypothesis {
+        /// The hypothesis's id.
+        id: Spanned<String>,
+        /// What it claims, escapes resolved.
+        statement: Spanned<String>,
+    },
+    /// `use "<template or path>" as <alias> [with k = v, …]`.
+    Use {
+        /// The template name or path, unquoted.
+        reference: Spanned<String>,
+        /// The prefix its steps get (`alias.id`).
+        alias: Spanned<String>,
+        /// `with` values: param name and a Rhai expression.
+        with: Vec<(Spanned<String>, Code)>,
+    },
     /// The value as written; the checker reads it.
     MaxParallel(Spanned<String>),
     /// The value as written; the checker reads it.

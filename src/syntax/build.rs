@@ -150,6 +150,8 @@ impl Builder<'_> {
     fn keyword(&self, span: Span, rule: Rule) -> Spanned<Cow<'static, str>> {
         let name = match rule {
             Rule::param => "param",
+            Rule::hypothesis => "hypothesis",
+            Rule::use_field => "use",
             Rule::max_parallel => "max_parallel",
             Rule::seed => "seed",
             Rule::resources => "resources",
@@ -193,6 +195,28 @@ impl Builder<'_> {
                 FieldValue::Param {
                     name: param_name,
                     value,
+                }
+            }
+            Rule::hypothesis => {
+                let id = self.text(inner.next().expect("hypothesis has an id"));
+                let statement = self.string(inner.next().expect("hypothesis has a statement"));
+                FieldValue::Hypothesis { id, statement }
+            }
+            Rule::use_field => {
+                let reference = self.string(inner.next().expect("use has a reference"));
+                let alias = self.text(inner.next().expect("use has an alias"));
+                let with = inner
+                    .map(|arg| {
+                        let mut parts = arg.into_inner();
+                        let name = self.text(parts.next().expect("with has a name"));
+                        let value = self.expr(parts.next().expect("with has a value"));
+                        (name, value)
+                    })
+                    .collect();
+                FieldValue::Use {
+                    reference,
+                    alias,
+                    with,
                 }
             }
             Rule::max_parallel => FieldValue::MaxParallel(self.next_text(&mut inner)),

@@ -230,3 +230,9 @@ fn durable_runs_guide() {
     check_markdown(&root().join("docs/durable.md"));
     assert!(run_sessions(&root().join("docs/durable.md")) >= 1);
 }
+
+#[test]
+fn stdlib_guide() {
+    check_markdown(&root().join("docs/stdlib.md"));
+    assert!(run_sessions(&root().join("docs/stdlib.md")) >= 3);
+}

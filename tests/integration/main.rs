@@ -9,6 +9,7 @@ mod graph;
 mod properties;
 mod run;
 mod scheduling;
+mod stdlib;
 mod store;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,233 @@
+//! `use`: checking imported plans and bringing their steps in as `alias.id`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::lower::{Header, StepRefs, Use};
+use crate::diagnostic::{Code, Diagnostic};
+use crate::plan::{Hypothesis, Import, Task};
+use crate::script::Capabilities;
+use crate::source::Source;
+use crate::span::{Span, Spanned};
+
+/// The steps, imports and hypotheses a plan's `use` lines bring in.
+#[derive(Default)]
+pub struct Imported {
+    pub tasks: Vec<Task>,
+    /// Targets of the imported steps, pointing at their `use` line.
+    pub refs: Vec<StepRefs<'static>>,
+    pub imports: Vec<Import>,
+    pub hypotheses: Vec<Hypothesis>,
+    /// Aliases whose plan could not be imported: references into them are
+    /// not reported again.
+    pub failed: Vec<String>,
+}
+
+/// A plan in a chain of imports: what identifies it, and how to show it.
+#[derive(Clone, Debug)]
+pub struct Link {
+    identity: String,
+    shown: String,
+}
+
+/// Where a `use` reference leads: its identity (for cycles) and its text.
+fn resolve(source: &Source, reference: &str) -> Result<(String, Arc<Source>), String> {
+    let bare = !reference.contains('/') && !reference.ends_with(".plan");
+    if bare {
+        if let Some(template) = crate::stdlib::template(reference) {
+            return Ok((
+                format!("template {}", template.name),
+                Source::new(template.name, template.text),
+            ));
+        }
+    }
+    let path = match Path::new(source.name()).parent() {
+        Some(base) if !base.as_os_str().is_empty() => base.join(reference),
+        _ => Path::new(reference).to_path_buf(),
+    };
+    let text = Source::read(&path).map_err(|e| {
+        if bare {
+            format!("it is not a stdlib template, and {e}")
+        } else {
+            e.to_string()
+        }
+    })?;
+    let identity = path
+        .canonicalize()
+        .map_or_else(|_| path.display().to_string(), |p| p.display().to_string());
+    Ok((identity, text))
+}
+
+/// The plan being checked, as the start of a chain of imports.
+pub fn start(source: &Source) -> Link {
+    let identity = match crate::stdlib::template(source.name()) {
+        Some(t) if t.text == source.text() => format!("template {}", t.name),
+        _ => Path::new(source.name())
+            .canonicalize()
+            .map_or_else(|_| source.name().to_owned(), |p| p.display().to_string()),
+    };
+    Link {
+        identity,
+        shown: source.name().to_owned(),
+    }
+}
+
+/// Checks every imported plan (reporting its problems in its own file) and
+/// renames its steps under the alias.
+pub fn bring_in(
+    source: &Arc<Source>,
+    header: &Header<'_>,
+    capabilities: &Capabilities,
+    chain: &[Link],
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Imported {
+    let mut imported = Imported::default();
+    for import in &header.uses {
+        let reference = &import.reference;
+        let (identity, text) = match resolve(source, &reference.value) {
+            Ok(found) => found,
+            Err(why) => {
+                imported.failed.push(import.alias.value.clone());
+                let templates: Vec<String> = crate::stdlib::TEMPLATES
+                    .iter()
+                    .map(|t| format!("`{}`", t.name))
+                    .collect();
+                diagnostics.push(
+                    Diagnostic::error(
+                        Code::UnknownImport,
+                        source,
+                        format!(
+                            "`use` names `{}`, which cannot be imported: {why}",
+                            reference.value
+                        ),
+                    )
+                    .label(reference.span, "no such template or plan file")
+                    .help(format!(
+                        "name a stdlib template ({}) or a plan file relative to this one",
+                        templates.join(", ")
+                    )),
+                );
+                continue;
+            }
+        };
+        if let Some(start) = chain.iter().position(|c| c.identity == identity) {
+            imported.failed.push(import.alias.value.clone());
+            let mut path: Vec<&str> = chain[start..].iter().map(|c| c.shown.as_str()).collect();
+            path.push(text.name());
+            diagnostics.push(
+                Diagnostic::error(
+                    Code::ImportCycle,
+                    source,
+                    format!("`use` imports plans in a cycle: {}", path.join(" → ")),
+                )
+                .label(
+                    reference.span,
+                    "imports a plan that is already being imported",
+                )
+                .help("a plan cannot import itself, directly or through others; remove one `use`"),
+            );
+            continue;
+        }
+        let mut deeper = chain.to_vec();
+        deeper.push(Link {
+            identity,
+            shown: text.name().to_owned(),
+        });
+        let (mut found, plan) = super::run(&text, capabilities, &deeper);
+        let failed = found.iter().any(Diagnostic::is_error);
+        diagnostics.append(&mut found);
+        let Some(plan) = plan.filter(|_| !failed) else {
+            imported.failed.push(import.alias.value.clone());
+            continue;
+        };
+        for (name, _) in &import.with {
+            if !plan.params.iter().any(|p| p.name == name.value) {
+                let known: Vec<String> = plan
+                    .params
+                    .iter()
+                    .map(|p| format!("`{}`", p.name))
+                    .collect();
+                diagnostics.push(
+                    Diagnostic::error(
+                        Code::UnknownParam,
+                        source,
+                        format!("`{}` has no param `{}`", reference.value, name.value),
+                    )
+                    .label(name.span, "not a param of the imported plan")
+                    .help(
+                        super::suggest::did_you_mean(
+                            &name.value,
+                            plan.params.iter().map(|p| p.name.as_str()),
+                            |c| format!("`{c}`"),
+                        )
+                        .unwrap_or_else(|| {
+                            if known.is_empty() {
+                                "the imported plan has no params".to_owned()
+                            } else {
+                                format!("its params are {}", known.join(", "))
+                            }
+                        }),
+                    ),
+                );
+            }
+        }
+        add(&mut imported, import, plan);
+    }
+    imported
+}
+
+fn add(imported: &mut Imported, import: &Use, plan: crate::plan::Plan) {
+    let alias = &import.alias.value;
+    let prefix = |id: &str| format!("{alias}.{id}");
+    imported.imports.push(Import {
+        alias: alias.clone(),
+        reference: import.reference.value.clone(),
+        parent: None,
+        params: plan.params,
+        with: import
+            .with
+            .iter()
+            .map(|(n, s)| (n.value.clone(), s.clone()))
+            .collect(),
+        allow: plan.allow,
+    });
+    for mut inner in plan.imports {
+        inner.parent = Some(inner.parent.map_or_else(|| alias.clone(), |p| prefix(&p)));
+        inner.alias = prefix(&inner.alias);
+        imported.imports.push(inner);
+    }
+    for h in plan.hypotheses {
+        if !imported.hypotheses.iter().any(|k| k.id == h.id) {
+            imported.hypotheses.push(h);
+        }
+    }
+    let at = |id: &str| Spanned::new(id.to_owned(), import.alias.span);
+    for mut task in plan.tasks {
+        task.id = prefix(&task.id);
+        task.needs = task.needs.iter().map(|n| prefix(n)).collect();
+        task.fallback = task.fallback.as_deref().map(prefix);
+        task.on_success = task.on_success.as_deref().map(prefix);
+        task.else_target = task.else_target.as_deref().map(prefix);
+        for branch in &mut task.branches {
+            branch.target = prefix(&branch.target);
+        }
+        task.reads = task.reads.iter().map(|r| prefix(r)).collect();
+        task.import = Some(
+            task.import
+                .map_or_else(|| alias.clone(), |inner| prefix(&inner)),
+        );
+        // Spans inside the imported file mean nothing here.
+        task.span = Span::new(import.span.start, import.span.start);
+        imported.refs.push(StepRefs {
+            needs: task.needs.iter().map(|n| at(n)).collect(),
+            fallback: task.fallback.as_deref().map(at),
+            on_success: task.on_success.as_deref().map(at),
+            branches: task.branches.iter().map(|b| at(&b.target)).collect(),
+            else_target: task.else_target.as_deref().map(at),
+            using: Vec::new(),
+            resources: Vec::new(),
+            code: Vec::new(),
+        });
+        imported.tasks.push(task);
+    }
+}

@@ -271,6 +271,9 @@ fn work(pool: &Pool) {
             pool.wake.notify_all();
             continue;
         }
+        if state.running == 0 && state.unstick() {
+            continue;
+        }
         if state.running == 0 {
             // Nothing runs and nothing can start: the run is over.
             pool.wake.notify_all();
@@ -414,6 +417,9 @@ struct Scheduler {
     interrupted: bool,
     message: Option<String>,
     waiting_gates: Vec<usize>,
+    /// `on failure ->` edges taken as "did not fail" before their source
+    /// ran, so a fallback they share could run: (source, fallback).
+    unstuck: std::collections::HashSet<(usize, usize)>,
 }
 
 impl Scheduler {
@@ -488,6 +494,7 @@ impl Scheduler {
             interrupted: false,
             message: None,
             waiting_gates: Vec::new(),
+            unstuck: Default::default(),
         }
     }
 
@@ -532,6 +539,7 @@ impl Scheduler {
             .edges_directed(Plan::node(i), Direction::Outgoing)
             .filter(|e| e.weight().kind == EdgeKind::OnFailure)
             .map(|e| e.target().index())
+            .filter(|&t| !self.unstuck.contains(&(i, t)))
             .collect();
         for t in targets {
             if failed {
@@ -629,6 +637,44 @@ impl Scheduler {
     }
 
     /// The next piece of work for a worker, if a ready step may start now.
+    /// Nothing runs and nothing is ready, yet a failed step waits for its
+    /// fallback. That happens when steps that depend on each other share the
+    /// fallback (`a`, and `b` needing `a`, both `on failure -> rollback`):
+    /// the fallback waits for `b`'s route, and `b` for `a`. A step that has
+    /// not started has not failed, so its route to a routed fallback is
+    /// taken as not failing now; if it fails later, it has no fallback left.
+    /// Whether anything became ready.
+    fn unstick(&mut self) -> bool {
+        if self.stopping {
+            return false;
+        }
+        let mut freed = Vec::new();
+        for &fallback in self.awaiting.keys() {
+            if self.nodes[fallback].started || self.nodes[fallback].unresolved == 0 {
+                continue;
+            }
+            for edge in self
+                .plan
+                .graph
+                .edges_directed(Plan::node(fallback), Direction::Incoming)
+            {
+                let source = edge.source().index();
+                if edge.weight().kind == EdgeKind::OnFailure
+                    && !self.nodes[source].started
+                    && self.nodes[source].status == StepStatus::NotRun
+                    && !self.unstuck.contains(&(source, fallback))
+                {
+                    freed.push((source, fallback));
+                }
+            }
+        }
+        for &(source, fallback) in &freed {
+            self.unstuck.insert((source, fallback));
+            self.resolve(fallback);
+        }
+        !freed.is_empty()
+    }
+
     /// Steps that need no thread (no code, gates approved up front) are
     /// completed here on the way.
     fn take_work(&mut self) -> Option<Work> {
@@ -814,7 +860,15 @@ impl Scheduler {
     }
 
     fn after_failure(&mut self, i: usize) {
-        let has_fallback = self.plan.tasks[i].fallback.is_some();
+        // A fallback that already ran for an earlier step is not this one's.
+        let has_fallback = self
+            .plan
+            .graph
+            .edges_directed(Plan::node(i), Direction::Outgoing)
+            .any(|e| {
+                e.weight().kind == EdgeKind::OnFailure
+                    && !self.unstuck.contains(&(i, e.target().index()))
+            });
         self.resolve_failure_routes(i, true);
         if !has_fallback {
             self.fail_for_good(i);

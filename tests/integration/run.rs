@@ -947,3 +947,19 @@ fn steps_running_together_stay_within_the_plans_resources() {
         assert!(cpu <= 2, "more than the plan's cpu 2 in use at once");
     }
 }
+
+#[test]
+fn a_fallback_shared_by_a_chain_runs_for_the_first_failure() {
+    // `b` needs `a`; both route to `rb`. Before `b` ran, its route could not
+    // resolve, and `rb` waited for it forever.
+    let plan = "plan p \"P\"\n\ntask a \"A\"\n  run: fail(\"boom\")\n  on failure -> rb\n\ntask b \"B\"\n  needs: a\n  run: 2\n  on failure -> rb\n\ntask rb \"Roll back\"\n  run: `rolled back ${failure.id}`\n";
+    let first = run(plan, &[]);
+    assert_eq!(first.status, 0, "{}", first.stdout);
+    assert_eq!(row(&first, "a"), "a recovered 1 0.00s boom");
+    assert_eq!(row(&first, "b"), "b succeeded 1 0.00s");
+    assert_eq!(row(&first, "rb"), "rb succeeded 1 0.00s");
+    // Once the fallback ran for `a`, a later failure of `b` has none left.
+    let later = run(&plan.replace("run: 2", "run: fail(\"late\")"), &[]);
+    assert_eq!(later.status, 1, "{}", later.stdout);
+    assert_eq!(row(&later, "b"), "b failed 1 0.00s late");
+}

@@ -14,6 +14,7 @@ mod engine;
 pub mod error;
 pub mod export;
 pub mod plan;
+pub mod repl;
 pub mod run;
 pub mod script;
 pub mod source;

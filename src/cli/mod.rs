@@ -3,7 +3,7 @@
 mod check;
 mod durable;
 mod graph;
-mod report;
+pub(crate) mod report;
 mod run;
 mod runs;
 mod templates;
@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::error::Error;
+pub(crate) use run::{describe, plan_dir};
 
 /// cairn checks, draws and runs `.plan` files: DAGs of tasks with checks, routing, decisions and gates.
 #[derive(Debug, Parser)]
@@ -165,6 +166,15 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Step through a plan interactively: a recorded run, one step at a time.
+    Repl {
+        /// The plan file (or stdlib template) to start a run of.
+        #[arg(value_name = "FILE", required_unless_present = "resume")]
+        file: Option<PathBuf>,
+        /// Continue a recorded run instead (the newest unfinished one if no id is given).
+        #[arg(long, value_name = "RUN", num_args = 0..=1, conflicts_with = "file")]
+        resume: Option<Option<String>>,
+    },
     /// List the stdlib's template plans: name, purpose and params.
     Templates {
         /// One JSON object per template, one per line.
@@ -271,6 +281,13 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Check { files, format } => check::run(&files, format),
         Command::Templates { json } => templates::list(json),
+        Command::Repl { file, resume } => {
+            return exit(crate::repl::main(crate::repl::Args {
+                file,
+                resume,
+                state_dir: cli.state_dir.clone(),
+            }))
+        }
         Command::New { template, file } => templates::new(&template, file),
         Command::Graph { file, format } => graph::run(&file, format),
         Command::Runs {

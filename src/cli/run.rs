@@ -239,7 +239,7 @@ impl Live {
 }
 
 /// One progress line per event that matters to a person.
-fn describe(event: &Event) -> Option<String> {
+pub fn describe(event: &Event) -> Option<String> {
     let line = match event {
         Event::RunStarted {
             plan,
@@ -259,6 +259,7 @@ fn describe(event: &Event) -> Option<String> {
         }
         Event::StepStarted { step, .. } => format!("  start     {step}"),
         Event::StepCancelled { step, .. } => format!("  cancelled {step}"),
+        Event::StepReset { step, reason } => format!("  reset     {step}: {reason}"),
         Event::Call { .. } => return None,
         Event::Evidence {
             step,

@@ -27,6 +27,7 @@ impl Event {
             | Event::StepSucceeded { step, .. }
             | Event::StepFailed { step, .. }
             | Event::StepCancelled { step, .. }
+            | Event::StepReset { step, .. }
             | Event::StepRecovered { step, .. }
             | Event::StepSkipped { step, .. }
             | Event::DecisionMade { step, .. }
@@ -53,6 +54,7 @@ impl Event {
             Event::StepSucceeded { .. } => "step_succeeded",
             Event::StepFailed { .. } => "step_failed",
             Event::StepCancelled { .. } => "step_cancelled",
+            Event::StepReset { .. } => "step_reset",
             Event::StepRecovered { .. } => "step_recovered",
             Event::StepSkipped { .. } => "step_skipped",
             Event::DecisionMade { .. } => "decision_made",
@@ -210,6 +212,14 @@ pub enum Event {
         attempts: u32,
         /// Milliseconds since the run started.
         at_ms: u64,
+    },
+    /// A settled step's outcome was dropped (`:retry` or `:reload` in the
+    /// REPL): it runs again when it is next ready.
+    StepReset {
+        /// The step's id.
+        step: String,
+        /// Why.
+        reason: String,
     },
     /// A step was skipped: its work does not run (it may have started to test `when:`).
     StepSkipped {

@@ -13,7 +13,8 @@ pub use crate::script::context::{Call, Divergence};
 pub use changes::Changes;
 pub use dry::explain;
 pub use events::{Event, RunStatus, StepStatus};
-pub use scheduler::{check_params, run};
+pub use scheduler::{check_params, param_values, run};
+pub use step::describe as describe_error;
 
 /// A gate asking for a decision.
 #[derive(Clone, Debug)]
@@ -135,6 +136,12 @@ pub struct Options {
     /// Replay a recorded run: outside calls are answered from the recording,
     /// never made. Gates take their answers from `resume`.
     pub replay: Option<Replay>,
+    /// Start at most this many steps (steps whose outcome a resumed run
+    /// keeps do not count); the rest wait, and the run ends paused. The REPL
+    /// steps through a plan with it.
+    pub start_limit: Option<usize>,
+    /// Start only these steps (by id); the rest wait, and the run ends paused.
+    pub only: Option<std::collections::HashSet<String>>,
     /// A second Ctrl-C ends the process at once (exit 130) instead of
     /// waiting for running steps to stop; the store stays consistent.
     pub second_interrupt_exits: bool,
@@ -168,6 +175,9 @@ pub struct Report {
     pub message: Option<String>,
     /// One report per step, in file order.
     pub steps: Vec<StepReport>,
+    /// Steps that were ready to start when the run ended (held back by
+    /// `start_limit` or `only`), in the order they would start.
+    pub ready: Vec<String>,
     /// Each hypothesis with the evidence weighed for it, in file order.
     pub hypotheses: Vec<HypothesisReport>,
 }

@@ -317,17 +317,7 @@ async fn evaluate_params(
     let engine = sandbox.engine(&[]);
     let overrides = options.params.clone();
     tokio::task::spawn_blocking(move || {
-        // `--set` values are Rhai literals if they read as one, else text.
-        let overrides: Vec<(String, Dynamic)> = overrides
-            .iter()
-            .map(|(name, text)| {
-                let value = engine
-                    .eval_expression::<Dynamic>(text)
-                    .unwrap_or_else(|_| Dynamic::from(text.clone()));
-                (name.clone(), value)
-            })
-            .collect();
-        let main = param_map(&engine, &plan.params, &overrides, "")?;
+        let main = param_values(&plan, &overrides, &engine)?;
         let mut imports: HashMap<String, Dynamic> = HashMap::new();
         for import in &plan.imports {
             let outer = match &import.parent {
@@ -349,6 +339,26 @@ async fn evaluate_params(
     })
     .await
     .expect("param evaluation does not panic")
+}
+
+/// The plan's params as code sees them: defaults, overridden by `--set`
+/// values (Rhai literals, or text).
+pub fn param_values(
+    plan: &Plan,
+    params: &[(String, String)],
+    engine: &rhai::Engine,
+) -> Result<Dynamic, Error> {
+    // `--set` values are Rhai literals if they read as one, else text.
+    let overrides: Vec<(String, Dynamic)> = params
+        .iter()
+        .map(|(name, text)| {
+            let value = engine
+                .eval_expression::<Dynamic>(text)
+                .unwrap_or_else(|_| Dynamic::from(text.clone()));
+            (name.clone(), value)
+        })
+        .collect();
+    param_map(engine, &plan.params, &overrides, "")
 }
 
 /// Params in order: an override if given, else the default, which may read
@@ -420,6 +430,8 @@ struct Scheduler {
     /// `on failure ->` edges taken as "did not fail" before their source
     /// ran, so a fallback they share could run: (source, fallback).
     unstuck: std::collections::HashSet<(usize, usize)>,
+    /// Steps started in this run (kept outcomes of a resumed run aside).
+    started_count: usize,
 }
 
 impl Scheduler {
@@ -495,6 +507,7 @@ impl Scheduler {
             message: None,
             waiting_gates: Vec::new(),
             unstuck: Default::default(),
+            started_count: 0,
         }
     }
 
@@ -679,8 +692,35 @@ impl Scheduler {
     /// completed here on the way.
     fn take_work(&mut self) -> Option<Work> {
         while !self.stopping && self.running < self.max_parallel {
-            let &(key, i) = self.ready.iter().find(|&&(_, i)| self.fits(i))?;
+            // A stepping caller (the REPL) may hold steps back.
+            let kept = |i: usize| self.kept(i).is_some();
+            if self
+                .options
+                .start_limit
+                .is_some_and(|limit| self.started_count >= limit)
+            {
+                // Steps already settled still settle: they are not "started".
+                let &(key, i) = self.ready.iter().find(|&&(_, i)| kept(i))?;
+                self.ready.remove(&(key, i));
+                self.start(i);
+                continue;
+            }
+            let allowed = |i: usize| {
+                kept(i)
+                    || self
+                        .options
+                        .only
+                        .as_ref()
+                        .is_none_or(|only| only.contains(&self.plan.tasks[i].id))
+            };
+            let &(key, i) = self
+                .ready
+                .iter()
+                .find(|&&(_, i)| self.fits(i) && allowed(i))?;
             self.ready.remove(&(key, i));
+            if self.kept(i).is_none() {
+                self.started_count += 1;
+            }
             if let Some(work) = self.start(i) {
                 self.running += 1;
                 return Some(work);
@@ -1084,6 +1124,10 @@ impl Scheduler {
                 .collect();
             self.message = Some(format!("waiting for approval of {}", ids.join(", ")));
             RunStatus::Paused
+        } else if !self.ready.is_empty() {
+            // Held back by `start_limit` or `only`: the run goes on later.
+            self.message = Some(format!("{} steps ready, held back", self.ready.len()));
+            RunStatus::Paused
         } else {
             RunStatus::Succeeded
         };
@@ -1096,9 +1140,15 @@ impl Scheduler {
         while let Ok(event) = events.try_recv() {
             observe(&event);
         }
+        let ready = self
+            .ready
+            .iter()
+            .map(|&(_, i)| self.plan.tasks[i].id.clone())
+            .collect();
         Report {
             status,
             message: self.message,
+            ready,
             steps: self
                 .plan
                 .tasks

@@ -36,14 +36,18 @@ impl History {
         let attempts = event["attempts"].as_u64().unwrap_or(1) as u32;
         let name = event["event"].as_str().unwrap_or_default();
         let settled = match name {
-            "step_started" => {
-                // Started again (a rerun after a crash or a changed plan):
-                // what it did before no longer counts.
+            "step_started" | "step_reset" => {
+                // Started again (a rerun after a crash or a changed plan) or
+                // reset: what it did before no longer counts.
                 self.settled.remove(step);
                 self.recorded.remove(step);
                 self.calls.retain(|(s, _), _| s != step);
                 self.evidence.retain(|(s, _, _)| s != step);
-                self.unsettled.insert(step.to_owned());
+                if name == "step_started" {
+                    self.unsettled.insert(step.to_owned());
+                } else {
+                    self.unsettled.remove(step);
+                }
                 return;
             }
             "call" => {

@@ -355,6 +355,18 @@ impl Store {
         Ok(RunClaim { _file: file })
     }
 
+    /// Replaces a run's params (the REPL's `:set`).
+    pub fn replace_params(&self, run: &str, params: &[(String, String)]) -> Result<(), StoreError> {
+        let params = serde_json::to_string(params).expect("params serialize");
+        self.lock()
+            .execute(
+                "UPDATE runs SET params = ?2 WHERE id = ?1",
+                params![run, params],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
     /// Replaces a run's plan source (a resume with `--allow-changed`).
     pub fn replace_source(&self, run: &str, source: &str) -> Result<(), StoreError> {
         let hash = hex(&Sha256::digest(source.as_bytes()));
@@ -550,6 +562,12 @@ impl Store {
                 "step_failed" => ("failed", None, event["error"].as_str().map(str::to_owned)),
                 "step_recovered" => ("recovered", None, None),
                 "step_cancelled" => ("cancelled", None, Some("cancelled".to_owned())),
+                "step_reset" => {
+                    step.output = None;
+                    step.error = None;
+                    step.attempts = 0;
+                    ("not run", None, None)
+                }
                 "step_skipped" => ("skipped", None, None),
                 "decision_made" => ("succeeded", Some(event["target"].to_string()), None),
                 "gate_waiting" => ("waiting", None, None),

@@ -236,3 +236,68 @@ fn stdlib_guide() {
     check_markdown(&root().join("docs/stdlib.md"));
     assert!(run_sessions(&root().join("docs/stdlib.md")) >= 3);
 }
+
+/// A `repl` block is a session transcript: `$ cairn …` on its first line,
+/// then what the REPL printed. The text after each prompt (`plan 1/4> `,
+/// `...> `) is fed to the command's standard input, and the output must
+/// match the transcript (`…` stands for anything).
+fn run_repl_blocks(path: &Path) -> usize {
+    let markdown = std::fs::read_to_string(path).expect("read docs");
+    let mut test = Test::new();
+    let mut blocks = 0;
+    let mut lines = markdown.lines();
+    while let Some(line) = lines.next() {
+        if let Some(name) = line.strip_prefix("```plan file=") {
+            let body: Vec<&str> = lines
+                .by_ref()
+                .take_while(|l| !l.starts_with("```"))
+                .collect();
+            test = test.file(name.trim(), body.join("\n") + "\n");
+            continue;
+        }
+        if line != "```repl" {
+            continue;
+        }
+        blocks += 1;
+        let block: Vec<&str> = lines
+            .by_ref()
+            .take_while(|l| !l.starts_with("```"))
+            .collect();
+        let command = block[0]
+            .strip_prefix("$ cairn ")
+            .expect("`$ cairn …` first");
+        let transcript = block[1..].join("\n") + "\n";
+        let mut input = String::new();
+        for l in &block[1..] {
+            let typed = l
+                .split_once("> ")
+                .filter(|(prompt, _)| {
+                    *prompt == "..."
+                        || prompt
+                            .rsplit_once(' ')
+                            .is_some_and(|(_, n)| n.contains('/'))
+                })
+                .map(|(_, typed)| typed);
+            if let Some(typed) = typed {
+                input.push_str(typed);
+                input.push('\n');
+            }
+        }
+        let output = assert_cmd::Command::cargo_bin("cairn")
+            .expect("binary")
+            .args(shell_words(command))
+            .current_dir(test.path())
+            .env("NO_COLOR", "1")
+            .write_stdin(input)
+            .output()
+            .expect("cairn runs");
+        crate::repl::assert_transcript(&String::from_utf8_lossy(&output.stdout), &transcript);
+    }
+    blocks
+}
+
+#[test]
+fn repl_guide() {
+    check_markdown(&root().join("docs/repl.md"));
+    assert_eq!(run_repl_blocks(&root().join("docs/repl.md")), 1);
+}

@@ -7,6 +7,7 @@ mod durable;
 mod embed;
 mod graph;
 mod properties;
+mod repl;
 mod run;
 mod scheduling;
 mod stdlib;

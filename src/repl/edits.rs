@@ -1,0 +1,160 @@
+//! What the REPL changes in a run: `:skip`'s event, `:retry`, `:set`,
+//! `:approve` / `:reject` and `:reload`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{checked, Session, SKIPPED_BY_HAND};
+use crate::plan::Plan;
+use crate::run::{Changes, Event, Settled};
+use crate::source::Source;
+
+impl Session {
+    pub(super) fn append(&self, event: Event) -> Result<(), String> {
+        let _claim = self.store.claim(&self.run_id).map_err(|e| e.to_string())?;
+        self.store
+            .append(&self.run_id, &event)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Drops the outcome of a settled step and of every settled step after it.
+    pub(super) fn retry(&self, step: &str) -> Result<(), String> {
+        let history = self
+            .store
+            .history(&self.run_id)
+            .map_err(|e| e.to_string())?;
+        if !history.settled.contains_key(step) {
+            return Err(format!(
+                "`{step}` has not settled; `:step {step}` runs it when it is ready"
+            ));
+        }
+        let changes = Changes {
+            edited: vec![step.to_owned()],
+            ..Changes::default()
+        };
+        let reset = stale(&changes, &self.plan, &history);
+        for id in &reset {
+            self.append(Event::StepReset {
+                step: id.clone(),
+                reason: format!("`:retry {step}`"),
+            })?;
+        }
+        println!("will run again: {}", reset.join(", "));
+        Ok(())
+    }
+
+    pub(super) fn set(&self, param: &str, value: &str) -> Result<(), String> {
+        if !self.plan.params.iter().any(|p| p.name == param) {
+            let close =
+                crate::check::closest(param, self.plan.params.iter().map(|p| p.name.as_str()));
+            return Err(match close {
+                Some(c) => format!("no param `{param}`; did you mean `{c}`?"),
+                None => format!("no param `{param}`"),
+            });
+        }
+        let mut params = self
+            .store
+            .source(&self.run_id)
+            .map_err(|e| e.to_string())?
+            .params;
+        params.retain(|(n, _)| n != param);
+        params.push((param.to_owned(), value.to_owned()));
+        self.store
+            .replace_params(&self.run_id, &params)
+            .map_err(|e| e.to_string())?;
+        println!("params.{param} = {value} for the steps that have not run yet");
+        Ok(())
+    }
+
+    pub(super) fn answer(&self, gate: &str, approved: bool, reason: &str) -> Result<(), String> {
+        let gate = self.step_id(gate)?;
+        if !self.waiting_gates().contains(&gate) {
+            return Err(format!("gate `{gate}` is not waiting for an answer"));
+        }
+        let by = std::env::var("USER").unwrap_or_else(|_| "repl".to_owned());
+        let reason = if reason.is_empty() {
+            "answered in the REPL"
+        } else {
+            reason
+        }
+        .to_owned();
+        let event = if approved {
+            Event::GateApproved {
+                step: gate.clone(),
+                by,
+                reason,
+                at_ms: 0,
+            }
+        } else {
+            Event::GateRejected {
+                step: gate.clone(),
+                by,
+                reason,
+                at_ms: 0,
+            }
+        };
+        self.append(event)?;
+        println!(
+            "{} `{gate}`",
+            if approved { "approved" } else { "rejected" }
+        );
+        Ok(())
+    }
+
+    /// Re-reads the plan file: changed steps and what depends on them run again.
+    pub(super) fn reload(&mut self) -> Result<(), String> {
+        let path = Path::new(&self.file);
+        if !path.exists() {
+            return Err(format!(
+                "`{}` is not a file (a template cannot change)",
+                self.file
+            ));
+        }
+        let source = Source::read(path).map_err(|e| e.to_string())?;
+        let plan = checked(&source)
+            .map_err(|_| "the edited plan has errors (above); nothing changed".to_owned())?;
+        let changes = Changes::between(&self.plan, &plan);
+        if changes.is_empty() {
+            println!("no step changed");
+        }
+        for (what, ids) in [
+            ("added", &changes.added),
+            ("removed", &changes.removed),
+            ("edited", &changes.edited),
+        ] {
+            if !ids.is_empty() {
+                println!("{what}: {}", ids.join(", "));
+            }
+        }
+        let history = self
+            .store
+            .history(&self.run_id)
+            .map_err(|e| e.to_string())?;
+        let invalidated = stale(&changes, &plan, &history);
+        self.store
+            .replace_source(&self.run_id, source.text())
+            .map_err(|e| e.to_string())?;
+        for id in &invalidated {
+            self.append(Event::StepReset {
+                step: id.clone(),
+                reason: "the plan changed".to_owned(),
+            })?;
+        }
+        if !invalidated.is_empty() {
+            println!("will run again: {}", invalidated.join(", "));
+        } else if !changes.is_empty() {
+            println!("every recorded result still stands");
+        }
+        self.plan = Arc::new(plan);
+        Ok(())
+    }
+}
+
+/// The settled steps a change invalidates; steps skipped by hand stay skipped.
+fn stale(changes: &Changes, plan: &Plan, history: &crate::store::History) -> Vec<String> {
+    changes.invalidated(plan, |id| match history.settled.get(id) {
+        Some(Settled::Skipped { reason }) => reason != SKIPPED_BY_HAND,
+        Some(_) => true,
+        None => false,
+    })
+}

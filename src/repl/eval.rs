@@ -1,0 +1,93 @@
+//! Evaluating a Rhai line at the prompt, in the plan's scope.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rhai::{Dynamic, Map};
+
+use super::Session;
+use crate::run::{self, Settled};
+use crate::script::context::{self, StepContext};
+
+impl Session {
+    /// Evaluates a Rhai expression with `params`, `outputs` and the next
+    /// ready step's `input`, and prints its value.
+    pub(super) fn eval(&mut self, code: &str) -> Result<(), String> {
+        let history = self
+            .store
+            .history(&self.run_id)
+            .map_err(|e| e.to_string())?;
+        let inputs = self.store.source(&self.run_id).map_err(|e| e.to_string())?;
+        let params = run::param_values(&self.plan, &inputs.params, &self.engine)
+            .map_err(|e| e.to_string())?;
+        let mut outputs = Map::new();
+        for (id, settled) in &history.settled {
+            let value = match settled {
+                Settled::Succeeded { output, .. } => output.clone(),
+                Settled::Chose { target, .. } => serde_json::Value::String(target.clone()),
+                _ => continue,
+            };
+            outputs.insert(
+                id.as_str().into(),
+                rhai::serde::to_dynamic(&value).unwrap_or(Dynamic::UNIT),
+            );
+        }
+        let ctx = Arc::new(StepContext {
+            task: "repl".to_owned(),
+            dir: crate::cli::plan_dir(Path::new(&self.file)),
+            grants: Arc::new(Vec::new()),
+            cancel: Arc::default(),
+            deadline: None,
+            rng: Mutex::new(context::SplitMix64::new(inputs.seed)),
+            cost: Arc::default(),
+            journal: Arc::default(),
+            on_log: Some(Arc::new(|_: &str, line: &str| println!("log: {line}"))),
+            hypotheses: Arc::new(context::Hypotheses::new(Vec::new())),
+            on_evidence: None,
+            on_artifact: None,
+            attempt: 0,
+            tape: context::Tape::Off,
+            calls: Default::default(),
+        });
+        let mut scope = std::mem::take(&mut self.vars);
+        scope.set_or_push("params", params.clone());
+        scope.set_or_push("outputs", Dynamic::from_map(outputs.clone()));
+        // The next ready step's input, as it would see it.
+        let mut input = Map::new();
+        if let Some(next) = self.probe().ready.first().and_then(|id| self.plan.task(id)) {
+            for (key, script) in &next.input {
+                if let Ok(value) = context::enter(&ctx, || {
+                    let mut s = rhai::Scope::new();
+                    s.push_dynamic("params", params.clone());
+                    s.push_dynamic("outputs", Dynamic::from_map(outputs.clone()));
+                    for name in ["input", "task", "result", "failure"] {
+                        s.push_dynamic(name, Dynamic::UNIT);
+                    }
+                    self.engine.eval_with_scope::<Dynamic>(&mut s, &script.text)
+                }) {
+                    input.insert(key.as_str().into(), value);
+                }
+            }
+        }
+        scope.set_or_push("input", Dynamic::from_map(input));
+        for name in ["task", "result", "failure"] {
+            scope.set_or_push(name, Dynamic::UNIT);
+        }
+        let result = context::enter(&ctx, || {
+            self.engine.eval_with_scope::<Dynamic>(&mut scope, code)
+        });
+        self.vars = scope;
+        let value = result.map_err(|e| run::describe_error(&e))?;
+        match rhai::serde::from_dynamic::<serde_json::Value>(&value) {
+            Ok(json) if !value.is_unit() => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json).unwrap_or_else(|_| value.to_string())
+                )
+            }
+            Ok(_) => println!("()"),
+            Err(_) => println!("{value}"),
+        }
+        Ok(())
+    }
+}

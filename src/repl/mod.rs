@@ -1,0 +1,516 @@
+//! The interactive stepper: `cairn repl` steps through a plan as a recorded
+//! run, one segment at a time, on the same engine and store as `cairn run`.
+
+mod commands;
+mod edits;
+mod eval;
+mod input;
+mod views;
+
+use std::collections::{BTreeSet, HashSet};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+
+use crate::cli::report;
+use crate::error::Error;
+use crate::plan::{Plan, StepKind};
+use crate::run::{self, Event, Options, Report, RunStatus};
+
+use crate::script::Sandbox;
+use crate::source::Source;
+use crate::store::{Durability, RunRecorder, Store};
+
+use input::{Input, Known, Line};
+
+/// How `cairn repl` was started.
+pub struct Args {
+    /// A plan file or template to start a new run of.
+    pub file: Option<PathBuf>,
+    /// Continue this run (`Some(None)`: the newest unfinished one).
+    pub resume: Option<Option<String>>,
+    /// Where runs are recorded (and the REPL's history file kept).
+    pub state_dir: PathBuf,
+}
+
+/// Runs the REPL until `:quit` or the end of input.
+pub fn main(args: Args) -> Result<i32, Error> {
+    let store = Arc::new(Store::open(&args.state_dir, Durability::Normal)?);
+    let mut session = match (&args.file, &args.resume) {
+        (_, Some(id)) => Session::resume(store, &args.state_dir, id.as_deref())?,
+        (Some(file), None) => Session::start(store, &args.state_dir, file)?,
+        (None, None) => {
+            return Err(Error::Usage(
+                "give a plan file (`cairn repl plan.plan`) or `--resume [run]`".to_owned(),
+            ))
+        }
+    };
+    let known = Arc::new(Mutex::new(Known::default()));
+    let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let mut input = Input::new(
+        terminal,
+        args.state_dir.join("repl_history"),
+        Arc::clone(&known),
+    );
+    println!(
+        "run {} of `{}` ({} steps); `:help` lists the commands",
+        session.run_id,
+        session.plan.id,
+        session.plan.tasks.len()
+    );
+    loop {
+        let probe = session.probe();
+        *known.lock().unwrap_or_else(|e| e.into_inner()) = session.known(&probe);
+        let prompt = format!(
+            "{} {}/{}> ",
+            session.plan.id,
+            session.done(),
+            session.plan.tasks.len()
+        );
+        let line = match input.read(&prompt) {
+            Line::Text(line) => line,
+            Line::Cleared => continue,
+            Line::End => break,
+        };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        session.history.push(line.to_owned());
+        match session.command(line) {
+            Ok(Flow::Go) => {}
+            Ok(Flow::Quit) => break,
+            // On stdout, in line with the rest of the session.
+            Err(message) => println!("error: {message}"),
+        }
+        let _ = std::io::stdout().flush();
+    }
+    println!(
+        "run {} is saved; `cairn repl --resume {}` (or `cairn resume {}`) goes on",
+        session.run_id, session.run_id, session.run_id
+    );
+    Ok(0)
+}
+
+/// The reason `:skip` records.
+const SKIPPED_BY_HAND: &str = "skipped from the REPL";
+
+enum Flow {
+    Go,
+    Quit,
+}
+
+struct Session {
+    store: Arc<Store>,
+    state_dir: PathBuf,
+    run_id: String,
+    /// The plan file as given (a template name for templates).
+    file: String,
+    plan: Arc<Plan>,
+    breaks: BTreeSet<String>,
+    /// The breakpoint the last `:run` stopped at: the next `:run` passes it.
+    at_break: Option<String>,
+    history: Vec<String>,
+    /// For evaluating expressions: the sandbox engine with no capabilities.
+    engine: Arc<rhai::Engine>,
+    /// Variables `let` at the prompt, kept from one line to the next.
+    vars: rhai::Scope<'static>,
+    runtime: tokio::runtime::Runtime,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))
+}
+
+fn checked(source: &Arc<Source>) -> Result<Plan, Error> {
+    let checked = report::check(source);
+    report::human(&checked.diagnostics);
+    checked.plan.ok_or_else(|| {
+        let count = checked.diagnostics.iter().filter(|d| d.is_error()).count();
+        Error::Invalid { count }
+    })
+}
+
+impl Session {
+    fn new(
+        store: Arc<Store>,
+        state_dir: &Path,
+        run_id: String,
+        file: String,
+        plan: Plan,
+    ) -> Result<Self, Error> {
+        let sandbox = Sandbox::new([&[][..]], &crate::stdlib::registrars());
+        Ok(Self {
+            store,
+            state_dir: state_dir.to_path_buf(),
+            run_id,
+            file,
+            plan: Arc::new(plan),
+            breaks: BTreeSet::new(),
+            at_break: None,
+            history: Vec::new(),
+            engine: sandbox.engine(&[]),
+            vars: rhai::Scope::new(),
+            runtime: runtime()?,
+        })
+    }
+
+    fn start(store: Arc<Store>, state_dir: &Path, file: &Path) -> Result<Self, Error> {
+        let source = report::read_plan(file)?;
+        let plan = checked(&source)?;
+        let seed = plan.seed.unwrap_or(0);
+        let run_id = store.begin(&plan, source.name(), source.text(), &[], seed)?;
+        Self::new(store, state_dir, run_id, source.name().to_owned(), plan)
+    }
+
+    fn resume(store: Arc<Store>, state_dir: &Path, id: Option<&str>) -> Result<Self, Error> {
+        let row = match id {
+            Some(id) => store.run(Some(id))?,
+            None => store.newest_unfinished()?.ok_or_else(|| {
+                Error::Usage("no unfinished run to resume (`cairn runs` lists them)".to_owned())
+            })?,
+        };
+        let text = store.source(&row.id)?.source;
+        let plan = checked(&Source::new(row.file.clone(), text))?;
+        Self::new(store, state_dir, row.id, row.file, plan)
+    }
+
+    /// Steps settled so far.
+    fn done(&self) -> usize {
+        self.store
+            .history(&self.run_id)
+            .map_or(0, |h| h.settled.len())
+    }
+
+    /// The run's options for one segment: every settled step keeps its outcome.
+    fn options(&self) -> Result<Options, String> {
+        let history = self
+            .store
+            .history(&self.run_id)
+            .map_err(|e| e.to_string())?;
+        let inputs = self.store.source(&self.run_id).map_err(|e| e.to_string())?;
+        Ok(Options {
+            params: inputs.params,
+            seed: Some(inputs.seed),
+            dir: crate::cli::plan_dir(Path::new(&self.file)),
+            resume: Some(Arc::new(history.resume(&[]))),
+            registrars: crate::stdlib::registrars(),
+            ..Options::default()
+        })
+    }
+
+    /// Where the run would go next, computed without running or recording
+    /// anything: which steps are ready, in start order.
+    fn probe(&self) -> Report {
+        let Ok(mut options) = self.options() else {
+            return Report {
+                status: RunStatus::Paused,
+                message: None,
+                steps: Vec::new(),
+                ready: Vec::new(),
+                hypotheses: Vec::new(),
+            };
+        };
+        options.start_limit = Some(0);
+        options.replay = Some(run::Replay::default());
+        self.runtime
+            .block_on(run::run(Arc::clone(&self.plan), options, |_| {}))
+            .unwrap_or_else(|_| Report {
+                status: RunStatus::Paused,
+                message: None,
+                steps: Vec::new(),
+                ready: Vec::new(),
+                hypotheses: Vec::new(),
+            })
+    }
+
+    fn known(&self, probe: &Report) -> Known {
+        Known {
+            steps: self.plan.tasks.iter().map(|t| t.id.clone()).collect(),
+            gates: self
+                .plan
+                .tasks
+                .iter()
+                .filter(|t| t.step == StepKind::Gate)
+                .map(|t| t.id.clone())
+                .collect(),
+            params: self.plan.params.iter().map(|p| p.name.clone()).collect(),
+            ready: probe.ready.clone(),
+        }
+    }
+
+    /// Runs one segment of the run, recorded, showing its progress and the
+    /// outputs of the steps it ran.
+    fn segment(
+        &self,
+        limit: Option<usize>,
+        only: Option<HashSet<String>>,
+    ) -> Result<Report, String> {
+        let _claim = self.store.claim(&self.run_id).map_err(|e| e.to_string())?;
+        let mut options = self.options()?;
+        options.start_limit = limit;
+        options.only = only;
+        options.recorder = Some(Arc::new(RunRecorder {
+            store: Arc::clone(&self.store),
+            run: self.run_id.clone(),
+        }));
+        let report = self
+            .runtime
+            .block_on(run::run(Arc::clone(&self.plan), options, |event| {
+                if matches!(event, Event::RunStarted { .. } | Event::RunResumed { .. }) {
+                    return;
+                }
+                if let Some(line) = crate::cli::describe(event) {
+                    println!("{line}");
+                }
+                if let Event::StepSucceeded { output, .. } = event {
+                    if !output.is_null() {
+                        println!("            = {}", compact(output));
+                    }
+                }
+            }))
+            .map_err(|e| e.to_string())?;
+        match report.status {
+            RunStatus::Succeeded => println!("run succeeded"),
+            RunStatus::Failed => println!(
+                "run failed: {}",
+                report.message.as_deref().unwrap_or("a step failed")
+            ),
+            RunStatus::Interrupted => println!(
+                "interrupted: the running steps were cancelled and run again when next ready"
+            ),
+            RunStatus::Paused => {
+                let waiting: Vec<&str> = report
+                    .steps
+                    .iter()
+                    .filter(|s| s.status == run::StepStatus::Waiting)
+                    .map(|s| s.id.as_str())
+                    .collect();
+                if !waiting.is_empty() {
+                    println!(
+                        "waiting at {}: `:approve <gate> [reason]` or `:reject`",
+                        waiting.join(", ")
+                    );
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    fn command(&mut self, line: &str) -> Result<Flow, String> {
+        let Some(command) = line.strip_prefix(':') else {
+            self.eval(line)?;
+            return Ok(Flow::Go);
+        };
+        let (name, rest) = command
+            .split_once(char::is_whitespace)
+            .unwrap_or((command, ""));
+        let rest = rest.trim();
+        let arg = || {
+            if rest.is_empty() {
+                let usage = commands::find(name).map_or("", |c| c.args);
+                Err(format!("usage: :{name} {usage}"))
+            } else {
+                Ok(rest)
+            }
+        };
+        match name {
+            "quit" | "q" | "exit" => return Ok(Flow::Quit),
+            "help" | "h" => print!("{}", commands::help((!rest.is_empty()).then_some(rest))?),
+            "history" => {
+                for (i, entry) in self.history.iter().enumerate() {
+                    println!("{:>4}  {entry}", i + 1);
+                }
+            }
+            "next" | "n" => {
+                let probe = self.probe();
+                if probe.ready.is_empty() {
+                    return Err(self.nothing_ready());
+                }
+                self.segment(Some(1), None)?;
+            }
+            "step" => {
+                let step = self.step_id(arg()?)?;
+                let probe = self.probe();
+                if !probe.ready.contains(&step) {
+                    return Err(self.not_ready(&step, &probe));
+                }
+                self.segment(Some(1), Some(HashSet::from([step])))?;
+            }
+            "run" | "r" => {
+                // The breakpoint the last `:run` stopped at is passed.
+                let passing = self.at_break.take();
+                let only: HashSet<String> = self
+                    .plan
+                    .tasks
+                    .iter()
+                    .map(|t| t.id.clone())
+                    .filter(|id| !self.breaks.contains(id) || passing.as_ref() == Some(id))
+                    .collect();
+                self.segment(None, Some(only))?;
+                let after = self.probe();
+                if let Some(stop) = after.ready.iter().find(|r| self.breaks.contains(*r)) {
+                    println!("breakpoint: `{stop}` is next (`:run` goes on, `:inspect {stop}` looks first)");
+                    self.at_break = Some(stop.clone());
+                }
+            }
+            "break" | "b" => {
+                let step = self.step_id(arg()?)?;
+                self.breaks.insert(step.clone());
+                println!("breakpoint at `{step}`");
+            }
+            "unbreak" => {
+                let step = self.step_id(arg()?)?;
+                if !self.breaks.remove(&step) {
+                    return Err(format!("no breakpoint at `{step}`"));
+                }
+                println!("removed the breakpoint at `{step}`");
+            }
+            "breaks" => {
+                if self.breaks.is_empty() {
+                    println!("no breakpoints");
+                }
+                for b in &self.breaks {
+                    println!("  {b}");
+                }
+            }
+            "plan" => self.show_plan(),
+            "graph" => print!("{}", crate::export::mermaid(&self.plan)),
+            "status" => self.status()?,
+            "inspect" | "i" => {
+                let step = self.step_id(arg()?)?;
+                self.inspect(&step)?;
+            }
+            "skip" => {
+                let step = self.step_id(arg()?)?;
+                if self
+                    .store
+                    .history(&self.run_id)
+                    .map_err(|e| e.to_string())?
+                    .settled
+                    .contains_key(&step)
+                {
+                    return Err(format!(
+                        "`{step}` has already settled; `:retry {step}` runs it again"
+                    ));
+                }
+                self.append(Event::StepSkipped {
+                    step: step.clone(),
+                    reason: SKIPPED_BY_HAND.to_owned(),
+                    at_ms: 0,
+                })?;
+                println!("`{step}` will be skipped");
+            }
+            "retry" => {
+                let step = self.step_id(arg()?)?;
+                self.retry(&step)?;
+            }
+            "set" => {
+                let (param, value) = arg()?
+                    .split_once('=')
+                    .ok_or_else(|| "usage: :set <param> = <value>".to_owned())?;
+                self.set(param.trim(), value.trim())?;
+            }
+            "approve" | "reject" => {
+                let (gate, reason) = arg()?.split_once(char::is_whitespace).unwrap_or((rest, ""));
+                self.answer(gate, name == "approve", reason.trim())?;
+            }
+            "reload" => self.reload()?,
+            "load" => {
+                let file = PathBuf::from(arg()?);
+                let next = Session::start(Arc::clone(&self.store), &self.state_dir, &file)
+                    .map_err(|e| e.to_string())?;
+                println!(
+                    "run {} is saved; now run {} of `{}` ({} steps)",
+                    self.run_id,
+                    next.run_id,
+                    next.plan.id,
+                    next.plan.tasks.len()
+                );
+                let history = std::mem::take(&mut self.history);
+                *self = next;
+                self.history = history;
+            }
+            other => return Err(commands::unknown(other)),
+        }
+        Ok(Flow::Go)
+    }
+
+    fn step_id(&self, word: &str) -> Result<String, String> {
+        if self.plan.task(word).is_some() {
+            return Ok(word.to_owned());
+        }
+        let close = crate::check::closest(word, self.plan.tasks.iter().map(|t| t.id.as_str()));
+        Err(match close {
+            Some(c) => format!("no step `{word}`; did you mean `{c}`?"),
+            None => format!("no step `{word}`; `:plan` lists them"),
+        })
+    }
+
+    fn nothing_ready(&self) -> String {
+        let waiting = self.waiting_gates();
+        if waiting.is_empty() {
+            "nothing is ready to run: the run has ended (`:status`)".to_owned()
+        } else {
+            format!(
+                "nothing is ready: waiting at {} (`:approve <gate> [reason]`)",
+                waiting.join(", ")
+            )
+        }
+    }
+
+    fn not_ready(&self, step: &str, probe: &Report) -> String {
+        let history = self.store.history(&self.run_id).unwrap_or_default();
+        if history.settled.contains_key(step) {
+            return format!("`{step}` has already settled; `:retry {step}` runs it again");
+        }
+        let waits = self.waits_for(step, &history);
+        if waits.is_empty() {
+            format!("`{step}` is not ready (ready: {})", probe.ready.join(", "))
+        } else {
+            format!("`{step}` is not ready: it waits for {}", waits.join(", "))
+        }
+    }
+
+    /// The steps this one waits for: predecessors that have not settled.
+    fn waits_for(&self, step: &str, history: &crate::store::History) -> Vec<String> {
+        let Some(i) = self.plan.tasks.iter().position(|t| t.id == step) else {
+            return Vec::new();
+        };
+        let mut waits: Vec<String> = self
+            .plan
+            .graph
+            .edges_directed(Plan::node(i), Direction::Incoming)
+            .map(|e| self.plan.tasks[e.source().index()].id.clone())
+            .filter(|id| !history.settled.contains_key(id))
+            .collect();
+        waits.dedup();
+        waits
+    }
+
+    fn waiting_gates(&self) -> Vec<String> {
+        self.store
+            .steps(&self.run_id)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s.status == "waiting")
+            .map(|s| s.step)
+            .collect()
+    }
+}
+
+/// JSON on one line, strings without escapes for newlines shortened.
+fn compact(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() > 200 {
+        format!("{}…", text.chars().take(200).collect::<String>())
+    } else {
+        text
+    }
+}

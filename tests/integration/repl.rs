@@ -1,0 +1,244 @@
+//! `cairn repl`: scripted sessions through standard input, compared with
+//! their transcripts, and a real terminal for completion and Ctrl-C.
+
+use std::io::{Read, Write};
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::Test;
+
+const PLAN: &str = "plan demo \"Demo\"\n  param name = \"world\"\n\ntask greet \"Greet\"\n  run: `hello, ${params.name}`\n\ntask count \"Count\"\n  needs: greet\n  input:\n    text: outputs[\"greet\"]\n  run: |\n    log(`counting ${input.text}`);\n    input.text.len()\n\ngate ship \"Ship it\"\n  needs: count\n\ntask done \"Done\"\n  needs: ship\n  run: outputs[\"count\"] * 2\n";
+
+/// Feeds `input` to `cairn <args>` in the test's directory.
+fn session(test: &Test, args: &[&str], input: &str) -> String {
+    let output = assert_cmd::Command::cargo_bin("cairn")
+        .expect("binary")
+        .args(args)
+        .current_dir(test.path())
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .write_stdin(input)
+        .output()
+        .expect("cairn runs");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Each line of `actual` matches the same line of `expected`, where `…`
+/// in `expected` stands for anything.
+pub fn assert_transcript(actual: &str, expected: &str) {
+    let actual: Vec<&str> = actual.lines().collect();
+    let expected: Vec<&str> = expected.lines().collect();
+    for (i, (a, e)) in actual.iter().zip(&expected).enumerate() {
+        let mut rest = *a;
+        let mut ok = true;
+        for (k, piece) in e.split('…').enumerate() {
+            match rest.find(piece) {
+                Some(at) if k > 0 || at == 0 => rest = &rest[at + piece.len()..],
+                _ => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        ok &= e.ends_with('…') || rest.is_empty();
+        assert!(
+            ok,
+            "line {}:\n  got      {a}\n  expected {e}\n\n{}",
+            i + 1,
+            actual.join("\n")
+        );
+    }
+    assert_eq!(
+        actual.len(),
+        expected.len(),
+        "transcript length differs:\n{}",
+        actual.join("\n")
+    );
+}
+
+#[test]
+fn stepping_breakpoints_inspect_eval_and_approve() {
+    let test = Test::new().file("demo.plan", PLAN);
+    let input = ":plan\n:next\noutputs[\"greet\"]\nlet n = input.text.len();\nn * 10\n:break done\n:breaks\n:run\n:approve ship tests are green\n:run\n:run\n:inspect count\n:nxt\n:step doen\n:quit\n";
+    let expected = r#"run … of `demo` (4 steps); `:help` lists the commands
+demo 0/4> :plan
+step   status
+greet  ready
+count  not run  waits for greet
+ship   not run  waits for count
+done   not run  waits for ship
+demo 0/4> :next
+  start     greet
+  ok        greet
+            = "hello, world"
+demo 1/4> outputs["greet"]
+"hello, world"
+demo 1/4> let n = input.text.len();
+()
+demo 1/4> n * 10
+120
+demo 1/4> :break done
+breakpoint at `done`
+demo 1/4> :breaks
+  done
+demo 1/4> :run
+  start     count
+  log       count: counting hello, world
+  ok        count
+            = 12
+  waiting   ship: Ship it
+waiting at ship: `:approve <gate> [reason]` or `:reject`
+demo 2/4> :approve ship tests are green
+approved `ship`
+demo 3/4> :run
+breakpoint: `done` is next (`:run` goes on, `:inspect done` looks first)
+demo 3/4> :run
+  start     done
+  ok        done
+            = 24
+run succeeded
+demo 4/4> :inspect count
+count "Count" (Task)
+  status    succeeded
+  attempts  1
+  time      …
+  output    12
+  input     text: outputs["greet"]
+  log       counting hello, world
+demo 4/4> :nxt
+error: no command `:nxt`; did you mean `:next`?
+demo 4/4> :step doen
+error: no step `doen`; did you mean `done`?
+demo 4/4> :quit
+run … is saved; `cairn repl --resume …` (or `cairn resume …`) goes on
+"#;
+    assert_transcript(&session(&test, &["repl", "demo.plan"], input), expected);
+}
+
+#[test]
+fn skip_retry_set_reload_and_quit_then_resume() {
+    let test = Test::new().file("demo.plan", PLAN);
+    let first = ":skip ship\n:next\n:retry greet\n:set name = \"cairn\"\n:next\n:quit\n";
+    let expected = r#"run … of `demo` (4 steps); `:help` lists the commands
+demo 0/4> :skip ship
+`ship` will be skipped
+demo 1/4> :next
+  start     greet
+  ok        greet
+            = "hello, world"
+demo 2/4> :retry greet
+will run again: greet
+demo 1/4> :set name = "cairn"
+params.name = "cairn" for the steps that have not run yet
+demo 1/4> :next
+  start     greet
+  ok        greet
+            = "hello, cairn"
+demo 2/4> :quit
+run … is saved; `cairn repl --resume …` (or `cairn resume …`) goes on
+"#;
+    assert_transcript(&session(&test, &["repl", "demo.plan"], first), expected);
+    // Edit `count` while the run is saved; resume in a new process.
+    std::fs::write(
+        test.path().join("demo.plan"),
+        PLAN.replace("input.text.len()", "input.text.len() + 1"),
+    )
+    .expect("edit");
+    let second = ":reload\n:run\n:status\n";
+    let expected = r#"run … of `demo` (4 steps); `:help` lists the commands
+demo 2/4> :reload
+edited: count
+every recorded result still stands
+demo 2/4> :run
+  start     count
+  log       count: counting hello, cairn
+  ok        count
+            = 13
+  skipped   done: every step it needs was skipped
+run succeeded
+demo 4/4> :status
+run … of `demo` (demo.plan): 4/4 steps settled
+the run has ended
+demo 4/4> 
+run … is saved; `cairn repl --resume …` (or `cairn resume …`) goes on
+"#;
+    assert_transcript(&session(&test, &["repl", "--resume"], second), expected);
+}
+
+/// On a real terminal (util-linux `script`): Tab completes a command, Ctrl-C
+/// cancels the running step and returns to the prompt, Ctrl-C at the prompt
+/// clears the line.
+#[test]
+fn on_a_terminal_tab_completes_and_ctrl_c_cancels_the_step() {
+    let plan = "plan slow \"Slow\"\n  allow: sh\n\ntask wait \"Wait\" using:sh\n  run: sh(\"sleep 30\")\n\ntask after \"After\"\n  needs: wait\n  run: 1\n";
+    let test = Test::new().file("p.plan", plan);
+    let exe = assert_cmd::cargo::cargo_bin("cairn");
+    let child = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} repl p.plan", exe.display()),
+            "/dev/null",
+        ])
+        .current_dir(test.path())
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(_) if std::env::var_os("CI").is_none() => return,
+        Err(err) => panic!("`script` (util-linux) is needed for terminal tests: {err}"),
+    };
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut screen = String::new();
+        let _ = stdout.read_to_string(&mut screen);
+        screen
+    });
+    let started = std::time::Instant::now();
+    let mut type_in = |text: &str, pause: u64| {
+        stdin.write_all(text.as_bytes()).expect("type");
+        stdin.flush().expect("flush");
+        std::thread::sleep(Duration::from_millis(pause));
+    };
+    type_in("", 800);
+    type_in(":ne\t\r", 1500);
+    type_in("\x03", 1000);
+    type_in("junk\x03", 300);
+    type_in(":quit\r", 0);
+    let status = child.wait().expect("script exits");
+    drop(stdin);
+    let screen = reader.join().expect("reader").replace('\r', "");
+    assert_eq!(status.code(), Some(0), "{screen}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the step was not cancelled:\n{screen}"
+    );
+    for expected in [
+        ":next",
+        "start     wait",
+        "cancelled wait",
+        "interrupted:",
+        "is saved;",
+    ] {
+        assert!(screen.contains(expected), "no `{expected}` in:\n{screen}");
+    }
+    // The run is saved with the step cancelled: it runs again when resumed.
+    let status = crate::run_in(test.path(), &["status".to_owned()]);
+    assert!(
+        status
+            .stdout
+            .lines()
+            .any(|l| l.split_whitespace().take(2).eq(["wait", "cancelled"])),
+        "{}",
+        status.stdout
+    );
+}

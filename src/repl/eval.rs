@@ -48,6 +48,7 @@ impl Session {
             attempt: 0,
             tape: context::Tape::Off,
             calls: Default::default(),
+            using: Vec::new(),
         });
         let mut scope = std::mem::take(&mut self.vars);
         scope.set_or_push("params", params.clone());

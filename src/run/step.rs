@@ -154,6 +154,7 @@ impl Shared {
             attempt,
             tape,
             calls: Default::default(),
+            using: task.using.clone(),
         })
     }
 }
@@ -515,7 +516,7 @@ fn eval(engine: &Engine, scope: &mut Scope, script: &Script) -> Result<Dynamic, 
         .ok_or_else(|| "the plan was not compiled (load it through cairn::check)".to_owned())?;
     engine
         .eval_ast_with_scope::<Dynamic>(scope, ast)
-        .map_err(|e| describe(&e))
+        .map_err(|e| describe_in(&e))
 }
 
 fn truth(engine: &Engine, scope: &mut Scope, script: &Script) -> Result<bool, String> {
@@ -523,6 +524,26 @@ fn truth(engine: &Engine, scope: &mut Scope, script: &Script) -> Result<bool, St
     value
         .as_bool()
         .map_err(|kind| format!("`{}` is {kind}, not true or false", script.text))
+}
+
+/// [`describe`], telling a call with the wrong argument types apart from a
+/// call to a capability the running step did not declare.
+fn describe_in(error: &EvalAltResult) -> String {
+    let mut inner = error;
+    while let EvalAltResult::ErrorInFunctionCall(_, _, next, _) = inner {
+        inner = next;
+    }
+    if let EvalAltResult::ErrorFunctionNotFound(signature, _) = inner {
+        let name = signature.split([' ', '(']).next().unwrap_or(signature);
+        let declared = capability_of(name)
+            .zip(context::try_current())
+            .is_some_and(|(capability, ctx)| ctx.using.contains(&capability));
+        if declared {
+            let args = signature.trim_start_matches(name).trim();
+            return format!("`{name}` cannot take {args}: check the arguments' types");
+        }
+    }
+    describe(error)
 }
 
 /// A script error in words a plan author can act on.

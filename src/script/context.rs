@@ -343,6 +343,8 @@ pub struct StepContext {
     pub tape: Tape,
     /// Outside calls made so far in this attempt.
     pub calls: std::sync::atomic::AtomicU32,
+    /// The capabilities the step declared (`using:`).
+    pub using: Vec<String>,
 }
 
 impl StepContext {

@@ -963,3 +963,15 @@ fn a_fallback_shared_by_a_chain_runs_for_the_first_failure() {
     assert_eq!(later.status, 1, "{}", later.stdout);
     assert_eq!(row(&later, "b"), "b failed 1 0.00s late");
 }
+
+#[test]
+fn a_declared_capability_called_with_the_wrong_types_says_so() {
+    let plan = "plan p \"P\"\n  param cmd = \"true\"\n  allow: sh\n\ntask a \"A\" using:sh\n  run: sh(params.cmd)\n";
+    // `--set cmd=true` makes a boolean, and there is no `sh(bool)`.
+    let run = run(plan, &["--set", "cmd=true"]);
+    assert_eq!(run.status, 1);
+    assert_eq!(
+        row(&run, "a"),
+        "a failed 1 0.00s `sh` cannot take (bool): check the arguments' types"
+    );
+}

@@ -142,7 +142,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show a run's steps (status, attempts, time, error) and waiting gates.
+    /// Show a run's steps (status, attempts, time, error), waiting gates, hypotheses and artifacts.
     Status {
         /// The run's id (a unique prefix is enough); the newest run if left out.
         run: Option<String>,
@@ -150,7 +150,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print a run's events in order.
+    /// Print a run's events in order (`--follow` while it goes on).
     Log {
         /// The run's id (a unique prefix is enough); the newest run if left out.
         run: Option<String>,

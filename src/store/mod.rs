@@ -5,7 +5,7 @@ mod history;
 mod schema;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection};
@@ -160,6 +160,57 @@ pub struct Store {
     /// Each run's event count and last hash, for the chain.
     heads: Mutex<std::collections::HashMap<String, (i64, String)>>,
     path: PathBuf,
+    /// Started by the first commit: moves the WAL into the database file
+    /// off the commit path.
+    checkpointer: std::sync::OnceLock<Checkpointer>,
+    background_checkpoints: bool,
+}
+
+/// A thread that checkpoints the WAL every so often on its own connection.
+/// Commits never wait for a checkpoint (and its `fsync`): `wal_autocheckpoint`
+/// is off on the writing connection, and a passive checkpoint never blocks it.
+struct Checkpointer {
+    stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: PathBuf) -> Self {
+        let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let signal = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let Ok(conn) = Connection::open(&path) else {
+                return;
+            };
+            let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
+            let (lock, wake) = &*signal;
+            let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                stopped = wake
+                    .wait_timeout(stopped, std::time::Duration::from_millis(200))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                if *stopped {
+                    return;
+                }
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        *self.stop.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.stop.1.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Store {
@@ -186,12 +237,21 @@ impl Store {
         };
         conn.pragma_update(None, "synchronous", synchronous)
             .map_err(err)?;
+        // At the default durability, checkpoints happen on the checkpointer's
+        // thread instead; with `full`, every commit syncs anyway, and
+        // checkpointing beside it only adds contention for the disk.
+        if durability == Durability::Normal {
+            conn.pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(err)?;
+        }
         schema::migrate(&conn, &path)?;
         Ok(Self {
             conn: Mutex::new(conn),
             pending: Mutex::new(Vec::new()),
             heads: Mutex::new(std::collections::HashMap::new()),
             path,
+            checkpointer: std::sync::OnceLock::new(),
+            background_checkpoints: durability == Durability::Normal,
         })
     }
 
@@ -247,6 +307,10 @@ impl Store {
     /// Commits every event taken so far, in one transaction, extending each
     /// run's hash chain. Once it returns, they survive a crash.
     pub fn sync(&self) -> Result<(), StoreError> {
+        if self.background_checkpoints {
+            self.checkpointer
+                .get_or_init(|| Checkpointer::start(self.path.clone()));
+        }
         let mut conn = self.lock();
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         if batch.is_empty() {

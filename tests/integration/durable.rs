@@ -416,3 +416,46 @@ fn wait_for(ready: impl Fn() -> bool) {
     }
     panic!("timed out waiting");
 }
+
+/// A step stuck in a request does not stop at the first Ctrl-C; the second
+/// exits at once, and the run can still be resumed.
+#[test]
+fn a_second_ctrl_c_exits_at_once_and_the_run_resumes() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // Accept and never answer, so the request hangs.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let plan = format!(
+        "plan p \"P\"\n  allow: http(127.0.0.1)\n\ntask hang \"Hang\" using:http\n  run: http_get(\"http://127.0.0.1:{port}/\").status\n"
+    );
+    let test = Test::new().file("p.plan", plan);
+    let child = spawn(&test, &["run", "p.plan"]);
+    std::thread::sleep(Duration::from_millis(800));
+    let started = std::time::Instant::now();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    std::thread::sleep(Duration::from_millis(500));
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let out = child.wait_with_output().expect("exits");
+    assert_eq!(out.status.code(), Some(130));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("interrupted again: exiting now; `cairn resume` continues the run"),
+        "{stderr}"
+    );
+    // The store is intact and knows the step was running.
+    let verify = cairn(&test, &["audit", "verify"]);
+    assert_eq!(verify.status, 0, "{}", verify.stdout);
+    let status = cairn(&test, &["status"]);
+    assert!(status.stdout.contains("hang  running"), "{}", status.stdout);
+}

@@ -154,6 +154,11 @@ fn run(
         let inside = format!("{alias}.");
         for r in &mut refs {
             r.needs.retain(|n| !n.value.starts_with(&inside));
+            for route in [&mut r.fallback, &mut r.on_success, &mut r.else_target] {
+                if route.as_ref().is_some_and(|t| t.value.starts_with(&inside)) {
+                    *route = None;
+                }
+            }
         }
     }
     let mut graph = graph::build(source, &tasks, &refs, &mut diagnostics);

@@ -80,8 +80,9 @@ pub struct ResumeArgs {
 pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
     let store = open(&args.state_dir, args.durability)?;
     let row = unfinished(&store, args.run.as_deref())?;
-    // Refuse while another process still runs it.
-    drop(store.claim(&row.id)?);
+    // Refuse while another process still runs it, and hold the run from
+    // reading its log until it stops.
+    let claim = store.claim(&row.id)?;
     let (recorded, current) = plans(&store, &row)?;
     let history = store.history(&row.id)?;
     let (plan, invalidated) = match current {
@@ -91,6 +92,17 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
             let invalidated = changes.invalidated(&plan, |id| history.settled.contains_key(id));
             if !changes.is_empty() && !args.allow_changed {
                 return Err(Error::Usage(describe_changes(&row, &changes, &invalidated)));
+            }
+            // The dropped results are reset in the log itself, so a later
+            // resume (after a crash, say) does not bring them back.
+            for step in &invalidated {
+                store.append(
+                    &row.id,
+                    &Event::StepReset {
+                        step: step.clone(),
+                        reason: "the plan changed (`--allow-changed`)".to_owned(),
+                    },
+                )?;
             }
             store.replace_source(&row.id, source.text())?;
             (plan, invalidated)
@@ -103,6 +115,7 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
         run_id: row.id.clone(),
         state_dir: args.state_dir,
         events: args.events,
+        claim: Some(claim),
     };
     let options = Options {
         params: inputs.params,

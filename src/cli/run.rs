@@ -51,6 +51,7 @@ pub fn run(args: Args) -> Result<i32, Error> {
         run_id,
         state_dir: args.state_dir,
         events: args.events,
+        claim: None,
     };
     let options = Options {
         params,
@@ -78,13 +79,19 @@ pub struct Session {
     pub state_dir: PathBuf,
     /// `--events`: where JSON lines go.
     pub events: Option<String>,
+    /// The run's claim, if the caller already holds it (`resume` does, from
+    /// before it reads the log until the run stops).
+    pub claim: Option<crate::store::RunClaim>,
 }
 
 impl Session {
     /// Runs the plan with its progress shown and every event recorded, then
     /// prints the summary and, at a gate, how to go on. Returns the exit code.
-    pub fn execute(self, plan: crate::plan::Plan, mut options: Options) -> Result<i32, Error> {
-        let _claim = self.store.claim(&self.run_id)?;
+    pub fn execute(mut self, plan: crate::plan::Plan, mut options: Options) -> Result<i32, Error> {
+        let _claim = match self.claim.take() {
+            Some(claim) => claim,
+            None => self.store.claim(&self.run_id)?,
+        };
         let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
         // On a terminal a live line shows what runs; elsewhere, plain lines only.
         let to_stderr = self.events.as_deref() == Some("-");

@@ -119,6 +119,9 @@ struct Session {
     /// Variables `let` at the prompt, kept from one line to the next.
     vars: rhai::Scope<'static>,
     runtime: tokio::runtime::Runtime,
+    /// Held for the whole session: no other process runs, approves or
+    /// resumes the run meanwhile.
+    _claim: crate::store::RunClaim,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
@@ -145,6 +148,7 @@ impl Session {
         file: String,
         plan: Plan,
     ) -> Result<Self, Error> {
+        let claim = store.claim(&run_id)?;
         let sandbox = Sandbox::new([&[][..]], &crate::stdlib::registrars());
         Ok(Self {
             store,
@@ -158,6 +162,7 @@ impl Session {
             engine: sandbox.engine(&[]),
             vars: rhai::Scope::new(),
             runtime: runtime()?,
+            _claim: claim,
         })
     }
 
@@ -252,7 +257,6 @@ impl Session {
         limit: Option<usize>,
         only: Option<HashSet<String>>,
     ) -> Result<Report, String> {
-        let _claim = self.store.claim(&self.run_id).map_err(|e| e.to_string())?;
         let mut options = self.options()?;
         options.start_limit = limit;
         options.only = only;

@@ -271,7 +271,7 @@ fn work(pool: &Pool) {
             pool.wake.notify_all();
             continue;
         }
-        if state.running == 0 && state.unstick() {
+        if state.running == 0 && state.ready.is_empty() && state.unstick() {
             continue;
         }
         if state.running == 0 {
@@ -1025,9 +1025,13 @@ impl Scheduler {
     ) -> Report {
         // A fallback that never ran (say it also needs the step it stands in
         // for) leaves that step failed for good.
+        // (A fallback that is ready but held back by a stepping caller will
+        // still run when the run goes on.)
+        let held: std::collections::HashSet<usize> = self.ready.iter().map(|&(_, i)| i).collect();
         let orphaned: Vec<usize> = self
             .awaiting
             .drain()
+            .filter(|(fallback, _)| !held.contains(fallback))
             .flat_map(|(_, failed)| failed)
             .collect();
         for failed in orphaned {

@@ -41,6 +41,9 @@ impl History {
                 // reset: what it did before no longer counts.
                 self.settled.remove(step);
                 self.recorded.remove(step);
+                if self.in_order.remove(step) {
+                    self.order.retain(|s| s != step);
+                }
                 self.calls.retain(|(s, _), _| s != step);
                 self.evidence.retain(|(s, _, _)| s != step);
                 if name == "step_started" {
@@ -143,12 +146,61 @@ impl History {
                 .map(|(s, o)| (s.clone(), o.clone()))
                 .collect(),
             invalidated: invalidated.to_vec(),
+            // A step that did not settle runs again and gives its evidence again.
             evidence: self
                 .evidence
                 .iter()
-                .filter(|(s, _, _)| keep(s))
+                .filter(|(s, _, _)| keep(s) && self.settled.contains_key(s))
                 .map(|(_, h, v)| (h.clone(), v.clone()))
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::History;
+
+    fn fold(events: &[serde_json::Value]) -> History {
+        let mut history = History::default();
+        for event in events {
+            history.fold(event);
+        }
+        history
+    }
+
+    #[test]
+    fn a_step_started_again_is_unsettled_and_out_of_the_order() {
+        let history = fold(&[
+            json!({"event": "step_started", "step": "a"}),
+            json!({"event": "step_succeeded", "step": "a", "attempts": 1, "output": 1}),
+            json!({"event": "step_reset", "step": "a", "reason": "edited"}),
+        ]);
+        assert!(history.settled.is_empty());
+        assert!(history.order.is_empty());
+        assert!(history.unsettled.is_empty());
+        let history = fold(&[
+            json!({"event": "step_succeeded", "step": "a", "attempts": 1, "output": 1}),
+            json!({"event": "step_started", "step": "a"}),
+        ]);
+        assert!(history.order.is_empty() && history.unsettled.contains("a"));
+    }
+
+    #[test]
+    fn only_settled_steps_keep_their_evidence() {
+        let history = fold(&[
+            json!({"event": "evidence", "step": "done", "hypothesis": "h", "verdict": "supports"}),
+            json!({"event": "step_succeeded", "step": "done", "attempts": 1, "output": null}),
+            json!({"event": "step_started", "step": "running"}),
+            json!({"event": "evidence", "step": "running", "hypothesis": "h", "verdict": "refutes"}),
+        ]);
+        let resume = history.resume(&[]);
+        assert_eq!(
+            resume.evidence,
+            vec![("h".to_owned(), "supports".to_owned())]
+        );
+        assert_eq!(resume.settled.len(), 1);
     }
 }

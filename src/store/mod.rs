@@ -157,8 +157,6 @@ pub struct Store {
     conn: Mutex<Connection>,
     /// Events waiting for the next commit: (run, event).
     pending: Mutex<Vec<(String, Event)>>,
-    /// Each run's event count and last hash, for the chain.
-    heads: Mutex<std::collections::HashMap<String, (i64, String)>>,
     path: PathBuf,
     /// Started by the first commit: moves the WAL into the database file
     /// off the commit path.
@@ -248,7 +246,6 @@ impl Store {
         Ok(Self {
             conn: Mutex::new(conn),
             pending: Mutex::new(Vec::new()),
-            heads: Mutex::new(std::collections::HashMap::new()),
             path,
             checkpointer: std::sync::OnceLock::new(),
             background_checkpoints: durability == Durability::Normal,
@@ -317,7 +314,10 @@ impl Store {
             return Ok(());
         }
         let tx = conn.transaction().map_err(self.err())?;
-        let mut heads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
+        // Each run's head is read inside the transaction, not cached: another
+        // process may have appended (an approval) since, and a commit that
+        // fails must leave nothing behind.
+        let mut heads: std::collections::HashMap<String, (i64, String)> = Default::default();
         for (run, event) in batch {
             let body = serde_json::to_string(&event).expect("events serialize");
             if !heads.contains_key(&run) {
@@ -375,19 +375,13 @@ impl Store {
     pub fn append(&self, run: &str, event: &Event) -> Result<(), StoreError> {
         self.record(run, event)?;
         self.sync()?;
-        let (count, last) = self
-            .heads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(run)
-            .cloned()
-            .unwrap_or_default();
-        self.lock()
-            .execute(
-                "UPDATE runs SET events = ?2, last_hash = ?3 WHERE id = ?1",
-                params![run, count, last],
-            )
-            .map_err(self.err())?;
+        let conn = self.lock();
+        let (count, last) = head(&conn, run).map_err(self.err())?;
+        conn.execute(
+            "UPDATE runs SET events = ?2, last_hash = ?3 WHERE id = ?1",
+            params![run, count, last],
+        )
+        .map_err(self.err())?;
         Ok(())
     }
 
@@ -620,6 +614,8 @@ impl Store {
             let (status, output, error) = match event["event"].as_str().unwrap_or_default() {
                 "step_started" => {
                     step.started_ms = at;
+                    step.error = None;
+                    step.output = None;
                     ("running", None, None)
                 }
                 "step_succeeded" => ("succeeded", Some(event["output"].to_string()), None),

@@ -716,12 +716,10 @@ pub struct RunClaim {
 /// The count and last hash of a run's log, as committed.
 fn head(conn: &Connection, run: &str) -> rusqlite::Result<(i64, String)> {
     use rusqlite::OptionalExtension;
+    // Cached: it runs once per run in every commit.
     Ok(conn
-        .query_row(
-            "SELECT seq, hash FROM events WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1",
-            [run],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT seq, hash FROM events WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1")?
+        .query_row([run], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
         .unwrap_or_default())
 }

@@ -41,10 +41,12 @@ impl Session {
             rng: Mutex::new(context::SplitMix64::new(inputs.seed)),
             cost: Arc::default(),
             journal: Arc::default(),
-            on_log: Some(Arc::new(|_: &str, line: &str| println!("log: {line}"))),
+            on_note: Some(Arc::new(|_: &str, note: context::Note<'_>| {
+                if let context::Note::Log(line) = note {
+                    println!("log: {line}");
+                }
+            })),
             hypotheses: Arc::new(context::Hypotheses::new(Vec::new())),
-            on_evidence: None,
-            on_artifact: None,
             attempt: 0,
             tape: context::Tape::Off,
             calls: Default::default(),

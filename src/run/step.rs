@@ -12,8 +12,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::events::Event;
 use crate::plan::{Grant, Plan, Script, StepKind, Task};
 use crate::script::context::{
-    self, Artifact, ArtifactSink, Call, CallSink, CostMeter, Evidence, EvidenceSink, Hypotheses,
-    Journal, LogSink, SplitMix64, StepContext, Tape,
+    self, CostMeter, Hypotheses, Journal, Note, NoteSink, SplitMix64, StepContext, Tape,
 };
 use crate::script::{Capabilities, MAX_OPERATIONS};
 
@@ -128,7 +127,7 @@ impl Shared {
                     .unwrap_or_default(),
                 divergence: Arc::clone(&replay.divergence),
             },
-            None if self.recorder.is_some() => Tape::Record(call_sink(self)),
+            None if self.recorder.is_some() => Tape::Record,
             None => Tape::Off,
         };
         Arc::new(StepContext {
@@ -147,10 +146,8 @@ impl Shared {
             )),
             cost: Arc::clone(&self.cost),
             journal: Arc::clone(&self.journal),
-            on_log: Some(log_sink(self)),
-            on_artifact: (self.replay.is_none()).then(|| artifact_sink(self)),
+            on_note: Some(note_sink(self)),
             hypotheses: Arc::clone(&self.hypotheses),
-            on_evidence: Some(evidence_sink(self)),
             attempt,
             tape,
             calls: Default::default(),
@@ -411,59 +408,50 @@ pub fn compensate(
     Ok(())
 }
 
-/// Outside calls become `call` events, recorded with the step.
-fn call_sink(shared: &Arc<Shared>) -> CallSink {
+/// What host functions report becomes events: log lines, recorded calls,
+/// evidence, and artifacts (whose content the store keeps by hash; a replay
+/// keeps none).
+fn note_sink(shared: &Arc<Shared>) -> NoteSink {
     let shared = Arc::clone(shared);
-    Arc::new(move |step: &str, attempt: u32, number: u32, call: &Call| {
-        shared.emit(Event::Call {
-            step: step.to_owned(),
-            attempt,
-            call: number,
-            record: call.clone(),
-            at_ms: shared.at_ms(),
-        });
-    })
-}
-
-/// `evidence(…)` becomes an `evidence` event.
-fn evidence_sink(shared: &Arc<Shared>) -> EvidenceSink {
-    let shared = Arc::clone(shared);
-    Arc::new(move |step: &str, evidence: &Evidence| {
-        shared.emit(Event::Evidence {
-            step: step.to_owned(),
-            hypothesis: evidence.hypothesis.clone(),
-            verdict: evidence.verdict.clone(),
-            note: evidence.note.clone(),
-            confidence: evidence.confidence,
-            at_ms: shared.at_ms(),
-        });
-    })
-}
-
-/// `artifact(name, value)` becomes an `artifact` event; the store keeps the
-/// content by its hash.
-fn artifact_sink(shared: &Arc<Shared>) -> ArtifactSink {
-    let shared = Arc::clone(shared);
-    Arc::new(move |step: &str, artifact: &Artifact| {
-        shared.emit(Event::Artifact {
-            step: step.to_owned(),
-            name: artifact.name.clone(),
-            sha256: artifact.sha256.clone(),
-            bytes: artifact.content.len(),
-            content: Arc::clone(&artifact.content),
-            at_ms: shared.at_ms(),
-        });
-    })
-}
-
-fn log_sink(shared: &Arc<Shared>) -> LogSink {
-    let shared = Arc::clone(shared);
-    Arc::new(move |step: &str, line: &str| {
-        shared.emit(Event::Log {
-            step: step.to_owned(),
-            line: line.to_owned(),
-            at_ms: shared.at_ms(),
-        });
+    Arc::new(move |step: &str, note: Note<'_>| {
+        let step = step.to_owned();
+        let at_ms = shared.at_ms();
+        let event = match note {
+            Note::Log(line) => Event::Log {
+                step,
+                line: line.to_owned(),
+                at_ms,
+            },
+            Note::Call {
+                attempt,
+                number,
+                call,
+            } => Event::Call {
+                step,
+                attempt,
+                call: number,
+                record: call.clone(),
+                at_ms,
+            },
+            Note::Evidence(evidence) => Event::Evidence {
+                step,
+                hypothesis: evidence.hypothesis.clone(),
+                verdict: evidence.verdict.clone(),
+                note: evidence.note.clone(),
+                confidence: evidence.confidence,
+                at_ms,
+            },
+            Note::Artifact(_) if shared.replay.is_some() => return,
+            Note::Artifact(artifact) => Event::Artifact {
+                step,
+                name: artifact.name.clone(),
+                sha256: artifact.sha256.clone(),
+                bytes: artifact.content.len(),
+                content: Arc::clone(&artifact.content),
+                at_ms,
+            },
+        };
+        shared.emit(event);
     })
 }
 

@@ -91,8 +91,28 @@ pub struct Journal {
     pub by_task: HashMap<String, Vec<PathBuf>>,
 }
 
-/// Called with (step id, line) for every log line.
-pub type LogSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
+/// What a host function reports about the step it runs for.
+#[derive(Debug)]
+pub enum Note<'a> {
+    /// A line from `log`, `print` or `debug`.
+    Log(&'a str),
+    /// A call that reached outside the script, as made (with a recording tape).
+    Call {
+        /// The attempt it was made in (0: compensation).
+        attempt: u32,
+        /// Its number within the attempt, from 1.
+        number: u32,
+        /// The function, arguments and result.
+        call: &'a Call,
+    },
+    /// An `evidence(…)` call.
+    Evidence(&'a Evidence),
+    /// An `artifact(…)` call.
+    Artifact(&'a Artifact),
+}
+
+/// Called with (step id, note) for everything a step reports.
+pub type NoteSink = Arc<dyn Fn(&str, Note<'_>) + Send + Sync>;
 
 /// One call that reached outside the script (`sh`, `fs`, `http`, `now`,
 /// `rand`, a host tool), as recorded for replay.
@@ -248,9 +268,6 @@ pub struct Evidence {
     pub confidence: f64,
 }
 
-/// Called with (step id, evidence) for every `evidence(…)` call.
-pub type EvidenceSink = Arc<dyn Fn(&str, &Evidence) + Send + Sync>;
-
 /// A value a step saved with `artifact(name, value)`.
 #[derive(Clone, Debug)]
 pub struct Artifact {
@@ -261,12 +278,6 @@ pub struct Artifact {
     /// A string's UTF-8 bytes, or any other value as JSON.
     pub content: Arc<Vec<u8>>,
 }
-
-/// Called with (step id, artifact) for every `artifact(…)` call.
-pub type ArtifactSink = Arc<dyn Fn(&str, &Artifact) + Send + Sync>;
-
-/// Called with (step id, attempt, call number from 1, call) for every call made.
-pub type CallSink = Arc<dyn Fn(&str, u32, u32, &Call) + Send + Sync>;
 
 /// The first place a replay asked for something other than what was recorded.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -299,8 +310,8 @@ pub enum Tape {
     /// Made, not recorded.
     #[default]
     Off,
-    /// Made, and each passed to the sink.
-    Record(CallSink),
+    /// Made, and each reported as a [`Note::Call`].
+    Record,
     /// Never made: answered from the recording, in order. The first call
     /// that differs is stored in `divergence` and fails the step.
     Replay {
@@ -329,14 +340,11 @@ pub struct StepContext {
     pub cost: Arc<CostMeter>,
     /// The run's record of changed files, for `restore_file` and compensation.
     pub journal: Arc<Mutex<Journal>>,
-    /// Report log lines as they happen.
-    pub on_log: Option<LogSink>,
+    /// Where log lines, recorded calls, evidence and artifacts are reported
+    /// as they happen (`None`: nowhere).
+    pub on_note: Option<NoteSink>,
     /// The run's hypotheses, for `evidence`, `confidence` and `best_hypothesis`.
     pub hypotheses: Arc<Hypotheses>,
-    /// Where `evidence(…)` calls are reported.
-    pub on_evidence: Option<EvidenceSink>,
-    /// Where `artifact(…)` values go (`None`: nowhere, as in a replay).
-    pub on_artifact: Option<ArtifactSink>,
     /// The attempt this context is for, from 1 (0 for compensation).
     pub attempt: u32,
     /// Whether outside calls are recorded or answered from a recording.
@@ -359,11 +367,16 @@ impl StepContext {
         }
     }
 
-    /// Records a log line and passes it to `on_log`, if set.
-    pub fn log_line(&self, line: &str) {
-        if let Some(on_log) = &self.on_log {
-            on_log(&self.task, line);
+    /// Reports something about this step to `on_note`, if set.
+    pub fn note(&self, note: Note<'_>) {
+        if let Some(on_note) = &self.on_note {
+            on_note(&self.task, note);
         }
+    }
+
+    /// Reports a log line.
+    pub fn log_line(&self, line: &str) {
+        self.note(Note::Log(line));
     }
 }
 
@@ -403,7 +416,7 @@ pub fn outside<T: rhai::Variant + Clone>(
     let number = ctx.calls.fetch_add(1, Ordering::SeqCst) + 1;
     match &ctx.tape {
         Tape::Off => make(&ctx),
-        Tape::Record(sink) => {
+        Tape::Record => {
             let made = make(&ctx);
             let result = match &made {
                 Ok(value) => Ok(serde_json::to_value(Dynamic::from(value.clone()))
@@ -415,7 +428,11 @@ pub fn outside<T: rhai::Variant + Clone>(
                 args,
                 result,
             };
-            sink(&ctx.task, ctx.attempt, number, &call);
+            ctx.note(Note::Call {
+                attempt: ctx.attempt,
+                number,
+                call: &call,
+            });
             made
         }
         Tape::Replay { calls, divergence } => {

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use sha2::{Digest, Sha256};
 
-use super::context::{current, outside, runtime, Artifact, Evidence};
+use super::context::{current, outside, runtime, Artifact, Evidence, Note};
 
 type Result<T> = std::result::Result<T, Box<EvalAltResult>>;
 
@@ -59,9 +59,7 @@ pub fn always(engine: &mut Engine) {
             sha256: format!("{:x}", Sha256::digest(&content)),
             content: std::sync::Arc::new(content),
         };
-        if let Some(sink) = &ctx.on_artifact {
-            sink(&ctx.task, &artifact);
-        }
+        ctx.note(Note::Artifact(&artifact));
         Ok(artifact.sha256)
     });
     engine.register_fn(
@@ -75,9 +73,7 @@ pub fn always(engine: &mut Engine) {
                 note: note.to_string(),
                 confidence: tally.confidence(),
             };
-            if let Some(sink) = &ctx.on_evidence {
-                sink(&ctx.task, &evidence);
-            }
+            ctx.note(Note::Evidence(&evidence));
             Ok(evidence.confidence)
         },
     );

@@ -5,14 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::{run_in, Run, Test};
+use crate::{cairn, db, Run, Test};
 
-fn cairn(test: &Test, args: &[&str]) -> Run {
-    run_in(
-        test.path(),
-        &args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>(),
-    )
-}
 
 fn spawn(test: &Test, args: &[&str]) -> Child {
     Command::new(assert_cmd::cargo::cargo_bin("cairn"))
@@ -27,9 +21,6 @@ fn spawn(test: &Test, args: &[&str]) -> Child {
         .expect("cairn starts")
 }
 
-fn db(test: &Test) -> rusqlite::Connection {
-    rusqlite::Connection::open(test.path().join(".cairn/state.db")).expect("open")
-}
 
 /// The names of a run's events, per step, from the store.
 fn settles(test: &Test, event: &str) -> HashMap<String, usize> {

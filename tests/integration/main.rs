@@ -85,6 +85,19 @@ pub fn run_in(dir: &Path, args: &[String]) -> Run {
     }
 }
 
+/// Runs `cairn <args>` in the test's directory.
+pub fn cairn(test: &Test, args: &[&str]) -> Run {
+    run_in(
+        test.path(),
+        &args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>(),
+    )
+}
+
+/// The test's run store, opened directly (to look at or tamper with).
+pub fn db(test: &Test) -> rusqlite::Connection {
+    rusqlite::Connection::open(test.path().join(".cairn/state.db")).expect("open")
+}
+
 /// The repository root, for examples and docs.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

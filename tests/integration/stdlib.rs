@@ -1,14 +1,8 @@
 //! The stdlib: templates that check and run out of the box, `templates` /
 //! `new`, composition with `use`, and hypotheses with evidence.
 
-use crate::{run_in, Run, Test};
+use crate::{cairn, Test};
 
-fn cairn(test: &Test, args: &[&str]) -> Run {
-    run_in(
-        test.path(),
-        &args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>(),
-    )
-}
 
 fn status_json(test: &Test) -> serde_json::Value {
     let status = cairn(test, &["status", "--json"]);

@@ -1,7 +1,7 @@
 //! The run store: every run recorded, `runs` / `status` / `log`, and the
 //! hash-chained audit log catching edits, removals and reorderings.
 
-use crate::{run_in, Test};
+use crate::{cairn, db, run_in, Test};
 
 const PLAN: &str = "plan p \"P\"\n\ntask build \"Build\"\n  run: 1\n\ntask test \"Test\"\n  needs: build\n  run: fail(\"red\")\n  on failure: continue\n\ngate ship \"Ship\"\n  needs: build\n";
 
@@ -17,16 +17,7 @@ fn recorded() -> Test {
     test
 }
 
-fn cairn(test: &Test, args: &[&str]) -> crate::Run {
-    run_in(
-        test.path(),
-        &args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>(),
-    )
-}
 
-fn db(test: &Test) -> rusqlite::Connection {
-    rusqlite::Connection::open(test.path().join(".cairn/state.db")).expect("open")
-}
 
 #[test]
 fn runs_status_and_log_read_what_run_recorded() {

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use crate::{cairn, db, Run, Test};
 
-
 fn spawn(test: &Test, args: &[&str]) -> Child {
     Command::new(assert_cmd::cargo::cargo_bin("cairn"))
         .args(args)
@@ -20,7 +19,6 @@ fn spawn(test: &Test, args: &[&str]) -> Child {
         .spawn()
         .expect("cairn starts")
 }
-
 
 /// The names of a run's events, per step, from the store.
 fn settles(test: &Test, event: &str) -> HashMap<String, usize> {

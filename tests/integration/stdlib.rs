@@ -3,7 +3,6 @@
 
 use crate::{cairn, Test};
 
-
 fn status_json(test: &Test) -> serde_json::Value {
     let status = cairn(test, &["status", "--json"]);
     assert_eq!(status.status, 0, "{}", status.stderr);

@@ -17,8 +17,6 @@ fn recorded() -> Test {
     test
 }
 
-
-
 #[test]
 fn runs_status_and_log_read_what_run_recorded() {
     let test = recorded();

@@ -179,10 +179,12 @@ fn on_a_terminal_tab_completes_and_ctrl_c_cancels_the_step() {
     let plan = "plan slow \"Slow\"\n  allow: sh\n\ntask wait \"Wait\" using:sh\n  run: sh(\"sleep 30\")\n\ntask after \"After\"\n  needs: wait\n  run: 1\n";
     let test = Test::new().file("p.plan", plan);
     let exe = assert_cmd::cargo::cargo_bin("cairn");
+    // `exec`: the shell `script` starts must not stay in the terminal's
+    // foreground group, where Ctrl-C would end it and report 130.
     let child = std::process::Command::new("script")
         .args([
             "-qec",
-            &format!("{} repl p.plan", exe.display()),
+            &format!("exec '{}' repl p.plan", exe.display()),
             "/dev/null",
         ])
         .current_dir(test.path())
@@ -197,38 +199,31 @@ fn on_a_terminal_tab_completes_and_ctrl_c_cancels_the_step() {
         Err(err) => panic!("`script` (util-linux) is needed for terminal tests: {err}"),
     };
     let mut stdin = child.stdin.take().expect("stdin");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut screen = String::new();
-        let _ = stdout.read_to_string(&mut screen);
-        screen
-    });
+    let mut terminal = Screen::new(child.stdout.take().expect("stdout"));
     let started = std::time::Instant::now();
-    let mut type_in = |text: &str, pause: u64| {
+    let mut type_in = |text: &str| {
         stdin.write_all(text.as_bytes()).expect("type");
         stdin.flush().expect("flush");
-        std::thread::sleep(Duration::from_millis(pause));
     };
-    type_in("", 800);
-    type_in(":ne\t\r", 1500);
-    type_in("\x03", 1000);
-    type_in("junk\x03", 300);
-    type_in(":quit\r", 0);
+    terminal.wait_for("(next: wait)");
+    type_in(":ne\t\r");
+    terminal.wait_for("start     wait");
+    type_in("\x03");
+    terminal.wait_for("interrupted:");
+    // The hint is drawn once the line editor has the terminal again.
+    terminal.wait_for("(next: wait)");
+    type_in("junk\x03");
+    terminal.wait_for("(next: wait)");
+    type_in(":quit\r");
     let status = child.wait().expect("script exits");
     drop(stdin);
-    let screen = reader.join().expect("reader").replace('\r', "");
+    let screen = terminal.finish();
     assert_eq!(status.code(), Some(0), "{screen}");
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "the step was not cancelled:\n{screen}"
     );
-    for expected in [
-        ":next",
-        "start     wait",
-        "cancelled wait",
-        "interrupted:",
-        "is saved;",
-    ] {
+    for expected in [":next", "cancelled wait", "is saved;"] {
         assert!(screen.contains(expected), "no `{expected}` in:\n{screen}");
     }
     // The run is saved with the step cancelled: it runs again when resumed.
@@ -241,4 +236,63 @@ fn on_a_terminal_tab_completes_and_ctrl_c_cancels_the_step() {
         "{}",
         status.stdout
     );
+}
+
+/// What a terminal shows, read as it arrives.
+struct Screen {
+    bytes: std::sync::mpsc::Receiver<Vec<u8>>,
+    /// What has not been waited for yet.
+    seen: String,
+    /// Everything, for assertions and failure messages.
+    all: String,
+}
+
+impl Screen {
+    fn new(mut output: impl Read + Send + 'static) -> Self {
+        let (send, bytes) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buffer = [0; 4096];
+            while let Ok(n @ 1..) = output.read(&mut buffer) {
+                if send.send(buffer[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            bytes,
+            seen: String::new(),
+            all: String::new(),
+        }
+    }
+
+    /// Waits (up to 15 s) until `text` appears after what was waited for
+    /// before, and consumes the screen up to it.
+    fn wait_for(&mut self, text: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(at) = self.seen.find(text) {
+                self.seen.drain(..at + text.len());
+                return;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.bytes.recv_timeout(left) {
+                Ok(bytes) => self.take(&bytes),
+                Err(_) => panic!("no `{text}` on the terminal; it shows:\n{}", self.all),
+            }
+        }
+    }
+
+    fn take(&mut self, bytes: &[u8]) {
+        let text = String::from_utf8_lossy(bytes).replace('\r', "");
+        self.seen.push_str(&text);
+        self.all.push_str(&text);
+    }
+
+    /// The whole screen, once the terminal closes.
+    fn finish(mut self) -> String {
+        while let Ok(bytes) = self.bytes.recv_timeout(Duration::from_secs(15)) {
+            self.take(&bytes);
+        }
+        self.all
+    }
 }

@@ -596,7 +596,9 @@ gate ship "Ship"
 fn run_in_terminal(test: &Test, args: &str, input: &str) -> Option<(i32, String)> {
     use std::io::{Read, Write};
     let exe = assert_cmd::cargo::cargo_bin("cairn");
-    let command = format!("{} {args}", exe.display());
+    // `exec`: no shell stays in the terminal's foreground group to be ended
+    // by a Ctrl-C meant for cairn.
+    let command = format!("exec '{}' {args}", exe.display());
     let child = std::process::Command::new("script")
         .args(["-qec", &command, "/dev/null"])
         .current_dir(test.path())

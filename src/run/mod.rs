@@ -3,6 +3,7 @@
 mod changes;
 mod dry;
 pub mod events;
+mod outbox;
 mod scheduler;
 mod step;
 

@@ -13,9 +13,9 @@ use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 use rhai::{Dynamic, Map};
 use std::sync::Condvar;
-use tokio::sync::mpsc;
 
 use super::events::{Event, RunStatus, StepStatus};
+use super::outbox::{Outbox, TICK};
 use super::step::{self, Job, Outcome, Shared};
 use super::{Approval, GateRequest, Options, Report, Settled, StepReport};
 use crate::error::Error;
@@ -58,7 +58,7 @@ pub async fn run(
         &options.registrars,
     ));
     let (params, import_params) = evaluate_params(&plan, &options, &sandbox).await?;
-    let (events, mut event_rx) = mpsc::unbounded_channel();
+    let events = Arc::new(Outbox::default());
     let seed = options.seed.or(plan.seed).unwrap_or(0);
     // An empty directory means the current one.
     let dir = if options.dir.as_os_str().is_empty() {
@@ -85,7 +85,7 @@ pub async fn run(
             .iter()
             .map(|i| (i.alias.clone(), Arc::new(i.allow.clone())))
             .collect(),
-        events,
+        events: Arc::clone(&events),
         started: Instant::now(),
         recorder: options.recorder.clone(),
         already: options.resume.clone(),
@@ -129,7 +129,7 @@ pub async fn run(
         &plan,
         max_parallel,
         second_interrupt_exits,
-        &mut event_rx,
+        &events,
         &mut observe,
     )
     .await;
@@ -139,7 +139,7 @@ pub async fn run(
         .state
         .into_inner()
         .unwrap_or_else(|e| e.into_inner());
-    Ok(scheduler.finish(&mut event_rx, &mut observe).await)
+    Ok(scheduler.finish(&events, &mut observe).await)
 }
 
 /// What a worker does next.
@@ -169,7 +169,7 @@ async fn drive(
     plan: &Plan,
     max_parallel: usize,
     second_interrupt_exits: bool,
-    events: &mut mpsc::UnboundedReceiver<Event>,
+    events: &Outbox,
     observe: &mut impl FnMut(&Event),
 ) {
     let workers = max_parallel.min(plan.tasks.len()).clamp(1, MAX_WORKERS);
@@ -203,6 +203,11 @@ async fn drive(
         }
     };
     tokio::pin!(other_signal);
+    // After each drain the observer rests a tick, so a busy run wakes it
+    // at most once a tick (see `outbox`).
+    let resting = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(resting);
+    let mut rested = true;
     let mut timed_out = false;
     let mut interrupted = false;
     loop {
@@ -211,7 +216,20 @@ async fn drive(
                 joined.expect("workers do not panic");
                 break;
             }
-            Some(event) = events.recv() => observe(&event),
+            () = events.ready(), if rested => {
+                events.drain(observe);
+                resting.as_mut().reset(tokio::time::Instant::now() + TICK);
+                rested = false;
+            }
+            () = &mut resting, if !rested => {
+                // Whatever came while resting goes now; then rest again
+                // only if there was something.
+                if events.drain(observe) {
+                    resting.as_mut().reset(tokio::time::Instant::now() + TICK);
+                } else {
+                    rested = true;
+                }
+            }
             () = &mut watchdog, if budget.is_some() && !timed_out => {
                 timed_out = true;
                 let text = plan.budget.time_ms.map(human_ms).unwrap_or_default();
@@ -236,9 +254,7 @@ async fn drive(
             }
         }
     }
-    while let Ok(event) = events.try_recv() {
-        observe(&event);
-    }
+    events.drain(observe);
 }
 
 /// Threads for running steps; `max_parallel` above this still bounds how
@@ -263,12 +279,17 @@ fn work(pool: &Pool) {
             shared.sync();
             let (i, outcome) = match work {
                 Work::Step(job) => (job.index, step::run(&shared, job)),
-                Work::Gate(i, request, ask) => (i, Outcome::Gate(ask(&request))),
+                Work::Gate(i, request, ask) => {
+                    // The question comes after the lines about earlier steps.
+                    shared.events.flush();
+                    (i, Outcome::Gate(ask(&request)))
+                }
             };
             state = pool.lock();
             state.running -= 1;
             state.finished(i, outcome);
-            pool.wake.notify_all();
+            // No wake-up here: this worker goes round again, starts what
+            // became ready and wakes others only for work left over.
             continue;
         }
         if state.running == 0 && state.ready.is_empty() && state.unstick() {
@@ -1018,11 +1039,7 @@ impl Scheduler {
         self.message.get_or_insert(message);
     }
 
-    async fn finish(
-        mut self,
-        events: &mut mpsc::UnboundedReceiver<Event>,
-        observe: &mut impl FnMut(&Event),
-    ) -> Report {
+    async fn finish(mut self, events: &Outbox, observe: &mut impl FnMut(&Event)) -> Report {
         // A fallback that never ran (say it also needs the step it stands in
         // for) leaves that step failed for good.
         // (A fallback that is ready but held back by a stepping caller will
@@ -1095,14 +1112,10 @@ impl Scheduler {
                         self.message.get_or_insert_with(String::new).push_str(&note);
                     }
                 }
-                while let Ok(event) = events.try_recv() {
-                    observe(&event);
-                }
+                events.drain(observe);
             }
         }
-        while let Ok(event) = events.try_recv() {
-            observe(&event);
-        }
+        events.drain(observe);
         let record_error = self
             .shared
             .record_error
@@ -1141,9 +1154,7 @@ impl Scheduler {
             at_ms: self.at_ms(),
         });
         self.shared.sync();
-        while let Ok(event) = events.try_recv() {
-            observe(&event);
-        }
+        events.drain(observe);
         let ready = self
             .ready
             .iter()

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rhai::{Dynamic, Engine, EvalAltResult, Map, Scope};
-use tokio::sync::mpsc::UnboundedSender;
 
 use super::events::Event;
 use crate::plan::{Grant, Plan, Script, StepKind, Task};
@@ -30,7 +29,8 @@ pub struct Shared {
     pub import_params: std::collections::HashMap<String, Dynamic>,
     /// Each imported plan's `allow:` grants, by alias.
     pub import_grants: std::collections::HashMap<String, Arc<Vec<Grant>>>,
-    pub events: UnboundedSender<Event>,
+    /// Where events go to be observed.
+    pub events: Arc<super::outbox::Outbox>,
     /// Called with every event before it is reported (the run store).
     pub recorder: Option<Arc<dyn super::Recorder>>,
     /// Settling events already in the log of a resumed run, by step: not recorded again.
@@ -73,9 +73,7 @@ impl Shared {
                     .get_or_insert(error);
             }
         }
-        // The receiver lives as long as the run; a closed channel means
-        // nobody is listening any more, which is fine.
-        let _ = self.events.send(event);
+        self.events.send(event);
     }
 
     /// Commits what was recorded so far, before a step with effects starts.

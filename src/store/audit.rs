@@ -2,7 +2,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{hex, EventRow};
+use super::EventRow;
 
 /// The first row of a run's log whose hash does not check out.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -22,7 +22,7 @@ pub fn chain(previous: &str, seq: i64, body: &str) -> String {
     hasher.update(seq.to_string().as_bytes());
     hasher.update(b"\n");
     hasher.update(body.as_bytes());
-    hex(&hasher.finalize())
+    format!("{:x}", hasher.finalize())
 }
 
 /// Walks the chain: the number of events, or the first broken row.

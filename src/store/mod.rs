@@ -274,7 +274,7 @@ impl Store {
     ) -> Result<String, StoreError> {
         let now = now_ms();
         let id = format!("{now:x}{:04x}", std::process::id() & 0xffff);
-        let hash = hex(&Sha256::digest(source.as_bytes()));
+        let hash = format!("{:x}", Sha256::digest(source.as_bytes()));
         let params = serde_json::to_string(params).expect("params serialize");
         let conn = self.lock();
         conn.execute(
@@ -308,66 +308,12 @@ impl Store {
             self.checkpointer
                 .get_or_init(|| Checkpointer::start(self.path.clone()));
         }
-        let mut conn = self.lock();
+        let conn = self.lock();
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         if batch.is_empty() {
             return Ok(());
         }
-        let tx = conn.transaction().map_err(self.err())?;
-        // Each run's head is read inside the transaction, not cached: another
-        // process may have appended (an approval) since, and a commit that
-        // fails must leave nothing behind.
-        let mut heads: std::collections::HashMap<String, (i64, String)> = Default::default();
-        for (run, event) in batch {
-            let body = serde_json::to_string(&event).expect("events serialize");
-            if !heads.contains_key(&run) {
-                let head = head(&tx, &run).map_err(self.err())?;
-                heads.insert(run.clone(), head);
-            }
-            let (count, last) = heads.get_mut(&run).expect("just inserted");
-            *count += 1;
-            *last = audit::chain(last, *count, &body);
-            tx.prepare_cached(
-                "INSERT INTO events (run_id, seq, body, hash) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .and_then(|mut s| s.execute(params![run, *count, body, *last]))
-            .map_err(self.err())?;
-            match &event {
-                Event::RunFinished {
-                    status, message, ..
-                } => {
-                    // The run row keeps the chain's head, so a removed last
-                    // event is found; it is written when the run stops.
-                    let status = serde_json::to_value(status).expect("status serializes");
-                    tx.prepare_cached("UPDATE runs SET status = ?2, message = ?3, finished_at = ?4, events = ?5, last_hash = ?6 WHERE id = ?1")
-                        .and_then(|mut s| s.execute(params![run, status.as_str().unwrap_or("failed"), message, now_ms(), *count, *last]))
-                        .map_err(self.err())?;
-                }
-                Event::RunResumed { .. } => {
-                    tx.prepare_cached("UPDATE runs SET status = 'running', message = NULL, finished_at = NULL WHERE id = ?1")
-                        .and_then(|mut s| s.execute(params![run]))
-                        .map_err(self.err())?;
-                }
-                Event::Artifact {
-                    step,
-                    name,
-                    sha256,
-                    content,
-                    ..
-                } => {
-                    tx.prepare_cached(
-                        "INSERT OR IGNORE INTO blobs (sha256, content) VALUES (?1, ?2)",
-                    )
-                    .and_then(|mut s| s.execute(params![sha256, content.as_slice()]))
-                    .map_err(self.err())?;
-                    tx.prepare_cached("INSERT INTO artifacts (run_id, step, name, sha256, bytes, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-                        .and_then(|mut s| s.execute(params![run, step, name, sha256, content.len() as i64, *count]))
-                        .map_err(self.err())?;
-                }
-                _ => {}
-            }
-        }
-        tx.commit().map_err(self.err())
+        transaction(&conn, |tx| write_batch(tx, batch)).map_err(self.err())
     }
 
     /// Appends an event to a run that is not running (an approval, a
@@ -427,7 +373,7 @@ impl Store {
 
     /// Replaces a run's plan source (a resume with `--allow-changed`).
     pub fn replace_source(&self, run: &str, source: &str) -> Result<(), StoreError> {
-        let hash = hex(&Sha256::digest(source.as_bytes()));
+        let hash = format!("{:x}", Sha256::digest(source.as_bytes()));
         self.lock()
             .execute(
                 "UPDATE runs SET source = ?2, source_hash = ?3 WHERE id = ?1",
@@ -714,6 +660,95 @@ pub struct RunClaim {
 }
 
 /// The count and last hash of a run's log, as committed.
+/// Appends a batch of events to their runs' chains (inside a transaction).
+fn write_batch(tx: &Connection, batch: Vec<(String, Event)>) -> rusqlite::Result<()> {
+    // Each run's head is read inside the transaction, not cached: another
+    // process may have appended (an approval) since, and a commit that
+    // fails must leave nothing behind.
+    let mut heads: std::collections::HashMap<String, (i64, String)> = Default::default();
+    for (run, event) in batch {
+        let body = serde_json::to_string(&event).expect("events serialize");
+        if !heads.contains_key(&run) {
+            let head = head(tx, &run)?;
+            heads.insert(run.clone(), head);
+        }
+        let (count, last) = heads.get_mut(&run).expect("just inserted");
+        *count += 1;
+        *last = audit::chain(last, *count, &body);
+        tx.prepare_cached("INSERT INTO events (run_id, seq, body, hash) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![run, *count, body, *last])?;
+        match &event {
+            Event::RunFinished {
+                status, message, ..
+            } => {
+                // The run row keeps the chain's head, so a removed last
+                // event is found; it is written when the run stops.
+                let status = serde_json::to_value(status).expect("status serializes");
+                let status = status.as_str().unwrap_or("failed");
+                tx.prepare_cached(
+                    "UPDATE runs SET status = ?2, message = ?3, finished_at = ?4, \
+                     events = ?5, last_hash = ?6 WHERE id = ?1",
+                )?
+                .execute(params![
+                    run,
+                    status,
+                    message,
+                    now_ms(),
+                    *count,
+                    *last
+                ])?;
+            }
+            Event::RunResumed { .. } => {
+                tx.prepare_cached(
+                    "UPDATE runs SET status = 'running', message = NULL, finished_at = NULL \
+                     WHERE id = ?1",
+                )?
+                .execute(params![run])?;
+            }
+            Event::Artifact {
+                step,
+                name,
+                sha256,
+                content,
+                ..
+            } => {
+                tx.prepare_cached("INSERT OR IGNORE INTO blobs (sha256, content) VALUES (?1, ?2)")?
+                    .execute(params![sha256, content.as_slice()])?;
+                tx.prepare_cached(
+                    "INSERT INTO artifacts (run_id, step, name, sha256, bytes, seq) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    run,
+                    step,
+                    name,
+                    sha256,
+                    content.len() as i64,
+                    *count
+                ])?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Runs `f` in a write transaction, committed if it succeeds and rolled
+/// back if anything fails. `BEGIN IMMEDIATE` takes the write lock up front
+/// (no upgrade from a read lock that could fail half-way), and both
+/// statements are cached: a commit per step parses nothing.
+fn transaction(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    let result = f(conn).and_then(|()| conn.prepare_cached("COMMIT")?.execute([]).map(drop));
+    if result.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    result
+}
+
 fn head(conn: &Connection, run: &str) -> rusqlite::Result<(i64, String)> {
     use rusqlite::OptionalExtension;
     // Cached: it runs once per run in every commit.
@@ -748,9 +783,4 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Lowercase hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

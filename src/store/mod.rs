@@ -278,8 +278,9 @@ impl Store {
         let params = serde_json::to_string(params).expect("params serialize");
         let conn = self.lock();
         conn.execute(
-            "INSERT INTO runs (id, plan, file, source, source_hash, params, seed, steps, status, started_at, events, last_hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'running', ?9, 0, '')",
+            "INSERT INTO runs (id, plan, file, source, source_hash, params, seed, steps, status, started_at, events, last_hash, no)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'running', ?9, 0, '',
+                     (SELECT coalesce(max(no), 0) + 1 FROM runs))",
             params![id, plan.id, file, source, hash, params, seed as i64, plan.tasks.len() as i64, now],
         )
         .map_err(self.err())?;
@@ -322,7 +323,7 @@ impl Store {
         self.record(run, event)?;
         self.sync()?;
         let conn = self.lock();
-        let (count, last) = head(&conn, run).map_err(self.err())?;
+        let (_, count, last) = head(&conn, run).map_err(self.err())?;
         conn.execute(
             "UPDATE runs SET events = ?2, last_hash = ?3 WHERE id = ?1",
             params![run, count, last],
@@ -468,7 +469,8 @@ impl Store {
         let sql = format!(
             "SELECT id, plan, file, status, message, steps, started_at, finished_at,
                 (SELECT count(DISTINCT json_extract(body, '$.step')) FROM events
-                 WHERE run_id = runs.id AND json_extract(body, '$.event') IN
+                 WHERE events.id BETWEEN runs.no << 32 AND (runs.no << 32) | 4294967295
+                   AND json_extract(body, '$.event') IN
                    ('step_succeeded', 'step_failed', 'step_skipped', 'decision_made',
                     'gate_approved', 'gate_rejected'))
              FROM runs WHERE {filter} ORDER BY started_at DESC, id DESC LIMIT {} OFFSET {}",
@@ -613,13 +615,17 @@ impl Store {
     /// A run's events after position `seq`, in order (`0`: all of them).
     pub fn events_after(&self, run: &str, seq: i64) -> Result<Vec<EventRow>, StoreError> {
         let conn = self.lock();
+        // In key order, which is the order they were appended in: a row
+        // whose `seq` was edited shows up where it was, out of place.
         let mut stmt = conn
             .prepare_cached(
-                "SELECT seq, body, hash FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq",
+                "SELECT e.seq, e.body, e.hash FROM runs r JOIN events e
+                   ON e.id > (r.no << 32) | ?2 AND e.id <= (r.no << 32) | 4294967295
+                 WHERE r.id = ?1 ORDER BY e.id",
             )
             .map_err(self.err())?;
         let rows = stmt
-            .query_map(params![run, seq], |r| {
+            .query_map(params![run, seq.max(0)], |r| {
                 Ok(EventRow {
                     seq: r.get(0)?,
                     body: r.get(1)?,
@@ -665,18 +671,20 @@ fn write_batch(tx: &Connection, batch: Vec<(String, Event)>) -> rusqlite::Result
     // Each run's head is read inside the transaction, not cached: another
     // process may have appended (an approval) since, and a commit that
     // fails must leave nothing behind.
-    let mut heads: std::collections::HashMap<String, (i64, String)> = Default::default();
+    let mut heads: std::collections::HashMap<String, (i64, i64, String)> = Default::default();
     for (run, event) in batch {
         let body = serde_json::to_string(&event).expect("events serialize");
         if !heads.contains_key(&run) {
             let head = head(tx, &run)?;
             heads.insert(run.clone(), head);
         }
-        let (count, last) = heads.get_mut(&run).expect("just inserted");
+        let (no, count, last) = heads.get_mut(&run).expect("just inserted");
         *count += 1;
         *last = audit::chain(last, *count, &body);
-        tx.prepare_cached("INSERT INTO events (run_id, seq, body, hash) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![run, *count, body, *last])?;
+        tx.prepare_cached(
+            "INSERT INTO events (id, run_id, seq, body, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![(*no << 32) | *count, run, *count, body, *last])?;
         match &event {
             Event::RunFinished {
                 status, message, ..
@@ -749,14 +757,17 @@ fn transaction(
     result
 }
 
-fn head(conn: &Connection, run: &str) -> rusqlite::Result<(i64, String)> {
-    use rusqlite::OptionalExtension;
+/// A run's number and the position and hash of its last event.
+fn head(conn: &Connection, run: &str) -> rusqlite::Result<(i64, i64, String)> {
     // Cached: it runs once per run in every commit.
-    Ok(conn
-        .prepare_cached("SELECT seq, hash FROM events WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1")?
-        .query_row([run], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?
-        .unwrap_or_default())
+    conn.prepare_cached(
+        "SELECT r.no, coalesce(e.id & 4294967295, 0), coalesce(e.hash, '') FROM runs r
+         LEFT JOIN events e ON e.id = (SELECT id FROM events
+             WHERE id BETWEEN r.no << 32 AND (r.no << 32) | 4294967295
+             ORDER BY id DESC LIMIT 1)
+         WHERE r.id = ?1",
+    )?
+    .query_row([run], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
 }
 
 /// Records one run into the store: the scheduler's [`crate::run::Recorder`].

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The newest schema this build writes.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// Each migration takes the database from the previous version to the next.
 const MIGRATIONS: &[&str] = &[
@@ -63,6 +63,27 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX artifacts_by_run ON artifacts (run_id, seq);
 ",
+    "
+    -- Events keyed by one integer, the run's number << 32 | position: a
+    -- run's events are one contiguous range, and the running run appends
+    -- at the end of the table, where SQLite adds a page without rebalancing
+    -- (a commit cost 15 us on the composite key, 8.5 us on this one).
+    ALTER TABLE runs ADD COLUMN no INTEGER;
+    UPDATE runs SET no = rowid;
+    CREATE UNIQUE INDEX runs_by_no ON runs (no);
+    CREATE TABLE events_by_key (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        seq INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    INSERT INTO events_by_key
+        SELECT (r.no << 32) | e.seq, e.run_id, e.seq, e.body, e.hash
+        FROM events e JOIN runs r ON r.id = e.run_id ORDER BY r.no, e.seq;
+    DROP TABLE events;
+    ALTER TABLE events_by_key RENAME TO events;
+",
 ];
 
 /// Brings the database to [`VERSION`], refusing one from a newer cairn.
@@ -89,4 +110,70 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
         .map_err(err)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::{params, Connection};
+
+    use super::MIGRATIONS;
+    use crate::store::{audit, Durability, Store};
+
+    /// A store written by schema 2 (events keyed by run and position)
+    /// opens as schema 3 with every run's log and chain intact.
+    #[test]
+    fn a_version_2_store_migrates_with_its_chains_intact() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let conn = Connection::open(dir.path().join("state.db")).expect("open");
+            for migration in &MIGRATIONS[..2] {
+                conn.execute_batch(migration).expect("migrate to 2");
+            }
+            conn.pragma_update(None, "user_version", 2)
+                .expect("version");
+            // Two runs, their events interleaved in time.
+            for (run, started) in [("b", 2), ("a", 1)] {
+                conn.execute(
+                    "INSERT INTO runs (id, plan, file, source, source_hash, params, seed, steps, status, started_at, events, last_hash)
+                     VALUES (?1, 'p', 'p.plan', '', '', '[]', 0, 1, 'running', ?2, 0, '')",
+                    params![run, started],
+                )
+                .expect("run");
+            }
+            let mut last = std::collections::HashMap::<&str, String>::new();
+            for seq in 1..=3i64 {
+                for run in ["a", "b"] {
+                    let body =
+                        format!(r#"{{"event":"log","step":"s","line":"{run}{seq}","at_ms":0}}"#);
+                    let hash = audit::chain(last.get(run).map_or("", String::as_str), seq, &body);
+                    conn.execute(
+                        "INSERT INTO events (run_id, seq, body, hash) VALUES (?1, ?2, ?3, ?4)",
+                        params![run, seq, body, hash],
+                    )
+                    .expect("event");
+                    last.insert(run, hash);
+                }
+            }
+        }
+        let store = Store::open(dir.path(), Durability::Normal).expect("migrates");
+        for run in ["a", "b"] {
+            let events = store.events(run).expect("events");
+            let lines: Vec<i64> = events.iter().map(|e| e.seq).collect();
+            assert_eq!(lines, [1, 2, 3]);
+            assert!(events[2].body.contains(&format!("{run}3")));
+            assert_eq!(store.verify(run).expect("reads"), Ok(3));
+        }
+        // New events go on from the migrated head.
+        store
+            .append(
+                "a",
+                &crate::run::Event::StepReset {
+                    step: "s".into(),
+                    reason: "test".into(),
+                },
+            )
+            .expect("appends");
+        assert_eq!(store.verify("a").expect("reads"), Ok(4));
+        assert_eq!(store.events("b").expect("events").len(), 3);
+    }
 }

@@ -128,7 +128,7 @@ fn a_newer_or_corrupt_database_is_a_clear_error() {
     assert!(
         newer
             .stderr
-            .contains("has schema version 99, newer than this cairn understands (2)"),
+            .contains("has schema version 99, newer than this cairn understands (3)"),
         "{}",
         newer.stderr
     );

@@ -20,7 +20,7 @@ fn open(dir: &Path, durability: Durability) -> Result<Arc<Store>, Error> {
 /// The run with this id, or the newest one that has not ended.
 fn unfinished(store: &Store, id: Option<&str>) -> Result<RunRow, Error> {
     let run = match id {
-        Some(id) => store.run(Some(id))?,
+        Some(id) => store.find(Some(id))?,
         None => store.newest_unfinished()?.ok_or_else(|| {
             StoreError::NotFound("no unfinished run to resume (`cairn runs` lists them)".to_owned())
         })?,
@@ -231,7 +231,7 @@ pub fn answer(
 /// `cairn replay`: run the plan again against the recording, touching nothing.
 pub fn replay(state_dir: &Path, id: Option<&str>) -> Result<i32, Error> {
     let store = open(state_dir, Durability::Normal)?;
-    let row = store.run(id)?;
+    let row = store.find(id)?;
     let (recorded, current) = plans(&store, &row)?;
     let plan = match current {
         Some((_, plan)) => {
@@ -278,8 +278,8 @@ pub fn replay(state_dir: &Path, id: Option<&str>) -> Result<i32, Error> {
         .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
     let mut again = crate::store::History::default();
     let report = runtime.block_on(run::run(Arc::new(plan), options, |event| {
-        if let Ok(value) = serde_json::to_value(event) {
-            again.fold(&value);
+        if let Ok(text) = serde_json::to_string(event) {
+            again.fold(&text);
         }
     }))?;
     let divergence = replay

@@ -121,12 +121,14 @@ pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String 
     let mut text = String::new();
     let header = header.map(str::to_owned);
     for row in std::iter::once(&header).chain(rows) {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:w$}"))
-            .collect();
-        text.push_str(cells.join("  ").trim_end());
+        let start = text.len();
+        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if i > 0 {
+                text.push_str("  ");
+            }
+            let _ = std::fmt::Write::write_fmt(&mut text, format_args!("{cell:width$}"));
+        }
+        text.truncate(start + text[start..].trim_end().len());
         text.push('\n');
     }
     text

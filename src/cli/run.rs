@@ -325,9 +325,14 @@ pub fn describe(event: &Event) -> Option<String> {
 
 /// The table printed at the end: step, status, attempts, time, error.
 pub fn summary(report: &Report) -> String {
+    // A long run lists only the steps that did not succeed, after a count
+    // by status: a table of thousands of green rows hides what matters.
+    let long = report.steps.len() > SUMMARY_ROWS;
     let rows: Vec<[String; 5]> = report
         .steps
         .iter()
+        .filter(|s| !long || s.status != StepStatus::Succeeded)
+        .take(if long { SUMMARY_ROWS } else { usize::MAX })
         .map(|s| {
             [
                 s.id.clone(),
@@ -343,10 +348,38 @@ pub fn summary(report: &Report) -> String {
         })
         .collect();
     let mut out = String::from("\n");
-    out.push_str(&super::report::table(
-        ["step", "status", "attempts", "time", "error"],
-        &rows,
-    ));
+    if long {
+        let mut counts: Vec<(&str, usize)> = Vec::new();
+        for step in &report.steps {
+            let word = status_word(step.status);
+            match counts.iter_mut().find(|(w, _)| *w == word) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((word, 1)),
+            }
+        }
+        let counts: Vec<String> = counts.iter().map(|(w, n)| format!("{n} {w}")).collect();
+        out.push_str(&format!(
+            "{} steps: {}",
+            report.steps.len(),
+            counts.join(", ")
+        ));
+        let unlisted = report
+            .steps
+            .iter()
+            .filter(|s| s.status != StepStatus::Succeeded)
+            .count()
+            .saturating_sub(rows.len());
+        if unlisted > 0 {
+            out.push_str(&format!(" (the first {} listed)", rows.len()));
+        }
+        out.push_str("; `cairn status` shows every step\n");
+    }
+    if !rows.is_empty() {
+        out.push_str(&super::report::table(
+            ["step", "status", "attempts", "time", "error"],
+            &rows,
+        ));
+    }
     if !report.hypotheses.is_empty() {
         let rows: Vec<[String; 5]> = report
             .hypotheses
@@ -385,6 +418,9 @@ pub fn summary(report: &Report) -> String {
     }
     out
 }
+
+/// Runs with more steps than this get a shorter summary.
+const SUMMARY_ROWS: usize = 50;
 
 fn status_word(status: StepStatus) -> &'static str {
     match status {

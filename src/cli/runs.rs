@@ -44,7 +44,7 @@ pub fn list(dir: &Path, limit: usize, offset: usize, as_json: bool) -> Result<()
                     r.id.clone(),
                     r.plan.clone(),
                     r.status.clone(),
-                    format!("{}/{}", r.done, r.steps),
+                    format!("{}/{}", r.done.unwrap_or_default(), r.steps),
                     r.file.clone(),
                 ]
             })
@@ -142,7 +142,7 @@ pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> 
 /// `cairn log`: a run's events in order.
 pub fn log(dir: &Path, id: Option<&str>, as_json: bool, follow: bool) -> Result<(), Error> {
     let store = open(dir)?;
-    let run = store.run(id)?;
+    let run = store.find(id)?;
     let mut seen = 0;
     loop {
         // Whether the run was still going before reading, so the events it
@@ -191,7 +191,7 @@ fn log_lines(events: &[crate::store::EventRow], as_json: bool) -> String {
 /// `cairn audit verify`: exit 0 with the count, or 1 at the first bad row.
 pub fn verify(dir: &Path, id: Option<&str>) -> Result<i32, Error> {
     let store = open(dir)?;
-    let run = store.run(id)?;
+    let run = store.find(id)?;
     match store.verify(&run.id)? {
         Ok(count) => {
             out(&format!(

@@ -176,7 +176,7 @@ impl Session {
 
     fn resume(store: Arc<Store>, state_dir: &Path, id: Option<&str>) -> Result<Self, Error> {
         let row = match id {
-            Some(id) => store.run(Some(id))?,
+            Some(id) => store.find(Some(id))?,
             None => store.newest_unfinished()?.ok_or_else(|| {
                 Error::Usage("no unfinished run to resume (`cairn runs` lists them)".to_owned())
             })?,

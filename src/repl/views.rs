@@ -42,7 +42,7 @@ impl Session {
     pub(super) fn status(&self) -> Result<(), String> {
         let row = self
             .store
-            .run(Some(&self.run_id))
+            .find(Some(&self.run_id))
             .map_err(|e| e.to_string())?;
         println!(
             "run {} of `{}` ({}): {}/{} steps settled",

@@ -1,7 +1,8 @@
 //! Folding a run's log into what each step did: what `resume` keeps and
 //! what `replay` answers from and compares against.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
@@ -15,37 +16,75 @@ pub struct History {
     pub settled: HashMap<String, Settled>,
     /// Steps in the order they first settled.
     pub order: Vec<String>,
-    in_order: std::collections::HashSet<String>,
     /// The settling events logged for each step (`step_succeeded`, …).
     pub recorded: HashMap<String, Vec<String>>,
     /// Each (step, attempt)'s outside calls, from the step's last start.
     pub calls: HashMap<(String, u32), Vec<Call>>,
+    /// The attempts of each step that made calls: what a new start clears.
+    attempts_with_calls: HashMap<String, Vec<u32>>,
     /// Evidence given: (step, hypothesis, verdict), in order, from each step's last start.
     pub evidence: Vec<(String, String, String)>,
     /// Steps that started and have not settled (running when the process stopped).
-    pub unsettled: std::collections::HashSet<String>,
+    pub unsettled: HashSet<String>,
+}
+
+/// The fields of a logged event that the fold reads; the rest of the JSON
+/// is skipped without being built (a run's log can hold millions of events).
+#[derive(serde::Deserialize)]
+struct Logged<'a> {
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    #[serde(borrow, default)]
+    step: Option<Cow<'a, str>>,
+    #[serde(default)]
+    attempts: Option<u32>,
+    #[serde(default)]
+    attempt: Option<u32>,
+    #[serde(default)]
+    output: Value,
+    #[serde(borrow, default)]
+    error: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reason: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    branch: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    target: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    by: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    hypothesis: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    verdict: Option<Cow<'a, str>>,
 }
 
 impl History {
-    /// Takes one event (as JSON, as logged) into account.
-    pub fn fold(&mut self, event: &Value) {
-        let Some(step) = event["step"].as_str() else {
+    /// Takes one event into account, as logged (its JSON text). Text that
+    /// is not an event is ignored.
+    pub fn fold(&mut self, body: &str) {
+        let Ok(event) = serde_json::from_str::<Logged>(body) else {
             return;
         };
-        let text = |key: &str| event[key].as_str().unwrap_or_default().to_owned();
-        let attempts = event["attempts"].as_u64().unwrap_or(1) as u32;
-        let name = event["event"].as_str().unwrap_or_default();
+        let Some(step) = event.step.as_deref() else {
+            return;
+        };
+        let text = |field: &Option<Cow<str>>| field.as_deref().unwrap_or_default().to_owned();
+        let attempts = event.attempts.unwrap_or(1);
+        let name = event.event.as_ref();
         let settled = match name {
             "step_started" | "step_reset" => {
                 // Started again (a rerun after a crash or a changed plan) or
                 // reset: what it did before no longer counts.
-                self.settled.remove(step);
-                self.recorded.remove(step);
-                if self.in_order.remove(step) {
+                if self.settled.remove(step).is_some() {
                     self.order.retain(|s| s != step);
                 }
-                self.calls.retain(|(s, _), _| s != step);
-                self.evidence.retain(|(s, _, _)| s != step);
+                self.recorded.remove(step);
+                for attempt in self.attempts_with_calls.remove(step).unwrap_or_default() {
+                    self.calls.remove(&(step.to_owned(), attempt));
+                }
+                if self.evidence.iter().any(|(s, _, _)| s == step) {
+                    self.evidence.retain(|(s, _, _)| s != step);
+                }
                 if name == "step_started" {
                     self.unsettled.insert(step.to_owned());
                 } else {
@@ -54,8 +93,12 @@ impl History {
                 return;
             }
             "call" => {
-                if let Ok(call) = serde_json::from_value::<Call>(event.clone()) {
-                    let attempt = event["attempt"].as_u64().unwrap_or(1) as u32;
+                if let Ok(call) = serde_json::from_str::<Call>(body) {
+                    let attempt = event.attempt.unwrap_or(1);
+                    let made = self.attempts_with_calls.entry(step.to_owned()).or_default();
+                    if !made.contains(&attempt) {
+                        made.push(attempt);
+                    }
                     self.calls
                         .entry((step.to_owned(), attempt))
                         .or_default()
@@ -64,48 +107,57 @@ impl History {
                 return;
             }
             "evidence" => {
-                self.evidence
-                    .push((step.to_owned(), text("hypothesis"), text("verdict")));
+                self.evidence.push((
+                    step.to_owned(),
+                    text(&event.hypothesis),
+                    text(&event.verdict),
+                ));
                 return;
             }
             "step_succeeded" => Settled::Succeeded {
-                output: event["output"].clone(),
+                output: event.output,
                 attempts,
             },
             "step_failed" => Settled::Failed {
-                error: text("error"),
+                error: text(&event.error),
                 attempts,
             },
             "step_skipped" => Settled::Skipped {
-                reason: text("reason"),
+                reason: text(&event.reason),
             },
             "decision_made" => Settled::Chose {
-                branch: text("branch"),
-                target: text("target"),
+                branch: text(&event.branch),
+                target: text(&event.target),
             },
             "gate_approved" | "gate_rejected" => Settled::Answered(Approval {
                 approved: name == "gate_approved",
-                by: text("by"),
-                reason: text("reason"),
+                by: text(&event.by),
+                reason: text(&event.reason),
             }),
             "step_recovered" | "compensated" => {
-                self.recorded
-                    .entry(step.to_owned())
-                    .or_default()
-                    .push(name.to_owned());
+                self.record(step, name);
                 return;
             }
             _ => return,
         };
         self.unsettled.remove(step);
-        if self.in_order.insert(step.to_owned()) {
+        self.record(step, name);
+        if let Some(before) = self.settled.get_mut(step) {
+            *before = settled;
+        } else {
             self.order.push(step.to_owned());
+            self.settled.insert(step.to_owned(), settled);
         }
-        self.recorded
-            .entry(step.to_owned())
-            .or_default()
-            .push(name.to_owned());
-        self.settled.insert(step.to_owned(), settled);
+    }
+
+    /// Notes that `step` logged the settling event `name`.
+    fn record(&mut self, step: &str, name: &str) {
+        match self.recorded.get_mut(step) {
+            Some(names) => names.push(name.to_owned()),
+            None => {
+                self.recorded.insert(step.to_owned(), vec![name.to_owned()]);
+            }
+        }
     }
 
     /// The evidence given for each hypothesis, in the order first named.
@@ -130,29 +182,28 @@ impl History {
     }
 
     /// What a resume keeps: every settled step except `invalidated` ones.
-    pub fn resume(&self, invalidated: &[String]) -> Resume {
+    pub fn resume(self, invalidated: &[String]) -> Resume {
         let keep = |step: &String| !invalidated.contains(step);
+        // A step that did not settle runs again and gives its evidence again.
+        let evidence = self
+            .evidence
+            .into_iter()
+            .filter(|(s, _, _)| keep(s) && self.settled.contains_key(s))
+            .map(|(_, h, v)| (h, v))
+            .collect();
+        let (settled, recorded) = if invalidated.is_empty() {
+            (self.settled, self.recorded)
+        } else {
+            (
+                self.settled.into_iter().filter(|(s, _)| keep(s)).collect(),
+                self.recorded.into_iter().filter(|(s, _)| keep(s)).collect(),
+            )
+        };
         Resume {
-            settled: self
-                .settled
-                .iter()
-                .filter(|(s, _)| keep(s))
-                .map(|(s, o)| (s.clone(), o.clone()))
-                .collect(),
-            recorded: self
-                .recorded
-                .iter()
-                .filter(|(s, _)| keep(s))
-                .map(|(s, o)| (s.clone(), o.clone()))
-                .collect(),
+            settled,
+            recorded,
             invalidated: invalidated.to_vec(),
-            // A step that did not settle runs again and gives its evidence again.
-            evidence: self
-                .evidence
-                .iter()
-                .filter(|(s, _, _)| keep(s) && self.settled.contains_key(s))
-                .map(|(_, h, v)| (h.clone(), v.clone()))
-                .collect(),
+            evidence,
         }
     }
 }
@@ -166,7 +217,7 @@ mod tests {
     fn fold(events: &[serde_json::Value]) -> History {
         let mut history = History::default();
         for event in events {
-            history.fold(event);
+            history.fold(&event.to_string());
         }
         history
     }

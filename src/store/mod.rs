@@ -114,12 +114,21 @@ pub struct RunRow {
     pub message: Option<String>,
     /// Steps in the plan.
     pub steps: i64,
-    /// Steps that reached an end state (succeeded, failed, skipped, …).
-    pub done: i64,
+    /// Steps that reached an end state (succeeded, failed, skipped, …), if
+    /// counted (see [`Store::find`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub done: Option<i64>,
     /// Start, in milliseconds since 1970.
     pub started_at: i64,
     /// End, in milliseconds since 1970, when it ended.
     pub finished_at: Option<i64>,
+}
+
+/// Whether a run lookup counts the run's settled steps (reading its log).
+#[derive(Clone, Copy)]
+enum Progress {
+    Count,
+    Skip,
 }
 
 /// One step of a recorded run.
@@ -441,9 +450,15 @@ impl Store {
     /// What a run's log says each step did, for resume and replay.
     pub fn history(&self, run: &str) -> Result<History, StoreError> {
         let mut history = History::default();
-        for row in self.events(run)? {
-            if let Ok(event) = serde_json::from_str::<serde_json::Value>(&row.body) {
-                history.fold(&event);
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(&format!("SELECT e.body {EVENTS_OF_RUN} ORDER BY e.id"))
+            .map_err(self.err())?;
+        // Each body is folded where SQLite holds it, without a copy.
+        let mut rows = stmt.query(params![run, 0]).map_err(self.err())?;
+        while let Some(row) = rows.next().map_err(self.err())? {
+            if let Ok(body) = row.get_ref(0).and_then(|v| Ok(v.as_str()?)) {
+                history.fold(body);
             }
         }
         Ok(history)
@@ -451,28 +466,34 @@ impl Store {
 
     /// Runs, newest first.
     pub fn runs(&self, limit: usize, offset: usize) -> Result<Vec<RunRow>, StoreError> {
-        self.select_runs("1", &[], limit, offset)
+        self.select_runs("1", &[], limit, offset, Progress::Count)
     }
 
     /// Runs matching `filter` (SQL over `runs`, with `args`), newest first,
-    /// each with how many of its steps have settled.
+    /// each with how many of its steps have settled if `progress` says so.
     fn select_runs(
         &self,
         filter: &str,
         args: &[&dyn rusqlite::ToSql],
         limit: usize,
         offset: usize,
+        progress: Progress,
     ) -> Result<Vec<RunRow>, StoreError> {
         let conn = self.lock();
         // A step is done once an event settled it (steps run again after a
-        // crash count once).
-        let sql = format!(
-            "SELECT id, plan, file, status, message, steps, started_at, finished_at,
-                (SELECT count(DISTINCT json_extract(body, '$.step')) FROM events
+        // crash count once). This reads every event of the run.
+        let done = match progress {
+            Progress::Count => {
+                "(SELECT count(DISTINCT json_extract(body, '$.step')) FROM events
                  WHERE events.id BETWEEN runs.no << 32 AND (runs.no << 32) | 4294967295
                    AND json_extract(body, '$.event') IN
                    ('step_succeeded', 'step_failed', 'step_skipped', 'decision_made',
-                    'gate_approved', 'gate_rejected'))
+                    'gate_approved', 'gate_rejected'))"
+            }
+            Progress::Skip => "NULL",
+        };
+        let sql = format!(
+            "SELECT id, plan, file, status, message, steps, started_at, finished_at, {done}
              FROM runs WHERE {filter} ORDER BY started_at DESC, id DESC LIMIT {} OFFSET {}",
             limit.min(i64::MAX as usize),
             offset.min(i64::MAX as usize)
@@ -498,23 +519,31 @@ impl Store {
         Ok(rows)
     }
 
-    /// The run with this id (a unique prefix is enough), or the newest.
+    /// The run with this id (a unique prefix is enough), or the newest,
+    /// with its progress.
     pub fn run(&self, id: Option<&str>) -> Result<RunRow, StoreError> {
-        let Some(id) = id else {
-            return self
-                .runs(1, 0)?
-                .into_iter()
-                .next()
-                .ok_or_else(|| StoreError::NotFound("no runs recorded yet".into()));
+        self.matching(id, Progress::Count)
+    }
+
+    /// Like [`Store::run`], without counting the run's progress: what
+    /// `resume`, `approve` and `replay` need, at no cost per event.
+    pub fn find(&self, id: Option<&str>) -> Result<RunRow, StoreError> {
+        self.matching(id, Progress::Skip)
+    }
+
+    fn matching(&self, id: Option<&str>, progress: Progress) -> Result<RunRow, StoreError> {
+        let pattern = id.map(|id| format!("{}%", id.replace(['%', '_'], "")));
+        let mut matching = match &pattern {
+            Some(pattern) => self.select_runs("id LIKE ?1", &[pattern], 2, 0, progress)?,
+            None => self.select_runs("1", &[], 1, 0, progress)?,
         };
-        let pattern = format!("{}%", id.replace(['%', '_'], ""));
-        let mut matching = self.select_runs("id LIKE ?1", &[&pattern], 2, 0)?;
-        match matching.len() {
-            1 => Ok(matching.remove(0)),
-            0 => Err(StoreError::NotFound(format!(
+        match (matching.len(), id) {
+            (0, None) => Err(StoreError::NotFound("no runs recorded yet".into())),
+            (_, None) | (1, Some(_)) => Ok(matching.remove(0)),
+            (0, Some(id)) => Err(StoreError::NotFound(format!(
                 "no run `{id}`; `cairn runs` lists them"
             ))),
-            _ => Err(StoreError::NotFound(format!(
+            (_, Some(id)) => Err(StoreError::NotFound(format!(
                 "`{id}` matches more than one run; give more of the id"
             ))),
         }
@@ -523,7 +552,13 @@ impl Store {
     /// The newest run that has not ended (running, paused or interrupted).
     pub fn newest_unfinished(&self) -> Result<Option<RunRow>, StoreError> {
         Ok(self
-            .select_runs("status NOT IN ('succeeded', 'failed')", &[], 1, 0)?
+            .select_runs(
+                "status NOT IN ('succeeded', 'failed')",
+                &[],
+                1,
+                0,
+                Progress::Skip,
+            )?
             .into_iter()
             .next())
     }
@@ -618,11 +653,9 @@ impl Store {
         // In key order, which is the order they were appended in: a row
         // whose `seq` was edited shows up where it was, out of place.
         let mut stmt = conn
-            .prepare_cached(
-                "SELECT e.seq, e.body, e.hash FROM runs r JOIN events e
-                   ON e.id > (r.no << 32) | ?2 AND e.id <= (r.no << 32) | 4294967295
-                 WHERE r.id = ?1 ORDER BY e.id",
-            )
+            .prepare_cached(&format!(
+                "SELECT e.seq, e.body, e.hash {EVENTS_OF_RUN} ORDER BY e.id"
+            ))
             .map_err(self.err())?;
         let rows = stmt
             .query_map(params![run, seq.max(0)], |r| {
@@ -756,6 +789,11 @@ fn transaction(
     }
     result
 }
+
+/// The events of run `?1` after position `?2`, as `e`, for a SELECT.
+const EVENTS_OF_RUN: &str = "FROM runs r JOIN events e
+    ON e.id > (r.no << 32) | ?2 AND e.id <= (r.no << 32) | 4294967295
+    WHERE r.id = ?1";
 
 /// A run's number and the position and hash of its last event.
 fn head(conn: &Connection, run: &str) -> rusqlite::Result<(i64, i64, String)> {

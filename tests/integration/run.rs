@@ -977,3 +977,34 @@ fn a_declared_capability_called_with_the_wrong_types_says_so() {
         "a failed 1 0.00s `sh` cannot take (bool): check the arguments' types"
     );
 }
+
+/// A long run's summary counts its steps by status and lists only the steps
+/// that did not succeed.
+#[test]
+fn a_long_runs_summary_lists_only_what_did_not_succeed() {
+    let mut plan = String::from("plan long \"Long\"\n  on failure: continue\n");
+    for i in 0..60 {
+        plan.push_str(&format!("\ntask t{i} \"T{i}\"\n  run: {i}\n"));
+    }
+    plan.push_str("\ntask broken \"Broken\"\n  run: fail(\"boom\")\n");
+    let run = run(&plan, &[]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let summary: Vec<&str> = run
+        .stdout
+        .split("\n\n")
+        .nth(1)
+        .expect("a summary")
+        .lines()
+        .collect();
+    assert_eq!(summary.len(), 3, "{}", run.stdout);
+    assert_eq!(
+        summary[0],
+        "61 steps: 60 succeeded, 1 failed; `cairn status` shows every step"
+    );
+    assert!(summary[1].starts_with("step    status  attempts  time"));
+    let broken: Vec<&str> = summary[2].split_whitespace().collect();
+    assert_eq!(
+        [broken[0], broken[1], broken[2], broken[4]],
+        ["broken", "failed", "1", "boom"]
+    );
+}

@@ -47,9 +47,8 @@ fn checked(source: &Arc<Source>) -> Result<Plan, Error> {
 
 /// The plan the run began with, and the plan file as it is now (if it
 /// still exists and differs).
-fn plans(store: &Store, run: &RunRow) -> Result<(Plan, Option<Edited>), Error> {
-    let text = store.source(&run.id)?.source;
-    let recorded = checked(&Source::new(run.file.clone(), text.clone()))?;
+fn plans(run: &RunRow, text: &str) -> Result<(Plan, Option<Edited>), Error> {
+    let recorded = checked(&Source::new(run.file.clone(), text.to_owned()))?;
     let path = PathBuf::from(&run.file);
     if !path.exists() {
         return Ok((recorded, None));
@@ -83,8 +82,19 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
     // Refuse while another process still runs it, and hold the run from
     // reading its log until it stops.
     let claim = store.claim(&row.id)?;
-    let (recorded, current) = plans(&store, &row)?;
-    let history = store.history(&row.id)?;
+    let inputs = store.source(&row.id)?;
+    // Checking the plan and folding the log are independent, and on a long
+    // run each takes a while: one runs on another thread.
+    let (plans, history) = std::thread::scope(|scope| {
+        let history = scope.spawn(|| store.history(&row.id));
+        let plans = plans(&row, &inputs.source);
+        (
+            plans,
+            history.join().expect("folding the log does not panic"),
+        )
+    });
+    let (recorded, current) = plans?;
+    let history = history?;
     let (plan, invalidated) = match current {
         None => (recorded, Vec::new()),
         Some((source, plan)) => {
@@ -108,7 +118,6 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
             (plan, invalidated)
         }
     };
-    let inputs = store.source(&row.id)?;
     let resume = history.resume(&invalidated);
     let session = Session {
         store,
@@ -232,7 +241,8 @@ pub fn answer(
 pub fn replay(state_dir: &Path, id: Option<&str>) -> Result<i32, Error> {
     let store = open(state_dir, Durability::Normal)?;
     let row = store.find(id)?;
-    let (recorded, current) = plans(&store, &row)?;
+    let inputs = store.source(&row.id)?;
+    let (recorded, current) = plans(&row, &inputs.source)?;
     let plan = match current {
         Some((_, plan)) => {
             println!(
@@ -243,7 +253,6 @@ pub fn replay(state_dir: &Path, id: Option<&str>) -> Result<i32, Error> {
         }
         None => recorded,
     };
-    let inputs = store.source(&row.id)?;
     let history = store.history(&row.id)?;
     let gates = history
         .settled

@@ -118,7 +118,8 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
             (plan, invalidated)
         }
     };
-    let resume = history.resume(&invalidated);
+    let resume = Arc::new(history.resume(&invalidated));
+    super::leak_until_exit(Arc::clone(&resume));
     let session = Session {
         store,
         run_id: row.id.clone(),
@@ -132,7 +133,7 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
         max_parallel: args.max_parallel,
         approvals: args.approve,
         dir: plan_dir(Path::new(&row.file)),
-        resume: Some(Arc::new(resume)),
+        resume: Some(Arc::clone(&resume)),
         ..Options::default()
     };
     session.execute(plan, options)

@@ -191,7 +191,10 @@ impl Session {
             }
             _ => {}
         }
-        Ok(report.status.exit_code())
+        let code = report.status.exit_code();
+        super::leak_until_exit(report);
+        super::leak_until_exit(plan);
+        Ok(code)
     }
 }
 

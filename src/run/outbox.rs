@@ -30,6 +30,8 @@ struct Queue {
     /// Events queued so far, and events the observer has seen.
     sent: u64,
     observed: u64,
+    /// Nobody drains any more (the run ended, or its future was dropped).
+    closed: bool,
 }
 
 impl Outbox {
@@ -47,12 +49,13 @@ impl Outbox {
 
     /// Waits until the observer has seen every event queued so far (at most
     /// about a [`TICK`] while a run is going): a gate's question must come
-    /// after the lines about the steps before it.
+    /// after the lines about the steps before it. Returns at once once the
+    /// outbox is closed.
     pub fn flush(&self) {
         let mut queue = self.lock();
         let target = queue.sent;
         self.ready.notify_one();
-        while queue.observed < target {
+        while queue.observed < target && !queue.closed {
             queue = self
                 .drained
                 .wait_timeout(queue, TICK)
@@ -75,6 +78,12 @@ impl Outbox {
         self.lock().observed += events.len() as u64;
         self.drained.notify_all();
         !events.is_empty()
+    }
+
+    /// Nobody will drain again: a waiting [`Outbox::flush`] returns.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.drained.notify_all();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {

@@ -124,6 +124,14 @@ pub async fn run(
         state: Mutex::new(scheduler),
         wake: Condvar::new(),
     });
+    // If this future is dropped before the run ends (a caller's timeout, a
+    // `select!`), the workers go on without an observer: cancel them, and
+    // let a gate waiting for the observer ask anyway.
+    let _abandoned = Abandoned {
+        cancel: Arc::clone(&shared.cancel),
+        events: Arc::clone(&events),
+        pool: Arc::downgrade(&pool),
+    };
     drive(
         &pool,
         &plan,
@@ -140,6 +148,26 @@ pub async fn run(
         .into_inner()
         .unwrap_or_else(|e| e.into_inner());
     Ok(scheduler.finish(&events, &mut observe).await)
+}
+
+/// Cancels the run's workers and closes its outbox when dropped: at the
+/// end of [`run`], or when its future is dropped half-way.
+struct Abandoned {
+    cancel: Arc<AtomicBool>,
+    events: Arc<Outbox>,
+    /// Gone once the run has finished with it.
+    pool: std::sync::Weak<Pool>,
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        self.events.close();
+        if let Some(pool) = self.pool.upgrade() {
+            self.cancel.store(true, Ordering::SeqCst);
+            pool.lock().cancel("the run was dropped".to_owned(), true);
+            pool.wake.notify_all();
+        }
+    }
 }
 
 /// What a worker does next.
@@ -240,6 +268,7 @@ async fn drive(
                 if interrupted && second_interrupt_exits {
                     // The store commits whole transactions, so leaving now
                     // loses at most the steps still running: `resume` reruns them.
+                    events.drain(observe);
                     eprintln!("interrupted again: exiting now; `cairn resume` continues the run");
                     std::process::exit(130);
                 }

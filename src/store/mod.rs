@@ -40,6 +40,14 @@ pub enum StoreError {
         /// The newest version this build knows.
         known: i64,
     },
+    /// The schema needs an upgrade while an older cairn runs a run in it.
+    #[error("the run store `{path}` needs an upgrade, but run {run} is being run by an older cairn; let it finish (or stop it), then try again")]
+    UpgradeBusy {
+        /// The database file.
+        path: String,
+        /// The run being run.
+        run: String,
+    },
     /// The state directory could not be created.
     #[error("cannot create the state directory `{path}`: {source}")]
     Directory {
@@ -251,6 +259,9 @@ impl Store {
             conn.pragma_update(None, "wal_autocheckpoint", 0)
                 .map_err(err)?;
         }
+        if schema::upgrades(&conn, &path)? {
+            refuse_upgrade_under_running(&conn, &path)?;
+        }
         schema::migrate(&conn, &path)?;
         Ok(Self {
             conn: Mutex::new(conn),
@@ -344,29 +355,12 @@ impl Store {
     /// Marks the run as being run by this process until the returned guard
     /// drops (or the process dies: the operating system releases it).
     pub fn claim(&self, run: &str) -> Result<RunClaim, StoreError> {
-        let dir = self.path.with_file_name("locks");
-        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Directory {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        let path = dir.join(format!("{run}.lock"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|source| StoreError::Directory {
-                path: path.display().to_string(),
-                source,
-            })?;
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a descriptor this function owns.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(StoreError::Busy {
+        match lock_run(&self.path.with_file_name("locks"), run)? {
+            Some(file) => Ok(RunClaim { _file: file }),
+            None => Err(StoreError::Busy {
                 run: run.to_owned(),
-            });
+            }),
         }
-        Ok(RunClaim { _file: file })
     }
 
     /// Replaces a run's params (the REPL's `:set`).
@@ -693,6 +687,51 @@ impl Store {
     }
 }
 
+/// Takes `run`'s lock file in `locks`; `None` if another process holds it.
+fn lock_run(locks: &Path, run: &str) -> Result<Option<std::fs::File>, StoreError> {
+    std::fs::create_dir_all(locks).map_err(|source| StoreError::Directory {
+        path: locks.display().to_string(),
+        source,
+    })?;
+    let path = locks.join(format!("{run}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StoreError::Directory {
+            path: path.display().to_string(),
+            source,
+        })?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this function owns.
+    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    Ok(taken.then_some(file))
+}
+
+/// Refuses to upgrade the schema under a run an older cairn is running: it
+/// would go on writing with the old schema's statements.
+fn refuse_upgrade_under_running(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.display().to_string(),
+        source,
+    };
+    let running: Vec<String> = conn
+        .prepare("SELECT id FROM runs WHERE status = 'running'")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(err)?;
+    let locks = path.with_file_name("locks");
+    for run in running {
+        if lock_run(&locks, &run)?.is_none() {
+            return Err(StoreError::UpgradeBusy {
+                path: path.display().to_string(),
+                run,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Held while a process runs a run; see [`Store::claim`].
 pub struct RunClaim {
     _file: std::fs::File,
@@ -713,6 +752,17 @@ fn write_batch(tx: &Connection, batch: Vec<(String, Event)>) -> rusqlite::Result
         }
         let (no, count, last) = heads.get_mut(&run).expect("just inserted");
         *count += 1;
+        if *count > i64::from(u32::MAX) {
+            // The position is the key's low 32 bits; one more would land in
+            // the next run's range.
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                Some(format!(
+                    "run {run} has {} events, the most one run can log",
+                    u32::MAX
+                )),
+            ));
+        }
         *last = audit::chain(last, *count, &body);
         tx.prepare_cached(
             "INSERT INTO events (id, run_id, seq, body, hash) VALUES (?1, ?2, ?3, ?4, ?5)",

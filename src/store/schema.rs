@@ -86,6 +86,17 @@ const MIGRATIONS: &[&str] = &[
 ",
 ];
 
+/// Whether the database holds runs in an older schema than this build's.
+pub fn upgrades(conn: &Connection, path: &Path) -> Result<bool, StoreError> {
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|source| StoreError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        })?;
+    Ok(found >= 1 && found < VERSION)
+}
+
 /// Brings the database to [`VERSION`], refusing one from a newer cairn.
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let err = |source| StoreError::Sqlite {
@@ -118,6 +129,40 @@ mod tests {
 
     use super::MIGRATIONS;
     use crate::store::{audit, Durability, Store};
+
+    /// An older cairn still running a run keeps its statements: the store
+    /// is not upgraded under it, and is once it stops.
+    #[test]
+    fn a_store_is_not_upgraded_under_a_running_run() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let conn = Connection::open(dir.path().join("state.db")).expect("open");
+            for migration in &MIGRATIONS[..2] {
+                conn.execute_batch(migration).expect("migrate to 2");
+            }
+            conn.pragma_update(None, "user_version", 2)
+                .expect("version");
+            conn.execute(
+                "INSERT INTO runs (id, plan, file, source, source_hash, params, seed, steps, status, started_at, events, last_hash)
+                 VALUES ('old', 'p', 'p.plan', '', '', '[]', 0, 1, 'running', 1, 0, '')",
+                [],
+            )
+            .expect("run");
+        }
+        let held = crate::store::lock_run(&dir.path().join("locks"), "old")
+            .expect("lock dir")
+            .expect("free");
+        let Err(err) = Store::open(dir.path(), Durability::Normal) else {
+            panic!("upgraded under a running run");
+        };
+        assert!(
+            err.to_string()
+                .contains("run old is being run by an older cairn"),
+            "{err}"
+        );
+        drop(held);
+        Store::open(dir.path(), Durability::Normal).expect("upgrades once it stopped");
+    }
 
     /// A store written by schema 2 (events keyed by run and position)
     /// opens as schema 3 with every run's log and chain intact.

@@ -80,3 +80,46 @@ fn the_embed_example_runs() {
         "{stdout}"
     );
 }
+
+/// A run whose future is dropped half-way (a caller's timeout) cancels its
+/// steps, and a gate that becomes ready does not wait for an observer that
+/// is gone: the runtime shuts down instead of hanging.
+#[test]
+fn a_dropped_run_cancels_its_steps_and_lets_the_runtime_stop() {
+    let engine = Engine::new();
+    let plan = engine
+        .load_str(
+            "p.plan",
+            "plan p \"P\"\n\ntask slow \"Slow\"\n  run: sleep(\"3s\")\n\ngate ship \"Ship\"\n  needs: slow\n",
+        )
+        .expect("checks");
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let started = std::time::Instant::now();
+        let options = Options {
+            approver: Some(std::sync::Arc::new(|_: &cairn::run::GateRequest| None)),
+            ..Options::default()
+        };
+        let outcome = runtime.block_on(async {
+            tokio::time::timeout(
+                std::time::Duration::from_millis(200),
+                engine.run(plan, options, |_| {}),
+            )
+            .await
+        });
+        assert!(outcome.is_err(), "the run should outlast the timeout");
+        drop(runtime);
+        let _ = done.send(started.elapsed());
+    });
+    let took = finished
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the runtime stopped");
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "the step was not cancelled: {took:?}"
+    );
+}

@@ -94,7 +94,7 @@ pub fn upgrades(conn: &Connection, path: &Path) -> Result<bool, StoreError> {
             path: path.display().to_string(),
             source,
         })?;
-    Ok(found >= 1 && found < VERSION)
+    Ok((1..VERSION).contains(&found))
 }
 
 /// Brings the database to [`VERSION`], refusing one from a newer cairn.

@@ -306,12 +306,17 @@ fn work(pool: &Pool) {
             // Everything finished so far is committed before this step's
             // effects begin (outside the lock: other workers go on).
             shared.sync();
+            // A panic (in a host's tool or approver, say) fails the step:
+            // unwinding past here would leave the run waiting for it forever.
             let (i, outcome) = match work {
-                Work::Step(job) => (job.index, step::run(&shared, job)),
+                Work::Step(job) => {
+                    let i = job.index;
+                    (i, unpanicked(|| step::run(&shared, job)))
+                }
                 Work::Gate(i, request, ask) => {
                     // The question comes after the lines about earlier steps.
                     shared.events.flush();
-                    (i, Outcome::Gate(ask(&request)))
+                    (i, unpanicked(|| Outcome::Gate(ask(&request))))
                 }
             };
             state = pool.lock();
@@ -331,6 +336,21 @@ fn work(pool: &Pool) {
         }
         state = pool.wake.wait(state).unwrap_or_else(|e| e.into_inner());
     }
+}
+
+/// Runs `f`, turning a panic into a failed outcome that says what it was.
+fn unpanicked(f: impl FnOnce() -> Outcome) -> Outcome {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        Outcome::Failed {
+            error: format!("internal error: the step panicked ({what})"),
+            attempts: 1,
+        }
+    })
 }
 
 /// Every `--set` name must be a param of the plan.

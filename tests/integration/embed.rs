@@ -123,3 +123,34 @@ fn a_dropped_run_cancels_its_steps_and_lets_the_runtime_stop() {
         "the step was not cancelled: {took:?}"
     );
 }
+
+/// A host tool that panics fails its step, with the panic's message; the
+/// run goes on and ends instead of waiting for the step forever.
+#[test]
+fn a_panicking_host_tool_fails_its_step_and_the_run_ends() {
+    let mut engine = Engine::new();
+    engine.register_capability("flaky", &["explode"], |rhai| {
+        rhai.register_fn("explode", || -> i64 { panic!("the tool broke") });
+    });
+    let plan = engine
+        .load_str(
+            "p.plan",
+            "plan p \"P\"\n  allow: flaky\n  on failure: continue\n\ntask boom \"Boom\" using:flaky\n  run: explode()\n\ntask after \"After\"\n  run: 1\n",
+        )
+        .expect("checks");
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(engine.run_blocking(plan, Options::default(), |_| {}));
+    });
+    let report = finished
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the run ended")
+        .expect("runs");
+    let boom = &report.steps[0];
+    assert_eq!(boom.status, cairn::run::StepStatus::Failed);
+    assert_eq!(
+        boom.error.as_deref(),
+        Some("internal error: the step panicked (the tool broke)")
+    );
+    assert_eq!(report.steps[1].status, cairn::run::StepStatus::Succeeded);
+}

@@ -293,18 +293,36 @@ impl Store {
         seed: u64,
     ) -> Result<String, StoreError> {
         let now = now_ms();
-        let id = format!("{now:x}{:04x}", std::process::id() & 0xffff);
         let hash = format!("{:x}", Sha256::digest(source.as_bytes()));
         let params = serde_json::to_string(params).expect("params serialize");
         let conn = self.lock();
-        conn.execute(
-            "INSERT INTO runs (id, plan, file, source, source_hash, params, seed, steps, status, started_at, events, last_hash, no)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'running', ?9, 0, '',
-                     (SELECT coalesce(max(no), 0) + 1 FROM runs))",
-            params![id, plan.id, file, source, hash, params, seed as i64, plan.tasks.len() as i64, now],
-        )
-        .map_err(self.err())?;
-        Ok(id)
+        // The id is the start time and the process id's low bits; two runs
+        // begun in the same millisecond by one process (or by two whose ids
+        // share those bits) take the next free suffix.
+        let pid = std::process::id();
+        for bump in 0..=0xffff_u32 {
+            let id = format!("{now:x}{:04x}", pid.wrapping_add(bump) & 0xffff);
+            let inserted = conn.execute(
+                "INSERT INTO runs (id, plan, file, source, source_hash, params, seed, steps, status, started_at, events, last_hash, no)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'running', ?9, 0, '',
+                         (SELECT coalesce(max(no), 0) + 1 FROM runs))",
+                params![id, plan.id, file, source, hash, params, seed as i64, plan.tasks.len() as i64, now],
+            );
+            match inserted {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+                {
+                    continue
+                }
+                other => {
+                    other.map_err(self.err())?;
+                    return Ok(id);
+                }
+            }
+        }
+        Err(StoreError::NotFound(format!(
+            "no free run id for {now:x}: 65,536 runs began in that millisecond"
+        )))
     }
 
     /// Takes the next event of a run. It is committed by the next
@@ -882,4 +900,23 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Durability, Store};
+
+    /// Runs begun in the same millisecond by one process get distinct ids.
+    #[test]
+    fn runs_begun_together_get_distinct_ids() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), Durability::Normal).expect("opens");
+        let source =
+            crate::source::Source::new("p.plan", "plan p \"P\"\n\ntask a \"A\"\n".to_owned());
+        let plan = crate::check::check(&source).plan.expect("checks");
+        let ids: std::collections::HashSet<String> = (0..50)
+            .map(|_| store.begin(&plan, "p.plan", "", &[], 0).expect("begins"))
+            .collect();
+        assert_eq!(ids.len(), 50);
+    }
 }

@@ -24,6 +24,17 @@ pub fn duration_ms(text: &str) -> Result<u64, String> {
     Ok(ms.round() as u64)
 }
 
+/// A duration as a plan would write it: `600000` → `10m`.
+pub fn human_ms(ms: u64) -> String {
+    match ms {
+        0 => "0ms".to_owned(),
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{ms}ms"),
+    }
+}
+
 /// Bytes in `512M`, `2G` (also `K`, `T`, with an optional `B` or `iB`).
 pub fn size_bytes(text: &str) -> Result<u64, String> {
     let (number, unit) = split_unit(text);

@@ -211,6 +211,14 @@ pub fn answer(
             row.id
         )));
     }
+    // A gate whose timeout passed is rejected by `resume`; approving it
+    // late would overrule the plan.
+    if approved && store.history(&row.id)?.gate_expired(gate) {
+        return Err(Error::Usage(format!(
+            "gate `{gate}` of run {} timed out before it was answered; `cairn resume {}` rejects it",
+            row.id, row.id
+        )));
+    }
     let by = by
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "unknown".to_owned());

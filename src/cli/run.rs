@@ -445,13 +445,35 @@ fn ask(request: &GateRequest) -> Option<Approval> {
     for check in &request.checks {
         let _ = writeln!(err, "  [ ] {check}");
     }
+    if let Some(at) = request.expires_at {
+        // Whole seconds, rounded up: 500 ms left reads "1s", not "0s".
+        let left = at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default()
+            .as_millis()
+            .div_ceil(1000);
+        let left = match left {
+            0..=119 => format!("{left}s"),
+            120..=7199 => format!("{}m", left / 60),
+            _ => format!("{}h", left / 3600),
+        };
+        let _ = writeln!(err, "  (rejected if not answered within {left})");
+    }
     let _ = write!(err, "approve? [y/n] ");
     let _ = err.flush();
-    let answer = read_line(&request.cancelled)?;
+    let answer = match read_line(request) {
+        Read::Line(line) => line,
+        Read::Expired => return Some(timed_out(request, &mut err)),
+        Read::Cancelled => return None,
+    };
     let approved = matches!(answer.trim(), "y" | "Y" | "yes");
     let _ = write!(err, "reason: ");
     let _ = err.flush();
-    let reason = read_line(&request.cancelled)?;
+    let reason = match read_line(request) {
+        Read::Line(line) => line,
+        Read::Expired => return Some(timed_out(request, &mut err)),
+        Read::Cancelled => return None,
+    };
     let by = std::env::var("USER").unwrap_or_else(|_| "terminal".to_owned());
     Some(Approval {
         approved,
@@ -463,11 +485,26 @@ fn ask(request: &GateRequest) -> Option<Approval> {
 /// A line from stdin, or `None` at end of input or once `cancelled` is set.
 /// Stdin is polled and read a byte at a time (no hidden buffer), so a
 /// cancelled run never waits for Enter.
-fn read_line(cancelled: &std::sync::atomic::AtomicBool) -> Option<String> {
+/// A line typed on the terminal, or why there is none.
+enum Read {
+    Line(String),
+    /// The run was cancelled while waiting.
+    Cancelled,
+    /// The gate's `timeout:` passed while waiting.
+    Expired,
+}
+
+fn read_line(request: &GateRequest) -> Read {
     let mut line = Vec::new();
     loop {
-        if cancelled.load(std::sync::atomic::Ordering::SeqCst) {
-            return None;
+        if request.cancelled.load(std::sync::atomic::Ordering::SeqCst) {
+            return Read::Cancelled;
+        }
+        if request
+            .expires_at
+            .is_some_and(|at| std::time::SystemTime::now() >= at)
+        {
+            return Read::Expired;
         }
         let mut fd = libc::pollfd {
             fd: libc::STDIN_FILENO,
@@ -481,9 +518,17 @@ fn read_line(cancelled: &std::sync::atomic::AtomicBool) -> Option<String> {
         let mut byte = 0u8;
         // SAFETY: reads at most one byte into a valid one-byte buffer.
         match unsafe { libc::read(libc::STDIN_FILENO, (&mut byte as *mut u8).cast(), 1) } {
-            1 if byte == b'\n' => return Some(String::from_utf8_lossy(&line).into_owned()),
+            1 if byte == b'\n' => return Read::Line(String::from_utf8_lossy(&line).into_owned()),
             1 => line.push(byte),
-            _ => return (!line.is_empty()).then(|| String::from_utf8_lossy(&line).into_owned()),
+            _ if line.is_empty() => return Read::Cancelled,
+            _ => return Read::Line(String::from_utf8_lossy(&line).into_owned()),
         }
     }
+}
+
+/// The answer when nobody answered in time.
+fn timed_out(request: &GateRequest, err: &mut impl Write) -> Approval {
+    let approval = Approval::timed_out(request.timeout_ms.unwrap_or_default());
+    let _ = writeln!(err, "\n{}", approval.reason);
+    approval
 }

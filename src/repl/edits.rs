@@ -70,6 +70,15 @@ impl Session {
         if !self.waiting_gates().contains(&gate) {
             return Err(format!("gate `{gate}` is not waiting for an answer"));
         }
+        let history = self
+            .store
+            .history(&self.run_id)
+            .map_err(|e| e.to_string())?;
+        if approved && history.gate_expired(&gate) {
+            return Err(format!(
+                "gate `{gate}` timed out before it was answered; `:run` rejects it"
+            ));
+        }
         let by = std::env::var("USER").unwrap_or_else(|_| "repl".to_owned());
         let reason = if reason.is_empty() {
             "answered in the REPL"

@@ -249,6 +249,10 @@ pub enum Event {
         title: String,
         /// The gate's `checks:` list.
         checks: Vec<String>,
+        /// With `timeout:`, when the gate is rejected if still unanswered,
+        /// in milliseconds since 1970 (it holds across processes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<u64>,
         /// Milliseconds since the run started.
         at_ms: u64,
     },

@@ -29,6 +29,12 @@ pub struct GateRequest {
     /// Set when the run is cancelled (time budget, Ctrl-C): an approver that
     /// waits for a person should give up and return `None`.
     pub cancelled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// With `timeout:`, when the gate is rejected if still unanswered: an
+    /// approver that waits for a person should stop waiting then and return
+    /// [`Approval::timed_out`].
+    pub expires_at: Option<std::time::SystemTime>,
+    /// The gate's `timeout:`, in milliseconds.
+    pub timeout_ms: Option<u64>,
 }
 
 /// A person's answer to a gate.
@@ -40,6 +46,17 @@ pub struct Approval {
     pub by: String,
     /// Why, as shown in events.
     pub reason: String,
+}
+
+impl Approval {
+    /// The rejection of a gate nobody answered within its `timeout:`.
+    pub fn timed_out(timeout_ms: u64) -> Self {
+        Self {
+            approved: false,
+            by: "timeout".to_owned(),
+            reason: format!("no answer within {}", crate::units::human_ms(timeout_ms)),
+        }
+    }
 }
 
 /// Keeps a run's events durably (the run store is one). An error from
@@ -98,6 +115,9 @@ pub struct Resume {
     pub invalidated: Vec<String>,
     /// Evidence kept steps gave: (hypothesis, verdict), in order.
     pub evidence: Vec<(String, String)>,
+    /// When each gate that waited with a `timeout:` expires (ms since 1970):
+    /// a gate's deadline counts from when it first waited, not from resume.
+    pub gate_expiry: std::collections::HashMap<String, u64>,
 }
 
 /// What `cairn replay` answers calls from.

@@ -260,7 +260,7 @@ async fn drive(
             }
             () = &mut watchdog, if budget.is_some() && !timed_out => {
                 timed_out = true;
-                let text = plan.budget.time_ms.map(human_ms).unwrap_or_default();
+                let text = plan.budget.time_ms.map(crate::units::human_ms).unwrap_or_default();
                 pool.lock().cancel(format!("the time budget of {text} ran out; running steps were cancelled"), false);
                 pool.wake.notify_all();
             }
@@ -294,6 +294,9 @@ const MAX_WORKERS: usize = 256;
 fn work(pool: &Pool) {
     let mut state = pool.lock();
     loop {
+        // A gate whose timeout passed while steps ran is rejected now (its
+        // failure route may start something).
+        state.expire_gates();
         // Every step that may start, starts now (in order, whatever the
         // threads are doing); workers only pick the started steps up.
         state.dispatch();
@@ -334,8 +337,25 @@ fn work(pool: &Pool) {
             pool.wake.notify_all();
             return;
         }
-        state = pool.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+        // Steps are running: wait for one to finish, or for a waiting
+        // gate's timeout.
+        state = match state.until_a_gate_expires() {
+            Some(wait) => {
+                pool.wake
+                    .wait_timeout(state, wait)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+            None => pool.wake.wait(state).unwrap_or_else(|e| e.into_inner()),
+        };
     }
+}
+
+/// Now, in milliseconds since 1970: gate deadlines outlive the process.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Runs `f`, turning a panic into a failed outcome that says what it was.
@@ -497,6 +517,8 @@ struct Scheduler {
     interrupted: bool,
     message: Option<String>,
     waiting_gates: Vec<usize>,
+    /// When each opened gate with a `timeout:` expires (ms since 1970).
+    gate_expiry: HashMap<usize, u64>,
     /// `on failure ->` edges taken as "did not fail" before their source
     /// ran, so a fallback they share could run: (source, fallback).
     unstuck: std::collections::HashSet<(usize, usize)>,
@@ -576,6 +598,7 @@ impl Scheduler {
             interrupted: false,
             message: None,
             waiting_gates: Vec::new(),
+            gate_expiry: HashMap::new(),
             unstuck: Default::default(),
             started_count: 0,
         }
@@ -903,11 +926,26 @@ impl Scheduler {
         map
     }
 
-    /// Approved up front, asked by a worker, or left waiting.
+    /// Approved up front, asked by a worker, or left waiting; rejected if
+    /// its `timeout:` has passed since it first waited.
     fn open_gate(&mut self, i: usize) -> Option<Work> {
         let task = &self.plan.tasks[i];
         self.nodes[i].started = true;
         self.nodes[i].attempts = 1;
+        if let Some(timeout) = task.timeout_ms {
+            let recorded = self
+                .options
+                .resume
+                .as_ref()
+                .and_then(|r| r.gate_expiry.get(&task.id).copied());
+            let expires_at = recorded.unwrap_or_else(|| unix_ms().saturating_add(timeout));
+            if unix_ms() >= expires_at {
+                self.answer(i, Some(Approval::timed_out(timeout)));
+                return None;
+            }
+            self.gate_expiry.insert(i, expires_at);
+        }
+        let task = &self.plan.tasks[i];
         if self.options.approvals.contains(&task.id) {
             let approval = Approval {
                 approved: true,
@@ -926,6 +964,11 @@ impl Scheduler {
             title: task.title.clone(),
             checks: task.checks.clone(),
             cancelled: Arc::clone(&self.shared.cancel),
+            expires_at: self
+                .gate_expiry
+                .get(&i)
+                .map(|&ms| std::time::UNIX_EPOCH + Duration::from_millis(ms)),
+            timeout_ms: task.timeout_ms,
         };
         Some(Work::Gate(i, request, ask))
     }
@@ -963,10 +1006,41 @@ impl Scheduler {
                     step: task.id.clone(),
                     title: task.title.clone(),
                     checks: task.checks.clone(),
+                    expires_at: self.gate_expiry.get(&i).copied(),
                     at_ms: self.at_ms(),
                 });
             }
         }
+    }
+
+    /// Rejects every waiting gate whose `timeout:` has passed; whether any was.
+    fn expire_gates(&mut self) -> bool {
+        if self.waiting_gates.is_empty() || self.stopping {
+            return false;
+        }
+        let now = unix_ms();
+        let expired: Vec<usize> = self
+            .waiting_gates
+            .iter()
+            .copied()
+            .filter(|g| self.gate_expiry.get(g).is_some_and(|&at| now >= at))
+            .collect();
+        for &gate in &expired {
+            self.waiting_gates.retain(|&g| g != gate);
+            let timeout = self.plan.tasks[gate].timeout_ms.unwrap_or_default();
+            self.answer(gate, Some(Approval::timed_out(timeout)));
+        }
+        !expired.is_empty()
+    }
+
+    /// How long until the next waiting gate expires, if one has a timeout.
+    fn until_a_gate_expires(&self) -> Option<Duration> {
+        let next = self
+            .waiting_gates
+            .iter()
+            .filter_map(|g| self.gate_expiry.get(g))
+            .min()?;
+        Some(Duration::from_millis(next.saturating_sub(unix_ms())))
     }
 
     fn after_failure(&mut self, i: usize) {
@@ -1256,14 +1330,4 @@ fn hypotheses(plan: &Plan, resume: Option<&super::Resume>) -> Hypotheses {
         let _ = hypotheses.add(id, verdict);
     }
     hypotheses
-}
-
-/// `600000` → `10m`.
-fn human_ms(ms: u64) -> String {
-    match ms {
-        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
-        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
-        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
-        ms => format!("{ms}ms"),
-    }
 }

@@ -26,6 +26,9 @@ pub struct History {
     pub evidence: Vec<(String, String, String)>,
     /// Steps that started and have not settled (running when the process stopped).
     pub unsettled: HashSet<String>,
+    /// When each unanswered gate with a `timeout:` expires (ms since 1970),
+    /// counted from the first time it waited.
+    pub gate_expiry: HashMap<String, u64>,
 }
 
 /// The fields of a logged event that the fold reads; the rest of the JSON
@@ -56,6 +59,8 @@ struct Logged<'a> {
     hypothesis: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     verdict: Option<Cow<'a, str>>,
+    #[serde(default)]
+    expires_at: Option<u64>,
 }
 
 impl History {
@@ -88,7 +93,16 @@ impl History {
                 if name == "step_started" {
                     self.unsettled.insert(step.to_owned());
                 } else {
+                    // A gate waits afresh after a reset; a restart of the
+                    // same gate (a resume) keeps its first deadline.
                     self.unsettled.remove(step);
+                    self.gate_expiry.remove(step);
+                }
+                return;
+            }
+            "gate_waiting" => {
+                if let Some(at) = event.expires_at {
+                    self.gate_expiry.entry(step.to_owned()).or_insert(at);
                 }
                 return;
             }
@@ -141,6 +155,7 @@ impl History {
             _ => return,
         };
         self.unsettled.remove(step);
+        self.gate_expiry.remove(step);
         self.record(step, name);
         if let Some(before) = self.settled.get_mut(step) {
             *before = settled;
@@ -158,6 +173,14 @@ impl History {
                 self.recorded.insert(step.to_owned(), vec![name.to_owned()]);
             }
         }
+    }
+
+    /// Whether `gate` waited with a `timeout:` that has passed: `resume`
+    /// rejects it, so it can no longer be approved.
+    pub fn gate_expired(&self, gate: &str) -> bool {
+        self.gate_expiry
+            .get(gate)
+            .is_some_and(|&at| super::now_ms() >= at as i64)
     }
 
     /// The evidence given for each hypothesis, in the order first named.
@@ -204,6 +227,11 @@ impl History {
             recorded,
             invalidated: invalidated.to_vec(),
             evidence,
+            gate_expiry: self
+                .gate_expiry
+                .into_iter()
+                .filter(|(s, _)| keep(s))
+                .collect(),
         }
     }
 }

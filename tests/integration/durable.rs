@@ -153,6 +153,61 @@ fn a_rejected_gate_fails_and_routes_like_a_failure() {
     );
 }
 
+/// A gate's `timeout:` counts from when it first waited, across processes:
+/// it can be approved in time; once it has passed, `approve` refuses and
+/// `resume` rejects the gate.
+#[test]
+fn a_gate_times_out_across_processes() {
+    let plan = "plan p \"P\"\n\ngate ship \"Ship it\"\n  timeout: 3s\n\ntask release \"Release\"\n  needs: ship\n  run: 1\n";
+    let test = Test::new().file("p.plan", plan);
+    assert_eq!(cairn(&test, &["run", "p.plan"]).status, 3);
+    let waiting: serde_json::Value = serde_json::from_str(
+        cairn(&test, &["log", "--json"])
+            .stdout
+            .lines()
+            .find(|l| l.contains("gate_waiting"))
+            .expect("gate_waiting"),
+    )
+    .expect("json");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let expires_at = waiting["expires_at"].as_u64().expect("expires_at");
+    assert!(
+        expires_at > now_ms && expires_at <= now_ms + 3000,
+        "{waiting}"
+    );
+    // In time: approved, and the run goes on.
+    assert_eq!(
+        cairn(&test, &["approve", "ship", "--reason", "ok"]).status,
+        0
+    );
+    assert_eq!(cairn(&test, &["resume"]).status, 0);
+
+    let test = Test::new().file("p.plan", plan);
+    assert_eq!(cairn(&test, &["run", "p.plan"]).status, 3);
+    // A resume before the deadline waits again with the same deadline.
+    assert_eq!(cairn(&test, &["resume"]).status, 3);
+    std::thread::sleep(Duration::from_millis(3200));
+    let late = cairn(&test, &["approve", "ship", "--reason", "late"]);
+    assert_eq!(late.status, 2);
+    assert!(
+        late.stderr.contains("timed out before it was answered"),
+        "{}",
+        late.stderr
+    );
+    let resumed = cairn(&test, &["resume"]);
+    assert_eq!(resumed.status, 1, "{}", resumed.stdout);
+    assert!(
+        resumed
+            .stdout
+            .contains("run failed: `ship` failed: rejected by timeout: no answer within 3s"),
+        "{}",
+        resumed.stdout
+    );
+}
+
 #[test]
 fn an_interrupted_run_resumes_without_rerunning_finished_steps() {
     let plan = "plan p \"P\"\n  allow: sh\n  max_parallel: 1\n\ntask first \"First\" using:sh\n  run: sh(\"echo first >> done.txt\")\n\ntask slow \"Slow\" using:sh\n  needs: first\n  run: sh(\"echo slow >> done.txt; sleep 30\")\n\ntask last \"Last\" using:sh\n  needs: slow\n  run: sh(\"echo last >> done.txt\")\n";

@@ -1008,3 +1008,44 @@ fn a_long_runs_summary_lists_only_what_did_not_succeed() {
         ["broken", "failed", "1", "boom"]
     );
 }
+
+/// A gate nobody answers within its `timeout:` is rejected while other
+/// steps still run, and its failure route is taken.
+#[test]
+fn an_unanswered_gate_is_rejected_when_its_timeout_passes() {
+    let plan = "plan p \"P\"\n\ntask slow \"Slow\"\n  run: sleep(\"1s\")\n\ngate ship \"Ship it\"\n  timeout: 300ms\n  on failure -> notify\n\ntask notify \"Tell someone\"\n  run: \"nobody answered\"\n";
+    let run = run(plan, &["--events", "-"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let events = events(&run);
+    let rejected = events
+        .iter()
+        .find(|e| e["event"] == "gate_rejected")
+        .expect("rejected");
+    assert_eq!(rejected["by"], "timeout");
+    assert_eq!(rejected["reason"], "no answer within 300ms");
+    // Rejected at its deadline, while `slow` still ran.
+    let at = |name: &str| {
+        events
+            .iter()
+            .find(|e| e["event"] == name)
+            .and_then(|e| e["at_ms"].as_u64())
+            .expect("at_ms")
+    };
+    assert!(at("gate_rejected") < 900, "{events:?}");
+    assert!(started(&events).contains(&"notify".to_owned()));
+}
+
+#[test]
+fn on_a_terminal_an_unanswered_gate_times_out() {
+    let plan = "plan p \"P\"\n\ngate ship \"Ship it\"\n  timeout: 500ms\n\ntask release \"Release\"\n  needs: ship\n  run: 1\n";
+    let test = Test::new().file("p.plan", plan);
+    let Some((status, screen)) = run_in_terminal(&test, "run p.plan", "") else {
+        return;
+    };
+    assert_eq!(status, 1, "{screen}");
+    assert!(
+        screen.contains("(rejected if not answered within 1s)"),
+        "{screen}"
+    );
+    assert!(screen.contains("no answer within 500ms"), "{screen}");
+}

@@ -94,7 +94,7 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
         )
     });
     let (recorded, current) = plans?;
-    let history = history?;
+    let mut history = history?;
     let (plan, invalidated) = match current {
         None => (recorded, Vec::new()),
         Some((source, plan)) => {
@@ -103,9 +103,17 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
             if !changes.is_empty() && !args.allow_changed {
                 return Err(Error::Usage(describe_changes(&row, &changes, &invalidated)));
             }
+            // An edited gate that is still waiting waits afresh, with its
+            // new `timeout:` counted from now.
+            let regated: Vec<String> = changes
+                .edited
+                .iter()
+                .filter(|s| history.gate_expiry.remove(s.as_str()).is_some())
+                .cloned()
+                .collect();
             // The dropped results are reset in the log itself, so a later
             // resume (after a crash, say) does not bring them back.
-            for step in &invalidated {
+            for step in invalidated.iter().chain(&regated) {
                 store.append(
                     &row.id,
                     &Event::StepReset {

@@ -142,7 +142,13 @@ impl Session {
         self.store
             .replace_source(&self.run_id, source.text())
             .map_err(|e| e.to_string())?;
-        for id in &invalidated {
+        // An edited gate that is still waiting waits afresh (its new
+        // `timeout:` counts from now).
+        let regated = changes
+            .edited
+            .iter()
+            .filter(|s| history.gate_expiry.contains_key(s.as_str()));
+        for id in invalidated.iter().chain(regated) {
             self.append(Event::StepReset {
                 step: id.clone(),
                 reason: "the plan changed".to_owned(),

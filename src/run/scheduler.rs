@@ -300,6 +300,10 @@ fn work(pool: &Pool) {
         // Every step that may start, starts now (in order, whatever the
         // threads are doing); workers only pick the started steps up.
         state.dispatch();
+        if std::mem::take(&mut state.new_deadline) {
+            // Workers asleep without a timeout wake to wait for it.
+            pool.wake.notify_all();
+        }
         if let Some(work) = state.queue.pop_front() {
             if !state.queue.is_empty() {
                 pool.wake.notify_all();
@@ -319,7 +323,20 @@ fn work(pool: &Pool) {
                 Work::Gate(i, request, ask) => {
                     // The question comes after the lines about earlier steps.
                     shared.events.flush();
-                    (i, unpanicked(|| Outcome::Gate(ask(&request))))
+                    let answer = unpanicked(|| Outcome::Gate(ask(&request)));
+                    // An approval that came after the deadline does not count.
+                    let late = request
+                        .expires_at
+                        .is_some_and(|at| std::time::SystemTime::now() >= at);
+                    match answer {
+                        Outcome::Gate(Some(a)) if a.approved && late => (
+                            i,
+                            Outcome::Gate(Some(Approval::timed_out(
+                                request.timeout_ms.unwrap_or_default(),
+                            ))),
+                        ),
+                        answer => (i, answer),
+                    }
                 }
             };
             state = pool.lock();
@@ -519,6 +536,8 @@ struct Scheduler {
     waiting_gates: Vec<usize>,
     /// When each opened gate with a `timeout:` expires (ms since 1970).
     gate_expiry: HashMap<usize, u64>,
+    /// A gate began waiting with a deadline: sleeping workers must learn it.
+    new_deadline: bool,
     /// `on failure ->` edges taken as "did not fail" before their source
     /// ran, so a fallback they share could run: (source, fallback).
     unstuck: std::collections::HashSet<(usize, usize)>,
@@ -599,6 +618,7 @@ impl Scheduler {
             message: None,
             waiting_gates: Vec::new(),
             gate_expiry: HashMap::new(),
+            new_deadline: false,
             unstuck: Default::default(),
             started_count: 0,
         }
@@ -959,6 +979,19 @@ impl Scheduler {
             self.answer(i, None);
             return None;
         };
+        if let Some(&expires_at) = self.gate_expiry.get(&i) {
+            // Logged before the question, so a crash while it is asked
+            // keeps the deadline.
+            let task = &self.plan.tasks[i];
+            self.emit(Event::GateWaiting {
+                step: task.id.clone(),
+                title: task.title.clone(),
+                checks: task.checks.clone(),
+                expires_at: Some(expires_at),
+                at_ms: self.at_ms(),
+            });
+        }
+        let task = &self.plan.tasks[i];
         let request = GateRequest {
             id: task.id.clone(),
             title: task.title.clone(),
@@ -1002,6 +1035,7 @@ impl Scheduler {
             None => {
                 self.nodes[i].status = StepStatus::Waiting;
                 self.waiting_gates.push(i);
+                self.new_deadline |= self.gate_expiry.contains_key(&i);
                 self.emit(Event::GateWaiting {
                     step: task.id.clone(),
                     title: task.title.clone(),
@@ -1035,6 +1069,10 @@ impl Scheduler {
 
     /// How long until the next waiting gate expires, if one has a timeout.
     fn until_a_gate_expires(&self) -> Option<Duration> {
+        if self.stopping {
+            // Nothing is answered any more; waking for it would spin.
+            return None;
+        }
         let next = self
             .waiting_gates
             .iter()
@@ -1143,6 +1181,7 @@ impl Scheduler {
                     at_ms,
                 });
             }
+            Outcome::GateOpen if self.stopping => {}
             Outcome::GateOpen => {
                 // The gate's `when:` held: open it now.
                 if let Some(work) = self.open_gate(i) {

@@ -101,8 +101,14 @@ impl History {
                 return;
             }
             "gate_waiting" => {
-                if let Some(at) = event.expires_at {
-                    self.gate_expiry.entry(step.to_owned()).or_insert(at);
+                match event.expires_at {
+                    Some(at) => {
+                        self.gate_expiry.entry(step.to_owned()).or_insert(at);
+                    }
+                    // Waiting without one: its timeout was removed.
+                    None => {
+                        self.gate_expiry.remove(step);
+                    }
                 }
                 return;
             }

@@ -208,6 +208,26 @@ fn a_gate_times_out_across_processes() {
     );
 }
 
+/// Editing a waiting gate's `timeout:` makes it wait afresh: with the
+/// timeout removed, a deadline that passed no longer counts.
+#[test]
+fn an_edited_gate_waits_afresh() {
+    let plan = "plan p \"P\"\n\ngate ship \"Ship it\"\n  timeout: 1s\n\ntask release \"Release\"\n  needs: ship\n  run: 1\n";
+    let test = Test::new().file("p.plan", plan);
+    assert_eq!(cairn(&test, &["run", "p.plan"]).status, 3);
+    std::fs::write(
+        test.path().join("p.plan"),
+        plan.replace("  timeout: 1s\n", ""),
+    )
+    .expect("edit");
+    std::thread::sleep(Duration::from_millis(1200));
+    let resumed = cairn(&test, &["resume", "--allow-changed"]);
+    assert_eq!(resumed.status, 3, "{}", resumed.stdout);
+    let approve = cairn(&test, &["approve", "ship", "--reason", "ok"]);
+    assert_eq!(approve.status, 0, "{}", approve.stderr);
+    assert_eq!(cairn(&test, &["resume"]).status, 0);
+}
+
 #[test]
 fn an_interrupted_run_resumes_without_rerunning_finished_steps() {
     let plan = "plan p \"P\"\n  allow: sh\n  max_parallel: 1\n\ntask first \"First\" using:sh\n  run: sh(\"echo first >> done.txt\")\n\ntask slow \"Slow\" using:sh\n  needs: first\n  run: sh(\"echo slow >> done.txt; sleep 30\")\n\ntask last \"Last\" using:sh\n  needs: slow\n  run: sh(\"echo last >> done.txt\")\n";

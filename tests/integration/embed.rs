@@ -154,3 +154,33 @@ fn a_panicking_host_tool_fails_its_step_and_the_run_ends() {
     );
     assert_eq!(report.steps[1].status, cairn::run::StepStatus::Succeeded);
 }
+
+/// An approver that answers after the gate's `timeout:` has passed is
+/// overruled: the gate is rejected by timeout.
+#[test]
+fn a_late_approval_does_not_count() {
+    let engine = Engine::new();
+    let plan = engine
+        .load_str(
+            "p.plan",
+            "plan p \"P\"\n\ngate ship \"Ship\"\n  timeout: 200ms\n",
+        )
+        .expect("checks");
+    let options = Options {
+        approver: Some(std::sync::Arc::new(|_: &cairn::run::GateRequest| {
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            Some(cairn::run::Approval {
+                approved: true,
+                by: "slowpoke".to_owned(),
+                reason: "finally".to_owned(),
+            })
+        })),
+        ..Options::default()
+    };
+    let report = engine.run_blocking(plan, options, |_| {}).expect("runs");
+    assert_eq!(report.steps[0].status, cairn::run::StepStatus::Failed);
+    assert_eq!(
+        report.steps[0].error.as_deref(),
+        Some("rejected by timeout: no answer within 200ms")
+    );
+}

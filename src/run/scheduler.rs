@@ -949,7 +949,9 @@ impl Scheduler {
     /// Approved up front, asked by a worker, or left waiting; rejected if
     /// its `timeout:` has passed since it first waited.
     fn open_gate(&mut self, i: usize) -> Option<Work> {
-        let task = &self.plan.tasks[i];
+        // The plan is shared: hold it, not `self`, while answering.
+        let plan = Arc::clone(&self.plan);
+        let task = &plan.tasks[i];
         self.nodes[i].started = true;
         self.nodes[i].attempts = 1;
         if let Some(timeout) = task.timeout_ms {
@@ -958,14 +960,14 @@ impl Scheduler {
                 .resume
                 .as_ref()
                 .and_then(|r| r.gate_expiry.get(&task.id).copied());
-            let expires_at = recorded.unwrap_or_else(|| unix_ms().saturating_add(timeout));
-            if unix_ms() >= expires_at {
+            let now = unix_ms();
+            let expires_at = recorded.unwrap_or_else(|| now.saturating_add(timeout));
+            if now >= expires_at {
                 self.answer(i, Some(Approval::timed_out(timeout)));
                 return None;
             }
             self.gate_expiry.insert(i, expires_at);
         }
-        let task = &self.plan.tasks[i];
         if self.options.approvals.contains(&task.id) {
             let approval = Approval {
                 approved: true,
@@ -979,19 +981,11 @@ impl Scheduler {
             self.answer(i, None);
             return None;
         };
-        if let Some(&expires_at) = self.gate_expiry.get(&i) {
+        if self.gate_expiry.contains_key(&i) {
             // Logged before the question, so a crash while it is asked
             // keeps the deadline.
-            let task = &self.plan.tasks[i];
-            self.emit(Event::GateWaiting {
-                step: task.id.clone(),
-                title: task.title.clone(),
-                checks: task.checks.clone(),
-                expires_at: Some(expires_at),
-                at_ms: self.at_ms(),
-            });
+            self.emit(self.gate_waiting(i));
         }
-        let task = &self.plan.tasks[i];
         let request = GateRequest {
             id: task.id.clone(),
             title: task.title.clone(),
@@ -1036,14 +1030,20 @@ impl Scheduler {
                 self.nodes[i].status = StepStatus::Waiting;
                 self.waiting_gates.push(i);
                 self.new_deadline |= self.gate_expiry.contains_key(&i);
-                self.emit(Event::GateWaiting {
-                    step: task.id.clone(),
-                    title: task.title.clone(),
-                    checks: task.checks.clone(),
-                    expires_at: self.gate_expiry.get(&i).copied(),
-                    at_ms: self.at_ms(),
-                });
+                self.emit(self.gate_waiting(i));
             }
+        }
+    }
+
+    /// The event of gate `i` waiting for an answer, with its deadline.
+    fn gate_waiting(&self, i: usize) -> Event {
+        let task = &self.plan.tasks[i];
+        Event::GateWaiting {
+            step: task.id.clone(),
+            title: task.title.clone(),
+            checks: task.checks.clone(),
+            expires_at: self.gate_expiry.get(&i).copied(),
+            at_ms: self.at_ms(),
         }
     }
 

@@ -63,31 +63,27 @@ impl Shared {
                 return;
             }
         }
-        if let Some(record) = &self.recorder {
-            if let Err(error) = record.record(&event) {
-                tracing::error!(%error, "recording failed; stopping the run");
-                self.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
-                self.record_error
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get_or_insert(error);
-            }
+        if let Some(Err(error)) = self.recorder.as_ref().map(|r| r.record(&event)) {
+            self.recording_failed(error);
         }
         self.events.send(event);
     }
 
     /// Commits what was recorded so far, before a step with effects starts.
     pub fn sync(&self) {
-        if let Some(record) = &self.recorder {
-            if let Err(error) = record.sync() {
-                tracing::error!(%error, "recording failed; stopping the run");
-                self.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
-                self.record_error
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get_or_insert(error);
-            }
+        if let Some(Err(error)) = self.recorder.as_ref().map(|r| r.sync()) {
+            self.recording_failed(error);
         }
+    }
+
+    /// What is not recorded could not be resumed: the run stops.
+    fn recording_failed(&self, error: String) {
+        tracing::error!(%error, "recording failed; stopping the run");
+        self.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.record_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(error);
     }
 
     /// Keeps the first divergence of a replay and returns the step's error.

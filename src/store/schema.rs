@@ -130,18 +130,24 @@ mod tests {
     use super::MIGRATIONS;
     use crate::store::{audit, Durability, Store};
 
+    /// `state.db` in `dir`, as cairn's schema 2 wrote it.
+    fn version_2_store(dir: &std::path::Path) -> Connection {
+        let conn = Connection::open(dir.join("state.db")).expect("open");
+        for migration in &MIGRATIONS[..2] {
+            conn.execute_batch(migration).expect("migrate to 2");
+        }
+        conn.pragma_update(None, "user_version", 2)
+            .expect("version");
+        conn
+    }
+
     /// An older cairn still running a run keeps its statements: the store
     /// is not upgraded under it, and is once it stops.
     #[test]
     fn a_store_is_not_upgraded_under_a_running_run() {
         let dir = tempfile::tempdir().expect("temp dir");
         {
-            let conn = Connection::open(dir.path().join("state.db")).expect("open");
-            for migration in &MIGRATIONS[..2] {
-                conn.execute_batch(migration).expect("migrate to 2");
-            }
-            conn.pragma_update(None, "user_version", 2)
-                .expect("version");
+            let conn = version_2_store(dir.path());
             conn.execute(
                 "INSERT INTO runs (id, plan, file, source, source_hash, params, seed, steps, status, started_at, events, last_hash)
                  VALUES ('old', 'p', 'p.plan', '', '', '[]', 0, 1, 'running', 1, 0, '')",
@@ -155,10 +161,13 @@ mod tests {
         let Err(err) = Store::open(dir.path(), Durability::Normal) else {
             panic!("upgraded under a running run");
         };
-        assert!(
-            err.to_string()
-                .contains("run old is being run by an older cairn"),
-            "{err}"
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the run store `{}` needs an upgrade, but run old is being run by an older cairn; \
+                 let it finish (or stop it), then try again",
+                dir.path().join("state.db").display()
+            )
         );
         drop(held);
         Store::open(dir.path(), Durability::Normal).expect("upgrades once it stopped");
@@ -170,12 +179,7 @@ mod tests {
     fn a_version_2_store_migrates_with_its_chains_intact() {
         let dir = tempfile::tempdir().expect("temp dir");
         {
-            let conn = Connection::open(dir.path().join("state.db")).expect("open");
-            for migration in &MIGRATIONS[..2] {
-                conn.execute_batch(migration).expect("migrate to 2");
-            }
-            conn.pragma_update(None, "user_version", 2)
-                .expect("version");
+            let conn = version_2_store(dir.path());
             // Two runs, their events interleaved in time.
             for (run, started) in [("b", 2), ("a", 1)] {
                 conn.execute(

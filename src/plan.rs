@@ -1,11 +1,12 @@
 //! The checked plan: tasks, edges and policies, ready to run or export.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use petgraph::graph::DiGraph;
 use serde::{Deserialize, Serialize};
 
+use crate::script::CompileMode;
 use crate::span::Span;
 
 /// A plan that passed every check. Its graph's node weights index `tasks`.
@@ -35,12 +36,13 @@ pub struct Plan {
     pub metadata: Metadata,
     /// Plans imported with `use`, outermost first: their steps are in
     /// `tasks` as `alias.id`, with [`Task::import`] naming the alias.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub imports: Vec<Import>,
     /// `hypothesis` declarations, in file order: what evidence is weighed for.
     #[serde(default)]
     pub hypotheses: Vec<Hypothesis>,
     /// Tasks, decisions and gates, in file order.
+    #[serde(deserialize_with = "exactly_as_long")]
     pub tasks: Vec<Task>,
     /// Node `i` is `tasks[i]`; edges point from the earlier step to the later.
     pub graph: DiGraph<usize, Edge>,
@@ -56,6 +58,104 @@ impl Plan {
     pub fn node(index: usize) -> petgraph::graph::NodeIndex {
         petgraph::graph::NodeIndex::new(index)
     }
+
+    /// Compiles the code of a deserialized plan (compiled code is not
+    /// serialized), each distinct text once. [`crate::check`] compiles the
+    /// plans it returns; a plan read back from JSON or a run's record needs this
+    /// before it runs.
+    pub fn compile(&mut self) -> Result<(), CompileError> {
+        let mut compiled: HashMap<(Arc<str>, CompileMode), Arc<rhai::AST>> = HashMap::new();
+        for (script, mode) in self.scripts_mut() {
+            if script.ast.is_some() {
+                continue;
+            }
+            let key = (Arc::clone(&script.text), mode);
+            let ast = match compiled.get(&key) {
+                Some(ast) => Arc::clone(ast),
+                None => {
+                    let ast = crate::script::compile(&script.text, mode)
+                        .map(Arc::new)
+                        .map_err(|error| CompileError {
+                            span: script.span,
+                            message: error.to_string(),
+                        })?;
+                    compiled.insert(key, Arc::clone(&ast));
+                    ast
+                }
+            };
+            script.ast = Some(ast);
+        }
+        Ok(())
+    }
+
+    /// Every piece of code in the plan, with how it compiles.
+    fn scripts_mut(&mut self) -> impl Iterator<Item = (&mut Script, CompileMode)> {
+        use CompileMode::{Expression, Script as Body};
+        let imports = self.imports.iter_mut().flat_map(|import| {
+            let Import { params, with, .. } = import;
+            let defaults = params.iter_mut().map(|p| &mut p.default);
+            defaults.chain(with.iter_mut().map(|(_, value)| value))
+        });
+        let params = self.params.iter_mut().map(|p| &mut p.default);
+        let header = params.chain(imports).map(|s| (s, Expression));
+        let steps = self.tasks.iter_mut().flat_map(|task| {
+            let Task {
+                input,
+                run,
+                expect,
+                when,
+                compensate,
+                branches,
+                ..
+            } = task;
+            let expressions = input
+                .iter_mut()
+                .map(|(_, value)| value)
+                .chain(expect.iter_mut())
+                .chain(when.iter_mut())
+                .chain(branches.iter_mut().map(|b| &mut b.condition))
+                .map(|s| (s, Expression));
+            let bodies = run.iter_mut().chain(compensate.iter_mut());
+            expressions.chain(bodies.map(|s| (s, Body)))
+        });
+        header.chain(steps)
+    }
+}
+
+/// A sequence in one allocation of the length the input gives. serde's own
+/// `Vec` grows from a cautious guess, and for 100,000 tasks that doubled to
+/// nearly twice the memory they need (and as many page faults to fill it).
+fn exactly_as_long<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Exact<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Exact<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a sequence")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            // Capped, so a damaged length cannot ask for unbounded memory.
+            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+            while let Some(item) = seq.next_element()? {
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+    deserializer.deserialize_seq(Exact(std::marker::PhantomData))
+}
+
+/// Code in a deserialized plan that does not compile.
+#[derive(Debug, thiserror::Error)]
+#[error("the code at bytes {}..{} does not compile: {message}", span.start, span.end)]
+pub struct CompileError {
+    /// Where the code is in the plan's source.
+    pub span: Span,
+    /// Rhai's message.
+    pub message: String,
 }
 
 /// `use "<reference>" as <alias> [with k = v, …]`: another plan's steps.
@@ -207,7 +307,7 @@ pub struct Task {
     /// Ids this step's code names in `outputs[…]`, sorted.
     pub reads: Vec<String>,
     /// The alias of the `use` that brought this step in (`None`: the plan's own).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub import: Option<String>,
     /// The header line, from the keyword to the end of the title or attributes.
     pub span: Span,
@@ -287,11 +387,62 @@ impl EdgeKind {
 }
 
 /// An edge and where it was written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Edge {
     /// What sort of link this is.
-    #[serde(flatten)]
     pub kind: EdgeKind,
     /// The id reference (in `needs:`, a route or a branch) that created the edge.
     pub span: Span,
+}
+
+/// `{"kind": "branch", "index": 0, "span": …}` in JSON.
+#[derive(Serialize, Deserialize)]
+struct NamedEdge {
+    #[serde(flatten)]
+    kind: EdgeKind,
+    span: Span,
+}
+
+/// In formats without field names (a run's stored plan), which cannot
+/// express `flatten`: the kind's number, the branch index, the span.
+type CompactEdge = (u8, usize, Span);
+
+impl Serialize for Edge {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            return NamedEdge {
+                kind: self.kind,
+                span: self.span,
+            }
+            .serialize(serializer);
+        }
+        let (number, index): (u8, usize) = match self.kind {
+            EdgeKind::Needs => (0, 0),
+            EdgeKind::OnSuccess => (1, 0),
+            EdgeKind::OnFailure => (2, 0),
+            EdgeKind::Branch { index } => (3, index),
+            EdgeKind::Else => (4, 0),
+        };
+        let compact: CompactEdge = (number, index, self.span);
+        compact.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Edge {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            let NamedEdge { kind, span } = NamedEdge::deserialize(deserializer)?;
+            return Ok(Self { kind, span });
+        }
+        let (number, index, span) = CompactEdge::deserialize(deserializer)?;
+        let kind = match number {
+            0 => EdgeKind::Needs,
+            1 => EdgeKind::OnSuccess,
+            2 => EdgeKind::OnFailure,
+            3 => EdgeKind::Branch { index },
+            4 => EdgeKind::Else,
+            _ => return Err(serde::de::Error::custom(format!("no edge kind {number}"))),
+        };
+        Ok(Self { kind, span })
+    }
 }

@@ -9,12 +9,10 @@ use crate::error::Error;
 use crate::plan::Plan;
 use crate::run::{self, Changes, Event, Options, Replay, Resume, Settled};
 use crate::source::Source;
-use crate::store::{Durability, RunRow, Store, StoreError};
+use crate::store::{Durability, Encoded, RunRow, Store, StoreError};
 
 fn open(dir: &Path, durability: Durability) -> Result<Arc<Store>, Error> {
-    // Checked by the reading commands' opener, so the message is the same.
-    drop(super::runs::open(dir)?);
-    Ok(Arc::new(Store::open(dir, durability)?))
+    Ok(Arc::new(super::runs::existing(dir, durability)?))
 }
 
 /// The run with this id, or the newest one that has not ended.
@@ -47,8 +45,18 @@ fn checked(source: &Arc<Source>) -> Result<Plan, Error> {
 
 /// The plan the run began with, and the plan file as it is now (if it
 /// still exists and differs).
-fn plans(run: &RunRow, text: &str) -> Result<(Plan, Option<Edited>), Error> {
-    let recorded = checked(&Source::new(run.file.clone(), text.to_owned()))?;
+fn plans(
+    run: &RunRow,
+    text: &str,
+    stored: Option<Encoded>,
+) -> Result<(Plan, Option<Edited>), Error> {
+    // The plan as checked when the run began; a run recorded before plans
+    // were kept, or by a build that encodes them differently, checks its
+    // recorded source again.
+    let recorded = match stored.as_ref().and_then(Encoded::decode) {
+        Some(plan) => plan,
+        None => checked(&Source::new(run.file.clone(), text.to_owned()))?,
+    };
     let path = PathBuf::from(&run.file);
     if !path.exists() {
         return Ok((recorded, None));
@@ -83,11 +91,12 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
     // reading its log until it stops.
     let claim = store.claim(&row.id)?;
     let inputs = store.source(&row.id)?;
-    // Checking the plan and folding the log are independent, and on a long
+    let stored = store.plan(&row.id)?;
+    // Decoding the plan and folding the log are independent, and on a long
     // run each takes a while: one runs on another thread.
     let (plans, history) = std::thread::scope(|scope| {
         let history = scope.spawn(|| store.history(&row.id));
-        let plans = plans(&row, &inputs.source);
+        let plans = plans(&row, &inputs.source, stored);
         (
             plans,
             history.join().expect("folding the log does not panic"),
@@ -99,7 +108,7 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
         None => (recorded, Vec::new()),
         Some((source, plan)) => {
             let changes = Changes::between(&recorded, &plan);
-            let invalidated = changes.invalidated(&plan, |id| history.settled.contains_key(id));
+            let invalidated = changes.invalidated(&plan, |id| history.settled(id).is_some());
             if !changes.is_empty() && !args.allow_changed {
                 return Err(Error::Usage(describe_changes(&row, &changes, &invalidated)));
             }
@@ -108,7 +117,7 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
             let regated: Vec<String> = changes
                 .edited
                 .iter()
-                .filter(|s| history.gate_expiry.remove(s.as_str()).is_some())
+                .filter(|s| history.forget_gate_expiry(s))
                 .cloned()
                 .collect();
             // The dropped results are reset in the log itself, so a later
@@ -122,7 +131,7 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
                     },
                 )?;
             }
-            store.replace_source(&row.id, source.text())?;
+            store.replace_source(&row.id, source.text(), &plan)?;
             (plan, invalidated)
         }
     };
@@ -259,7 +268,7 @@ pub fn replay(state_dir: &Path, id: Option<&str>) -> Result<i32, Error> {
     let store = open(state_dir, Durability::Normal)?;
     let row = store.find(id)?;
     let inputs = store.source(&row.id)?;
-    let (recorded, current) = plans(&row, &inputs.source)?;
+    let (recorded, current) = plans(&row, &inputs.source, store.plan(&row.id)?)?;
     let plan = match current {
         Some((_, plan)) => {
             println!(
@@ -271,12 +280,12 @@ pub fn replay(state_dir: &Path, id: Option<&str>) -> Result<i32, Error> {
         None => recorded,
     };
     let history = store.history(&row.id)?;
-    let gates = history
-        .settled
-        .iter()
-        .filter(|(_, s)| matches!(s, Settled::Answered(_)))
-        .map(|(id, s)| (id.clone(), s.clone()))
-        .collect();
+    let mut gates = Resume::default();
+    for (id, settled) in history.settled_steps() {
+        if matches!(settled, Settled::Answered(_)) {
+            gates.keep(id, settled.clone());
+        }
+    }
     let replay = Replay {
         calls: history
             .calls
@@ -290,10 +299,7 @@ pub fn replay(state_dir: &Path, id: Option<&str>) -> Result<i32, Error> {
         seed: Some(inputs.seed),
         max_parallel: Some(1),
         dir: plan_dir(Path::new(&row.file)),
-        resume: Some(Arc::new(Resume {
-            settled: gates,
-            ..Resume::default()
-        })),
+        resume: Some(Arc::new(gates)),
         replay: Some(replay.clone()),
         registrars: crate::stdlib::registrars(),
         ..Options::default()
@@ -318,9 +324,9 @@ pub fn replay(state_dir: &Path, id: Option<&str>) -> Result<i32, Error> {
         return Ok(1);
     }
     // Every step must end as recorded, in the recorded order.
-    for step in &history.order {
-        let before = &history.settled[step];
-        match again.settled.get(step) {
+    let recorded = history.settled_in_order();
+    for &(step, before) in &recorded {
+        match again.settled(step) {
             Some(now) if now == before => {}
             now => {
                 println!(
@@ -333,22 +339,22 @@ pub fn replay(state_dir: &Path, id: Option<&str>) -> Result<i32, Error> {
             }
         }
     }
-    if let Some(extra) = again
-        .order
-        .iter()
-        .find(|s| !history.settled.contains_key(*s))
+    if let Some((extra, now)) = again
+        .settled_in_order()
+        .into_iter()
+        .find(|(s, _)| history.settled(s).is_none())
     {
         println!(
             "replay of run {} diverged at step `{extra}`: recorded nothing, replayed {}",
             row.id,
-            outcome(again.settled.get(extra))
+            outcome(Some(now))
         );
         return Ok(1);
     }
     let _ = report;
     println!(
         "replayed {} steps of run {}, identical",
-        history.order.len(),
+        recorded.len(),
         row.id
     );
     Ok(0)

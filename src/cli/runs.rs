@@ -11,13 +11,19 @@ use crate::store::{RunRow, Store};
 
 /// The store in `dir`, which must exist (reading commands never create one).
 pub fn open(dir: &Path) -> Result<Store, Error> {
+    existing(dir, crate::store::Durability::Normal)
+}
+
+/// The store in `dir`, which must exist: going on with a run (`resume`,
+/// `approve`, …) never creates one either.
+pub fn existing(dir: &Path, durability: crate::store::Durability) -> Result<Store, Error> {
     if !dir.join("state.db").exists() {
         return Err(Error::Usage(format!(
             "no runs recorded in `{}` yet (`cairn run` records them; `--state-dir` points elsewhere)",
             dir.display()
         )));
     }
-    Ok(Store::open(dir, crate::store::Durability::Normal)?)
+    Ok(Store::open(dir, durability)?)
 }
 
 fn out(text: &str) -> Result<(), Error> {

@@ -22,7 +22,7 @@ impl Session {
             .store
             .history(&self.run_id)
             .map_err(|e| e.to_string())?;
-        if !history.settled.contains_key(step) {
+        if history.settled(step).is_none() {
             return Err(format!(
                 "`{step}` has not settled; `:step {step}` runs it when it is ready"
             ));
@@ -140,14 +140,14 @@ impl Session {
             .map_err(|e| e.to_string())?;
         let invalidated = stale(&changes, &plan, &history);
         self.store
-            .replace_source(&self.run_id, source.text())
+            .replace_source(&self.run_id, source.text(), &plan)
             .map_err(|e| e.to_string())?;
         // An edited gate that is still waiting waits afresh (its new
         // `timeout:` counts from now).
         let regated = changes
             .edited
             .iter()
-            .filter(|s| history.gate_expiry.contains_key(s.as_str()));
+            .filter(|s| history.gate_expiry(s).is_some());
         for id in invalidated.iter().chain(regated) {
             self.append(Event::StepReset {
                 step: id.clone(),
@@ -166,7 +166,7 @@ impl Session {
 
 /// The settled steps a change invalidates; steps skipped by hand stay skipped.
 fn stale(changes: &Changes, plan: &Plan, history: &crate::store::History) -> Vec<String> {
-    changes.invalidated(plan, |id| match history.settled.get(id) {
+    changes.invalidated(plan, |id| match history.settled(id) {
         Some(Settled::Skipped { reason }) => reason != SKIPPED_BY_HAND,
         Some(_) => true,
         None => false,

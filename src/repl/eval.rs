@@ -21,14 +21,14 @@ impl Session {
         let params = run::param_values(&self.plan, &inputs.params, &self.engine)
             .map_err(|e| e.to_string())?;
         let mut outputs = Map::new();
-        for (id, settled) in &history.settled {
+        for (id, settled) in history.settled_steps() {
             let value = match settled {
                 Settled::Succeeded { output, .. } => output.clone(),
                 Settled::Chose { target, .. } => serde_json::Value::String(target.clone()),
                 _ => continue,
             };
             outputs.insert(
-                id.as_str().into(),
+                id.into(),
                 rhai::serde::to_dynamic(&value).unwrap_or(Dynamic::UNIT),
             );
         }

@@ -190,7 +190,7 @@ impl Session {
     fn done(&self) -> usize {
         self.store
             .history(&self.run_id)
-            .map_or(0, |h| h.settled.len())
+            .map_or(0, |h| h.settled_count())
     }
 
     /// The run's options for one segment: every settled step keeps its outcome.
@@ -397,8 +397,8 @@ impl Session {
                     .store
                     .history(&self.run_id)
                     .map_err(|e| e.to_string())?
-                    .settled
-                    .contains_key(&step)
+                    .settled(&step)
+                    .is_some()
                 {
                     return Err(format!(
                         "`{step}` has already settled; `:retry {step}` runs it again"
@@ -471,7 +471,7 @@ impl Session {
 
     fn not_ready(&self, step: &str, probe: &Report) -> String {
         let history = self.store.history(&self.run_id).unwrap_or_default();
-        if history.settled.contains_key(step) {
+        if history.settled(step).is_some() {
             return format!("`{step}` has already settled; `:retry {step}` runs it again");
         }
         let waits = self.waits_for(step, &history);
@@ -492,7 +492,7 @@ impl Session {
             .graph
             .edges_directed(Plan::node(i), Direction::Incoming)
             .map(|e| self.plan.tasks[e.source().index()].id.clone())
-            .filter(|id| !history.settled.contains_key(id))
+            .filter(|id| history.settled(id).is_none())
             .collect();
         waits.dedup();
         waits

@@ -19,8 +19,7 @@ impl Session {
                     .find(|s| s.step == t.id)
                     .map_or("not run", |s| s.status.as_str())
                     .to_owned();
-                let status = if probe.ready.contains(&t.id) && !history.settled.contains_key(&t.id)
-                {
+                let status = if probe.ready.contains(&t.id) && history.settled(&t.id).is_none() {
                     "ready".to_owned()
                 } else {
                     status
@@ -30,7 +29,7 @@ impl Session {
                     note.push_str("[break] ");
                 }
                 let waits = self.waits_for(&t.id, &history);
-                if !waits.is_empty() && !history.settled.contains_key(&t.id) {
+                if !waits.is_empty() && history.settled(&t.id).is_none() {
                     note.push_str(&format!("waits for {}", waits.join(", ")));
                 }
                 [t.id.clone(), status, note]

@@ -74,17 +74,7 @@ impl Event {
     /// Whether the event settles its step for good: a resumed run keeps it
     /// and never records it twice.
     pub fn settles(&self) -> bool {
-        matches!(
-            self,
-            Event::StepSucceeded { .. }
-                | Event::StepFailed { .. }
-                | Event::StepRecovered { .. }
-                | Event::StepSkipped { .. }
-                | Event::DecisionMade { .. }
-                | Event::GateApproved { .. }
-                | Event::GateRejected { .. }
-                | Event::Compensated { .. }
-        )
+        super::Settlings::settling(self.name())
     }
 }
 

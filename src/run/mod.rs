@@ -4,6 +4,7 @@ mod changes;
 mod dry;
 pub mod events;
 mod outbox;
+mod resume;
 mod scheduler;
 mod step;
 
@@ -14,6 +15,7 @@ pub use crate::script::context::{Call, Divergence};
 pub use changes::Changes;
 pub use dry::explain;
 pub use events::{Event, RunStatus, StepStatus};
+pub use resume::{Kept, Resume, Settled, Settlings, StepMap};
 pub use scheduler::{check_params, param_values, run};
 pub use step::describe as describe_error;
 
@@ -68,56 +70,6 @@ pub trait Recorder: Send + Sync {
     /// a step with code starts, so every step finished before it is committed
     /// first, and once more at the end of the run.
     fn sync(&self) -> Result<(), String>;
-}
-
-/// A step's outcome from an earlier part of the same run, kept by `resume`.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Settled {
-    /// The task succeeded with this output.
-    Succeeded {
-        /// Its output.
-        output: serde_json::Value,
-        /// Attempts it took.
-        attempts: u32,
-    },
-    /// The task or decision failed (a fallback may have recovered it).
-    Failed {
-        /// The last error.
-        error: String,
-        /// Attempts made.
-        attempts: u32,
-    },
-    /// The task was skipped because its `when:` was false.
-    Skipped {
-        /// Why.
-        reason: String,
-    },
-    /// The decision took this branch (`when …` or `else`) to this target.
-    Chose {
-        /// The branch as recorded.
-        branch: String,
-        /// The step it routed to.
-        target: String,
-    },
-    /// The gate was answered.
-    Answered(Approval),
-}
-
-/// What a resumed run keeps from before.
-#[derive(Clone, Debug, Default)]
-pub struct Resume {
-    /// Steps whose recorded outcome stands, by id: they never run again.
-    pub settled: std::collections::HashMap<String, Settled>,
-    /// For each kept step, the settling events already in the log
-    /// (`step_succeeded`, …), which are therefore not recorded again.
-    pub recorded: std::collections::HashMap<String, Vec<String>>,
-    /// Steps whose recorded outcome was dropped because the plan changed.
-    pub invalidated: Vec<String>,
-    /// Evidence kept steps gave: (hypothesis, verdict), in order.
-    pub evidence: Vec<(String, String)>,
-    /// When each gate that waited with a `timeout:` expires (ms since 1970):
-    /// a gate's deadline counts from when it first waited, not from resume.
-    pub gate_expiry: std::collections::HashMap<String, u64>,
 }
 
 /// What `cairn replay` answers calls from.

@@ -103,7 +103,7 @@ pub async fn run(
     });
     if let Some(resume) = &options.resume {
         shared.emit(Event::RunResumed {
-            kept: resume.settled.len(),
+            kept: resume.kept(),
             invalidated: resume.invalidated.clone(),
         });
     }
@@ -518,6 +518,9 @@ struct Scheduler {
     options: Options,
     max_parallel: usize,
     nodes: Vec<Node>,
+    /// In a resumed run, the outcome each step keeps from before (by
+    /// index; empty otherwise), taken when the step settles.
+    kept: Vec<Option<Outcome>>,
     /// Ready steps by (-priority, file order).
     ready: BTreeSet<(i64, usize)>,
     /// Steps started and not finished yet (queued or being worked on).
@@ -545,6 +548,23 @@ struct Scheduler {
     started_count: usize,
 }
 
+/// The outcome a resumed run keeps for `task`, as the scheduler takes it.
+fn kept_outcome(task: &crate::plan::Task, settled: &Settled) -> Outcome {
+    match settled.clone() {
+        Settled::Succeeded { output, attempts } => Outcome::Succeeded { output, attempts },
+        Settled::Failed { error, attempts } => Outcome::Failed { error, attempts },
+        Settled::Skipped { reason } => Outcome::Skipped(reason),
+        Settled::Chose { branch, target } => Outcome::Chose {
+            branch: task
+                .branches
+                .iter()
+                .position(|b| format!("when {}", b.condition.text) == branch),
+            target,
+        },
+        Settled::Answered(approval) => Outcome::Gate(Some(approval)),
+    }
+}
+
 impl Scheduler {
     fn new(
         plan: Arc<Plan>,
@@ -555,17 +575,20 @@ impl Scheduler {
     ) -> Self {
         let nodes = (0..plan.tasks.len())
             .map(|i| {
-                let incoming: Vec<EdgeKind> = plan
+                let (mut unresolved, mut ordering) = (0, 0);
+                for edge in plan
                     .graph
                     .edges_directed(Plan::node(i), Direction::Incoming)
-                    .map(|e| e.weight().kind)
-                    .collect();
+                {
+                    unresolved += 1;
+                    ordering += usize::from(!edge.weight().kind.is_conditional());
+                }
                 Node {
                     status: StepStatus::NotRun,
                     started: false,
-                    unresolved: incoming.len(),
+                    unresolved,
                     routed: false,
-                    ordering: incoming.iter().filter(|k| !k.is_conditional()).count(),
+                    ordering,
                     ordering_skipped: 0,
                     attempts: 0,
                     started_at: None,
@@ -576,12 +599,16 @@ impl Scheduler {
                 }
             })
             .collect();
-        let index: HashMap<&str, usize> = plan
-            .tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.id.as_str(), i))
-            .collect();
+        // Only built when some code reads outputs by name.
+        let index: HashMap<&str, usize> = if plan.tasks.iter().any(|t| !t.reads.is_empty()) {
+            plan.tasks
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.id.as_str(), i))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         let reads = plan
             .tasks
             .iter()
@@ -597,6 +624,14 @@ impl Scheduler {
             .iter()
             .map(|t| sandbox.engine(&t.using))
             .collect();
+        let kept = match options.resume.as_deref() {
+            Some(resume) => plan
+                .tasks
+                .iter()
+                .map(|t| Some(kept_outcome(t, resume.settled(&t.id)?)))
+                .collect(),
+            None => Vec::new(),
+        };
         Self {
             plan,
             shared,
@@ -605,6 +640,7 @@ impl Scheduler {
             options,
             max_parallel,
             nodes,
+            kept,
             ready: BTreeSet::new(),
             running: 0,
             queue: std::collections::VecDeque::new(),
@@ -806,7 +842,7 @@ impl Scheduler {
     fn take_work(&mut self) -> Option<Work> {
         while !self.stopping && self.running < self.max_parallel {
             // A stepping caller (the REPL) may hold steps back.
-            let kept = |i: usize| self.kept(i).is_some();
+            let kept = |i: usize| self.kept(i);
             if self
                 .options
                 .start_limit
@@ -831,7 +867,7 @@ impl Scheduler {
                 .iter()
                 .find(|&&(_, i)| self.fits(i) && allowed(i))?;
             self.ready.remove(&(key, i));
-            if self.kept(i).is_none() {
+            if !self.kept(i) {
                 self.started_count += 1;
             }
             if let Some(work) = self.start(i) {
@@ -844,7 +880,7 @@ impl Scheduler {
 
     fn start(&mut self, i: usize) -> Option<Work> {
         let task = &self.plan.tasks[i];
-        if let Some(outcome) = self.kept(i) {
+        if let Some(outcome) = self.kept.get_mut(i).and_then(Option::take) {
             for (name, amount) in &task.resources.amounts {
                 *self.in_use.entry(name.clone()).or_default() += amount;
             }
@@ -900,23 +936,9 @@ impl Scheduler {
         }))
     }
 
-    /// The outcome an earlier part of a resumed run recorded for the step.
-    fn kept(&self, i: usize) -> Option<Outcome> {
-        let task = &self.plan.tasks[i];
-        let settled = self.options.resume.as_ref()?.settled.get(&task.id)?;
-        Some(match settled.clone() {
-            Settled::Succeeded { output, attempts } => Outcome::Succeeded { output, attempts },
-            Settled::Failed { error, attempts } => Outcome::Failed { error, attempts },
-            Settled::Skipped { reason } => Outcome::Skipped(reason),
-            Settled::Chose { branch, target } => Outcome::Chose {
-                branch: task
-                    .branches
-                    .iter()
-                    .position(|b| format!("when {}", b.condition.text) == branch),
-                target,
-            },
-            Settled::Answered(approval) => Outcome::Gate(Some(approval)),
-        })
+    /// Whether the step keeps an outcome from an earlier part of a resumed run.
+    fn kept(&self, i: usize) -> bool {
+        self.kept.get(i).is_some_and(Option::is_some)
     }
 
     /// Outputs of the step's direct predecessors and of every step its code

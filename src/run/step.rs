@@ -54,12 +54,7 @@ impl Shared {
     /// be resumed.
     pub fn emit(&self, event: Event) {
         if let (Some(resume), Some(step)) = (&self.already, event.step()) {
-            if event.settles()
-                && resume
-                    .recorded
-                    .get(step)
-                    .is_some_and(|names| names.iter().any(|n| n == event.name()))
-            {
+            if event.settles() && resume.logged(step, event.name()) {
                 return;
             }
         }

@@ -6,29 +6,39 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
-use crate::run::{Approval, Call, Resume, Settled};
+use crate::run::{Approval, Call, Kept, Resume, Settled, StepMap};
 use crate::script::context::Tally;
 
 /// What a run's events say, step by step.
 #[derive(Clone, Debug, Default)]
 pub struct History {
-    /// Each step's settled outcome, if it has one.
-    pub settled: HashMap<String, Settled>,
-    /// Steps in the order they first settled.
-    pub order: Vec<String>,
-    /// The settling events logged for each step (`step_succeeded`, …).
-    pub recorded: HashMap<String, Vec<String>>,
+    /// Every step the log names, in the order first named, with its
+    /// outcome and settling events: what a resume keeps, ready to hand over.
+    steps: StepMap<Kept>,
+    /// The rest of each step's part of the log, by its place in `steps`.
+    logs: Vec<StepLog>,
+    /// Settlings folded so far: each settled step's place in the order.
+    settlings: u64,
     /// Each (step, attempt)'s outside calls, from the step's last start.
     pub calls: HashMap<(String, u32), Vec<Call>>,
-    /// The attempts of each step that made calls: what a new start clears.
-    attempts_with_calls: HashMap<String, Vec<u32>>,
-    /// Evidence given: (step, hypothesis, verdict), in order, from each step's last start.
-    pub evidence: Vec<(String, String, String)>,
-    /// Steps that started and have not settled (running when the process stopped).
-    pub unsettled: HashSet<String>,
-    /// When each unanswered gate with a `timeout:` expires (ms since 1970),
-    /// counted from the first time it waited.
-    pub gate_expiry: HashMap<String, u64>,
+    /// Evidence given: (step, hypothesis, verdict), in order, from each
+    /// step's last start.
+    evidence: Vec<(String, String, String)>,
+}
+
+/// One step's part of the log, from its last start (or reset), beside
+/// its outcome.
+#[derive(Clone, Debug, Default)]
+struct StepLog {
+    /// When it settled, counting settlings: its place in the order.
+    settled_as: u64,
+    /// Attempts that made outside calls: what a new start clears.
+    call_attempts: Vec<u32>,
+    /// Whether it gave evidence: a new start withdraws it.
+    gave_evidence: bool,
+    /// An unanswered gate with a `timeout:`: when it expires (ms since
+    /// 1970), counted from the first time it waited.
+    gate_expiry: Option<u64>,
 }
 
 /// The fields of a logged event that the fold reads; the rest of the JSON
@@ -76,48 +86,48 @@ impl History {
         let text = |field: &Option<Cow<str>>| field.as_deref().unwrap_or_default().to_owned();
         let attempts = event.attempts.unwrap_or(1);
         let name = event.event.as_ref();
+        let slot = match self.steps.get_index_of(step) {
+            Some(slot) => slot,
+            None => {
+                self.logs.push(StepLog::default());
+                self.steps.insert_full(step.into(), Kept::default()).0
+            }
+        };
+        let kept = &mut self.steps[slot];
+        let log = &mut self.logs[slot];
         let settled = match name {
             "step_started" | "step_reset" => {
                 // Started again (a rerun after a crash or a changed plan) or
                 // reset: what it did before no longer counts.
-                if self.settled.remove(step).is_some() {
-                    self.order.retain(|s| s != step);
-                }
-                self.recorded.remove(step);
-                for attempt in self.attempts_with_calls.remove(step).unwrap_or_default() {
+                *kept = Kept::default();
+                for attempt in std::mem::take(&mut log.call_attempts) {
                     self.calls.remove(&(step.to_owned(), attempt));
                 }
-                if self.evidence.iter().any(|(s, _, _)| s == step) {
+                if std::mem::take(&mut log.gave_evidence) {
                     self.evidence.retain(|(s, _, _)| s != step);
                 }
-                if name == "step_started" {
-                    self.unsettled.insert(step.to_owned());
-                } else {
-                    // A gate waits afresh after a reset; a restart of the
-                    // same gate (a resume) keeps its first deadline.
-                    self.unsettled.remove(step);
-                    self.gate_expiry.remove(step);
+                // A gate waits afresh after a reset; a restart of the same
+                // gate (a resume) keeps its first deadline.
+                if name == "step_reset" {
+                    log.gate_expiry = None;
                 }
                 return;
             }
             "gate_waiting" => {
                 match event.expires_at {
                     Some(at) => {
-                        self.gate_expiry.entry(step.to_owned()).or_insert(at);
+                        log.gate_expiry.get_or_insert(at);
                     }
                     // Waiting without one: its timeout was removed.
-                    None => {
-                        self.gate_expiry.remove(step);
-                    }
+                    None => log.gate_expiry = None,
                 }
                 return;
             }
             "call" => {
                 if let Ok(call) = serde_json::from_str::<Call>(body) {
                     let attempt = event.attempt.unwrap_or(1);
-                    let made = self.attempts_with_calls.entry(step.to_owned()).or_default();
-                    if !made.contains(&attempt) {
-                        made.push(attempt);
+                    if !log.call_attempts.contains(&attempt) {
+                        log.call_attempts.push(attempt);
                     }
                     self.calls
                         .entry((step.to_owned(), attempt))
@@ -127,6 +137,7 @@ impl History {
                 return;
             }
             "evidence" => {
+                log.gave_evidence = true;
                 self.evidence.push((
                     step.to_owned(),
                     text(&event.hypothesis),
@@ -155,38 +166,73 @@ impl History {
                 reason: text(&event.reason),
             }),
             "step_recovered" | "compensated" => {
-                self.record(step, name);
+                kept.logged.insert(name);
                 return;
             }
             _ => return,
         };
-        self.unsettled.remove(step);
-        self.gate_expiry.remove(step);
-        self.record(step, name);
-        if let Some(before) = self.settled.get_mut(step) {
-            *before = settled;
-        } else {
-            self.order.push(step.to_owned());
-            self.settled.insert(step.to_owned(), settled);
+        log.gate_expiry = None;
+        kept.logged.insert(name);
+        if kept.settled.is_none() {
+            self.settlings += 1;
+            log.settled_as = self.settlings;
         }
+        kept.settled = Some(settled);
     }
 
-    /// Notes that `step` logged the settling event `name`.
-    fn record(&mut self, step: &str, name: &str) {
-        match self.recorded.get_mut(step) {
-            Some(names) => names.push(name.to_owned()),
-            None => {
-                self.recorded.insert(step.to_owned(), vec![name.to_owned()]);
-            }
-        }
+    /// The step's settled outcome, if it has one.
+    pub fn settled(&self, step: &str) -> Option<&Settled> {
+        self.steps.get(step)?.settled.as_ref()
+    }
+
+    /// Steps with a settled outcome, in the order the log first named them.
+    pub fn settled_steps(&self) -> impl Iterator<Item = (&str, &Settled)> {
+        self.steps
+            .iter()
+            .filter_map(|(id, kept)| Some((&**id, kept.settled.as_ref()?)))
+    }
+
+    /// Steps with a settled outcome, in the order they settled (a step
+    /// started again after settling counts from when it settled again).
+    pub fn settled_in_order(&self) -> Vec<(&str, &Settled)> {
+        let mut settled: Vec<(u64, &str, &Settled)> = self
+            .steps
+            .iter()
+            .zip(&self.logs)
+            .filter_map(|((id, kept), log)| Some((log.settled_as, &**id, kept.settled.as_ref()?)))
+            .collect();
+        settled.sort_unstable_by_key(|&(at, _, _)| at);
+        settled.into_iter().map(|(_, id, s)| (id, s)).collect()
+    }
+
+    /// How many steps have a settled outcome.
+    pub fn settled_count(&self) -> usize {
+        self.steps
+            .values()
+            .filter(|kept| kept.settled.is_some())
+            .count()
+    }
+
+    /// When an unanswered gate that waited with a `timeout:` expires (ms
+    /// since 1970).
+    pub fn gate_expiry(&self, gate: &str) -> Option<u64> {
+        self.logs[self.steps.get_index_of(gate)?].gate_expiry
+    }
+
+    /// Forgets the gate's deadline, so its next wait counts afresh (its
+    /// `timeout:` was edited); whether it had one.
+    pub fn forget_gate_expiry(&mut self, gate: &str) -> bool {
+        self.steps
+            .get_index_of(gate)
+            .and_then(|slot| self.logs[slot].gate_expiry.take())
+            .is_some()
     }
 
     /// Whether `gate` waited with a `timeout:` that has passed: `resume`
     /// rejects it, so it can no longer be approved.
     pub fn gate_expired(&self, gate: &str) -> bool {
-        self.gate_expiry
-            .get(gate)
-            .is_some_and(|&at| super::now_ms() >= at as i64)
+        self.gate_expiry(gate)
+            .is_some_and(|at| super::now_ms() >= at as i64)
     }
 
     /// The evidence given for each hypothesis, in the order first named.
@@ -212,32 +258,35 @@ impl History {
 
     /// What a resume keeps: every settled step except `invalidated` ones.
     pub fn resume(self, invalidated: &[String]) -> Resume {
-        let keep = |step: &String| !invalidated.contains(step);
+        let dropped: HashSet<&str> = invalidated.iter().map(String::as_str).collect();
+        let keep = |step: &str| !dropped.contains(step);
+        let Self {
+            mut steps,
+            logs,
+            evidence,
+            ..
+        } = self;
         // A step that did not settle runs again and gives its evidence again.
-        let evidence = self
-            .evidence
+        let evidence = evidence
             .into_iter()
-            .filter(|(s, _, _)| keep(s) && self.settled.contains_key(s))
+            .filter(|(s, _, _)| {
+                keep(s) && steps.get(s.as_str()).is_some_and(|k| k.settled.is_some())
+            })
             .map(|(_, h, v)| (h, v))
             .collect();
-        let (settled, recorded) = if invalidated.is_empty() {
-            (self.settled, self.recorded)
-        } else {
-            (
-                self.settled.into_iter().filter(|(s, _)| keep(s)).collect(),
-                self.recorded.into_iter().filter(|(s, _)| keep(s)).collect(),
-            )
-        };
+        let gate_expiry = steps
+            .keys()
+            .zip(&logs)
+            .filter(|(id, _)| keep(id))
+            .filter_map(|(id, log)| Some((id.to_string(), log.gate_expiry?)))
+            .collect();
+        // In place: a long run keeps nearly every step.
+        steps.retain(|id, kept| keep(id) && (kept.settled.is_some() || !kept.logged.is_empty()));
         Resume {
-            settled,
-            recorded,
+            steps,
             invalidated: invalidated.to_vec(),
             evidence,
-            gate_expiry: self
-                .gate_expiry
-                .into_iter()
-                .filter(|(s, _)| keep(s))
-                .collect(),
+            gate_expiry,
         }
     }
 }
@@ -247,6 +296,7 @@ mod tests {
     use serde_json::json;
 
     use super::History;
+    use crate::run::Settled;
 
     fn fold(events: &[serde_json::Value]) -> History {
         let mut history = History::default();
@@ -257,20 +307,79 @@ mod tests {
     }
 
     #[test]
-    fn a_step_started_again_is_unsettled_and_out_of_the_order() {
+    fn a_step_started_again_is_unsettled() {
         let history = fold(&[
             json!({"event": "step_started", "step": "a"}),
             json!({"event": "step_succeeded", "step": "a", "attempts": 1, "output": 1}),
             json!({"event": "step_reset", "step": "a", "reason": "edited"}),
         ]);
-        assert!(history.settled.is_empty());
-        assert!(history.order.is_empty());
-        assert!(history.unsettled.is_empty());
+        assert_eq!(history.settled_count(), 0);
+        assert!(history.settled_in_order().is_empty());
         let history = fold(&[
             json!({"event": "step_succeeded", "step": "a", "attempts": 1, "output": 1}),
             json!({"event": "step_started", "step": "a"}),
         ]);
-        assert!(history.order.is_empty() && history.unsettled.contains("a"));
+        assert!(history.settled("a").is_none() && history.settled_in_order().is_empty());
+    }
+
+    #[test]
+    fn steps_settle_in_order_and_a_rerun_moves_to_the_end() {
+        let history = fold(&[
+            json!({"event": "step_succeeded", "step": "a", "attempts": 1, "output": 1}),
+            json!({"event": "step_failed", "step": "b", "attempts": 2, "error": "boom"}),
+            json!({"event": "step_succeeded", "step": "c", "attempts": 1, "output": 3}),
+            // A recovery logs more about `b` without moving it.
+            json!({"event": "step_recovered", "step": "b", "by": "c"}),
+            json!({"event": "step_started", "step": "a"}),
+            json!({"event": "step_succeeded", "step": "a", "attempts": 1, "output": 2}),
+        ]);
+        let order: Vec<&str> = history.settled_in_order().iter().map(|(s, _)| *s).collect();
+        assert_eq!(order, ["b", "c", "a"]);
+        assert_eq!(
+            history.settled("a"),
+            Some(&Settled::Succeeded {
+                output: json!(2),
+                attempts: 1
+            })
+        );
+        let first_named: Vec<&str> = history.settled_steps().map(|(s, _)| s).collect();
+        assert_eq!(first_named, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_resume_keeps_settled_steps_and_their_logged_events_but_not_invalidated_ones() {
+        let history = fold(&[
+            json!({"event": "step_failed", "step": "a", "attempts": 1, "error": "boom"}),
+            json!({"event": "step_recovered", "step": "a", "by": "fix"}),
+            json!({"event": "step_succeeded", "step": "fix", "attempts": 1, "output": null}),
+            json!({"event": "step_succeeded", "step": "edited", "attempts": 1, "output": null}),
+            json!({"event": "step_started", "step": "running"}),
+            json!({"event": "gate_waiting", "step": "ship", "expires_at": 99}),
+        ]);
+        let resume = history.resume(&["edited".to_owned()]);
+        assert_eq!(resume.kept(), 2);
+        assert!(resume.logged("a", "step_failed") && resume.logged("a", "step_recovered"));
+        assert!(!resume.logged("a", "step_succeeded"));
+        assert!(resume.settled("edited").is_none() && resume.settled("running").is_none());
+        assert_eq!(resume.invalidated, ["edited"]);
+        assert_eq!(resume.gate_expiry.get("ship"), Some(&99));
+    }
+
+    #[test]
+    fn a_reset_forgets_a_gate_deadline_and_a_restart_keeps_it() {
+        let history = fold(&[
+            json!({"event": "gate_waiting", "step": "g", "expires_at": 5}),
+            json!({"event": "step_started", "step": "g"}),
+            json!({"event": "gate_waiting", "step": "g", "expires_at": 9}),
+        ]);
+        assert_eq!(history.gate_expiry("g"), Some(5));
+        let mut history = fold(&[
+            json!({"event": "gate_waiting", "step": "g", "expires_at": 5}),
+            json!({"event": "step_reset", "step": "g", "reason": "edited"}),
+            json!({"event": "gate_waiting", "step": "g", "expires_at": 9}),
+        ]);
+        assert_eq!(history.gate_expiry("g"), Some(9));
+        assert!(history.forget_gate_expiry("g") && history.gate_expiry("g").is_none());
     }
 
     #[test]
@@ -286,6 +395,6 @@ mod tests {
             resume.evidence,
             vec![("h".to_owned(), "supports".to_owned())]
         );
-        assert_eq!(resume.settled.len(), 1);
+        assert_eq!(resume.kept(), 1);
     }
 }

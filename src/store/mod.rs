@@ -2,18 +2,20 @@
 
 mod audit;
 mod history;
+mod plans;
 mod schema;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use audit::AuditError;
 pub use history::History;
+pub use plans::Encoded;
 
 use crate::plan::Plan;
 use crate::run::Event;
@@ -295,34 +297,44 @@ impl Store {
         let now = now_ms();
         let hash = format!("{:x}", Sha256::digest(source.as_bytes()));
         let params = serde_json::to_string(params).expect("params serialize");
+        let encoded = plans::encode(plan);
         let conn = self.lock();
-        // The id is the start time and the process id's low bits; two runs
-        // begun in the same millisecond by one process (or by two whose ids
-        // share those bits) take the next free suffix.
-        let pid = std::process::id();
-        for bump in 0..=0xffff_u32 {
-            let id = format!("{now:x}{:04x}", pid.wrapping_add(bump) & 0xffff);
-            let inserted = conn.execute(
-                "INSERT INTO runs (id, plan, file, source, source_hash, params, seed, steps, status, started_at, events, last_hash, no)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'running', ?9, 0, '',
-                         (SELECT coalesce(max(no), 0) + 1 FROM runs))",
-                params![id, plan.id, file, source, hash, params, seed as i64, plan.tasks.len() as i64, now],
-            );
-            match inserted {
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
-                {
-                    continue
-                }
-                other => {
-                    other.map_err(self.err())?;
-                    return Ok(id);
+        let mut begun = None;
+        transaction(&conn, |tx| {
+            // The id is the start time and the process id's low bits; two
+            // runs begun in the same millisecond by one process (or by two
+            // whose ids share those bits) take the next free suffix.
+            let pid = std::process::id();
+            for bump in 0..=0xffff_u32 {
+                let id = format!("{now:x}{:04x}", pid.wrapping_add(bump) & 0xffff);
+                let inserted = tx.execute(
+                    "INSERT INTO runs (id, plan, file, source_hash, params, seed, steps, status, started_at, events, last_hash, no)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, 0, '',
+                             (SELECT coalesce(max(no), 0) + 1 FROM runs))",
+                    params![id, plan.id, file, hash, params, seed as i64, plan.tasks.len() as i64, now],
+                );
+                match inserted {
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+                    {
+                        continue
+                    }
+                    Err(e) => return Err(e),
+                    Ok(_) => {
+                        store_plan(tx, &id, source, &encoded)?;
+                        begun = Some(id);
+                        return Ok(());
+                    }
                 }
             }
-        }
-        Err(StoreError::NotFound(format!(
-            "no free run id for {now:x}: 65,536 runs began in that millisecond"
-        )))
+            Ok(())
+        })
+        .map_err(self.err())?;
+        begun.ok_or_else(|| {
+            StoreError::NotFound(format!(
+                "no free run id for {now:x}: 65,536 runs began in that millisecond"
+            ))
+        })
     }
 
     /// Takes the next event of a run. It is committed by the next
@@ -394,15 +406,35 @@ impl Store {
     }
 
     /// Replaces a run's plan source (a resume with `--allow-changed`).
-    pub fn replace_source(&self, run: &str, source: &str) -> Result<(), StoreError> {
+    pub fn replace_source(&self, run: &str, source: &str, plan: &Plan) -> Result<(), StoreError> {
         let hash = format!("{:x}", Sha256::digest(source.as_bytes()));
+        let encoded = plans::encode(plan);
+        transaction(&self.lock(), |tx| {
+            tx.execute(
+                "UPDATE runs SET source_hash = ?2 WHERE id = ?1",
+                params![run, hash],
+            )?;
+            store_plan(tx, run, source, &encoded)
+        })
+        .map_err(self.err())
+    }
+
+    /// The checked plan the run was begun (or last resumed) with, encoded;
+    /// `None` for runs recorded before plans were kept.
+    pub fn plan(&self, run: &str) -> Result<Option<Encoded>, StoreError> {
         self.lock()
-            .execute(
-                "UPDATE runs SET source = ?2, source_hash = ?3 WHERE id = ?1",
-                params![run, source, hash],
+            .query_row(
+                "SELECT format, body FROM plans WHERE run_id = ?1 AND format IS NOT NULL",
+                [run],
+                |r| {
+                    Ok(Encoded {
+                        format: r.get(0)?,
+                        body: r.get(1)?,
+                    })
+                },
             )
-            .map_err(self.err())?;
-        Ok(())
+            .optional()
+            .map_err(self.err())
     }
 
     /// A run's plan source, params (as given to `--set`) and seed.
@@ -410,7 +442,8 @@ impl Store {
         let (source, params, seed): (String, String, i64) = self
             .lock()
             .query_row(
-                "SELECT source, params, seed FROM runs WHERE id = ?1",
+                "SELECT p.source, r.params, r.seed FROM runs r JOIN plans p ON p.run_id = r.id
+                 WHERE r.id = ?1",
                 [run],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
@@ -448,7 +481,6 @@ impl Store {
 
     /// The content of an artifact, by its hash.
     pub fn blob(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        use rusqlite::OptionalExtension;
         self.lock()
             .query_row(
                 "SELECT content FROM blobs WHERE sha256 = ?1",
@@ -840,6 +872,16 @@ fn write_batch(tx: &Connection, batch: Vec<(String, Event)>) -> rusqlite::Result
         }
     }
     Ok(())
+}
+
+/// Keeps a run's plan, its source and its checked form, replacing the one
+/// it had.
+fn store_plan(tx: &Connection, run: &str, source: &str, encoded: &[u8]) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO plans (run_id, source, format, body) VALUES (?1, ?2, ?3, ?4)",
+        params![run, source, plans::FORMAT, encoded],
+    )
+    .map(drop)
 }
 
 /// Runs `f` in a write transaction, committed if it succeeds and rolled

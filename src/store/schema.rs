@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The newest schema this build writes.
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 /// Each migration takes the database from the previous version to the next.
 const MIGRATIONS: &[&str] = &[
@@ -83,6 +83,22 @@ const MIGRATIONS: &[&str] = &[
         FROM events e JOIN runs r ON r.id = e.run_id ORDER BY r.no, e.seq;
     DROP TABLE events;
     ALTER TABLE events_by_key RENAME TO events;
+",
+    "
+    -- Each run's plan: its source text and, so that resuming a run need not
+    -- check that text again, the plan as checked, encoded (`format` names
+    -- how; NULL for runs recorded before plans were kept). Out of `runs`,
+    -- whose rows are read and updated as runs go: a long plan's text spans
+    -- many overflow pages, and SQLite rewrites all of them when any column
+    -- of the row changes, and walks them to read any column after it.
+    CREATE TABLE plans (
+        run_id TEXT PRIMARY KEY REFERENCES runs(id),
+        source TEXT NOT NULL,
+        format TEXT,
+        body BLOB
+    );
+    INSERT INTO plans (run_id, source) SELECT id, source FROM runs;
+    ALTER TABLE runs DROP COLUMN source;
 ",
 ];
 
@@ -173,8 +189,9 @@ mod tests {
         Store::open(dir.path(), Durability::Normal).expect("upgrades once it stopped");
     }
 
-    /// A store written by schema 2 (events keyed by run and position)
-    /// opens as schema 3 with every run's log and chain intact.
+    /// A store written by schema 2 (events keyed by run and position,
+    /// sources in the run rows) opens as the newest schema with every run's
+    /// log, chain and source intact.
     #[test]
     fn a_version_2_store_migrates_with_its_chains_intact() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -184,8 +201,8 @@ mod tests {
             for (run, started) in [("b", 2), ("a", 1)] {
                 conn.execute(
                     "INSERT INTO runs (id, plan, file, source, source_hash, params, seed, steps, status, started_at, events, last_hash)
-                     VALUES (?1, 'p', 'p.plan', '', '', '[]', 0, 1, 'running', ?2, 0, '')",
-                    params![run, started],
+                     VALUES (?1, 'p', 'p.plan', ?3, '', '[]', 0, 1, 'running', ?2, 0, '')",
+                    params![run, started, format!("plan {run} \"P\"\n")],
                 )
                 .expect("run");
             }
@@ -211,6 +228,10 @@ mod tests {
             assert_eq!(lines, [1, 2, 3]);
             assert!(events[2].body.contains(&format!("{run}3")));
             assert_eq!(store.verify(run).expect("reads"), Ok(3));
+            let source = store.source(run).expect("source").source;
+            assert_eq!(source, format!("plan {run} \"P\"\n"));
+            // Checked again on resume: no plan was kept with it.
+            assert!(store.plan(run).expect("reads").is_none());
         }
         // New events go on from the migrated head.
         store

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::{cairn, db, Run, Test};
+use crate::{cairn, db, status_step, Run, Test};
 
 fn spawn(test: &Test, args: &[&str]) -> Child {
     Command::new(assert_cmd::cargo::cargo_bin("cairn"))
@@ -282,6 +282,40 @@ fn a_changed_plan_names_what_it_invalidates() {
         "twice"
     );
     assert_eq!(settles(&test, "step_succeeded").get("build"), Some(&2));
+}
+
+const IMPORTING: &str = "plan p \"P\"\n  use \"lib.plan\" as lib\n\ngate ship \"Ship\"\n  needs: lib.build\n\ntask release \"Release\"\n  needs: ship, lib.build\n  run: `released ${outputs[\"lib.build\"]}`\n";
+
+#[test]
+fn a_run_resumes_with_the_plan_it_began_with_even_without_its_files() {
+    let lib = "plan lib \"Lib\"\n\ntask build \"Build\"\n  run: \"v2\"\n";
+    let test = Test::new().file("p.plan", IMPORTING).file("lib.plan", lib);
+    assert_eq!(cairn(&test, &["run", "p.plan"]).status, 3);
+    for file in ["p.plan", "lib.plan"] {
+        std::fs::remove_file(test.path().join(file)).expect("remove");
+    }
+    // A plan kept in a format this build does not read (an older cairn's)
+    // is checked again from its recorded source, which needs the import.
+    let format: String = db(&test)
+        .query_row("SELECT format FROM plans", [], |r| r.get(0))
+        .expect("a kept plan");
+    db(&test)
+        .execute("UPDATE plans SET format = 'postcard/0.0.0/0'", [])
+        .expect("update");
+    let rechecked = cairn(&test, &["resume", "--approve", "ship"]);
+    assert_eq!(rechecked.status, 2, "{}", rechecked.stdout);
+    assert!(
+        rechecked.stderr.contains("cairn::unknown_import"),
+        "{}",
+        rechecked.stderr
+    );
+    // The plan as checked when the run began needs neither file.
+    db(&test)
+        .execute("UPDATE plans SET format = ?1", [&format])
+        .expect("update");
+    let resumed = cairn(&test, &["resume", "--approve", "ship"]);
+    assert_eq!(resumed.status, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    assert_eq!(status_step(&test, "release")["output"], "\"released v2\"");
 }
 
 const RECORDED: &str = "plan p \"P\"\n  allow: sh, fs.read, fs.write\n  seed: 7\n\ntask stamp \"Stamp\" using:sh,fs.write\n  run: |\n    let t = now();\n    let r = rand();\n    let who = sh(\"echo $RANDOM-$$\").stdout;\n    write_file(\"out.txt\", `${t} ${r} ${who}`);\n    #{ t: t, r: r, who: who }\n\ntask report \"Report\" using:fs.read\n  needs: stamp\n  run: read_file(\"out.txt\")\n";

@@ -93,6 +93,22 @@ pub fn cairn(test: &Test, args: &[&str]) -> Run {
     )
 }
 
+/// `cairn status --json` of the newest run.
+pub fn status_json(test: &Test) -> serde_json::Value {
+    let status = cairn(test, &["status", "--json"]);
+    assert_eq!(status.status, 0, "{}", status.stderr);
+    serde_json::from_str(&status.stdout).expect("status is JSON")
+}
+
+/// The newest run's step `id`, as `cairn status --json` shows it.
+pub fn status_step(test: &Test, id: &str) -> serde_json::Value {
+    let status = status_json(test);
+    let steps = status["steps"].as_array().expect("steps");
+    let step = steps.iter().find(|s| s["step"] == id);
+    step.unwrap_or_else(|| panic!("no step `{id}` in {status}"))
+        .clone()
+}
+
 /// The test's run store, opened directly (to look at or tamper with).
 pub fn db(test: &Test) -> rusqlite::Connection {
     rusqlite::Connection::open(test.path().join(".cairn/state.db")).expect("open")

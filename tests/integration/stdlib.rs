@@ -1,13 +1,7 @@
 //! The stdlib: templates that check and run out of the box, `templates` /
 //! `new`, composition with `use`, and hypotheses with evidence.
 
-use crate::{cairn, Test};
-
-fn status_json(test: &Test) -> serde_json::Value {
-    let status = cairn(test, &["status", "--json"]);
-    assert_eq!(status.status, 0, "{}", status.stderr);
-    serde_json::from_str(&status.stdout).expect("status is JSON")
-}
+use crate::{cairn, status_json, status_step, Test};
 
 const TEMPLATES: &[&str] = &[
     "debug-500",
@@ -224,15 +218,8 @@ fn use_imports_steps_under_an_alias_with_params() {
         .file("lib/notify.plan", NOTIFY);
     let run = cairn(&test, &["run", "main.plan"]);
     assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
-    let status = status_json(&test);
-    let announce = status["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .find(|s| s["step"] == "announce")
-        .expect("announce");
     assert_eq!(
-        announce["output"],
+        status_step(&test, "announce")["output"],
         "\"sent to #ops (confirmed) / sent to #general\""
     );
 }

@@ -1,0 +1,152 @@
+//! What a resumed run keeps from before: each settled step's outcome, and
+//! which settling events the log already holds.
+
+use std::collections::HashMap;
+
+use super::Approval;
+
+/// A map keyed by step id, in the order keys were first inserted. Resuming
+/// a long run looks up every step's id several times: the hash is a fast
+/// one (ids come from the run's own plan and log, not from an adversary).
+pub type StepMap<V> = indexmap::IndexMap<Box<str>, V, ahash::RandomState>;
+
+/// A step's outcome from an earlier part of the same run, kept by `resume`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Settled {
+    /// The task succeeded with this output.
+    Succeeded {
+        /// Its output.
+        output: serde_json::Value,
+        /// Attempts it took.
+        attempts: u32,
+    },
+    /// The task or decision failed (a fallback may have recovered it).
+    Failed {
+        /// The last error.
+        error: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The task was skipped because its `when:` was false.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// The decision took this branch (`when …` or `else`) to this target.
+    Chose {
+        /// The branch as recorded.
+        branch: String,
+        /// The step it routed to.
+        target: String,
+    },
+    /// The gate was answered.
+    Answered(Approval),
+}
+
+/// The settling events ([`super::Event::settles`]) logged for one step: a
+/// resumed run does not log them again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settlings(u8);
+
+impl Settlings {
+    /// The bit for a settling event's name; `None` for other events.
+    fn bit(name: &str) -> Option<u8> {
+        let index = match name {
+            "step_succeeded" => 0,
+            "step_failed" => 1,
+            "step_recovered" => 2,
+            "step_skipped" => 3,
+            "decision_made" => 4,
+            "gate_approved" => 5,
+            "gate_rejected" => 6,
+            "compensated" => 7,
+            _ => return None,
+        };
+        Some(1 << index)
+    }
+
+    /// Whether `name` (`step_succeeded`, …) is a settling event.
+    pub fn settling(name: &str) -> bool {
+        Self::bit(name).is_some()
+    }
+
+    /// Notes that the event `name` was logged; other than settling events
+    /// are ignored.
+    pub fn insert(&mut self, name: &str) {
+        self.0 |= Self::bit(name).unwrap_or(0);
+    }
+
+    /// Whether the settling event `name` was logged.
+    pub fn contains(self, name: &str) -> bool {
+        Self::bit(name).is_some_and(|bit| self.0 & bit != 0)
+    }
+
+    /// Whether none was logged.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// One step as a resumed run finds it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Kept {
+    /// Its recorded outcome, if it settled: it never runs again.
+    pub settled: Option<Settled>,
+    /// The settling events already in the log, which are not logged again.
+    pub logged: Settlings,
+}
+
+/// What a resumed run keeps from before.
+#[derive(Clone, Debug, Default)]
+pub struct Resume {
+    /// Steps with a recorded outcome or settling events, by id.
+    pub steps: StepMap<Kept>,
+    /// Steps whose recorded outcome was dropped because the plan changed.
+    pub invalidated: Vec<String>,
+    /// Evidence kept steps gave: (hypothesis, verdict), in order.
+    pub evidence: Vec<(String, String)>,
+    /// When each gate that waited with a `timeout:` expires (ms since 1970):
+    /// a gate's deadline counts from when it first waited, not from resume.
+    pub gate_expiry: HashMap<String, u64>,
+}
+
+impl Resume {
+    /// Keeps `settled` as the outcome of `step`: it will not run again.
+    pub fn keep(&mut self, step: &str, settled: Settled) {
+        self.steps.entry(step.into()).or_default().settled = Some(settled);
+    }
+
+    /// The recorded outcome of `step`, if it has one.
+    pub fn settled(&self, step: &str) -> Option<&Settled> {
+        self.steps.get(step)?.settled.as_ref()
+    }
+
+    /// How many steps keep a recorded outcome.
+    pub fn kept(&self) -> usize {
+        self.steps.values().filter(|k| k.settled.is_some()).count()
+    }
+
+    /// Whether the settling event `name` is already logged for `step`.
+    pub fn logged(&self, step: &str, name: &str) -> bool {
+        self.steps
+            .get(step)
+            .is_some_and(|kept| kept.logged.contains(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Settlings;
+
+    #[test]
+    fn settlings_hold_settling_events_only() {
+        let mut logged = Settlings::default();
+        assert!(logged.is_empty());
+        logged.insert("step_failed");
+        logged.insert("step_recovered");
+        logged.insert("step_started");
+        assert!(logged.contains("step_failed") && logged.contains("step_recovered"));
+        assert!(!logged.contains("step_succeeded") && !logged.contains("step_started"));
+        assert!(Settlings::settling("compensated") && !Settlings::settling("log"));
+    }
+}

@@ -23,7 +23,7 @@ cd "$work"
 cairn="$OLDPWD/target/release/cairn"
 "$cairn" run big.plan > /dev/null || test $? -eq 3
 cp -r .cairn paused
-hyperfine --warmup 1 --runs 5 \
+hyperfine --warmup 1 --runs 20 \
   --prepare "rm -rf .cairn && cp -r paused .cairn" \
   "$cairn resume --approve done" \
   "$cairn check big.plan"

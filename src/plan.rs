@@ -60,9 +60,10 @@ impl Plan {
     }
 
     /// Compiles the code of a deserialized plan (compiled code is not
-    /// serialized), each distinct text once. [`crate::check`] compiles the
-    /// plans it returns; a plan read back from JSON or a run's record needs this
-    /// before it runs.
+    /// serialized), each distinct text once, and shares each text between
+    /// the scripts that have it, as the checker does. [`crate::check`]
+    /// compiles the plans it returns; a plan read back from JSON or a run's
+    /// record needs this before it runs.
     pub fn compile(&mut self) -> Result<(), CompileError> {
         let mut compiled: HashMap<(Arc<str>, CompileMode), Arc<rhai::AST>> = HashMap::new();
         for (script, mode) in self.scripts_mut() {
@@ -70,8 +71,11 @@ impl Plan {
                 continue;
             }
             let key = (Arc::clone(&script.text), mode);
-            let ast = match compiled.get(&key) {
-                Some(ast) => Arc::clone(ast),
+            let ast = match compiled.get_key_value(&key) {
+                Some(((text, _), ast)) => {
+                    script.text = Arc::clone(text);
+                    Arc::clone(ast)
+                }
                 None => {
                     let ast = crate::script::compile(&script.text, mode)
                         .map(Arc::new)
@@ -174,6 +178,28 @@ pub struct Import {
     pub with: Vec<(String, Script)>,
     /// The imported plan's `allow:`, which scopes its steps' file and HTTP access.
     pub allow: Vec<Grant>,
+    /// The file the imported plan was read from, as resolved (`None`: a
+    /// stdlib template, which only changes with cairn).
+    #[serde(default)]
+    pub file: Option<String>,
+    /// sha256 of the imported plan's text as checked: `resume` compares it
+    /// with the file to tell whether the plan changed since the run began.
+    #[serde(default)]
+    pub sha256: String,
+}
+
+impl Import {
+    /// Whether the imported file now holds other text than was checked
+    /// (`false` for a template, or a file that cannot be read: then there
+    /// is nothing to compare).
+    pub fn changed(&self) -> bool {
+        use sha2::{Digest, Sha256};
+        let Some(file) = &self.file else {
+            return false;
+        };
+        crate::source::Source::read(std::path::Path::new(file))
+            .is_ok_and(|now| format!("{:x}", Sha256::digest(now.text())) != self.sha256)
+    }
 }
 
 /// `hypothesis <id> "statement"`.

@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
+
 use super::lower::{Header, StepRefs, Use};
 use crate::diagnostic::{Code, Diagnostic};
 use crate::plan::{Hypothesis, Import, Task};
@@ -30,15 +32,24 @@ pub struct Link {
     shown: String,
 }
 
-/// Where a `use` reference leads: its identity (for cycles) and its text.
-fn resolve(source: &Source, reference: &str) -> Result<(String, Arc<Source>), String> {
+/// Where a `use` reference leads.
+struct Resolved {
+    /// What identifies the plan, to find cycles.
+    identity: String,
+    text: Arc<Source>,
+    /// The file it was read from (`None`: a stdlib template).
+    file: Option<String>,
+}
+
+fn resolve(source: &Source, reference: &str) -> Result<Resolved, String> {
     let bare = !reference.contains('/') && !reference.ends_with(".plan");
     if bare {
         if let Some(template) = crate::stdlib::template(reference) {
-            return Ok((
-                format!("template {}", template.name),
-                Source::new(template.name, template.text),
-            ));
+            return Ok(Resolved {
+                identity: format!("template {}", template.name),
+                text: Source::new(template.name, template.text),
+                file: None,
+            });
         }
     }
     let path = match Path::new(source.name()).parent() {
@@ -55,7 +66,11 @@ fn resolve(source: &Source, reference: &str) -> Result<(String, Arc<Source>), St
     let identity = path
         .canonicalize()
         .map_or_else(|_| path.display().to_string(), |p| p.display().to_string());
-    Ok((identity, text))
+    Ok(Resolved {
+        identity,
+        text,
+        file: Some(path.display().to_string()),
+    })
 }
 
 /// The plan being checked, as the start of a chain of imports.
@@ -84,7 +99,11 @@ pub fn bring_in(
     let mut imported = Imported::default();
     for import in &header.uses {
         let reference = &import.reference;
-        let (identity, text) = match resolve(source, &reference.value) {
+        let Resolved {
+            identity,
+            text,
+            file,
+        } = match resolve(source, &reference.value) {
             Ok(found) => found,
             Err(why) => {
                 imported.failed.push(import.alias.value.clone());
@@ -171,12 +190,19 @@ pub fn bring_in(
                 );
             }
         }
-        add(&mut imported, import, plan);
+        let sha256 = format!("{:x}", Sha256::digest(text.text()));
+        add(&mut imported, import, plan, file, sha256);
     }
     imported
 }
 
-fn add(imported: &mut Imported, import: &Use, plan: crate::plan::Plan) {
+fn add(
+    imported: &mut Imported,
+    import: &Use,
+    plan: crate::plan::Plan,
+    file: Option<String>,
+    sha256: String,
+) {
     let alias = &import.alias.value;
     let prefix = |id: &str| format!("{alias}.{id}");
     imported.imports.push(Import {
@@ -190,6 +216,8 @@ fn add(imported: &mut Imported, import: &Use, plan: crate::plan::Plan) {
             .map(|(n, s)| (n.value.clone(), s.clone()))
             .collect(),
         allow: plan.allow,
+        file,
+        sha256,
     });
     for mut inner in plan.imports {
         inner.parent = Some(inner.parent.map_or_else(|| alias.clone(), |p| prefix(&p)));

@@ -43,34 +43,67 @@ fn checked(source: &Arc<Source>) -> Result<Plan, Error> {
     })
 }
 
-/// The plan the run began with, and the plan file as it is now (if it
-/// still exists and differs).
+/// The plan the run began with: as it was checked then, or, for a run
+/// recorded before plans were kept (or by a build that encodes them
+/// differently), its recorded source checked again.
+pub(crate) fn recorded_plan(
+    run: &RunRow,
+    text: &str,
+    stored: Option<Encoded>,
+) -> Result<Plan, Error> {
+    match stored.as_ref().and_then(Encoded::decode) {
+        Some(plan) => Ok(plan),
+        None => checked(&Source::new(run.file.clone(), text.to_owned())),
+    }
+}
+
+/// The plan the run began with, and the plan file as it is now if it, or
+/// a plan it imports, changed since.
 fn plans(
     run: &RunRow,
     text: &str,
     stored: Option<Encoded>,
 ) -> Result<(Plan, Option<Edited>), Error> {
-    // The plan as checked when the run began; a run recorded before plans
-    // were kept, or by a build that encodes them differently, checks its
-    // recorded source again.
-    let recorded = match stored.as_ref().and_then(Encoded::decode) {
-        Some(plan) => plan,
-        None => checked(&Source::new(run.file.clone(), text.to_owned()))?,
-    };
+    let recorded = recorded_plan(run, text, stored)?;
     let path = PathBuf::from(&run.file);
     if !path.exists() {
         return Ok((recorded, None));
     }
-    let current = Source::read(&path)?;
-    if current.text() == text {
-        return Ok((recorded, None));
-    }
-    let plan = checked(&current)?;
-    Ok((recorded, Some((current, plan))))
+    let source = Source::read(&path)?;
+    let files = if source.text() != text {
+        format!("`{}`", run.file)
+    } else {
+        let imports: Vec<String> = recorded
+            .imports
+            .iter()
+            .filter(|import| import.changed())
+            .filter_map(|import| Some(format!("`{}`", import.file.as_ref()?)))
+            .collect();
+        if imports.is_empty() {
+            return Ok((recorded, None));
+        }
+        format!("{}, imported by `{}`,", imports.join(", "), run.file)
+    };
+    let plan = checked(&source)?;
+    Ok((
+        recorded,
+        Some(Edited {
+            files,
+            source,
+            plan,
+        }),
+    ))
 }
 
-/// A plan file that changed since its run began, and its checked plan.
-type Edited = (Arc<Source>, Plan);
+/// A plan that changed since its run began.
+struct Edited {
+    /// Which files changed, for messages (`` `p.plan` ``).
+    files: String,
+    /// The plan file as it is now.
+    source: Arc<Source>,
+    /// Its checked plan.
+    plan: Plan,
+}
 
 /// What `cairn resume` was asked to do.
 pub struct ResumeArgs {
@@ -106,11 +139,20 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
     let mut history = history?;
     let (plan, invalidated) = match current {
         None => (recorded, Vec::new()),
-        Some((source, plan)) => {
+        Some(Edited {
+            files,
+            source,
+            plan,
+        }) => {
             let changes = Changes::between(&recorded, &plan);
             let invalidated = changes.invalidated(&plan, |id| history.settled(id).is_some());
             if !changes.is_empty() && !args.allow_changed {
-                return Err(Error::Usage(describe_changes(&row, &changes, &invalidated)));
+                return Err(Error::Usage(describe_changes(
+                    &row,
+                    &files,
+                    &changes,
+                    &invalidated,
+                )));
             }
             // An edited gate that is still waiting waits afresh, with its
             // new `timeout:` counted from now.
@@ -156,14 +198,19 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
     session.execute(plan, options)
 }
 
-fn describe_changes(run: &RunRow, changes: &Changes, invalidated: &[String]) -> String {
+fn describe_changes(
+    run: &RunRow,
+    files: &str,
+    changes: &Changes,
+    invalidated: &[String],
+) -> String {
     let list = |ids: &[String]| {
         ids.iter()
             .map(|id| format!("`{id}`"))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut text = format!("`{}` changed since run {} began:", run.file, run.id);
+    let mut text = format!("{files} changed since run {} began:", run.id);
     for (what, ids) in [
         ("added", &changes.added),
         ("removed", &changes.removed),
@@ -270,11 +317,8 @@ pub fn replay(state_dir: &Path, id: Option<&str>) -> Result<i32, Error> {
     let inputs = store.source(&row.id)?;
     let (recorded, current) = plans(&row, &inputs.source, store.plan(&row.id)?)?;
     let plan = match current {
-        Some((_, plan)) => {
-            println!(
-                "`{}` changed since the run; replaying the edited plan",
-                row.file
-            );
+        Some(Edited { files, plan, .. }) => {
+            println!("{files} changed since the run; replaying the edited plan");
             plan
         }
         None => recorded,

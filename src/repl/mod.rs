@@ -182,7 +182,7 @@ impl Session {
             })?,
         };
         let text = store.source(&row.id)?.source;
-        let plan = checked(&Source::new(row.file.clone(), text))?;
+        let plan = crate::cli::recorded_plan(&row, &text, store.plan(&row.id)?)?;
         Self::new(store, state_dir, row.id, row.file, plan)
     }
 

@@ -6,7 +6,7 @@ use crate::plan::Plan;
 /// A build that finds another format checks the recorded source instead, so
 /// bump the last number whenever a type a plan holds changes (the test
 /// below fails until then).
-pub const FORMAT: &str = concat!("postcard/", env!("CARGO_PKG_VERSION"), "/1");
+pub const FORMAT: &str = concat!("postcard/", env!("CARGO_PKG_VERSION"), "/2");
 
 /// A stored plan as read from the store, not yet decoded.
 pub struct Encoded {
@@ -34,6 +34,8 @@ pub fn encode(plan: &Plan) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use sha2::{Digest, Sha256};
 
     use super::{encode, Encoded, FORMAT};
@@ -67,6 +69,9 @@ mod tests {
         }
         let importing =
             "plan outer \"Outer\"\n  use \"debug-500\" as dbg\n\ntask after \"After\"\n";
+        let repeated =
+            "plan twice \"Twice\"\n\ntask a \"A\"\n  run: 40 + 2\n\ntask b \"B\"\n  run: 40 + 2\n";
+        plans.push(checked("twice.plan", repeated));
         plans.push(checked("outer.plan", importing));
         assert!(!plans.last().expect("pushed").imports.is_empty());
         for plan in plans {
@@ -84,6 +89,10 @@ mod tests {
                     .all(|s| s.ast.is_some())
             };
             assert!(compiled(&back), "{}: code left uncompiled", plan.id);
+            if plan.id == "twice" {
+                let text = |i: usize| &back.tasks[i].run.as_ref().expect("run").text;
+                assert!(Arc::ptr_eq(text(0), text(1)), "equal texts are shared");
+            }
         }
     }
 
@@ -122,6 +131,7 @@ mod tests {
   on failure: continue
   param n = 2
   hypothesis h "It holds"
+  use "debug-500" as dbg with requests = 5
 
 task a "A" kind:build using:sh
   input:
@@ -136,6 +146,9 @@ task a "A" kind:build using:sh
   priority: 3
   resources: cpu 1
   compensate: ()
+  description: every task field
+  owner: qa
+  labels: x
   on failure: stop
   on failure -> b
   on success -> c
@@ -164,8 +177,8 @@ task f "F"
         assert_eq!(
             (FORMAT.rsplit('/').next(), hash.as_str()),
             (
-                Some("1"),
-                "56531359e0b653a4d0512bc3b87bb9a52cd487bbd5416829ba8f2bf3189451a9"
+                Some("2"),
+                "4521f6d14065de855a52278c0147b576dd076b769fd2e11b3df2d46d94f688b3"
             ),
             "the stored plan's encoding changed: if a type changed shape, bump FORMAT's last number; then update this hash"
         );

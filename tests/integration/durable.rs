@@ -318,6 +318,27 @@ fn a_run_resumes_with_the_plan_it_began_with_even_without_its_files() {
     assert_eq!(status_step(&test, "release")["output"], "\"released v2\"");
 }
 
+#[test]
+fn an_edited_import_is_a_changed_plan() {
+    let lib = "plan lib \"Lib\"\n\ntask build \"Build\"\n  run: \"v2\"\n";
+    let test = Test::new().file("p.plan", IMPORTING).file("lib.plan", lib);
+    let paused = cairn(&test, &["run", "p.plan"]);
+    assert_eq!(paused.status, 3);
+    let id = run_id(&paused);
+    std::fs::write(test.path().join("lib.plan"), lib.replace("v2", "v3")).expect("edit");
+    let refused = cairn(&test, &["resume", "--approve", "ship"]);
+    assert_eq!(refused.status, 2, "{}", refused.stdout);
+    assert_eq!(
+        refused.stderr,
+        format!(
+            "error: `lib.plan`, imported by `p.plan`, changed since run {id} began:\n  edited: `lib.build`\nthis invalidates the recorded results of `lib.build`\nto run those again with the edited plan: cairn resume {id} --allow-changed\n"
+        )
+    );
+    let resumed = cairn(&test, &["resume", "--approve", "ship", "--allow-changed"]);
+    assert_eq!(resumed.status, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    assert_eq!(status_step(&test, "release")["output"], "\"released v3\"");
+}
+
 const RECORDED: &str = "plan p \"P\"\n  allow: sh, fs.read, fs.write\n  seed: 7\n\ntask stamp \"Stamp\" using:sh,fs.write\n  run: |\n    let t = now();\n    let r = rand();\n    let who = sh(\"echo $RANDOM-$$\").stdout;\n    write_file(\"out.txt\", `${t} ${r} ${who}`);\n    #{ t: t, r: r, who: who }\n\ntask report \"Report\" using:fs.read\n  needs: stamp\n  run: read_file(\"out.txt\")\n";
 
 #[test]

@@ -104,8 +104,9 @@ enum Command {
     Resume {
         /// The run's id (a unique prefix is enough).
         run: Option<String>,
-        /// If the plan file changed since the run began, run the steps whose
-        /// results the change invalidates again with the edited plan.
+        /// If the plan file (or a plan it imports) changed since the run
+        /// began, run the steps whose results the change invalidates again
+        /// with the edited plan.
         #[arg(long)]
         allow_changed: bool,
         /// Approve this gate up front (repeatable).

@@ -842,7 +842,7 @@ impl Scheduler {
     fn take_work(&mut self) -> Option<Work> {
         while !self.stopping && self.running < self.max_parallel {
             // A stepping caller (the REPL) may hold steps back.
-            let kept = |i: usize| self.kept(i);
+            let kept = |i: usize| self.keeps(i);
             if self
                 .options
                 .start_limit
@@ -867,7 +867,7 @@ impl Scheduler {
                 .iter()
                 .find(|&&(_, i)| self.fits(i) && allowed(i))?;
             self.ready.remove(&(key, i));
-            if !self.kept(i) {
+            if !self.keeps(i) {
                 self.started_count += 1;
             }
             if let Some(work) = self.start(i) {
@@ -937,7 +937,7 @@ impl Scheduler {
     }
 
     /// Whether the step keeps an outcome from an earlier part of a resumed run.
-    fn kept(&self, i: usize) -> bool {
+    fn keeps(&self, i: usize) -> bool {
         self.kept.get(i).is_some_and(Option::is_some)
     }
 

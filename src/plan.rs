@@ -188,20 +188,6 @@ pub struct Import {
     pub sha256: String,
 }
 
-impl Import {
-    /// Whether the imported file now holds other text than was checked
-    /// (`false` for a template, or a file that cannot be read: then there
-    /// is nothing to compare).
-    pub fn changed(&self) -> bool {
-        use sha2::{Digest, Sha256};
-        let Some(file) = &self.file else {
-            return false;
-        };
-        crate::source::Source::read(std::path::Path::new(file))
-            .is_ok_and(|now| format!("{:x}", Sha256::digest(now.text())) != self.sha256)
-    }
-}
-
 /// `hypothesis <id> "statement"`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hypothesis {

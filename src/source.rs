@@ -9,6 +9,13 @@ use crate::error::Error;
 /// almost certainly not a plan (a log, a binary) and would only be slow.
 pub const MAX_SOURCE_BYTES: u64 = 32 * 1024 * 1024;
 
+/// The sha256 of a plan's text, in hex: what a run records to tell later
+/// whether the text it was checked from changed.
+pub fn sha256(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(text))
+}
+
 /// A named piece of plan text, shared by every diagnostic that points into it.
 #[derive(Debug)]
 pub struct Source {

@@ -3,8 +3,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
 use super::lower::{Header, StepRefs, Use};
 use crate::diagnostic::{Code, Diagnostic};
 use crate::plan::{Hypothesis, Import, Task};
@@ -190,7 +188,7 @@ pub fn bring_in(
                 );
             }
         }
-        let sha256 = format!("{:x}", Sha256::digest(text.text()));
+        let sha256 = crate::source::sha256(text.text());
         add(&mut imported, import, plan, file, sha256);
     }
     imported

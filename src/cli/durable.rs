@@ -76,8 +76,14 @@ fn plans(
         let imports: Vec<String> = recorded
             .imports
             .iter()
-            .filter(|import| import.changed())
-            .filter_map(|import| Some(format!("`{}`", import.file.as_ref()?)))
+            .filter_map(|import| Some((import.file.as_ref()?, &import.sha256)))
+            .filter(|(file, checked)| {
+                // A file that cannot be read now is not compared, like a
+                // plan file that is gone.
+                Source::read(Path::new(file))
+                    .is_ok_and(|now| crate::source::sha256(now.text()) != **checked)
+            })
+            .map(|(file, _)| format!("`{file}`"))
             .collect();
         if imports.is_empty() {
             return Ok((recorded, None));

@@ -11,7 +11,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 pub use audit::AuditError;
 pub use history::History;
@@ -295,7 +294,7 @@ impl Store {
         seed: u64,
     ) -> Result<String, StoreError> {
         let now = now_ms();
-        let hash = format!("{:x}", Sha256::digest(source.as_bytes()));
+        let hash = crate::source::sha256(source);
         let params = serde_json::to_string(params).expect("params serialize");
         let encoded = plans::encode(plan);
         let conn = self.lock();
@@ -407,7 +406,7 @@ impl Store {
 
     /// Replaces a run's plan source (a resume with `--allow-changed`).
     pub fn replace_source(&self, run: &str, source: &str, plan: &Plan) -> Result<(), StoreError> {
-        let hash = format!("{:x}", Sha256::digest(source.as_bytes()));
+        let hash = crate::source::sha256(source);
         let encoded = plans::encode(plan);
         transaction(&self.lock(), |tx| {
             tx.execute(

@@ -32,6 +32,9 @@ pub struct Plan {
     pub on_failure: FailurePolicy,
     /// `seed:` for `rand()` and retry jitter; `None` means 0 unless `--seed` is given.
     pub seed: Option<u64>,
+    /// `default_timeout:` in milliseconds: the wall-clock limit of every
+    /// script of a step that has no `timeout:` (default 10m).
+    pub default_timeout_ms: u64,
     /// `description:`, `owner:` and `labels:` of the plan header.
     pub metadata: Metadata,
     /// Plans imported with `use`, outermost first: their steps are in
@@ -294,6 +297,9 @@ pub struct Task {
     pub retry: Retry,
     /// `timeout:` in milliseconds, per attempt of `run:` and `expect:`, and for `compensate:`; `when:`, `input:` and gates are not timed.
     pub timeout_ms: Option<u64>,
+    /// `output_limit:` in bytes: how much of each command's stdout and stderr
+    /// the step keeps (`None`: 1 MiB).
+    pub output_limit: Option<usize>,
     /// `on failure: …` for this task; `None` means the plan's default.
     pub on_failure: Option<FailurePolicy>,
     /// `on failure -> id`.

@@ -58,6 +58,11 @@ pub const FIELDS: &[FieldSpec] = &[
     ),
     spec!("seed", &[P], "a whole number, e.g. `seed: 42`"),
     spec!(
+        "default_timeout",
+        &[P],
+        "a duration, e.g. `default_timeout: 30m`"
+    ),
+    spec!(
         "resources",
         &[P, T],
         "`cpu <n>` and/or `mem <size>`, e.g. `resources: cpu 2, mem 512M`"
@@ -98,6 +103,11 @@ pub const FIELDS: &[FieldSpec] = &[
         "`<n> [backoff <duration> [factor <number>] [max <duration>]]`, e.g. `retry: 3 backoff 1s`"
     ),
     spec!("timeout", &[T, G], "a duration, e.g. `timeout: 30s`"),
+    spec!(
+        "output_limit",
+        &[T],
+        "a size from 1K to 8M, e.g. `output_limit: 4M`"
+    ),
     spec!(
         "checks",
         &[G],

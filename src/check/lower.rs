@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::fields::{self, FieldSpec};
-use super::scripts::{self, Analysis, Compiler};
+use super::scripts::{self, Analysis, Compiler, LeftOut, Refused};
 use super::suggest;
 use crate::diagnostic::{Code as DiagCode, Diagnostic};
 use crate::plan::{
@@ -61,6 +61,7 @@ pub struct Header<'a> {
     pub budget: Budget,
     pub on_failure: FailurePolicy,
     pub seed: Option<u64>,
+    pub default_timeout_ms: u64,
     pub metadata: Metadata,
     pub hypotheses: Vec<Hypothesis>,
     pub uses: Vec<Use>,
@@ -74,6 +75,16 @@ pub struct Use {
     /// The whole field, for diagnostics about the import as a whole.
     pub span: crate::span::Span,
 }
+
+/// The code of diagnostics about code the run-time sandbox refuses.
+const REFUSED: DiagCode = DiagCode::Script;
+
+/// When `default_timeout:` is not given: ten minutes.
+pub const DEFAULT_TIMEOUT_MS: u64 = 600_000;
+
+/// The most `output_limit:` may keep of each stream (a script's strings
+/// hold at most 16 MiB, and a result holds both streams).
+pub const MAX_OUTPUT_LIMIT: u64 = 8 << 20;
 
 /// When `max_parallel:` is not given.
 pub const DEFAULT_MAX_PARALLEL: usize = 4;
@@ -157,6 +168,7 @@ impl<'a> Lowering<'a> {
                 None
             }
         };
+        self.refused(code, &analysis);
         uses.push(CodeUse {
             code,
             analysis,
@@ -170,6 +182,48 @@ impl<'a> Lowering<'a> {
         }
     }
 
+    /// Code the run-time sandbox would refuse: it compiles, but the step
+    /// would fail when it runs, after earlier steps' side effects.
+    fn refused(&mut self, code: &Code, analysis: &Analysis) {
+        for refusal in &analysis.refused {
+            let (span, message, label, help) = match &refusal.what {
+                Refused::Import => (
+                    scripts::span_at(self.source, code, refusal.position, refusal.len),
+                    "`import` is not available in plan code: plans cannot load Rhai modules".to_owned(),
+                    "not available in plan code",
+                    "to run another plan's steps, add `use \"file.plan\" as <alias>` to the plan header; to reuse code, define it with `fn` in this body (plans cannot share functions yet)".to_owned(),
+                ),
+                Refused::Function(name, why) => {
+                    // An embedding application's capability may bring it.
+                    if self.capabilities.providing(name).is_some() {
+                        continue;
+                    }
+                    let (why, help) = match why {
+                        LeftOut::Clock => (
+                            "the sandbox leaves out Rhai's clock, so that a resumed run replays the same",
+                            "use `now()`: the time in milliseconds since 1970, recorded for replay",
+                        ),
+                        LeftOut::Blob => (
+                            "the sandbox has no byte blobs",
+                            "use strings, or arrays of numbers",
+                        ),
+                        LeftOut::Bits => (
+                            "the sandbox has no bit-field functions",
+                            "use the bit operators: `(n >> i) & 1` reads bit `i`; `|`, `&` and `<<` set and clear bits",
+                        ),
+                    };
+                    (
+                        scripts::find_after(self.source, code, refusal.position, name),
+                        format!("`{name}` is not available in plan code: {why}"),
+                        "not available in plan code",
+                        help.to_owned(),
+                    )
+                }
+            };
+            self.error(REFUSED, span, message, label, Some(help));
+        }
+    }
+
     fn duration(&mut self, token: &Spanned<String>) -> Option<u64> {
         match values::duration_ms(&token.value) {
             Ok(ms) => Some(ms),
@@ -180,6 +234,26 @@ impl<'a> Lowering<'a> {
                     format!("bad duration: {message}"),
                     "not a duration",
                     Some("write a number and a unit: `250ms`, `30s`, `5m` or `2h`".into()),
+                );
+                None
+            }
+        }
+    }
+
+    fn output_limit(&mut self, token: &Spanned<String>) -> Option<usize> {
+        match values::size_bytes(&token.value) {
+            Ok(bytes) if (1024..=MAX_OUTPUT_LIMIT).contains(&bytes) => Some(bytes as usize),
+            outcome => {
+                let message = match outcome {
+                    Err(message) => message,
+                    Ok(_) => format!("`{}` is not from 1K to 8M", token.value),
+                };
+                self.error(
+                    DiagCode::BadValue,
+                    token.span,
+                    format!("bad output_limit: {message}"),
+                    "not a size from 1K to 8M",
+                    Some("write a size such as `256K` or `4M`: what each command's stdout and stderr keep".into()),
                 );
                 None
             }
@@ -427,6 +501,7 @@ impl<'a> Lowering<'a> {
             budget: Budget::default(),
             on_failure: FailurePolicy::Stop,
             seed: None,
+            default_timeout_ms: DEFAULT_TIMEOUT_MS,
             metadata: Metadata::default(),
             hypotheses: Vec::new(),
             uses: Vec::new(),
@@ -527,6 +602,11 @@ impl<'a> Lowering<'a> {
                 FieldValue::Seed(token) => {
                     if let Some(n) = self.integer(token, "seed", 0, i64::MAX) {
                         header.seed = Some(n as u64);
+                    }
+                }
+                FieldValue::DefaultTimeout(token) => {
+                    if let Some(ms) = self.duration(token) {
+                        header.default_timeout_ms = ms.max(1);
                     }
                 }
                 FieldValue::Resources(quantities) => {
@@ -678,6 +758,7 @@ impl<'a> Lowering<'a> {
             when: None,
             retry: Retry::default(),
             timeout_ms: None,
+            output_limit: None,
             on_failure: None,
             fallback: None,
             on_success: None,
@@ -770,6 +851,7 @@ impl<'a> Lowering<'a> {
                 }
                 FieldValue::Retry(spec) => self.retry(spec, &mut task.retry),
                 FieldValue::Timeout(token) => task.timeout_ms = self.duration(token),
+                FieldValue::OutputLimit(token) => task.output_limit = self.output_limit(token),
                 FieldValue::FailurePolicy(word) => task.on_failure = self.policy(word),
                 FieldValue::FailureRoute(target) => {
                     task.fallback = Some(target.value.clone());

@@ -191,6 +191,7 @@ fn run(
         budget: header.budget,
         on_failure: header.on_failure,
         seed: header.seed,
+        default_timeout_ms: header.default_timeout_ms,
         metadata: header.metadata,
         imports: imported.imports,
         hypotheses: {

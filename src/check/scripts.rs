@@ -1,9 +1,9 @@
 //! Compiling plan code with Rhai once per distinct text, and reading what it uses.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use rhai::{ASTNode, Expr, Position};
+use rhai::{ASTNode, Expr, Position, Stmt};
 
 use crate::script::{self, CompileMode};
 use crate::source::Source;
@@ -22,6 +22,69 @@ pub struct Analysis {
     pub outputs: Vec<(String, Position)>,
     /// `params["name"]` and `params.name`.
     pub params: Vec<(String, Position)>,
+    /// What compiles but the run-time sandbox refuses.
+    pub refused: Vec<Refusal>,
+}
+
+/// Code that compiles but that the run-time sandbox would refuse when the
+/// step runs, after earlier steps' side effects: check reports it instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub what: Refused,
+    pub position: Position,
+    /// How many characters from `position` the statement or name covers.
+    pub len: usize,
+}
+
+/// What the sandbox refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// `import "x" as h;`: the sandbox loads no modules (`set_max_modules(0)`).
+    Import,
+    /// A function of a Rhai package the sandbox leaves out.
+    Function(String, LeftOut),
+}
+
+/// Why a standard Rhai function is missing from the sandbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeftOut {
+    /// Rhai's clock (`BasicTimePackage`): replays would diverge; `now()` is the host's.
+    Clock,
+    /// Byte blobs (`BasicBlobPackage`).
+    Blob,
+    /// Bit fields of integers (`BitFieldPackage`).
+    Bits,
+}
+
+/// The functions of the standard Rhai packages that `script::sandbox`
+/// does not register (it has only Core, Logic, BasicMath, BasicArray,
+/// BasicMap and MoreString): calling one compiles, then fails at run time.
+const LEFT_OUT: &[(&str, LeftOut)] = &[
+    ("timestamp", LeftOut::Clock),
+    ("elapsed", LeftOut::Clock),
+    ("blob", LeftOut::Blob),
+    ("as_string", LeftOut::Blob),
+    ("to_array", LeftOut::Blob),
+    ("parse_be_float", LeftOut::Blob),
+    ("parse_be_int", LeftOut::Blob),
+    ("parse_le_float", LeftOut::Blob),
+    ("parse_le_int", LeftOut::Blob),
+    ("write_ascii", LeftOut::Blob),
+    ("write_be", LeftOut::Blob),
+    ("write_le", LeftOut::Blob),
+    ("write_utf8", LeftOut::Blob),
+    ("get_bit", LeftOut::Bits),
+    ("get_bits", LeftOut::Bits),
+    ("set_bit", LeftOut::Bits),
+    ("set_bits", LeftOut::Bits),
+];
+
+/// Why the sandbox lacks a function, if it is one it leaves out.
+fn left_out(function: &str) -> Option<LeftOut> {
+    LEFT_OUT
+        .iter()
+        .find(|(name, _)| *name == function)
+        .map(|(_, why)| *why)
 }
 
 /// A Rhai compile error, relative to the code.
@@ -67,15 +130,29 @@ fn analyse(text: &str, mode: CompileMode) -> Analysis {
         calls: Vec::new(),
         outputs: Vec::new(),
         params: Vec::new(),
+        refused: Vec::new(),
     };
     match script::compile(text, mode) {
         Ok(ast) => {
             ast.walk(&mut |path: &[ASTNode]| {
-                if let Some(ASTNode::Expr(expr)) = path.last() {
-                    visit(expr, &mut analysis);
+                match path.last() {
+                    Some(ASTNode::Expr(expr)) => visit(expr, &mut analysis),
+                    Some(ASTNode::Stmt(stmt)) => visit_statement(stmt, &mut analysis),
+                    _ => {}
                 }
                 true
             });
+            // A function the code defines itself is not the package's.
+            let defined: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
+            for (name, position) in &analysis.calls {
+                if let Some(why) = left_out(name).filter(|_| !defined.contains(name.as_str())) {
+                    analysis.refused.push(Refusal {
+                        what: Refused::Function(name.clone(), why),
+                        position: *position,
+                        len: name.chars().count(),
+                    });
+                }
+            }
             analysis.ast = Ok(Arc::new(ast));
         }
         Err(err) => {
@@ -91,6 +168,34 @@ fn analyse(text: &str, mode: CompileMode) -> Analysis {
         }
     }
     analysis
+}
+
+fn visit_statement(stmt: &Stmt, analysis: &mut Analysis) {
+    let Stmt::Import(import, position) = stmt else {
+        return;
+    };
+    // Cover `import "x" as h` (or `import "x"`) when it sits on one line,
+    // else the keyword.
+    let (path, alias) = &**import;
+    let end = match path {
+        _ if !alias.pos.is_none() => Some((alias.pos, alias.name.chars().count())),
+        // A plain literal: its text and quotes (a little short if it has escapes).
+        Expr::StringConstant(text, at) => Some((*at, text.chars().count() + 2)),
+        _ => None,
+    };
+    let len = match end {
+        Some((at, len)) if at.line() == position.line() => at
+            .position()
+            .zip(position.position())
+            .filter(|(to, from)| to > from)
+            .map_or("import".len(), |(to, from)| to - from + len),
+        _ => "import".len(),
+    };
+    analysis.refused.push(Refusal {
+        what: Refused::Import,
+        position: *position,
+        len,
+    });
 }
 
 fn visit(expr: &Expr, analysis: &mut Analysis) {
@@ -173,5 +278,111 @@ pub fn find_after(source: &Source, code: &Code, position: Position, needle: &str
     match text[at.start..line_end].find(needle) {
         Some(i) => Span::new(at.start + i, at.start + i + needle.len()),
         None => span_at(source, code, position, 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::script::{Capabilities, Capability, Sandbox};
+
+    /// Each left-out function works in standard Rhai and fails in the
+    /// run-time sandbox: if the sandbox gains a package, the list must shrink.
+    #[test]
+    fn left_out_functions_are_standard_rhai_but_not_in_the_sandbox() {
+        let uses = [
+            ("timestamp", "timestamp()"),
+            ("elapsed", "elapsed(timestamp())"),
+            ("blob", "blob(4)"),
+            ("as_string", "blob(4).as_string()"),
+            ("to_array", "blob(4).to_array()"),
+            ("parse_be_float", "blob(8).parse_be_float(0, 8)"),
+            ("parse_be_int", "blob(8).parse_be_int(0, 8)"),
+            ("parse_le_float", "blob(8).parse_le_float(0, 8)"),
+            ("parse_le_int", "blob(8).parse_le_int(0, 8)"),
+            (
+                "write_ascii",
+                "let b = blob(4); b.write_ascii(0, 2, \"ab\"); b",
+            ),
+            ("write_be", "let b = blob(8); b.write_be(0, 8, 1); b"),
+            ("write_le", "let b = blob(8); b.write_le(0, 8, 1); b"),
+            (
+                "write_utf8",
+                "let b = blob(4); b.write_utf8(0, 2, \"ab\"); b",
+            ),
+            ("get_bit", "5.get_bit(1)"),
+            ("get_bits", "5.get_bits(0, 2)"),
+            ("set_bit", "let n = 5; n.set_bit(1, true); n"),
+            ("set_bits", "let n = 5; n.set_bits(0, 2, 3); n"),
+        ];
+        assert_eq!(
+            LEFT_OUT.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+            uses.iter().map(|(name, _)| *name).collect::<Vec<_>>()
+        );
+        let standard = rhai::Engine::new();
+        let sandbox = Sandbox::new([&[][..]], &HashMap::new());
+        let sandbox = sandbox.engine(&[]);
+        for (name, code) in uses {
+            assert!(code.contains(name), "{code}");
+            if let Err(err) = standard.eval::<rhai::Dynamic>(code) {
+                panic!("standard Rhai: {code}: {err}");
+            }
+            let err = sandbox.eval::<rhai::Dynamic>(code).expect_err(code);
+            assert!(
+                matches!(*err, rhai::EvalAltResult::ErrorFunctionNotFound(..)),
+                "{code}: {err}"
+            );
+            let analysis = analyse(code, CompileMode::Script);
+            assert!(
+                analysis
+                    .refused
+                    .iter()
+                    .any(|r| matches!(&r.what, Refused::Function(f, _) if f == name)),
+                "{code}: {analysis:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_capability_may_bring_a_left_out_function() {
+        let source = Source::new(
+            "p.plan",
+            "plan p \"P\"\n  allow: clock\n\ntask a \"A\" using:clock\n  run: timestamp()\n",
+        );
+        let mut capabilities = Capabilities::builtin();
+        capabilities.add(Capability {
+            name: "clock".to_owned(),
+            functions: vec!["timestamp".to_owned()],
+        });
+        let checked = crate::check::check_with(&source, &capabilities);
+        assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+    }
+
+    #[test]
+    fn import_spans_cover_the_statement_on_its_line() {
+        let analysis = analyse(
+            "let x = 1;\nimport \"a\" as h;\nimport \"b\";\nimport\n  \"c\" as c;\nx",
+            CompileMode::Script,
+        );
+        let spans: Vec<_> = analysis
+            .refused
+            .iter()
+            .map(|r| {
+                (
+                    r.what.clone(),
+                    r.position.line(),
+                    r.position.position(),
+                    r.len,
+                )
+            })
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                (Refused::Import, Some(2), Some(1), "import \"a\" as h".len()),
+                (Refused::Import, Some(3), Some(1), "import \"b\"".len()),
+                (Refused::Import, Some(4), Some(1), "import".len()),
+            ]
+        );
     }
 }

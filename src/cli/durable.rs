@@ -349,6 +349,7 @@ pub fn replay(state_dir: &Path, id: Option<&str>) -> Result<i32, Error> {
         seed: Some(inputs.seed),
         max_parallel: Some(1),
         dir: plan_dir(Path::new(&row.file)),
+        state_dir: Some(state_dir.to_path_buf()),
         resume: Some(Arc::new(gates)),
         replay: Some(replay.clone()),
         registrars: crate::stdlib::registrars(),

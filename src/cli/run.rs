@@ -88,6 +88,9 @@ impl Session {
     /// Runs the plan with its progress shown and every event recorded, then
     /// prints the summary and, at a gate, how to go on. Returns the exit code.
     pub fn execute(mut self, plan: crate::plan::Plan, mut options: Options) -> Result<i32, Error> {
+        options
+            .state_dir
+            .get_or_insert_with(|| self.state_dir.clone());
         let _claim = match self.claim.take() {
             Some(claim) => claim,
             None => self.store.claim(&self.run_id)?,

@@ -55,17 +55,30 @@ pub fn dot(plan: &Plan) -> String {
     out
 }
 
-/// A DOT double-quoted string.
+/// A DOT double-quoted string. Only `"` is escaped by DOT itself; `\` and
+/// `&` are special in labels (`\N`, `\l`, entities) and are escaped so the
+/// text shows as written; line breaks become `\n` and other control
+/// characters spaces, so plan text never ends the string or the line.
 fn quote(text: &str) -> String {
+    // Graphviz before 2.42 reads `\\"` as a backslash and an escaped quote, so a
+    // string ending in a backslash would not end: trailing backslashes are
+    // written as entities (`&#92;&#92;`, which labels show as one `\`).
+    let body = text.trim_end_matches('\\');
+    let trailing = text.len() - body.len();
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
-    for c in text.chars() {
+    for c in super::chars(body) {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
+            '&' => out.push_str("&amp;"),
+            c if super::is_line_break(c) => out.push_str("\\n"),
+            c if super::is_unsafe(c) => out.push(' '),
             c => out.push(c),
         }
+    }
+    for _ in 0..trailing {
+        out.push_str("&#92;&#92;");
     }
     out.push('"');
     out

@@ -10,9 +10,7 @@ use crate::plan::{EdgeKind, Plan, StepKind};
 /// The plan as a Mermaid `flowchart`.
 pub fn mermaid(plan: &Plan) -> String {
     let mut out = String::new();
-    // A quoted YAML string: titles may hold `:`, `#` or brackets.
-    let title = plan.title.replace('\\', "\\\\").replace('"', "\\\"");
-    let _ = writeln!(out, "---\ntitle: \"{title}\"\n---");
+    let _ = writeln!(out, "---\ntitle: {}\n---", yaml_string(&plan.title));
     out.push_str("flowchart TD\n");
     for (i, task) in plan.tasks.iter().enumerate() {
         let label = node_lines(task)
@@ -56,18 +54,51 @@ pub fn mermaid(plan: &Plan) -> String {
     out
 }
 
-/// Mermaid labels are quoted; quotes and markup characters become entities.
+/// Mermaid labels are quoted; quotes and markup characters become entities,
+/// and so do `%` (`%%{init: …}%%` directives are found anywhere in the text
+/// and change the configuration), `` ` `` (it starts markdown strings), `&`
+/// and `#` (entities); line breaks and other control characters become
+/// spaces, so plan text never starts a line of its own.
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
+    for c in super::chars(text) {
         match c {
             '"' => out.push_str("#quot;"),
             '<' => out.push_str("#lt;"),
             '>' => out.push_str("#gt;"),
             '#' => out.push_str("#35;"),
-            '\n' => out.push(' '),
+            '&' => out.push_str("#38;"),
+            '%' => out.push_str("#37;"),
+            '`' => out.push_str("#96;"),
+            c if super::is_unsafe(c) => out.push(' '),
             c => out.push(c),
         }
     }
+    out
+}
+
+/// A double-quoted YAML string on one line, for the front matter: titles may
+/// hold `:`, `#` or brackets, and a raw newline would end the front matter
+/// (`\n---\n`) and let the rest of the title be read as diagram lines.
+fn yaml_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            // Mermaid 10 looks for `%%{…}%%` directives in the whole text, front
+            // matter included; `\x25` is a `%` that only YAML reads.
+            '%' => out.push_str("\\x25"),
+            c if super::is_unsafe(c) => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
     out
 }

@@ -8,6 +8,35 @@ pub use mermaid::mermaid;
 
 use crate::plan::{EdgeKind, StepKind, Task};
 
+/// Whether a character may not reach an export as it is: a control
+/// character (newline, carriage return, tab, NUL, …) or a Unicode line or
+/// paragraph separator. Plan text can hold them (`"a\nb"` is a newline), and
+/// written raw they would end a line of the output and start plan-chosen syntax.
+fn is_unsafe(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// Whether a character ends a line of text (`\r\n` counts once: see [`chars`]).
+fn is_line_break(c: char) -> bool {
+    matches!(
+        c,
+        '\n' | '\r' | '\u{0b}' | '\u{0c}' | '\u{85}' | '\u{2028}' | '\u{2029}'
+    )
+}
+
+/// The text's characters with `\r\n` read as one `\n`.
+fn chars(text: &str) -> impl Iterator<Item = char> + '_ {
+    let mut rest = text.chars().peekable();
+    std::iter::from_fn(move || {
+        let c = rest.next()?;
+        if c == '\r' && rest.peek() == Some(&'\n') {
+            rest.next();
+            return Some('\n');
+        }
+        Some(c)
+    })
+}
+
 /// The edge label both formats show, if any.
 fn edge_label(from: &Task, kind: EdgeKind) -> Option<String> {
     match kind {

@@ -35,6 +35,10 @@ impl Session {
         let ctx = Arc::new(StepContext {
             task: "repl".to_owned(),
             dir: crate::cli::plan_dir(Path::new(&self.file)),
+            confinement: Arc::new(crate::script::confine::Confinement::new(
+                &crate::cli::plan_dir(Path::new(&self.file)),
+                Some(&self.state_dir),
+            )),
             grants: Arc::new(Vec::new()),
             cancel: Arc::default(),
             deadline: None,
@@ -51,6 +55,10 @@ impl Session {
             tape: context::Tape::Off,
             calls: Default::default(),
             using: Vec::new(),
+            output_limit: context::DEFAULT_OUTPUT_LIMIT,
+            blobs: Some(self.state_dir.join("blobs")),
+            stored: Default::default(),
+            logged: Default::default(),
         });
         let mut scope = std::mem::take(&mut self.vars);
         scope.set_or_push("params", params.clone());

@@ -204,6 +204,7 @@ impl Session {
             params: inputs.params,
             seed: Some(inputs.seed),
             dir: crate::cli::plan_dir(Path::new(&self.file)),
+            state_dir: Some(self.state_dir.clone()),
             resume: Some(Arc::new(history.resume(&[]))),
             registrars: crate::stdlib::registrars(),
             ..Options::default()

@@ -316,10 +316,10 @@ pub enum Event {
         /// sha256 of the content.
         sha256: String,
         /// The content's size.
-        bytes: usize,
+        bytes: u64,
         /// The content (kept in the store, not in the event).
         #[serde(skip)]
-        content: std::sync::Arc<Vec<u8>>,
+        content: crate::script::context::ArtifactBody,
         /// Milliseconds since the run started.
         at_ms: u64,
     },

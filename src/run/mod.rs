@@ -4,6 +4,7 @@ mod changes;
 mod dry;
 pub mod events;
 mod outbox;
+mod params;
 mod resume;
 mod scheduler;
 mod step;
@@ -15,8 +16,9 @@ pub use crate::script::context::{Call, Divergence};
 pub use changes::Changes;
 pub use dry::explain;
 pub use events::{Event, RunStatus, StepStatus};
+pub use params::{check_params, param_values};
 pub use resume::{Kept, Resume, Settled, Settlings, StepMap};
-pub use scheduler::{check_params, param_values, run};
+pub use scheduler::run;
 pub use step::describe as describe_error;
 
 /// A gate asking for a decision.
@@ -87,8 +89,8 @@ pub type Approver = Arc<dyn Fn(&GateRequest) -> Option<Approval> + Send + Sync>;
 /// How to run a plan.
 #[derive(Clone, Default)]
 pub struct Options {
-    /// `--set name=value`: values are Rhai literals (`42`, `"text"`,
-    /// `true`); anything that is not one is taken as a string.
+    /// `--set name=value`: each value is read as a literal of the type of
+    /// its param's default (see [`param_values`]), never evaluated.
     pub params: Vec<(String, String)>,
     /// Overrides the plan's `max_parallel`.
     pub max_parallel: Option<usize>,
@@ -99,6 +101,9 @@ pub struct Options {
     /// The plan's directory: `sh` runs there and paths resolve there
     /// (empty: the current directory).
     pub dir: PathBuf,
+    /// The run store's directory, if the run is recorded: no file
+    /// capability may reach into it (nor into the plan directory's `.cairn/`).
+    pub state_dir: Option<PathBuf>,
     /// Asked at gates not approved up front.
     pub approver: Option<Approver>,
     /// Takes every event, in order, before it is reported; the run store

@@ -16,6 +16,7 @@ use std::sync::Condvar;
 
 use super::events::{Event, RunStatus, StepStatus};
 use super::outbox::{Outbox, TICK};
+use super::params::{eval_with_params, param_map, param_values};
 use super::step::{self, Job, Outcome, Shared};
 use super::{Approval, GateRequest, Options, Report, Settled, StepReport};
 use crate::error::Error;
@@ -70,9 +71,15 @@ pub async fn run(
         path: dir.display().to_string(),
         source,
     })?;
+    let confinement = Arc::new(crate::script::confine::Confinement::new(
+        &dir,
+        options.state_dir.as_deref(),
+    ));
     let shared = Arc::new(Shared {
         plan: Arc::clone(&plan),
         dir,
+        confinement,
+        blobs: options.state_dir.as_ref().map(|d| d.join("blobs")),
         grants: Arc::new(plan.allow.clone()),
         cancel: Arc::new(AtomicBool::new(false)),
         cost: Arc::new(CostMeter::new(plan.budget.cost)),
@@ -390,28 +397,6 @@ fn unpanicked(f: impl FnOnce() -> Outcome) -> Outcome {
     })
 }
 
-/// Every `--set` name must be a param of the plan.
-pub fn check_params(plan: &Plan, params: &[(String, String)]) -> Result<(), Error> {
-    for (name, _) in params {
-        if !plan.params.iter().any(|p| &p.name == name) {
-            let known: Vec<String> = plan
-                .params
-                .iter()
-                .map(|p| format!("`{}`", p.name))
-                .collect();
-            return Err(Error::Usage(if known.is_empty() {
-                format!("`--set {name}=…`: the plan has no params")
-            } else {
-                format!(
-                    "`--set {name}=…`: the plan has no param `{name}` (it has {})",
-                    known.join(", ")
-                )
-            }));
-        }
-    }
-    Ok(())
-}
-
 /// Param defaults, overridden by `--set`, and each imported plan's params,
 /// overridden by its `with` values; evaluated off the async threads.
 async fn evaluate_params(
@@ -419,93 +404,35 @@ async fn evaluate_params(
     options: &Options,
     sandbox: &Arc<Sandbox>,
 ) -> Result<(Dynamic, HashMap<String, Dynamic>), Error> {
-    check_params(plan, &options.params)?;
     let plan = Arc::clone(plan);
     let engine = sandbox.engine(&[]);
     let overrides = options.params.clone();
+    let limit = std::time::Duration::from_millis(plan.default_timeout_ms);
     tokio::task::spawn_blocking(move || {
-        let main = param_values(&plan, &overrides, &engine)?;
-        let mut imports: HashMap<String, Dynamic> = HashMap::new();
-        for import in &plan.imports {
-            let outer = match &import.parent {
-                Some(parent) => imports.get(parent).cloned().unwrap_or(Dynamic::UNIT),
-                None => main.clone(),
-            };
-            let mut with = Vec::new();
-            for (name, script) in &import.with {
-                let value = eval_with_params(&engine, script, outer.clone()).map_err(|e| {
-                    Error::Usage(format!("`{}` with {name}: {e}", import.reference))
-                })?;
-                with.push((name.clone(), value));
+        crate::script::context::within(limit, || {
+            let main = param_values(&plan, &overrides, &engine)?;
+            let mut imports: HashMap<String, Dynamic> = HashMap::new();
+            for import in &plan.imports {
+                let outer = match &import.parent {
+                    Some(parent) => imports.get(parent).cloned().unwrap_or(Dynamic::UNIT),
+                    None => main.clone(),
+                };
+                let mut with = Vec::new();
+                for (name, script) in &import.with {
+                    let value = eval_with_params(&engine, script, outer.clone()).map_err(|e| {
+                        Error::Usage(format!("`{}` with {name}: {e}", import.reference))
+                    })?;
+                    with.push((name.clone(), value));
+                }
+                let prefix = format!("{}: ", import.alias);
+                let map = param_map(&engine, &import.params, &with, &prefix)?;
+                imports.insert(import.alias.clone(), map);
             }
-            let prefix = format!("{}: ", import.alias);
-            let map = param_map(&engine, &import.params, &with, &prefix)?;
-            imports.insert(import.alias.clone(), map);
-        }
-        Ok((main, imports))
+            Ok((main, imports))
+        })
     })
     .await
     .expect("param evaluation does not panic")
-}
-
-/// The plan's params as code sees them: defaults, overridden by `--set`
-/// values (Rhai literals, or text).
-pub fn param_values(
-    plan: &Plan,
-    params: &[(String, String)],
-    engine: &rhai::Engine,
-) -> Result<Dynamic, Error> {
-    // `--set` values are Rhai literals if they read as one, else text.
-    let overrides: Vec<(String, Dynamic)> = params
-        .iter()
-        .map(|(name, text)| {
-            let value = engine
-                .eval_expression::<Dynamic>(text)
-                .unwrap_or_else(|_| Dynamic::from(text.clone()));
-            (name.clone(), value)
-        })
-        .collect();
-    param_map(engine, &plan.params, &overrides, "")
-}
-
-/// Params in order: an override if given, else the default, which may read
-/// the params before it.
-fn param_map(
-    engine: &rhai::Engine,
-    params: &[crate::plan::Param],
-    overrides: &[(String, Dynamic)],
-    prefix: &str,
-) -> Result<Dynamic, Error> {
-    let mut map = Map::new();
-    for param in params {
-        let value = match overrides.iter().rev().find(|(n, _)| n == &param.name) {
-            Some((_, value)) => value.clone(),
-            None => eval_with_params(engine, &param.default, Dynamic::from_map(map.clone()))
-                .map_err(|e| Error::Usage(format!("{prefix}param `{}`: {e}", param.name)))?,
-        };
-        map.insert(param.name.as_str().into(), value);
-    }
-    Ok(Dynamic::from_map(map))
-}
-
-/// Evaluates an expression with only `params` in scope.
-fn eval_with_params(
-    engine: &rhai::Engine,
-    script: &crate::plan::Script,
-    params: Dynamic,
-) -> Result<Dynamic, String> {
-    let ast = script
-        .ast
-        .as_ref()
-        .ok_or_else(|| "the plan was not compiled".to_owned())?;
-    let mut scope = rhai::Scope::new();
-    scope.push_dynamic("params", params);
-    for name in ["input", "outputs", "task", "result", "failure"] {
-        scope.push_dynamic(name, Dynamic::UNIT);
-    }
-    engine
-        .eval_ast_with_scope::<Dynamic>(&mut scope, ast)
-        .map_err(|e| step::describe(&e))
 }
 
 struct Scheduler {

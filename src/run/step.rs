@@ -19,6 +19,10 @@ use crate::script::{Capabilities, MAX_OPERATIONS};
 pub struct Shared {
     pub plan: Arc<Plan>,
     pub dir: PathBuf,
+    /// Where kept command outputs go (the run store's `blobs/`).
+    pub blobs: Option<PathBuf>,
+    /// Where file capabilities may reach, built once per run.
+    pub confinement: Arc<crate::script::confine::Confinement>,
     pub grants: Arc<Vec<Grant>>,
     pub cancel: Arc<AtomicBool>,
     pub cost: Arc<CostMeter>,
@@ -94,6 +98,26 @@ impl Shared {
         message
     }
 
+    /// When an attempt of `task` starting now must end: its `timeout:`, or
+    /// the plan's `default_timeout:` (every script has a wall-clock limit;
+    /// the operations limit alone does not bound time).
+    pub fn deadline(&self, task: &Task) -> Option<Instant> {
+        let ms = task.timeout_ms.unwrap_or(self.plan.default_timeout_ms);
+        Instant::now().checked_add(Duration::from_millis(ms))
+    }
+
+    /// "timed out" says which limit, when it was the plan's default.
+    fn explain_default_timeout(&self, error: String) -> String {
+        if error == "timed out" {
+            format!(
+                "timed out after {}, the plan's `default_timeout:` (give the task a `timeout:` to allow longer)",
+                crate::units::human_ms(self.plan.default_timeout_ms)
+            )
+        } else {
+            error
+        }
+    }
+
     /// A context for one attempt of a step (0: its compensation).
     pub fn context(
         self: &Arc<Self>,
@@ -122,6 +146,11 @@ impl Shared {
         Arc::new(StepContext {
             task: task.id.clone(),
             dir: self.dir.clone(),
+            confinement: Arc::clone(&self.confinement),
+            output_limit: task.output_limit.unwrap_or(context::DEFAULT_OUTPUT_LIMIT),
+            blobs: self.blobs.clone(),
+            stored: Default::default(),
+            logged: Default::default(),
             grants: Arc::clone(
                 task.import
                     .as_ref()
@@ -189,9 +218,7 @@ pub fn run(shared: &Arc<Shared>, job: Job) -> Outcome {
     let scope = |attempt: u32, input: &Dynamic| base_scope(shared, &job, task, attempt, input);
     // `when:` and `input:` are evaluated once, before the first attempt.
     // They count against the first attempt's `timeout:` like the body does.
-    let first_deadline = task
-        .timeout_ms
-        .map(|ms| Instant::now() + Duration::from_millis(ms));
+    let first_deadline = shared.deadline(task);
     let first = ctx(1, first_deadline);
     if let Some(when) = &task.when {
         match context::enter(&first, || {
@@ -225,8 +252,7 @@ pub fn run(shared: &Arc<Shared>, job: Job) -> Outcome {
         let deadline = if attempt == 1 {
             first_deadline
         } else {
-            task.timeout_ms
-                .map(|ms| Instant::now() + Duration::from_millis(ms))
+            shared.deadline(task)
         };
         // The first attempt goes on with the context `when:` and `input:`
         // used, so its calls are numbered on from theirs.
@@ -240,6 +266,9 @@ pub fn run(shared: &Arc<Shared>, job: Job) -> Outcome {
         });
         if let Some(divergence) = step.unused_calls() {
             result = Err(shared.diverged(divergence));
+        }
+        if task.timeout_ms.is_none() {
+            result = result.map_err(|e| shared.explain_default_timeout(e));
         }
         match result {
             Ok(output) => {
@@ -368,9 +397,7 @@ pub fn compensate(
     run_body: bool,
 ) -> Result<(), String> {
     let task = &shared.plan.tasks[index];
-    let deadline = task
-        .timeout_ms
-        .map(|ms| Instant::now() + Duration::from_millis(ms));
+    let deadline = shared.deadline(task);
     let ctx = shared.context(task, 0, deadline, Arc::new(AtomicBool::new(false)));
     let job = Job {
         index,
@@ -390,9 +417,7 @@ pub fn compensate(
         let _ = context::enter(&ctx, || eval(engine, &mut scope, body))?;
     }
     for file in files.iter().rev() {
-        let full = shared.dir.join(file);
-        crate::script::files::restore(&ctx, &file.to_string_lossy(), &full)
-            .map_err(|e| describe(&e))?;
+        crate::script::files::restore(&ctx, file).map_err(|e| describe(&e))?;
     }
     Ok(())
 }
@@ -436,7 +461,7 @@ fn note_sink(shared: &Arc<Shared>) -> NoteSink {
                 name: artifact.name.clone(),
                 sha256: artifact.sha256.clone(),
                 bytes: artifact.content.len(),
-                content: Arc::clone(&artifact.content),
+                content: artifact.content.clone(),
                 at_ms,
             },
         };

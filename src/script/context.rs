@@ -84,8 +84,8 @@ fn trim(v: f64) -> String {
 /// `restore_file` and compensation can put them back.
 #[derive(Debug, Default)]
 pub struct Journal {
-    /// Path (relative to the plan directory) → contents before the first
-    /// change in this run (`None`: the file did not exist).
+    /// Resolved path (free of links) → contents before the first change in
+    /// this run (`None`: the file did not exist).
     pub originals: HashMap<PathBuf, Option<Vec<u8>>>,
     /// Which task changed which files, in order.
     pub by_task: HashMap<String, Vec<PathBuf>>,
@@ -268,15 +268,52 @@ pub struct Evidence {
     pub confidence: f64,
 }
 
-/// A value a step saved with `artifact(name, value)`.
+/// A value a step saved with `artifact(name, value)`, or a command's
+/// whole output kept with `keep_output`.
 #[derive(Clone, Debug)]
 pub struct Artifact {
     /// The name the step gave it.
     pub name: String,
     /// sha256 of the content, in lowercase hex.
     pub sha256: String,
-    /// A string's UTF-8 bytes, or any other value as JSON.
-    pub content: Arc<Vec<u8>>,
+    /// The content.
+    pub content: ArtifactBody,
+}
+
+/// Where an artifact's bytes are.
+#[derive(Clone, Debug)]
+pub enum ArtifactBody {
+    /// In memory: a string's UTF-8 bytes, or any other value as JSON.
+    Bytes(Arc<Vec<u8>>),
+    /// Streamed to a file named by its hash in the run store's `blobs/`
+    /// directory (a command's kept output, too large to hold).
+    File {
+        /// The file.
+        path: Arc<PathBuf>,
+        /// Its size.
+        bytes: u64,
+    },
+}
+
+impl Default for ArtifactBody {
+    fn default() -> Self {
+        Self::Bytes(Arc::default())
+    }
+}
+
+impl ArtifactBody {
+    /// The content's size in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Self::Bytes(bytes) => bytes.len() as u64,
+            Self::File { bytes, .. } => *bytes,
+        }
+    }
+
+    /// Whether the content is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The first place a replay asked for something other than what was recorded.
@@ -330,6 +367,9 @@ pub struct StepContext {
     pub dir: PathBuf,
     /// The plan's `allow:` grants, whose scopes limit file paths and HTTP hosts.
     pub grants: Arc<Vec<Grant>>,
+    /// Where file capabilities may reach: the resolved plan directory, the
+    /// scopes, never the run store.
+    pub confinement: Arc<super::confine::Confinement>,
     /// Plan-wide cancellation (stop, watchdog, Ctrl-C).
     pub cancel: Arc<AtomicBool>,
     /// End of this attempt's `timeout:`.
@@ -353,7 +393,37 @@ pub struct StepContext {
     pub calls: std::sync::atomic::AtomicU32,
     /// The capabilities the step declared (`using:`).
     pub using: Vec<String>,
+    /// How much of a command's stdout and stderr the result keeps
+    /// (`output_limit:`); the middle of a longer output is left out.
+    pub output_limit: usize,
+    /// Where kept command outputs are written, by hash (the run store's `blobs/`).
+    pub blobs: Option<PathBuf>,
+    /// What this attempt has put in the run store, against [`STORE_QUOTA`].
+    pub stored: AtomicU64,
+    /// What this attempt has logged, against [`LOG_LINES`] and [`LOG_BYTES`].
+    pub logged: LogMeter,
 }
+
+/// Log lines and bytes one attempt has logged.
+#[derive(Debug, Default)]
+pub struct LogMeter {
+    lines: AtomicU64,
+    bytes: AtomicU64,
+    dropping: AtomicBool,
+}
+
+/// The most one attempt may put in the run store: recorded calls,
+/// artifacts and kept outputs. Past it the step fails: a plan cannot fill
+/// the disk through the store.
+pub const STORE_QUOTA: u64 = 256 << 20;
+/// Log lines kept per attempt; later lines are dropped, with one note.
+pub const LOG_LINES: u32 = 10_000;
+/// Log bytes kept per attempt; later lines are dropped, with one note.
+pub const LOG_BYTES: u64 = 1 << 20;
+/// The longest log line kept whole; a longer one is cut.
+const LOG_LINE_BYTES: usize = 16 << 10;
+/// `output_limit:` when a task does not set it.
+pub const DEFAULT_OUTPUT_LIMIT: usize = 1 << 20;
 
 impl StepContext {
     /// Whether the step must stop, and why.
@@ -374,9 +444,45 @@ impl StepContext {
         }
     }
 
-    /// Reports a log line.
+    /// Reports a log line, within the attempt's log limits: past them lines
+    /// are dropped, and the first dropped line is replaced by a note saying so.
     pub fn log_line(&self, line: &str) {
-        self.note(Note::Log(line));
+        let line = match line.char_indices().nth(LOG_LINE_BYTES) {
+            Some((cut, _)) if line.len() > LOG_LINE_BYTES => std::borrow::Cow::Owned(format!(
+                "{}… [cairn: line cut at {LOG_LINE_BYTES} characters]",
+                &line[..cut]
+            )),
+            _ => std::borrow::Cow::Borrowed(line),
+        };
+        let meter = &self.logged;
+        let lines = meter.lines.fetch_add(1, Ordering::Relaxed) + 1;
+        let bytes = meter.bytes.fetch_add(line.len() as u64, Ordering::Relaxed) + line.len() as u64;
+        if lines <= u64::from(LOG_LINES) && bytes <= LOG_BYTES {
+            self.note(Note::Log(&line));
+        } else if !meter.dropping.swap(true, Ordering::Relaxed) {
+            // The first line over: say so once, then drop the rest.
+            self.note(Note::Log(&format!(
+                "[cairn: log limit reached ({LOG_LINES} lines or {} KiB per attempt); further lines are dropped]",
+                LOG_BYTES >> 10
+            )));
+        }
+    }
+
+    /// Counts `bytes` this attempt puts in the run store; past
+    /// [`STORE_QUOTA`] the step stops with an error `try` cannot catch.
+    pub fn charge(&self, bytes: u64) -> Result<(), Box<EvalAltResult>> {
+        let total = self.stored.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if total > STORE_QUOTA {
+            return Err(Box::new(EvalAltResult::ErrorTerminated(
+                format!(
+                    "the step put more than {} MiB in the run store (recorded calls, artifacts, kept output); a step may store at most that much",
+                    STORE_QUOTA >> 20
+                )
+                .into(),
+                Position::NONE,
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -428,11 +534,17 @@ pub fn outside<T: rhai::Variant + Clone>(
                 args,
                 result,
             };
+            let size = json_size(&call.args)
+                + call
+                    .result
+                    .as_ref()
+                    .map_or_else(|e| e.len() as u64, json_size);
             ctx.note(Note::Call {
                 attempt: ctx.attempt,
                 number,
                 call: &call,
             });
+            ctx.charge(size)?;
             made
         }
         Tape::Replay { calls, divergence } => {
@@ -482,6 +594,23 @@ pub fn outside<T: rhai::Variant + Clone>(
     }
 }
 
+/// About how many bytes a value takes as JSON, without writing it out.
+fn json_size(value: &serde_json::Value) -> u64 {
+    use serde_json::Value;
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 20,
+        Value::String(s) => s.len() as u64 + 2,
+        Value::Array(items) => items.iter().map(json_size).sum::<u64>() + 2,
+        Value::Object(map) => {
+            map.iter()
+                .map(|(k, v)| k.len() as u64 + 4 + json_size(v))
+                .sum::<u64>()
+                + 2
+        }
+    }
+}
+
 /// An error's message without Rhai's position suffix.
 fn error_text(error: &EvalAltResult) -> String {
     match error {
@@ -493,6 +622,37 @@ fn error_text(error: &EvalAltResult) -> String {
 
 thread_local! {
     static CURRENT: RefCell<Option<Arc<StepContext>>> = const { RefCell::new(None) };
+}
+
+thread_local! {
+    static DEADLINE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` (code outside any step: param defaults) under a wall-clock
+/// limit, as steps run under theirs; inside another `within`, the earlier
+/// deadline holds.
+pub fn within<T>(limit: std::time::Duration, f: impl FnOnce() -> T) -> T {
+    struct Reset(Option<Instant>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            DEADLINE.with(|d| d.set(self.0));
+        }
+    }
+    let outer = DEADLINE.with(|d| d.get());
+    let mine = Instant::now().checked_add(limit);
+    let deadline = match (outer, mine) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let _reset = Reset(DEADLINE.with(|d| d.replace(deadline)));
+    f()
+}
+
+/// Whether code outside a step has run past its [`within`] limit.
+pub fn past_deadline() -> bool {
+    DEADLINE
+        .with(|d| d.get())
+        .is_some_and(|d| Instant::now() >= d)
 }
 
 /// Runs `f` with `context` as the current step on this thread.

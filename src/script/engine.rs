@@ -20,7 +20,9 @@ pub enum CompileMode {
 /// Limits that bound what the parser accepts, shared with the runtime engine.
 const MAX_EXPR_DEPTH: usize = 64;
 const MAX_FN_EXPR_DEPTH: usize = 32;
-const MAX_STRING_SIZE: usize = 1 << 20;
+/// The longest string a script may hold: room for a command's kept output
+/// (`output_limit:`, at most 8 MiB) and a file read whole.
+pub const MAX_STRING_SIZE: usize = 16 << 20;
 const MAX_ARRAY_SIZE: usize = 100_000;
 const MAX_MAP_SIZE: usize = 10_000;
 const MAX_VARIABLES: usize = 1_000;
@@ -44,6 +46,8 @@ pub fn limit(engine: &mut Engine) {
         .set_max_operations(MAX_OPERATIONS)
         .set_max_call_levels(MAX_CALL_LEVELS)
         .set_max_modules(0);
+    // `eval` would run code no check has seen (and could `import`).
+    engine.disable_symbol("eval");
 }
 
 /// A raw engine (no packages: they only matter when code runs) with the

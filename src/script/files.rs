@@ -1,12 +1,13 @@
-//! The `fs.read` and `fs.write` capabilities, confined to the plan's directory.
+//! The `fs.read` and `fs.write` capabilities, confined to the plan's
+//! directory and the scopes of its grants (see [`super::confine`]).
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-use globset::{GlobBuilder, GlobMatcher};
 use rhai::{Array, Engine, EvalAltResult};
 
 use serde_json::json;
 
+use super::confine::{self, MAX_FILE_BYTES};
 use super::context::{outside, runtime, StepContext};
 
 type Result<T> = std::result::Result<T, Box<EvalAltResult>>;
@@ -16,29 +17,41 @@ pub fn register_read(engine: &mut Engine) {
     engine.register_fn("read_file", |path: &str| -> Result<String> {
         outside("read_file", json!([path]), |ctx| {
             let full = resolve(ctx, path, "fs.read")?;
-            std::fs::read_to_string(&full)
-                .map_err(|e| runtime(format!("read_file(\"{path}\"): {e}")))
+            let bytes = confine::read(&full, MAX_FILE_BYTES)
+                .map_err(|e| runtime(format!("read_file(\"{path}\"): {e}")))?;
+            String::from_utf8(bytes)
+                .map_err(|_| runtime(format!("read_file(\"{path}\"): the file is not UTF-8 text")))
         })
     });
     engine.register_fn("exists", |path: &str| -> Result<bool> {
         outside("exists", json!([path]), |ctx| {
-            Ok(resolve(ctx, path, "fs.read")?.exists())
+            let full = match ctx.confinement.locate(path, &ctx.grants, "fs.read") {
+                Ok(full) => full,
+                // `missing/..` or `file/x`: no such file.
+                Err(confine::Refusal::Io(_, e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    return Ok(false)
+                }
+                Err(e) => return Err(runtime(e.to_string())),
+            };
+            confine::exists(&full).map_err(|e| runtime(format!("exists(\"{path}\"): {e}")))
         })
     });
     engine.register_fn("list_dir", |path: &str| -> Result<Array> {
         outside("list_dir", json!([path]), |ctx| {
             let full = resolve(ctx, path, "fs.read")?;
-            let mut names: Vec<String> = std::fs::read_dir(&full)
-                .map_err(|e| runtime(format!("list_dir(\"{path}\"): {e}")))?
-                .filter_map(|entry| {
-                    entry
-                        .ok()
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                })
-                .collect();
-            // Directory order is not stable across machines; plans must be.
-            names.sort();
-            Ok(names.into_iter().map(Into::into).collect())
+            let names =
+                confine::list(&full).map_err(|e| runtime(format!("list_dir(\"{path}\"): {e}")))?;
+            Ok(names
+                .into_iter()
+                // The run store is not there as far as plans can tell.
+                .filter(|name| !ctx.confinement.is_sealed(&full.join(name)))
+                .map(|name| name.to_string_lossy().into_owned().into())
+                .collect())
         })
     });
 }
@@ -48,15 +61,18 @@ pub fn register_write(engine: &mut Engine) {
     engine.register_fn("write_file", |path: &str, contents: &str| -> Result<()> {
         outside("write_file", json!([path, contents]), |ctx| {
             let full = resolve(ctx, path, "fs.write")?;
-            remember(ctx, path, &full);
-            write_atomically(&full, contents.as_bytes())
+            remember(ctx, path, &full)?;
+            confine::write_atomically(&full, contents.as_bytes())
                 .map_err(|e| runtime(format!("write_file(\"{path}\"): {e}")))
         })
     });
     engine.register_fn("edit_file", |path: &str, old: &str, new: &str| -> Result<bool> {
         outside("edit_file", json!([path, old, new]), |ctx| {
             let full = resolve(ctx, path, "fs.write")?;
-            let text = std::fs::read_to_string(&full).map_err(|e| runtime(format!("edit_file(\"{path}\"): {e}")))?;
+            let text = confine::read(&full, MAX_FILE_BYTES)
+                .map_err(|e| runtime(format!("edit_file(\"{path}\"): {e}")))?;
+            let text = String::from_utf8(text)
+                .map_err(|_| runtime(format!("edit_file(\"{path}\"): the file is not UTF-8 text")))?;
             // Already applied: editing again changes nothing (checked first,
             // since the new text may contain the old).
             if !new.is_empty() && new.contains(old) && text.contains(new) {
@@ -64,9 +80,9 @@ pub fn register_write(engine: &mut Engine) {
             }
             match text.matches(old).count() {
                 1 => {
-                    remember(ctx, path, &full);
+                    remember(ctx, path, &full)?;
                     let edited = text.replacen(old, new, 1);
-                    write_atomically(&full, edited.as_bytes())
+                    confine::write_atomically(&full, edited.as_bytes())
                         .map_err(|e| runtime(format!("edit_file(\"{path}\"): {e}")))?;
                     Ok(true)
                 }
@@ -82,131 +98,60 @@ pub fn register_write(engine: &mut Engine) {
     engine.register_fn("restore_file", |path: &str| -> Result<bool> {
         outside("restore_file", json!([path]), |ctx| {
             let full = resolve(ctx, path, "fs.write")?;
-            restore(ctx, path, &full)
+            restore(ctx, &full)
         })
     });
 }
 
-/// Puts a file back as it was before this run first changed it.
-pub fn restore(ctx: &StepContext, path: &str, full: &Path) -> Result<bool> {
+/// Puts a file back as it was before this run first changed it. `full` is
+/// the resolved path the change was made to (a journal key): the restore
+/// acts on exactly that file, through no link.
+pub fn restore(ctx: &StepContext, full: &Path) -> Result<bool> {
     let original = {
         let journal = ctx.journal.lock().unwrap_or_else(|e| e.into_inner());
-        match journal.originals.get(Path::new(path)) {
+        match journal.originals.get(full) {
             Some(original) => original.clone(),
             None => return Ok(false),
         }
     };
     match original {
-        Some(bytes) => write_atomically(full, &bytes),
-        None => match std::fs::remove_file(full) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        },
+        Some(bytes) => confine::write_atomically(full, &bytes),
+        None => confine::remove(full),
     }
-    .map_err(|e| runtime(format!("restore_file(\"{path}\"): {e}")))?;
+    .map_err(|e| runtime(format!("restoring `{}`: {e}", full.display())))?;
     Ok(true)
 }
 
-/// Records a file's contents before the run's first change to it.
-fn remember(ctx: &StepContext, path: &str, full: &Path) {
+/// Records a file's contents before the run's first change to it, keyed by
+/// the resolved path that is about to change.
+fn remember(ctx: &StepContext, path: &str, full: &Path) -> Result<()> {
     let mut journal = ctx.journal.lock().unwrap_or_else(|e| e.into_inner());
-    let key = PathBuf::from(path);
-    journal
-        .originals
-        .entry(key.clone())
-        .or_insert_with(|| std::fs::read(full).ok());
+    let key = full.to_path_buf();
+    if !journal.originals.contains_key(&key) {
+        let original = match confine::read(full, MAX_FILE_BYTES) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            // Without the original, compensation could not put it back.
+            Err(e) => {
+                return Err(runtime(format!(
+                    "`{path}`: cannot keep its contents for restore_file and compensation: {e}"
+                )))
+            }
+        };
+        journal.originals.insert(key.clone(), original);
+    }
     let files = journal.by_task.entry(ctx.task.clone()).or_default();
     if !files.contains(&key) {
         files.push(key);
     }
+    Ok(())
 }
 
-/// Writes next to the target and renames over it: a failed step never
-/// leaves a half-written file.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Unique per write: steps of one run may write at the same time.
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let temp = path.with_file_name(format!(".{name}.cairn-{}-{n}", std::process::id()));
-    std::fs::write(&temp, bytes)?;
-    std::fs::rename(&temp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&temp);
-    })
-}
-
-/// Resolves a plan-relative path, refusing anything outside the plan's
-/// directory unless a scope in `allow: <capability>(…)` names it, and, when
-/// the capability is narrowed by scopes, anything they do not name.
+/// Resolves a plan-relative path through every symbolic link and checks
+/// the result against `capability`'s grants: the plan's directory unless
+/// `allow: <capability>(…)` scopes say otherwise, never the run store.
 pub fn resolve(ctx: &StepContext, path: &str, capability: &str) -> Result<PathBuf> {
-    let scopes: Vec<&str> = ctx
-        .grants
-        .iter()
-        .filter(|g| g.capability == capability)
-        .flat_map(|g| g.scopes.iter().map(String::as_str))
-        .collect();
-    // Paths and scopes are compared after `.` and `..` are resolved, so
-    // `config/../../x` is judged as the file it names.
-    let full = normalize(&ctx.dir.join(path));
-    let in_scope = scopes.iter().any(|glob| {
-        let pattern = normalize(&ctx.dir.join(glob));
-        glob_matcher(&pattern.to_string_lossy()).is_some_and(|m| m.is_match(&full))
-    });
-    if !full.starts_with(&ctx.dir) {
-        if in_scope {
-            return Ok(full);
-        }
-        return Err(runtime(format!(
-            "`{path}` is outside the plan's directory; plans read and write only below it unless `allow: {capability}(<glob>)` names the path"
-        )));
-    }
-    if !scopes.is_empty() && !in_scope {
-        return Err(runtime(format!(
-            "`{path}` is not in the plan's `allow: {capability}({})`",
-            scopes.join(", ")
-        )));
-    }
-    // Symlinks are followed as far as the path exists; where it leads must
-    // still be inside the plan's directory.
-    let mut existing = full.as_path();
-    while !existing.exists() {
-        match existing.parent() {
-            Some(parent) => existing = parent,
-            None => break,
-        }
-    }
-    if let Ok(real) = existing.canonicalize() {
-        if !real.starts_with(&ctx.dir) {
-            return Err(runtime(format!(
-                "`{path}` leads outside the plan's directory through a symbolic link"
-            )));
-        }
-    }
-    Ok(full)
-}
-
-/// Resolves `.` and `..` without touching the file system.
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-fn glob_matcher(glob: &str) -> Option<GlobMatcher> {
-    GlobBuilder::new(glob)
-        .literal_separator(true)
-        .build()
-        .ok()
-        .map(|g| g.compile_matcher())
+    ctx.confinement
+        .locate(path, &ctx.grants, capability)
+        .map_err(|e| runtime(e.to_string()))
 }

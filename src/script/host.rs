@@ -9,7 +9,7 @@ use serde_json::json;
 
 use sha2::{Digest, Sha256};
 
-use super::context::{current, outside, runtime, Artifact, Evidence, Note};
+use super::context::{current, outside, runtime, Artifact, ArtifactBody, Evidence, Note};
 
 type Result<T> = std::result::Result<T, Box<EvalAltResult>>;
 
@@ -54,10 +54,11 @@ pub fn always(engine: &mut Engine) {
                 serde_json::to_vec_pretty(&json).expect("JSON values serialize")
             }
         };
+        ctx.charge(content.len() as u64)?;
         let artifact = Artifact {
             name: name.to_owned(),
             sha256: format!("{:x}", Sha256::digest(&content)),
-            content: std::sync::Arc::new(content),
+            content: ArtifactBody::Bytes(std::sync::Arc::new(content)),
         };
         ctx.note(Note::Artifact(&artifact));
         Ok(artifact.sha256)
@@ -88,6 +89,9 @@ pub fn always(engine: &mut Engine) {
         let value: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| runtime(format!("parse_json: not JSON: {e}")))?;
         rhai::serde::to_dynamic(&value).map_err(|e| runtime(format!("parse_json: {e}")))
+    });
+    engine.register_fn("shell_quote", |text: &str| -> String {
+        super::shell::quote(text)
     });
     engine.register_fn("spend", |amount: f64| -> Result<f64> { spend(amount) });
     engine.register_fn("spend", |amount: i64| -> Result<f64> {

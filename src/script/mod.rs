@@ -1,6 +1,7 @@
 //! The Rhai sandbox: how plan code is compiled and run, and which capabilities exist.
 
 mod capabilities;
+pub mod confine;
 pub mod context;
 mod engine;
 pub mod files;

@@ -68,9 +68,9 @@ fn build(capabilities: &[String], extra: &HashMap<String, Registrar>) -> Engine 
     engine.register_global_module(MoreStringPackage::new().as_shared_module());
     super::engine::limit(&mut engine);
     // Timeouts and cancellation interrupt a running script here.
-    engine.on_progress(|_| {
-        let ctx = context::try_current()?;
-        ctx.interrupted().map(|i| format!("{i:?}").into())
+    engine.on_progress(|_| match context::try_current() {
+        Some(ctx) => ctx.interrupted().map(|i| format!("{i:?}").into()),
+        None => context::past_deadline().then(|| "TimedOut".into()),
     });
     engine.on_print(|text| {
         if let Some(ctx) = context::try_current() {
@@ -97,4 +97,29 @@ fn build(capabilities: &[String], extra: &HashMap<String, Registrar>) -> Engine 
         }
     }
     engine
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Code outside any step (param defaults) stops at its `within` limit,
+    /// long before the operations limit would stop it.
+    #[test]
+    fn code_outside_a_step_stops_at_its_time_limit() {
+        let sandbox = Sandbox::new([&[][..]], &HashMap::new());
+        let engine = sandbox.engine(&[]);
+        let started = Instant::now();
+        let result = context::within(Duration::from_millis(50), || {
+            engine.eval::<rhai::Dynamic>("let n = 0; loop { n += 1; }")
+        });
+        let error = result.expect_err("the loop is stopped");
+        assert!(
+            matches!(*error, rhai::EvalAltResult::ErrorTerminated(ref why, _) if why.to_string() == "TimedOut"),
+            "{error}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
 }

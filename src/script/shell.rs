@@ -5,27 +5,144 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use rhai::{Engine, EvalAltResult, Map};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
-use super::context::{current, outside, runtime, Interrupt};
+use super::context::{current, outside, runtime, Artifact, ArtifactBody, Interrupt, Note};
 
 type Result<T> = std::result::Result<T, Box<EvalAltResult>>;
 
-/// Registers `sh` (fails on a non-zero exit) and `sh_try` (returns the exit code in its result instead).
-pub fn register(engine: &mut Engine) {
-    engine.register_fn("sh", |command: &str| -> Result<Map> {
-        outside("sh", json!([command]), |_| checked(command))
-    });
-    engine.register_fn("sh_try", |command: &str| -> Result<Map> {
-        outside("sh_try", json!([command]), |_| Ok(run(command)?.into_map()))
-    });
+/// What to run: a shell command line, or a program and its arguments
+/// passed as they are, with no shell to split or expand them.
+enum Program {
+    Shell(String),
+    Argv(Vec<String>),
 }
 
-/// Runs the command; a non-zero exit is an error quoting the end of stderr.
-fn checked(command: &str) -> Result<Map> {
-    let out = run(command)?;
+impl Program {
+    fn argv(items: Array) -> Result<Self> {
+        let argv: Vec<String> = items
+            .into_iter()
+            .map(|item| {
+                if item.is_string() || item.is_int() || item.is_float() || item.is_bool() {
+                    Ok(item.to_string())
+                } else {
+                    Err(runtime(format!(
+                        "sh([…]): every argument must be a string or a number, not {}",
+                        item.type_name()
+                    )))
+                }
+            })
+            .collect::<Result<_>>()?;
+        if argv.first().is_none_or(String::is_empty) {
+            return Err(runtime(
+                "sh([…]): the list must start with the program to run",
+            ));
+        }
+        Ok(Self::Argv(argv))
+    }
+
+    /// How the call is recorded: the text, or the list.
+    fn json(&self) -> serde_json::Value {
+        match self {
+            Self::Shell(command) => json!(command),
+            Self::Argv(argv) => json!(argv),
+        }
+    }
+
+    /// The command as a shell would read it, for messages.
+    fn shown(&self) -> String {
+        match self {
+            Self::Shell(command) => command.clone(),
+            Self::Argv(argv) => argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "),
+        }
+    }
+}
+
+/// `sh` and `sh_try` options.
+#[derive(Default)]
+struct Options {
+    /// Keep the whole stdout and stderr as artifacts, by hash.
+    keep_output: bool,
+}
+
+impl Options {
+    fn parse(map: &Map) -> Result<Self> {
+        let mut options = Self::default();
+        for (key, value) in map {
+            match key.as_str() {
+                "keep_output" => {
+                    options.keep_output = value.as_bool().map_err(|_| {
+                        runtime("sh(…, #{ keep_output }): `keep_output` is true or false")
+                    })?
+                }
+                other => {
+                    return Err(runtime(format!(
+                        "sh(…, #{{ {other} }}): unknown option; sh takes `keep_output`"
+                    )))
+                }
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// Registers `sh` (fails on a non-zero exit) and `sh_try` (returns the exit
+/// code in its result instead), each taking a command line or an argument
+/// list, and optionally options.
+pub fn register(engine: &mut Engine) {
+    fn call(name: &'static str, program: Program, options: Option<Map>) -> Result<Map> {
+        let parsed = options
+            .as_ref()
+            .map(Options::parse)
+            .transpose()?
+            .unwrap_or_default();
+        let mut args = vec![program.json()];
+        if let Some(options) = &options {
+            args.push(serde_json::to_value(Dynamic::from_map(options.clone())).unwrap_or_default());
+        }
+        outside(name, serde_json::Value::Array(args), |_| {
+            let out = run(&program, &parsed)?;
+            if name == "sh" {
+                checked(&program, out)
+            } else {
+                Ok(out.into_map())
+            }
+        })
+    }
+    for name in ["sh", "sh_try"] {
+        engine.register_fn(name, move |command: &str| {
+            call(name, Program::Shell(command.to_owned()), None)
+        });
+        engine.register_fn(name, move |command: &str, options: Map| {
+            call(name, Program::Shell(command.to_owned()), Some(options))
+        });
+        engine.register_fn(name, move |argv: Array| {
+            call(name, Program::argv(argv)?, None)
+        });
+        engine.register_fn(name, move |argv: Array, options: Map| {
+            call(name, Program::argv(argv)?, Some(options))
+        });
+    }
+}
+
+/// `text` as one word for `sh -c`: in single quotes, with each `'` closed,
+/// escaped and reopened. Nothing inside is expanded.
+pub fn quote(text: &str) -> String {
+    if !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+    {
+        return text.to_owned();
+    }
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// A non-zero exit is an error quoting the end of stderr.
+fn checked(program: &Program, out: Output) -> Result<Map> {
     if out.code != 0 {
         let tail: String = out
             .stderr
@@ -43,7 +160,8 @@ fn checked(command: &str) -> Result<Map> {
             format!(": {tail}")
         };
         return Err(runtime(format!(
-            "`{command}` exited with code {}{detail}",
+            "`{}` exited with code {}{detail}",
+            program.shown(),
             out.code
         )));
     }
@@ -54,10 +172,14 @@ fn checked(command: &str) -> Result<Map> {
 pub struct Output {
     /// The exit code, or -1 if a signal ended the shell.
     pub code: i64,
-    /// Everything written to stdout, lossily decoded as UTF-8.
+    /// stdout, lossily decoded as UTF-8; the middle left out past the limit.
     pub stdout: String,
-    /// Everything written to stderr, lossily decoded as UTF-8.
+    /// stderr, the same way.
     pub stderr: String,
+    /// Whether either was cut to the limit.
+    pub truncated: bool,
+    /// The hashes of the whole stdout and stderr, when kept.
+    pub kept: Vec<(&'static str, String)>,
 }
 
 impl Output {
@@ -66,45 +188,242 @@ impl Output {
         map.insert("code".into(), self.code.into());
         map.insert("stdout".into(), self.stdout.into());
         map.insert("stderr".into(), self.stderr.into());
+        if self.truncated {
+            map.insert("truncated".into(), true.into());
+        }
+        for (stream, sha256) in self.kept {
+            map.insert(format!("{stream}_sha256").into(), sha256.into());
+        }
         map
     }
 }
 
-/// Runs `sh -c command` in its own process group, so a timeout or
-/// cancellation kills it and everything it started.
-pub fn run(command: &str) -> Result<Output> {
+/// One stream of a command's output, held in bounded memory: the first and
+/// last halves of the limit, a count of what was left out between them, and
+/// (with `keep_output`) everything, streamed to a file while it is hashed.
+struct Capture {
+    head: Vec<u8>,
+    tail: std::collections::VecDeque<u8>,
+    head_cap: usize,
+    tail_cap: usize,
+    omitted: u64,
+    keep: Option<Spool>,
+}
+
+impl Capture {
+    fn new(limit: usize, keep: Option<Spool>) -> Self {
+        Self {
+            head: Vec::new(),
+            tail: std::collections::VecDeque::new(),
+            head_cap: limit / 2,
+            tail_cap: limit - limit / 2,
+            omitted: 0,
+            keep,
+        }
+    }
+
+    fn push(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+        if let Some(spool) = &mut self.keep {
+            spool.write(bytes)?;
+        }
+        let room = self.head_cap - self.head.len();
+        let (first, rest) = bytes.split_at(room.min(bytes.len()));
+        self.head.extend_from_slice(first);
+        bytes = rest;
+        self.tail.extend(bytes);
+        if self.tail.len() > self.tail_cap {
+            let excess = self.tail.len() - self.tail_cap;
+            self.tail.drain(..excess);
+            self.omitted += excess as u64;
+        }
+        Ok(())
+    }
+
+    /// The text kept, with a marker where the middle was left out.
+    fn text(&self) -> String {
+        let (a, b) = self.tail.as_slices();
+        if self.omitted == 0 {
+            let mut all = self.head.clone();
+            all.extend_from_slice(a);
+            all.extend_from_slice(b);
+            return String::from_utf8_lossy(&all).into_owned();
+        }
+        let mut tail = Vec::with_capacity(self.tail.len());
+        tail.extend_from_slice(a);
+        tail.extend_from_slice(b);
+        format!(
+            "{}\n[… cairn left out {} bytes here: output past `output_limit:` keeps its first {} and last {} bytes; `sh(…, #{{ keep_output: true }})` keeps all of it …]\n{}",
+            String::from_utf8_lossy(&self.head),
+            self.omitted,
+            self.head.len(),
+            tail.len(),
+            String::from_utf8_lossy(&tail)
+        )
+    }
+}
+
+/// A command's whole stream on its way to `blobs/<sha256>`.
+struct Spool {
+    file: std::fs::File,
+    temp: std::path::PathBuf,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl Spool {
+    fn create(dir: &std::path::Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temp = dir.join(format!(".spool-{}-{n}", std::process::id()));
+        let file = std::fs::File::create(&temp)?;
+        Ok(Self {
+            file,
+            temp,
+            hash: Sha256::new(),
+            bytes: 0,
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        // Counted against the step's store quota as it is written.
+        if let Some(ctx) = super::context::try_current() {
+            if ctx.charge(bytes.len() as u64).is_err() {
+                return Err(std::io::Error::other(format!(
+                    "the kept output passed the {} MiB a step may store",
+                    super::context::STORE_QUOTA >> 20
+                )));
+            }
+        }
+        self.file.write_all(bytes)?;
+        self.hash.update(bytes);
+        self.bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Names the file by its hash; the store takes it from there.
+    fn finish(self) -> std::io::Result<Artifact> {
+        let sha256 = format!("{:x}", self.hash.finalize());
+        let path = self.temp.with_file_name(&sha256);
+        std::fs::rename(&self.temp, &path)?;
+        Ok(Artifact {
+            name: String::new(),
+            sha256,
+            content: ArtifactBody::File {
+                path: std::sync::Arc::new(path),
+                bytes: self.bytes,
+            },
+        })
+    }
+
+    fn discard(self) {
+        let _ = std::fs::remove_file(&self.temp);
+    }
+}
+
+/// Runs the program in its own process group, so a timeout or
+/// cancellation kills it and everything it started. Its output is read as
+/// it comes, into bounded memory (and, when kept, a file).
+fn run(program: &Program, options: &Options) -> Result<Output> {
     let ctx = current()?;
-    // An absolute path: looking `sh` up along PATH costs a failed exec per entry.
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(command)
+    let mut command = match program {
+        // An absolute path: looking `sh` up along PATH costs a failed exec per entry.
+        Program::Shell(line) => {
+            let mut command = Command::new("/bin/sh");
+            command.arg("-c").arg(line);
+            command
+        }
+        Program::Argv(argv) => {
+            let mut command = Command::new(&argv[0]);
+            command.args(&argv[1..]);
+            command
+        }
+    };
+    let spawned = command
         .current_dir(&ctx.dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .spawn()
-        .map_err(|e| runtime(format!("cannot start `{command}`: {e}")))?;
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        // A program that is missing or not executable ends as a shell
+        // would report it (127, 126), so `sh_try` never fails either way.
+        Err(e)
+            if matches!(program, Program::Argv(_))
+                && matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) =>
+        {
+            return Ok(Output {
+                code: if e.kind() == std::io::ErrorKind::NotFound {
+                    127
+                } else {
+                    126
+                },
+                stdout: String::new(),
+                stderr: format!("cannot start `{}`: {e}", program.shown()),
+                truncated: false,
+                kept: Vec::new(),
+            });
+        }
+        Err(e) => return Err(runtime(format!("cannot start `{}`: {e}", program.shown()))),
+    };
     let group = child.id() as libc::pid_t;
     let mut stdout_pipe = child.stdout.take();
     let mut stderr_pipe = child.stderr.take();
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let spool = || -> Result<Option<Spool>> {
+        if !options.keep_output {
+            return Ok(None);
+        }
+        let dir = ctx
+            .blobs
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("cairn-blobs"));
+        Spool::create(&dir).map(Some).map_err(|e| {
+            runtime(format!(
+                "keep_output: cannot write in `{}`: {e}",
+                dir.display()
+            ))
+        })
+    };
+    let (mut stdout, mut stderr) = match (spool(), spool()) {
+        (Ok(a), Ok(b)) => (
+            Capture::new(ctx.output_limit, a),
+            Capture::new(ctx.output_limit, b),
+        ),
+        (Err(e), other) | (other, Err(e)) => {
+            if let Ok(Some(spool)) = other {
+                spool.discard();
+            }
+            kill_group(group);
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
     let exit = ExitWatch::new(group);
     // One thread waits for the exit, the pipes and the clock at once: no
     // polling delay after a quick command, no reader threads per command.
     let mut exited = false;
+    let mut failure: Option<Box<EvalAltResult>> = None;
     while !exited || stdout_pipe.is_some() || stderr_pipe.is_some() {
         if let Some(interrupt) = ctx.interrupted() {
-            kill_group(group);
-            let _ = child.wait();
             let why = match interrupt {
                 Interrupt::TimedOut => "TimedOut",
                 Interrupt::Cancelled => "Cancelled",
             };
-            return Err(Box::new(EvalAltResult::ErrorTerminated(
+            failure = Some(Box::new(EvalAltResult::ErrorTerminated(
                 why.into(),
                 rhai::Position::NONE,
             )));
+        }
+        if failure.is_some() {
+            kill_group(group);
+            let _ = child.wait();
+            break;
         }
         let mut fds = Vec::with_capacity(3);
         if let Some(p) = &stdout_pipe {
@@ -136,12 +455,18 @@ pub fn run(command: &str) -> Result<Output> {
         unsafe {
             libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms);
         }
-        read_ready(&mut stdout_pipe, &mut stdout, &fds);
-        read_ready(&mut stderr_pipe, &mut stderr, &fds);
+        let read = read_ready(&mut stdout_pipe, &mut stdout, &fds)
+            .and_then(|()| read_ready(&mut stderr_pipe, &mut stderr, &fds));
+        if let Err(e) = read {
+            failure = Some(Box::new(EvalAltResult::ErrorTerminated(
+                format!("`{}`: keeping its output: {e}", program.shown()).into(),
+                rhai::Position::NONE,
+            )));
+        }
         if !exited
             && child
                 .try_wait()
-                .map_err(|e| runtime(format!("waiting for `{command}`: {e}")))?
+                .map_err(|e| runtime(format!("waiting for `{}`: {e}", program.shown())))?
                 .is_some()
         {
             exited = true;
@@ -150,28 +475,57 @@ pub fn run(command: &str) -> Result<Output> {
             kill_group(group);
         }
     }
+    if let Some(failure) = failure {
+        for spool in [stdout.keep.take(), stderr.keep.take()]
+            .into_iter()
+            .flatten()
+        {
+            spool.discard();
+        }
+        return Err(failure);
+    }
     let status = child
         .wait()
-        .map_err(|e| runtime(format!("waiting for `{command}`: {e}")))?;
+        .map_err(|e| runtime(format!("waiting for `{}`: {e}", program.shown())))?;
     let code = status.code().map_or(-1, i64::from);
+    let mut kept = Vec::new();
+    let number = ctx.calls.load(std::sync::atomic::Ordering::SeqCst);
+    for (stream, capture) in [("stdout", &mut stdout), ("stderr", &mut stderr)] {
+        let Some(spool) = capture.keep.take() else {
+            continue;
+        };
+        let mut artifact = spool
+            .finish()
+            .map_err(|e| runtime(format!("keep_output: {e}")))?;
+        artifact.name = format!("sh-{number}.{stream}");
+        ctx.note(Note::Artifact(&artifact));
+        kept.push((stream, artifact.sha256));
+    }
     Ok(Output {
         code,
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        truncated: stdout.omitted > 0 || stderr.omitted > 0,
+        stdout: stdout.text(),
+        stderr: stderr.text(),
+        kept,
     })
 }
 
 /// Reads what a pipe has, if `poll` said it is ready; drops it at EOF.
-fn read_ready<P: Read + AsRawFd>(pipe: &mut Option<P>, buffer: &mut Vec<u8>, fds: &[libc::pollfd]) {
-    let Some(p) = pipe else { return };
+fn read_ready<P: Read + AsRawFd>(
+    pipe: &mut Option<P>,
+    capture: &mut Capture,
+    fds: &[libc::pollfd],
+) -> std::io::Result<()> {
+    let Some(p) = pipe else { return Ok(()) };
     if !fds.iter().any(|f| f.fd == p.as_raw_fd() && f.revents != 0) {
-        return;
+        return Ok(());
     }
-    let mut chunk = [0u8; 8192];
+    let mut chunk = [0u8; 65536];
     match p.read(&mut chunk) {
         Ok(0) | Err(_) => *pipe = None,
-        Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        Ok(n) => capture.push(&chunk[..n])?,
     }
+    Ok(())
 }
 
 /// A pidfd that becomes readable when the process exits (Linux 5.3+);

@@ -2,6 +2,7 @@
 
 mod audit;
 mod history;
+mod lease;
 mod plans;
 mod schema;
 
@@ -172,7 +173,9 @@ pub struct EventRow {
 
 /// The run store: `state.db` in the state directory.
 pub struct Store {
-    conn: Mutex<Connection>,
+    /// Shared with the [`RunClaim`]s it gave out, which give their lease
+    /// back through it.
+    conn: Arc<Mutex<Connection>>,
     /// Events waiting for the next commit: (run, event).
     pending: Mutex<Vec<(String, Event)>>,
     path: PathBuf,
@@ -260,12 +263,13 @@ impl Store {
             conn.pragma_update(None, "wal_autocheckpoint", 0)
                 .map_err(err)?;
         }
-        if schema::upgrades(&conn, &path)? {
-            refuse_upgrade_under_running(&conn, &path)?;
+        let found = schema::version(&conn, &path)?;
+        if (1..schema::VERSION).contains(&found) {
+            refuse_upgrade_under_running(&conn, &path, found)?;
         }
         schema::migrate(&conn, &path)?;
         Ok(Self {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
             pending: Mutex::new(Vec::new()),
             path,
             checkpointer: std::sync::OnceLock::new(),
@@ -382,10 +386,17 @@ impl Store {
     }
 
     /// Marks the run as being run by this process until the returned guard
-    /// drops (or the process dies: the operating system releases it).
+    /// drops (or the process dies: the next claim finds its holder gone).
+    ///
+    /// The mark is a row in `leases` naming this process; a live holder's
+    /// row (this process's own included: one claim per run at a time)
+    /// refuses the claim with [`StoreError::Busy`].
     pub fn claim(&self, run: &str) -> Result<RunClaim, StoreError> {
-        match lock_run(&self.path.with_file_name("locks"), run)? {
-            Some(file) => Ok(RunClaim { _file: file }),
+        match lease::take(&self.lock(), run, now_ms()).map_err(self.err())? {
+            Some(lease) => Ok(RunClaim {
+                conn: Arc::clone(&self.conn),
+                lease,
+            }),
             None => Err(StoreError::Busy {
                 run: run.to_owned(),
             }),
@@ -478,16 +489,27 @@ impl Store {
         Ok(rows)
     }
 
-    /// The content of an artifact, by its hash.
+    /// The content of an artifact, by its hash: in the database, or (a
+    /// kept command output, whose row is empty though its hash is not the
+    /// empty content's) in the `blobs/` directory beside it.
     pub fn blob(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.lock()
+        const EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let stored: Option<Vec<u8>> = self
+            .lock()
             .query_row(
                 "SELECT content FROM blobs WHERE sha256 = ?1",
                 [sha256],
                 |r| r.get(0),
             )
             .optional()
-            .map_err(self.err())
+            .map_err(self.err())?;
+        match stored {
+            Some(bytes) if bytes.is_empty() && sha256 != EMPTY => {
+                let file = self.path.with_file_name("blobs").join(sha256);
+                Ok(std::fs::read(file).ok())
+            }
+            other => Ok(other),
+        }
     }
 
     /// What a run's log says each step did, for resume and replay.
@@ -736,31 +758,13 @@ impl Store {
     }
 }
 
-/// Takes `run`'s lock file in `locks`; `None` if another process holds it.
-fn lock_run(locks: &Path, run: &str) -> Result<Option<std::fs::File>, StoreError> {
-    std::fs::create_dir_all(locks).map_err(|source| StoreError::Directory {
-        path: locks.display().to_string(),
-        source,
-    })?;
-    let path = locks.join(format!("{run}.lock"));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| StoreError::Directory {
-            path: path.display().to_string(),
-            source,
-        })?;
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a descriptor this function owns.
-    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-    Ok(taken.then_some(file))
-}
-
 /// Refuses to upgrade the schema under a run an older cairn is running: it
 /// would go on writing with the old schema's statements.
-fn refuse_upgrade_under_running(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+fn refuse_upgrade_under_running(
+    conn: &Connection,
+    path: &Path,
+    found: i64,
+) -> Result<(), StoreError> {
     let err = |source| StoreError::Sqlite {
         path: path.display().to_string(),
         source,
@@ -771,7 +775,14 @@ fn refuse_upgrade_under_running(conn: &Connection, path: &Path) -> Result<(), St
         .map_err(err)?;
     let locks = path.with_file_name("locks");
     for run in running {
-        if lock_run(&locks, &run)?.is_none() {
+        let held = if found >= schema::LEASES {
+            lease::holder(conn, &run)
+                .map_err(err)?
+                .is_some_and(|holder| lease::alive(&holder))
+        } else {
+            lease::held_by_older_cairn(&locks, &run)
+        };
+        if held {
             return Err(StoreError::UpgradeBusy {
                 path: path.display().to_string(),
                 run,
@@ -781,9 +792,28 @@ fn refuse_upgrade_under_running(conn: &Connection, path: &Path) -> Result<(), St
     Ok(())
 }
 
-/// Held while a process runs a run; see [`Store::claim`].
+/// Held while a process runs a run; see [`Store::claim`]. Dropping it gives
+/// the run back.
 pub struct RunClaim {
-    _file: std::fs::File,
+    conn: Arc<Mutex<Connection>>,
+    lease: lease::Lease,
+}
+
+impl Drop for RunClaim {
+    fn drop(&mut self) {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        // If this fails, the row stays until this process exits, and is
+        // stale from then on.
+        let _ = lease::release(&conn, &self.lease);
+    }
+}
+
+impl std::fmt::Debug for RunClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunClaim")
+            .field("run", &self.lease.run)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The count and last hash of a run's log, as committed.
@@ -852,8 +882,15 @@ fn write_batch(tx: &Connection, batch: Vec<(String, Event)>) -> rusqlite::Result
                 content,
                 ..
             } => {
+                // A kept command output is too large to hold: it stays in
+                // `blobs/<sha256>` beside the database, where it was streamed,
+                // and its row here is empty (see `Store::blob`).
+                let bytes: &[u8] = match content {
+                    crate::script::context::ArtifactBody::Bytes(bytes) => bytes,
+                    crate::script::context::ArtifactBody::File { .. } => &[],
+                };
                 tx.prepare_cached("INSERT OR IGNORE INTO blobs (sha256, content) VALUES (?1, ?2)")?
-                    .execute(params![sha256, content.as_slice()])?;
+                    .execute(params![sha256, bytes])?;
                 tx.prepare_cached(
                     "INSERT INTO artifacts (run_id, step, name, sha256, bytes, seq) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -945,7 +982,79 @@ fn now_ms() -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{Durability, Store};
+    use super::{Durability, Store, StoreError};
+
+    fn leases(dir: &std::path::Path) -> Vec<(String, i64, Option<i64>)> {
+        let conn = rusqlite::Connection::open(dir.join("state.db")).expect("open");
+        let mut stmt = conn
+            .prepare("SELECT run_id, pid, start_time FROM leases ORDER BY run_id")
+            .expect("query");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+
+    /// One claim per run at a time, in this process too (through this store
+    /// or another one on the same directory), as an `flock` per open file
+    /// gave; the lease row names this process and goes when the claim drops.
+    #[test]
+    fn a_run_is_claimed_once_at_a_time_and_given_back_on_drop() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), Durability::Normal).expect("opens");
+        let other = Store::open(dir.path(), Durability::Normal).expect("opens");
+        let claim = store.claim("r1").expect("claims");
+        let me = super::lease::me();
+        assert_eq!(leases(dir.path()), [("r1".to_owned(), me.pid, me.start)]);
+        for store in [&store, &other] {
+            let Err(StoreError::Busy { run }) = store.claim("r1") else {
+                panic!("claimed twice");
+            };
+            assert_eq!(run, "r1");
+        }
+        let second = other.claim("r2").expect("another run is free");
+        drop(claim);
+        assert_eq!(leases(dir.path()).len(), 1);
+        let again = other.claim("r1").expect("free once dropped");
+        drop((again, second));
+        assert!(leases(dir.path()).is_empty());
+    }
+
+    /// A row whose holder is gone (exited, or a reused pid) is taken over;
+    /// and a claim that was taken over does not remove its successor's row
+    /// when it drops.
+    #[test]
+    fn a_dead_holders_lease_is_taken_over_and_kept_by_its_new_holder() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), Durability::Normal).expect("opens");
+        let claim = store.claim("r").expect("claims");
+        let me = super::lease::me();
+        let mut child = std::process::Command::new("true").spawn().expect("spawns");
+        let exited = i64::from(child.id());
+        child.wait().expect("exits");
+        let conn = rusqlite::Connection::open(dir.path().join("state.db")).expect("open");
+        for (pid, start) in [(exited, me.start), (me.pid, me.start.map(|s| s + 1))] {
+            conn.execute(
+                "UPDATE leases SET pid = ?1, start_time = ?2, token = 0",
+                rusqlite::params![pid, start],
+            )
+            .expect("a dead holder");
+            let taken = store.claim("r").expect("taken over");
+            assert_eq!(leases(dir.path()), [("r".to_owned(), me.pid, me.start)]);
+            drop(taken);
+            assert!(leases(dir.path()).is_empty());
+            conn.execute(
+                "INSERT INTO leases (run_id, pid, start_time, boot_id, pid_ns, token, taken_at)
+                 VALUES ('r', ?1, ?2, ?3, ?4, 0, 0)",
+                rusqlite::params![me.pid, me.start, me.boot, me.pid_ns],
+            )
+            .expect("a live holder again");
+        }
+        // `claim` was taken over by the rows above; dropping it leaves the
+        // current holder's row.
+        drop(claim);
+        assert_eq!(leases(dir.path()).len(), 1);
+    }
 
     /// Runs begun in the same millisecond by one process get distinct ids.
     #[test]

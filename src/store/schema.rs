@@ -7,7 +7,11 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The newest schema this build writes.
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
+
+/// The first version that keeps leases (before it, a run was held by an
+/// `flock` on `locks/<run>.lock`).
+pub const LEASES: i64 = 5;
 
 /// Each migration takes the database from the previous version to the next.
 const MIGRATIONS: &[&str] = &[
@@ -100,17 +104,31 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO plans (run_id, source) SELECT id, source FROM runs;
     ALTER TABLE runs DROP COLUMN source;
 ",
+    "
+    -- Which process runs each run: its pid, when it started (clock ticks
+    -- since boot, /proc/<pid>/stat field 22, so a reused pid is told apart),
+    -- the boot and pid namespace it ran in, which of its claims this is, and
+    -- when it was taken (ms since 1970). In the database, where no file a
+    -- plan writes can reach it, instead of a lock file beside it.
+    CREATE TABLE leases (
+        run_id TEXT PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        start_time INTEGER,
+        boot_id TEXT NOT NULL,
+        pid_ns TEXT NOT NULL,
+        token INTEGER NOT NULL,
+        taken_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+",
 ];
 
-/// Whether the database holds runs in an older schema than this build's.
-pub fn upgrades(conn: &Connection, path: &Path) -> Result<bool, StoreError> {
-    let found: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
+/// The schema version of the database (0: a new, empty one).
+pub fn version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(|source| StoreError::Sqlite {
             path: path.display().to_string(),
             source,
-        })?;
-    Ok((1..VERSION).contains(&found))
+        })
 }
 
 /// Brings the database to [`VERSION`], refusing one from a newer cairn.
@@ -157,6 +175,72 @@ mod tests {
         conn
     }
 
+    /// What a cairn of schema 4 or before held while it ran `run`: an
+    /// `flock` on `locks/<run>.lock`.
+    fn older_cairns_lock(dir: &std::path::Path, run: &str) -> std::fs::File {
+        std::fs::create_dir_all(dir.join("locks")).expect("lock dir");
+        let file = std::fs::File::create(dir.join(format!("locks/{run}.lock"))).expect("lock file");
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor the test owns.
+        let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        assert!(taken, "the lock is free");
+        file
+    }
+
+    #[test]
+    fn every_version_has_its_migration() {
+        assert_eq!(MIGRATIONS.len() as i64, super::VERSION);
+    }
+
+    /// A store of schema 4 (runs held by lock files) is not upgraded while an
+    /// older cairn runs a run in it, and once it stops, it upgrades to leases:
+    /// the run is claimed by a row, and a claim that dropped gives it back.
+    #[test]
+    fn a_version_4_store_upgrades_to_leases_once_its_run_stops() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let conn = Connection::open(dir.path().join("state.db")).expect("open");
+            for migration in &MIGRATIONS[..4] {
+                conn.execute_batch(migration).expect("migrate to 4");
+            }
+            conn.pragma_update(None, "user_version", 4)
+                .expect("version");
+            conn.execute(
+                "INSERT INTO runs (id, plan, file, source_hash, params, seed, steps, status, started_at, events, last_hash, no)
+                 VALUES ('old', 'p', 'p.plan', '', '[]', 0, 1, 'running', 1, 0, '', 1)",
+                [],
+            )
+            .expect("run");
+        }
+        let held = older_cairns_lock(dir.path(), "old");
+        let Err(crate::store::StoreError::UpgradeBusy { run, .. }) =
+            Store::open(dir.path(), Durability::Normal)
+        else {
+            panic!("upgraded under a running run");
+        };
+        assert_eq!(run, "old");
+        drop(held);
+        let store = Store::open(dir.path(), Durability::Normal).expect("upgrades");
+        let conn = Connection::open(dir.path().join("state.db")).expect("open");
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, super::VERSION);
+        let leases = || -> i64 {
+            conn.query_row(
+                "SELECT count(*) FROM leases WHERE run_id = 'old'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("a leases table")
+        };
+        assert_eq!(leases(), 0);
+        let claim = store.claim("old").expect("claims");
+        assert_eq!(leases(), 1);
+        drop(claim);
+        assert_eq!(leases(), 0);
+    }
+
     /// An older cairn still running a run keeps its statements: the store
     /// is not upgraded under it, and is once it stops.
     #[test]
@@ -171,9 +255,7 @@ mod tests {
             )
             .expect("run");
         }
-        let held = crate::store::lock_run(&dir.path().join("locks"), "old")
-            .expect("lock dir")
-            .expect("free");
+        let held = older_cairns_lock(dir.path(), "old");
         let Err(err) = Store::open(dir.path(), Durability::Normal) else {
             panic!("upgraded under a running run");
         };

@@ -165,6 +165,10 @@ pub enum FieldValue {
     Retry(Result<RetrySpec, Spanned<String>>),
     /// The value as written; the checker reads it.
     Timeout(Spanned<String>),
+    /// `default_timeout:` as written; the checker reads it.
+    DefaultTimeout(Spanned<String>),
+    /// `output_limit:` as written; the checker reads it.
+    OutputLimit(Spanned<String>),
     /// `on failure -> <id>`: the fallback's id.
     FailureRoute(Spanned<String>),
     /// `on success -> <id>`: the target's id.

@@ -167,6 +167,8 @@ impl Builder<'_> {
             Rule::when_field | Rule::branch => "when",
             Rule::retry => "retry",
             Rule::timeout => "timeout",
+            Rule::default_timeout => "default_timeout",
+            Rule::output_limit => "output_limit",
             Rule::priority => "priority",
             Rule::else_branch => "else",
             Rule::checks => "checks",
@@ -223,6 +225,8 @@ impl Builder<'_> {
             Rule::seed => FieldValue::Seed(self.next_text(&mut inner)),
             Rule::priority => FieldValue::Priority(self.next_text(&mut inner)),
             Rule::timeout => FieldValue::Timeout(self.next_text(&mut inner)),
+            Rule::default_timeout => FieldValue::DefaultTimeout(self.next_text(&mut inner)),
+            Rule::output_limit => FieldValue::OutputLimit(self.next_text(&mut inner)),
             Rule::resources => FieldValue::Resources(self.quantities_of(inner)),
             Rule::budget => FieldValue::Budget(self.quantities_of(inner)),
             Rule::allow => FieldValue::Allow(

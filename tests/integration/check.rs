@@ -1,6 +1,6 @@
 //! `cairn check`: summaries, exit codes, and files that are not plans.
 
-use crate::Test;
+use crate::{cairn, Test};
 
 const CLEAN: &str = "plan p \"P\"\n  allow: sh\n\ntask build \"Build\" using:sh\n  run: sh(\"true\")\n\ntask test \"Test\"\n  needs: build\n  run: 1\n\ntask lint \"Lint\"\n  needs: build\n  run: 2\n";
 
@@ -307,4 +307,162 @@ fn an_inline_expectation_may_start_with_a_map() {
         .args(["check", "p.plan"])
         .run();
     assert_eq!(run.status, 0, "{}", run.stderr);
+}
+
+/// A plan whose second step imports a Rhai module, after a first step with
+/// a side effect: the sandbox loads no modules (`set_max_modules(0)`).
+const IMPORTS: &str = "plan p \"P\"\n  allow: fs.write\n\ntask first \"First\" using:fs.write\n  run: write_file(\"side.txt\", \"effect\")\n\ntask second \"Second\"\n  needs: first\n  run: |\n    import \"helpers\" as h;\n    h::greet()\n";
+
+const IMPORT_REFUSED: &str = r#"cairn::script
+
+  × `import` is not available in plan code: plans cannot load Rhai modules
+    ╭─[p.plan:10:5]
+  9 │   run: |
+ 10 │     import "helpers" as h;
+    ·     ──────────┬──────────
+    ·               ╰── not available in plan code
+ 11 │     h::greet()
+    ╰────
+  help: to run another plan's steps, add `use "file.plan" as <alias>` to the plan header; to reuse
+        code, define it with `fn` in this body (plans cannot share functions yet)
+error: 1 error found
+"#;
+
+#[test]
+fn import_is_refused_by_check_at_its_statement() {
+    let run = Test::new()
+        .file("p.plan", IMPORTS)
+        .args(["check", "p.plan"])
+        .run();
+    assert_eq!(run.status, 2, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.stdout, "");
+    assert_eq!(run.stderr, IMPORT_REFUSED);
+}
+
+#[test]
+fn a_plan_with_an_import_does_not_start_so_no_step_has_side_effects() {
+    let test = Test::new().file("p.plan", IMPORTS).args(["run", "p.plan"]);
+    let run = test.run();
+    assert_eq!(run.status, 2, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.stderr, IMPORT_REFUSED);
+    assert!(
+        !test.path().join("side.txt").exists(),
+        "the first step ran before the plan failed"
+    );
+}
+
+#[test]
+fn import_in_a_function_a_closure_or_a_block_is_refused_too() {
+    let run = Test::new()
+        .file(
+            "p.plan",
+            "plan p \"P\"\n\ntask a \"A\"\n  run: |\n    fn load() { import \"a\" as a; 1 }\n    let f = || { import \"b\" as b; 2 };\n    if true { import \"c\"; }\n    load() + f.call()\n",
+        )
+        .args(["check", "p.plan"])
+        .run();
+    assert_eq!(run.status, 2, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.stderr,
+        r#"cairn::script
+
+  × `import` is not available in plan code: plans cannot load Rhai modules
+   ╭─[p.plan:5:17]
+ 4 │   run: |
+ 5 │     fn load() { import "a" as a; 1 }
+   ·                 ───────┬───────
+   ·                        ╰── not available in plan code
+ 6 │     let f = || { import "b" as b; 2 };
+   ╰────
+  help: to run another plan's steps, add `use "file.plan" as <alias>` to the plan header; to reuse
+        code, define it with `fn` in this body (plans cannot share functions yet)
+cairn::script
+
+  × `import` is not available in plan code: plans cannot load Rhai modules
+   ╭─[p.plan:6:18]
+ 5 │     fn load() { import "a" as a; 1 }
+ 6 │     let f = || { import "b" as b; 2 };
+   ·                  ───────┬───────
+   ·                         ╰── not available in plan code
+ 7 │     if true { import "c"; }
+   ╰────
+  help: to run another plan's steps, add `use "file.plan" as <alias>` to the plan header; to reuse
+        code, define it with `fn` in this body (plans cannot share functions yet)
+cairn::script
+
+  × `import` is not available in plan code: plans cannot load Rhai modules
+   ╭─[p.plan:7:15]
+ 6 │     let f = || { import "b" as b; 2 };
+ 7 │     if true { import "c"; }
+   ·               ─────┬────
+   ·                    ╰── not available in plan code
+ 8 │     load() + f.call()
+   ╰────
+  help: to run another plan's steps, add `use "file.plan" as <alias>` to the plan header; to reuse
+        code, define it with `fn` in this body (plans cannot share functions yet)
+error: 3 errors found
+"#
+    );
+}
+
+#[test]
+fn functions_the_sandbox_leaves_out_are_refused_by_check() {
+    let run = Test::new()
+        .file(
+            "p.plan",
+            "plan p \"P\"\n\ntask a \"A\"\n  run: |\n    let started = timestamp();\n    blob(4).len()\n  expect: result.get_bit(0)\n",
+        )
+        .args(["check", "p.plan"])
+        .run();
+    assert_eq!(run.status, 2, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.stderr,
+        r#"cairn::script
+
+  × `timestamp` is not available in plan code: the sandbox leaves out Rhai's clock, so that a
+  │ resumed run replays the same
+   ╭─[p.plan:5:19]
+ 4 │   run: |
+ 5 │     let started = timestamp();
+   ·                   ────┬────
+   ·                       ╰── not available in plan code
+ 6 │     blob(4).len()
+   ╰────
+  help: use `now()`: the time in milliseconds since 1970, recorded for replay
+cairn::script
+
+  × `blob` is not available in plan code: the sandbox has no byte blobs
+   ╭─[p.plan:6:5]
+ 5 │     let started = timestamp();
+ 6 │     blob(4).len()
+   ·     ──┬─
+   ·       ╰── not available in plan code
+ 7 │   expect: result.get_bit(0)
+   ╰────
+  help: use strings, or arrays of numbers
+cairn::script
+
+  × `get_bit` is not available in plan code: the sandbox has no bit-field functions
+   ╭─[p.plan:7:18]
+ 6 │     blob(4).len()
+ 7 │   expect: result.get_bit(0)
+   ·                  ───┬───
+   ·                     ╰── not available in plan code
+   ╰────
+  help: use the bit operators: `(n >> i) & 1` reads bit `i`; `|`, `&` and `<<` set and clear bits
+error: 3 errors found
+"#
+    );
+}
+
+#[test]
+fn a_function_the_plan_defines_may_share_a_left_out_name() {
+    let test = Test::new().file(
+        "p.plan",
+        "plan p \"P\"\n\ntask a \"A\"\n  run: |\n    fn timestamp() { 42 }\n    timestamp()\n  expect: result == 42\n",
+    );
+    let check = cairn(&test, &["check", "p.plan"]);
+    assert_eq!(check.status, 0, "{}", check.stderr);
+    assert_eq!(check.stderr, "");
+    let run = cairn(&test, &["run", "p.plan"]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
 }

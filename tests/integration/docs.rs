@@ -226,6 +226,11 @@ fn shell_words(line: &str) -> Vec<String> {
 }
 
 #[test]
+fn security_guide() {
+    check_markdown(&root().join("docs/security.md"));
+}
+
+#[test]
 fn durable_runs_guide() {
     check_markdown(&root().join("docs/durable.md"));
     assert!(run_sessions(&root().join("docs/durable.md")) >= 1);

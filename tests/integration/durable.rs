@@ -579,3 +579,172 @@ fn a_second_ctrl_c_exits_at_once_and_the_run_resumes() {
     let status = cairn(&test, &["status"]);
     assert!(status.stdout.contains("hang  running"), "{}", status.stdout);
 }
+
+/// A plan whose second step waits (running) until the file `go` exists.
+const WAITING: &str = "plan p \"P\"\n  allow: sh\n\ntask first \"First\" using:sh\n  run: sh(\"echo first >> done.txt\")\n\ntask wait \"Wait\" using:sh\n  needs: first\n  run: sh(\"touch waiting; while [ ! -e go ]; do sleep 0.02; done; echo wait >> done.txt\")\n";
+
+/// The id of the test's only run.
+fn only_run(test: &Test) -> String {
+    db(test)
+        .query_row("SELECT id FROM runs", [], |r| r.get(0))
+        .expect("one run")
+}
+
+/// Runs `cairn` and waits for it up to 20 s; `None` (after killing it) if it
+/// was still going then.
+fn run_for_a_while(test: &Test, args: &[&str]) -> Option<std::process::Output> {
+    let mut child = spawn(test, args);
+    for _ in 0..400 {
+        if child.try_wait().expect("wait").is_some() {
+            return Some(child.wait_with_output().expect("output"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("reaped");
+    None
+}
+
+/// The process start time `/proc/<pid>/stat` gives (field 22, clock ticks
+/// since boot).
+fn start_time(pid: u32) -> i64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let (_, rest) = stat.rsplit_once(')').expect("comm");
+    rest.split_whitespace()
+        .nth(22 - 3)
+        .expect("field 22")
+        .parse()
+        .expect("a number")
+}
+
+/// Leases in the store: (run, pid).
+fn leases(test: &Test) -> Vec<(String, i64)> {
+    let conn = db(test);
+    let mut stmt = conn
+        .prepare("SELECT run_id, pid FROM leases")
+        .expect("query");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+/// Deleting or replacing anything in the state directory beside the
+/// database (the `locks/` a run used to be held by) does not free a running
+/// run: `resume` is refused while the run goes on, and no step runs twice.
+#[test]
+fn a_running_run_stays_held_whatever_happens_to_its_lock_files() {
+    let test = Test::new().file("p.plan", WAITING);
+    let mut child = spawn(&test, &["run", "p.plan"]);
+    wait_for(|| test.path().join("waiting").exists());
+    let id = only_run(&test);
+    assert_eq!(leases(&test), [(id.clone(), i64::from(child.id()))]);
+    let locks = test.path().join(".cairn/locks");
+    for break_it in ["delete", "replace"] {
+        if locks.exists() {
+            std::fs::remove_dir_all(&locks).expect("remove locks/");
+        }
+        if break_it == "replace" {
+            std::fs::create_dir(&locks).expect("a new locks/");
+            std::fs::write(locks.join(format!("{id}.lock")), "").expect("a new lock file");
+        }
+        let Some(refused) = run_for_a_while(&test, &["resume", &id]) else {
+            std::fs::write(test.path().join("go"), "").expect("go");
+            let _ = child.kill();
+            panic!("{break_it}: resume ran the running run");
+        };
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(1), "{break_it}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "run {id} is being run by another process; wait for it to stop"
+            )),
+            "{break_it}: {stderr}"
+        );
+    }
+    std::fs::write(test.path().join("go"), "").expect("go");
+    let out = child.wait_with_output().expect("exits");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let done = std::fs::read_to_string(test.path().join("done.txt")).expect("read");
+    assert_eq!(done, "first\nwait\n");
+    let succeeded = settles(&test, "step_succeeded");
+    assert_eq!((succeeded["first"], succeeded["wait"]), (1, 1));
+    assert!(leases(&test).is_empty(), "the lease outlived the run");
+    let verify = cairn(&test, &["audit", "verify"]);
+    assert_eq!(verify.status, 0, "{}", verify.stdout);
+}
+
+/// `kill -9` leaves the run's lease behind, naming a process that is gone:
+/// `resume` takes it over.
+#[test]
+fn a_dead_holders_lease_is_taken_over_by_resume() {
+    let test = Test::new().file("p.plan", WAITING);
+    let mut child = spawn(&test, &["run", "p.plan"]);
+    wait_for(|| test.path().join("waiting").exists());
+    let pid = i64::from(child.id());
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    let id = only_run(&test);
+    assert_eq!(leases(&test), [(id.clone(), pid)]);
+    std::fs::write(test.path().join("go"), "").expect("go");
+    let resumed = cairn(&test, &["resume", &id]);
+    assert_eq!(resumed.status, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    // `first` had completed: it did not run again (`wait` was running, and
+    // its killed run's shell may finish too, now that `go` exists).
+    let done = std::fs::read_to_string(test.path().join("done.txt")).expect("read");
+    assert_eq!(done.matches("first").count(), 1, "{done}");
+    let succeeded = settles(&test, "step_succeeded");
+    assert_eq!((succeeded["first"], succeeded["wait"]), (1, 1));
+    assert!(leases(&test).is_empty(), "the lease outlived the run");
+}
+
+/// A lease names its holder by pid and start time: a live process with
+/// that pid and start time holds the run, one with the pid and another
+/// start time (the pid reused after the holder died) does not.
+#[test]
+fn a_lease_with_a_live_pid_but_another_start_time_is_stale() {
+    let test = Test::new().file("p.plan", GATED);
+    let paused = cairn(&test, &["run", "p.plan"]);
+    assert_eq!(paused.status, 3, "{}", paused.stdout);
+    let id = run_id(&paused);
+    assert!(leases(&test).is_empty());
+    let mut holder = Command::new("sleep").arg("60").spawn().expect("sleep");
+    let start = start_time(holder.id());
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id");
+    let pid_ns = std::fs::read_link("/proc/self/ns/pid").expect("pid namespace");
+    db(&test)
+        .execute(
+            "INSERT INTO leases (run_id, pid, start_time, boot_id, pid_ns, token, taken_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 1, 0)",
+            rusqlite::params![
+                id,
+                holder.id(),
+                start,
+                boot.trim(),
+                pid_ns.display().to_string()
+            ],
+        )
+        .expect("a lease");
+    let refused = cairn(&test, &["resume", "--approve", "ship"]);
+    assert_eq!(refused.status, 1, "{}", refused.stdout);
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("run {id} is being run by another process")),
+        "{}",
+        refused.stderr
+    );
+    db(&test)
+        .execute("UPDATE leases SET start_time = start_time - 1", [])
+        .expect("another start time");
+    let resumed = cairn(&test, &["resume", "--approve", "ship"]);
+    holder.kill().expect("kill");
+    holder.wait().expect("reaped");
+    assert_eq!(resumed.status, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    assert!(leases(&test).is_empty(), "the lease outlived the run");
+}

@@ -9,6 +9,7 @@ mod graph;
 mod properties;
 mod repl;
 mod run;
+mod sandbox;
 mod scheduling;
 mod stdlib;
 mod store;

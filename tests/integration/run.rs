@@ -502,6 +502,185 @@ fn unknown_params_are_a_usage_error() {
     );
 }
 
+/// The step `a`'s output, from `--events -`.
+fn output(run: &Run) -> serde_json::Value {
+    events(run)
+        .into_iter()
+        .find(|e| e["event"] == "step_succeeded" && e["step"] == "a")
+        .unwrap_or_else(|| panic!("`a` did not succeed:\n{}{}", run.stdout, run.stderr))["output"]
+        .clone()
+}
+
+#[test]
+fn set_values_are_literals_of_the_params_type_never_rhai() {
+    let plan = "plan p \"P\"\n  param n = 3\n  param name = \"world\"\n\ntask a \"A\"\n  run: #{ n: params.n, name: params.name }\n";
+    let test = Test::new().file("p.plan", plan);
+    for dry in [false, true] {
+        let mut args = vec!["run", "p.plan", "--set", "n=1+1"];
+        if dry {
+            args.push("--dry-run");
+        }
+        let refused = crate::cairn(&test, &args);
+        assert_eq!(refused.status, 2, "{}", refused.stdout);
+        assert_eq!(
+            refused.stderr,
+            "error: `--set n=1+1`: param `n` takes an integer (its default is 3)\n"
+        );
+    }
+    // Refused before anything is recorded.
+    assert!(!test.path().join(".cairn").exists());
+    let given = output(&run(plan, &["--events", "-", "--set", "n=5"]));
+    assert_eq!(given, serde_json::json!({ "n": 5, "name": "world" }));
+    // A string param takes the text as it is, whatever it would mean as code.
+    for text in [
+        "1+1",
+        "true",
+        "[1, 2]",
+        "\"a\" + \"b\"",
+        "params.n",
+        "  spaced  ",
+    ] {
+        let set = format!("name={text}");
+        let out = output(&run(plan, &["--events", "-", "--set", &set]));
+        assert_eq!(out["name"], text, "--set {set}");
+        assert_eq!(out["n"], 3);
+    }
+    // A JSON string in double quotes is what it spells (the REPL's `:set
+    // name = "x"`); text that only starts with a quote stays as it is.
+    let out = output(&run(plan, &["--events", "-", "--set", "name=\"a b\""]));
+    assert_eq!(out["name"], "a b");
+    let out = output(&run(plan, &["--events", "-", "--set", "name=\"a"]));
+    assert_eq!(out["name"], "\"a");
+}
+
+#[test]
+fn set_text_reaches_the_script_exactly_as_given() {
+    let plan = "plan p \"P\"\n  param name = \"world\"\n\ntask a \"A\"\n  run: |\n    log(params.name);\n    params.name\n";
+    let test = Test::new().file("p.plan", plan);
+    for text in ["x; touch pwned", "$(touch pwned)", "`touch pwned`", "1+1"] {
+        let set = format!("name={text}");
+        let ran = crate::cairn(&test, &["run", "p.plan", "--events", "-", "--set", &set]);
+        assert_eq!(ran.status, 0, "{}", ran.stderr);
+        let events = events(&ran);
+        let logged: Vec<&serde_json::Value> =
+            events.iter().filter(|e| e["event"] == "log").collect();
+        assert_eq!(logged.len(), 1, "{events:?}");
+        assert_eq!(logged[0]["line"], text);
+        assert_eq!(output(&ran), text);
+    }
+    assert!(!test.path().join("pwned").exists());
+    // Passed to a program as one argument, with no shell in between.
+    let plan = "plan p \"P\"\n  param name = \"world\"\n  allow: sh\n\ntask a \"A\" using:sh\n  run: sh([\"printf\", \"%s\", params.name]).stdout\n";
+    let test = Test::new().file("p.plan", plan);
+    for text in ["x; touch pwned", "$(touch pwned)", "`touch pwned`", "1+1"] {
+        let set = format!("name={text}");
+        let ran = crate::cairn(&test, &["run", "p.plan", "--events", "-", "--set", &set]);
+        assert_eq!(ran.status, 0, "{}", ran.stderr);
+        assert_eq!(output(&ran), text);
+    }
+    assert!(!test.path().join("pwned").exists());
+}
+
+#[test]
+fn set_reads_bools_floats_and_json_arrays_and_maps() {
+    let plan = "plan p \"P\"\n  param flag = false\n  param ratio = 0.5\n  param hosts = [\"a\"]\n  param limits = #{ cpu: 1 }\n  param nothing = ()\n\ntask a \"A\"\n  run: #{ flag: params.flag, ratio: params.ratio, hosts: params.hosts, limits: params.limits, nothing: params.nothing, types: [type_of(params.flag), type_of(params.ratio), type_of(params.hosts), type_of(params.limits), type_of(params.nothing)] }\n";
+    let out = output(&run(
+        plan,
+        &[
+            "--events",
+            "-",
+            "--set",
+            "flag=true",
+            "--set",
+            "ratio=2",
+            "--set",
+            "hosts=[\"x\", 1]",
+            "--set",
+            "limits={\"cpu\": 2.5, \"pool\": {\"size\": 4}}",
+            "--set",
+            "nothing=1+1",
+        ],
+    ));
+    assert_eq!(out["flag"], true);
+    assert!(out["ratio"].is_f64() && out["ratio"] == 2.0, "{out}");
+    assert_eq!(out["hosts"], serde_json::json!(["x", 1]));
+    assert_eq!(
+        out["limits"],
+        serde_json::json!({ "cpu": 2.5, "pool": { "size": 4 } })
+    );
+    // A default of another type (here `()`) takes the text as a string.
+    assert_eq!(out["nothing"], "1+1");
+    assert_eq!(
+        out["types"],
+        serde_json::json!(["bool", "f64", "array", "map", "string"])
+    );
+    for (set, message) in [
+        ("flag=yes", "`--set flag=yes`: param `flag` takes `true` or `false` (its default is false)"),
+        ("flag=1", "`--set flag=1`: param `flag` takes `true` or `false` (its default is false)"),
+        ("ratio=fast", "`--set ratio=fast`: param `ratio` takes a number (its default is 0.5)"),
+        ("ratio=1/2", "`--set ratio=1/2`: param `ratio` takes a number (its default is 0.5)"),
+        ("hosts=x,y", "`--set hosts=x,y`: param `hosts` takes a JSON array (its default is [\"a\"]): expected value at line 1 column 1"),
+        ("hosts={}", "`--set hosts={}`: param `hosts` takes a JSON array (its default is [\"a\"])"),
+        ("limits=[1]", "`--set limits=[1]`: param `limits` takes a JSON object (its default is {\"cpu\":1})"),
+        ("limits=#{ cpu: 2 }", "`--set limits=#{ cpu: 2 }`: param `limits` takes a JSON object (its default is {\"cpu\":1}): expected value at line 1 column 1"),
+    ] {
+        let refused = run(plan, &["--set", set]);
+        assert_eq!(refused.status, 2, "--set {set}: {}", refused.stdout);
+        assert_eq!(refused.stderr, format!("error: {message}\n"));
+    }
+}
+
+#[test]
+fn a_default_read_from_earlier_params_decides_the_type_after_their_overrides() {
+    let plan = "plan p \"P\"\n  param base = \"2\"\n  param copy = params.base\n\ntask a \"A\"\n  run: params.copy\n";
+    // `base` is text, so `copy`'s default is text: `1+1` stays `1+1`.
+    let out = output(&run(plan, &["--events", "-", "--set", "copy=1+1"]));
+    assert_eq!(out, "1+1");
+    let plan = plan.replace("\"2\"", "2");
+    let refused = run(&plan, &["--set", "base=7", "--set", "copy=x"]);
+    assert_eq!(refused.status, 2);
+    assert_eq!(
+        refused.stderr,
+        "error: `--set copy=x`: param `copy` takes an integer (its default is 7)\n"
+    );
+}
+
+#[test]
+fn a_resumed_run_reads_its_recorded_set_values_the_same_way() {
+    let plan = "plan p \"P\"\n  param name = \"world\"\n  param n = 3\n\ngate ship \"Ship it\"\n\ntask a \"A\"\n  needs: ship\n  run: #{ n: params.n, name: params.name }\n";
+    let test = Test::new().file("p.plan", plan);
+    let paused = crate::cairn(
+        &test,
+        &["run", "p.plan", "--set", "name=1+1", "--set", "n=4"],
+    );
+    assert_eq!(paused.status, 3, "{}{}", paused.stdout, paused.stderr);
+    let approved = crate::cairn(&test, &["approve", "ship", "--reason", "ok"]);
+    assert_eq!(approved.status, 0, "{}", approved.stderr);
+    let resumed = crate::cairn(&test, &["resume", "--events", "-"]);
+    assert_eq!(resumed.status, 0, "{}", resumed.stderr);
+    assert_eq!(
+        output(&resumed),
+        serde_json::json!({ "n": 4, "name": "1+1" })
+    );
+}
+
+#[test]
+fn an_unknown_set_name_suggests_the_near_one() {
+    let plan = "plan p \"P\"\n  param retries = 3\n  param name = \"x\"\n\ntask a \"A\"\n  run: params.retries + params.name.len()\n";
+    let refused = run(plan, &["--set", "retires=5"]);
+    assert_eq!(refused.status, 2);
+    assert_eq!(
+        refused.stderr,
+        "error: `--set retires=…`: the plan has no param `retires`; did you mean `retries`?\n"
+    );
+    let refused = run(plan, &["--set", "retries=many"]);
+    assert_eq!(refused.status, 2);
+    assert_eq!(
+        refused.stderr,
+        "error: `--set retries=many`: param `retries` takes an integer (its default is 3)\n"
+    );
+}
+
 #[test]
 fn the_same_seed_gives_the_same_outputs_at_any_width() {
     let mut plan = String::from("plan p \"P\"\n");
@@ -968,9 +1147,9 @@ fn a_fallback_shared_by_a_chain_runs_for_the_first_failure() {
 
 #[test]
 fn a_declared_capability_called_with_the_wrong_types_says_so() {
-    let plan = "plan p \"P\"\n  param cmd = \"true\"\n  allow: sh\n\ntask a \"A\" using:sh\n  run: sh(params.cmd)\n";
-    // `--set cmd=true` makes a boolean, and there is no `sh(bool)`.
-    let run = run(plan, &["--set", "cmd=true"]);
+    let plan = "plan p \"P\"\n  param cmd = true\n  allow: sh\n\ntask a \"A\" using:sh\n  run: sh(params.cmd)\n";
+    // A boolean param, and there is no `sh(bool)`.
+    let run = run(plan, &[]);
     assert_eq!(run.status, 1);
     assert_eq!(
         row(&run, "a"),

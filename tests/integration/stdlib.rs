@@ -155,6 +155,24 @@ fn new_writes_an_editable_copy_once() {
     assert!(run.stdout.contains("plan `mine`"), "{}", run.stdout);
 }
 
+/// A repository of everything in `dir`, committed.
+fn commit_all(dir: &std::path::Path) {
+    git(dir, &["init", "-q"]);
+    git(dir, &["add", "."]);
+    git(
+        dir,
+        &[
+            "-c",
+            "user.email=t@e",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-qm",
+            "base",
+        ],
+    );
+}
+
 fn git(dir: &std::path::Path, args: &[&str]) {
     let out = std::process::Command::new("git")
         .args(args)
@@ -174,20 +192,7 @@ fn refactor_with_tests_edits_and_restores_on_failing_tests() {
         let test = Test::new()
             .file("src/lib.txt", "fn parse_cfg() {}\n")
             .file("test.sh", test_script);
-        git(test.path(), &["init", "-q"]);
-        git(test.path(), &["add", "."]);
-        git(
-            test.path(),
-            &[
-                "-c",
-                "user.email=t@e",
-                "-c",
-                "user.name=t",
-                "commit",
-                "-qm",
-                "base",
-            ],
-        );
+        commit_all(test.path());
         test
     };
     let good = repo("grep -q 'fn parse_c' src/lib.txt\n");
@@ -206,6 +211,171 @@ fn refactor_with_tests_edits_and_restores_on_failing_tests() {
         "fn parse_cfg() {}\n",
         "compensation restores the file"
     );
+}
+
+/// A script that appends its arguments to `file`, each in brackets, one call
+/// a line; with `fail_when`, a shell condition on `$1`…, it then exits 1.
+fn recorder(file: &str, fail_when: &str) -> String {
+    format!("{{ for a in \"$@\"; do printf '[%s]' \"$a\"; done; echo; }} >> {file}\n{fail_when}\n")
+}
+
+/// A value that breaks out of hand-written single quotes (`'…'`) and, in
+/// a shell, runs `touch pwned`; it also holds `;` and `$(…)`.
+const HOSTILE: &str = "x'; touch pwned; '$(touch pwned)";
+
+#[test]
+fn refactor_with_tests_passes_odd_paths_to_git_as_they_are() {
+    // Quoted by hand, `'src/a'$(touch pwned)'.txt'` ran `touch pwned` and
+    // asked git about `src/a.txt`.
+    let path = "src/a'$(touch pwned)'.txt";
+    let repo = || {
+        let test = Test::new()
+            .file(path, "fn parse_cfg() {}\n")
+            .file("test.sh", "true\n");
+        commit_all(test.path());
+        test
+    };
+    let files = format!("files={}", serde_json::json!([path]));
+    let clean = repo();
+    let run = cairn(&clean, &["run", "refactor-with-tests", "--set", &files]);
+    assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        std::fs::read_to_string(clean.path().join(path)).expect("read"),
+        "fn parse_config() {}\n"
+    );
+    let output = status_step(&clean, "report")["output"].clone();
+    let report: serde_json::Value =
+        serde_json::from_str(output.as_str().expect("output")).expect("JSON");
+    let diffstat = report["diffstat"].as_str().expect("diffstat");
+    assert!(
+        diffstat.contains(path) && diffstat.contains("1 file changed"),
+        "{report}"
+    );
+    assert!(!clean.path().join("pwned").exists(), "a path ran a command");
+    // git status sees the file itself, so its uncommitted change stops the run.
+    let dirty = repo();
+    std::fs::write(dirty.path().join(path), "fn parse_cfg() {}\n// wip\n").expect("write");
+    let run = cairn(&dirty, &["run", "refactor-with-tests", "--set", &files]);
+    assert_eq!(run.status, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("uncommitted changes in the files to edit")
+            && run.stdout.contains(path),
+        "{}",
+        run.stdout
+    );
+    assert!(!dirty.path().join("pwned").exists(), "a path ran a command");
+}
+
+#[test]
+fn feature_with_approval_passes_params_as_single_arguments() {
+    let test = Test::new()
+        .file("src/notes.txt", "it's here\nnothing\n")
+        .file("implement.sh", recorder("implement.txt", ""));
+    let options =
+        serde_json::json!([{ "name": HOSTILE, "effort": 1, "risk": 1, "touches": "src" }]);
+    let run = cairn(
+        &test,
+        &[
+            "run",
+            "feature-with-approval",
+            "--set",
+            "keywords=[\"it's\", \"$(touch pwned)\"]",
+            "--set",
+            "paths=[\"src\"]",
+            "--set",
+            &format!("options={options}"),
+            "--set",
+            "implement_command=sh implement.sh",
+            "--set",
+            "checks=[\"true\"]",
+            "--approve",
+            "approve-design",
+        ],
+    );
+    assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
+    // Each keyword is one grep pattern: `it's` is found, nothing runs.
+    let research = status_step(&test, "research")["output"].clone();
+    let research: serde_json::Value =
+        serde_json::from_str(research.as_str().expect("output")).expect("JSON");
+    assert_eq!(
+        research["hits"],
+        serde_json::json!([{ "file": "src/notes.txt", "line": 1, "text": "it's here" }])
+    );
+    assert_eq!(
+        std::fs::read_to_string(test.path().join("implement.txt")).expect("implement ran"),
+        format!("[{HOSTILE}][design/export-reports-as-csv.md]\n")
+    );
+    assert!(!test.path().join("pwned").exists(), "a param ran a command");
+}
+
+/// A metrics endpoint on a loopback port: every GET gets the error rate 0.
+fn metrics_endpoint() -> u16 {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\n0.0");
+        }
+    });
+    port
+}
+
+#[test]
+fn staged_rollout_gives_the_deploy_command_each_param_as_one_argument() {
+    // The last stage fails, so the rollback deploys `stable` too.
+    let test = Test::new().file(
+        "deploy.sh",
+        recorder(
+            "deploys.txt",
+            "[ \"$2\" != stable ] && [ \"$3\" = 100 ] && exit 1; exit 0",
+        ),
+    );
+    let version = "2.5.0 $(touch pwned)";
+    let run = cairn(
+        &test,
+        &[
+            "run",
+            "staged-rollout",
+            "--set",
+            &format!("metrics_url=http://127.0.0.1:{}", metrics_endpoint()),
+            "--set",
+            &format!("service={HOSTILE}"),
+            "--set",
+            &format!("version={version}"),
+            "--set",
+            "deploy_command=sh deploy.sh",
+            "--set",
+            "stages=[50, 100]",
+            "--set",
+            "samples=1",
+            "--set",
+            "sample_interval=10ms",
+            "--approve",
+            "approve-widen",
+        ],
+    );
+    assert_eq!(run.status, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("failed    rollback-widen: rolled back to stable: widen failed"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(test.path().join("deploys.txt")).expect("deploys ran"),
+        format!(
+            "[{HOSTILE}][{version}][5]\n[{HOSTILE}][{version}][50]\n[{HOSTILE}][{version}][100]\n[{HOSTILE}][stable][100]\n"
+        )
+    );
+    assert!(!test.path().join("pwned").exists(), "a param ran a command");
 }
 
 const NOTIFY: &str = "plan notify \"Notify\"\n  param channel = \"#general\"\n\ntask send \"Send\"\n  run: `sent to ${params.channel}`\n\ntask confirm \"Confirm\"\n  needs: send\n  run: outputs[\"send\"] + \" (confirmed)\"\n";
@@ -343,4 +513,162 @@ fn evidence_for_an_undeclared_hypothesis_fails_the_step() {
         "{}",
         run.stdout
     );
+}
+
+/// A plan whose step `a` runs `code` (with `url`, the bundled simulated
+/// service on a loopback port) under `allow: simulate, load<grant>`.
+fn load_plan(grant: &str, timeout: &str, code: &str) -> String {
+    format!(
+        "plan p \"P\"\n  allow: simulate, load{grant}\n  on failure: continue\n\ntask svc \"Service\" using:simulate\n  run: simulated_service()\n\ntask a \"Load\" using:load\n  needs: svc\n  timeout: {timeout}\n  run: |\n    let url = outputs[\"svc\"].url;\n    {code}\n"
+    )
+}
+
+/// Runs `plan`; step `a`'s status, error and output (parsed).
+fn load_step(plan: &str) -> (String, String, serde_json::Value) {
+    let test = Test::new().file("p.plan", plan);
+    let run = cairn(&test, &["run", "p.plan"]);
+    assert!(
+        run.status == 0 || run.status == 1,
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+    let a = status_step(&test, "a");
+    let output = a["output"].as_str().map_or(serde_json::Value::Null, |o| {
+        serde_json::from_str(o).expect("JSON")
+    });
+    (
+        a["status"].as_str().unwrap_or_default().to_owned(),
+        a["error"].as_str().unwrap_or_default().to_owned(),
+        output,
+    )
+}
+
+#[test]
+fn load_test_reaches_no_host_without_an_http_grant_naming_it() {
+    for grant in ["", ", http"] {
+        let plan = load_plan(grant, "10s", "load_test(url, #{ requests: 2 })");
+        let (status, error, _) = load_step(&plan);
+        assert_eq!(status, "failed", "allow: load{grant}");
+        assert!(
+            error.contains("load goes only to hosts the plan names: add `allow: http(<host>)`"),
+            "allow: load{grant}: {error}"
+        );
+    }
+    let plan = load_plan(
+        ", http(127.0.0.1)",
+        "10s",
+        "load_test(url, #{ requests: 2 })",
+    );
+    let (status, error, output) = load_step(&plan);
+    assert_eq!(status, "succeeded", "{error}");
+    assert_eq!(output["requests"], 2);
+    assert_eq!(output["complete"], true);
+}
+
+#[test]
+fn load_test_reaches_only_the_hosts_http_allows() {
+    // The same service by another name is another host; `example.invalid`
+    // is refused before any lookup.
+    for (code, host) in [
+        (
+            "url.replace(\"127.0.0.1\", \"localhost\"); load_test(url, #{ requests: 2 })",
+            "`localhost:",
+        ),
+        (
+            "load_test(\"http://example.invalid/\", #{ requests: 2 })",
+            "`example.invalid`",
+        ),
+    ] {
+        let plan = load_plan(", http(127.0.0.1)", "10s", code);
+        let (status, error, _) = load_step(&plan);
+        assert_eq!(status, "failed", "{code}");
+        assert!(
+            error.contains(host) && error.contains("is not in the plan's `allow: http(127.0.0.1)`"),
+            "{code}: {error}"
+        );
+    }
+}
+
+#[test]
+fn load_test_refuses_options_above_its_caps() {
+    for (options, message) in [
+        (
+            "concurrency: 65",
+            "load_test: `concurrency: 65` is above the cap of 64 requests in flight at once",
+        ),
+        (
+            "requests: 100001",
+            "load_test: `requests: 100001` is above the cap of 100000 requests a call",
+        ),
+        (
+            "duration: \"6m\"",
+            "load_test: `duration: 6m` is above the cap of 5m",
+        ),
+        (
+            "duration: 300001",
+            "load_test: `duration: 300001ms` is above the cap of 5m",
+        ),
+        (
+            "concurrency: 0",
+            "load_test: `concurrency` must be at least 1",
+        ),
+        (
+            "concurrency: 8.5",
+            "load_test: `concurrency` takes an integer, not f64",
+        ),
+        (
+            "reqeusts: 5",
+            "load_test: no option `reqeusts`; did you mean `requests`?",
+        ),
+    ] {
+        // A short timeout: were a cap lifted, the step would fail on it, not hang.
+        let code = format!("load_test(url, #{{ {options} }})");
+        let (status, error, _) = load_step(&load_plan(", http(127.0.0.1)", "3s", &code));
+        assert_eq!(status, "failed", "{options}");
+        assert!(error.contains(message), "{options}: {error}");
+    }
+}
+
+#[test]
+fn load_test_stops_when_its_duration_ends() {
+    let started = std::time::Instant::now();
+    let code = "load_test(url, #{ concurrency: 2, requests: 100000, duration: \"300ms\" })";
+    let (status, error, output) = load_step(&load_plan(", http(127.0.0.1)", "10s", code));
+    assert_eq!(status, "succeeded", "{error}");
+    assert_eq!(output["complete"], false, "{output}");
+    let requests = output["requests"].as_u64().expect("requests");
+    assert!(requests > 0 && requests < 100000, "{output}");
+    assert!(output["duration_ms"].as_u64() < Some(2000), "{output}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(8));
+}
+
+#[test]
+fn load_test_never_runs_past_the_steps_timeout() {
+    // A loopback server that accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let plan = format!(
+        "plan p \"P\"\n  allow: load, http(127.0.0.1)\n\ntask a \"Load\" using:load\n  timeout: 500ms\n  run: load_test(\"http://127.0.0.1:{port}/\", #{{ requests: 1 }})\n"
+    );
+    let test = Test::new().file("p.plan", plan);
+    let started = std::time::Instant::now();
+    let run = cairn(&test, &["run", "p.plan"]);
+    let took = started.elapsed();
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        status_step(&test, "a")["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("timed out")),
+        "{}",
+        run.stdout
+    );
+    // Each request waits at most 5 s; this one is cut off at the deadline.
+    assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
 }

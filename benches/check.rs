@@ -1,4 +1,5 @@
-//! Parse and check throughput on generated plans of 1,000 / 10,000 / 100,000 tasks.
+//! Parse and check throughput on generated plans of 1,000 / 10,000 / 100,000 tasks,
+//! and the cost of reporting broken plans (a long cycle, many unknown `needs:`).
 //!
 //! Run with `cargo bench --bench check`; figures go in docs/performance.md.
 
@@ -99,4 +100,63 @@ fn pest_only(bencher: Bencher, tasks: usize) {
             .map(|p| p.count())
             .ok()
         });
+}
+
+/// `steps` steps in one cycle: each needs the one before, the first needs the last.
+fn cycle(steps: usize) -> Arc<Source> {
+    let mut text = String::from("plan cycle \"Cycle\"\n");
+    for i in 0..steps {
+        let before = (i + steps - 1) % steps;
+        let _ = write!(
+            text,
+            "\ntask t{i} \"Step {i}\"\n  needs: t{before}\n  run: 1\n"
+        );
+    }
+    Source::new("cycle.plan", text)
+}
+
+/// `steps` steps, each needing a step that does not exist (a near miss of
+/// another step's id, so every one asks for a "did you mean").
+fn unknown_needs(steps: usize) -> Arc<Source> {
+    let mut text = String::from("plan unknown \"Unknown\"\n");
+    for i in 0..steps {
+        let _ = write!(
+            text,
+            "\ntask step-{i} \"Step {i}\"\n  needs: stpe-{}\n  run: 1\n",
+            (i + 1) % steps
+        );
+    }
+    Source::new("unknown.plan", text)
+}
+
+/// Checks a broken plan and renders every diagnostic as `cairn check` does
+/// (miette, no colour, 100 columns): the whole cost of reporting it.
+fn check_and_render(source: &Arc<Source>) -> usize {
+    let checked = cairn::check::check(source);
+    assert!(checked.has_errors());
+    let handler =
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .with_width(100)
+            .with_links(false);
+    let mut out = String::new();
+    for d in &checked.diagnostics {
+        handler.render_report(&mut out, d).expect("renders");
+    }
+    out.len()
+}
+
+#[divan::bench(args = [8_000], sample_count = 5, sample_size = 1)]
+fn report_cycle(bencher: Bencher, steps: usize) {
+    let source = cycle(steps);
+    bencher
+        .counter(BytesCount::new(source.text().len()))
+        .bench(|| check_and_render(&source));
+}
+
+#[divan::bench(args = [8_000], sample_count = 5, sample_size = 1)]
+fn report_unknown_needs(bencher: Bencher, steps: usize) {
+    let source = unknown_needs(steps);
+    bencher
+        .counter(BytesCount::new(source.text().len()))
+        .bench(|| check_and_render(&source));
 }

@@ -131,19 +131,130 @@ impl miette::Diagnostic for Diagnostic {
         if self.labels.is_empty() {
             return None;
         }
-        Some(Box::new(self.labels.iter().enumerate().map(|(i, l)| {
-            let span = miette::SourceSpan::from(l.span.start..l.span.end);
-            let text = (!l.text.is_empty()).then(|| l.text.clone());
-            if i == 0 {
-                miette::LabeledSpan::new_primary_with_span(text, span)
-            } else {
-                miette::LabeledSpan::new_with_span(text, span)
-            }
-        })))
+        let shown = self.shown_labels();
+        Some(Box::new(self.labels.iter().zip(shown).enumerate().map(
+            |(i, (l, span))| {
+                let mut text = l.text.clone();
+                let line = self.source.line_index(span.start);
+                if self.is_long(line) {
+                    // The line is cut to a window around the label: say
+                    // where in it the label is.
+                    let range = self.source.line_range(line);
+                    let (_, column) = self.source.line_col(span.start);
+                    let columns = self.source.text()[range].chars().count();
+                    if !text.is_empty() {
+                        text.push_str(" — ");
+                    }
+                    text.push_str(&format!(
+                        "column {column} of {columns}; the line is cut to fit"
+                    ));
+                }
+                let text = (!text.is_empty()).then_some(text);
+                let span = miette::SourceSpan::from(span.start..span.end);
+                if i == 0 {
+                    miette::LabeledSpan::new_primary_with_span(text, span)
+                } else {
+                    miette::LabeledSpan::new_with_span(text, span)
+                }
+            },
+        )))
     }
 }
 
+/// Lines longer than this many bytes are never shown whole: a label on one is
+/// shown in a window of the line around it, and one next to a label is left
+/// out of its context lines. (miette prints a line whole, and panics when a
+/// label sits past column 65,535.)
+pub const LONG_LINE: usize = 500;
+/// Bytes of a long line shown on each side of a label.
+const MARGIN: usize = 40;
+/// The most of a long line one label underlines.
+const LABEL_WIDTH: usize = 80;
+/// The widest window into a long line: labels on one long line that lie
+/// further apart than this are shown one window each.
+const WINDOW: usize = 400;
+
+impl Diagnostic {
+    fn is_long(&self, line: usize) -> bool {
+        self.source.line_range(line).len() > LONG_LINE
+    }
+
+    /// The labels' spans as they are rendered: inside the text, and a label
+    /// that touches a long line cut to its first line (and, on a long line,
+    /// to [`LABEL_WIDTH`] bytes), so that it fits in one window.
+    fn shown_labels(&self) -> Vec<Span> {
+        let text = self.source.text();
+        self.labels
+            .iter()
+            .map(|l| {
+                let start = floor_char(text, l.span.start.min(text.len()));
+                let end = ceil_char(text, l.span.end.clamp(start, text.len()));
+                let first = self.source.line_index(start);
+                let last = self.source.line_index(end.saturating_sub(1).max(start));
+                if !(first..=last).any(|line| self.is_long(line)) {
+                    return Span::new(start, end);
+                }
+                let mut cut = end.min(self.source.line_range(first).end.max(start));
+                if self.is_long(first) {
+                    cut = cut.min(start + LABEL_WIDTH);
+                }
+                Span::new(start, floor_char(text, cut).max(start))
+            })
+            .collect()
+    }
+
+    /// The part of long line `line` shown for `start..end`: a margin either
+    /// side, widened to take in whole any label it would cut.
+    fn window(&self, line: usize, start: usize, end: usize) -> std::ops::Range<usize> {
+        let text = self.source.text();
+        let range = self.source.line_range(line);
+        let mut from = start.saturating_sub(MARGIN).max(range.start);
+        let mut to = (end + MARGIN).min(range.end).max(end);
+        let shown: Vec<Span> = self
+            .shown_labels()
+            .into_iter()
+            .filter(|s| s.start >= range.start && s.start <= range.end)
+            .collect();
+        loop {
+            let mut grown = false;
+            for s in &shown {
+                let s_end = s.end.max(s.start + 1);
+                let overlaps = s.start < to && s_end > from;
+                if overlaps && (s.start < from || s.end > to) {
+                    from = from.min(s.start);
+                    to = to.max(s.end);
+                    grown = true;
+                }
+            }
+            if !grown {
+                break;
+            }
+        }
+        floor_char(text, from)..ceil_char(text, to)
+    }
+}
+
+fn floor_char(text: &str, mut at: usize) -> usize {
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+fn ceil_char(text: &str, mut at: usize) -> usize {
+    while !text.is_char_boundary(at) {
+        at += 1;
+    }
+    at
+}
+
 // Diagnostics carry their own source so miette can show the file's name.
+//
+// Spans are read through the source's line index rather than miette's
+// `str` reader, which scans from the start of the file on every call (so
+// rendering many diagnostics, or one with many labels, took time
+// quadratic in the file's size); a long line is shown as a window around
+// the label (see [`LONG_LINE`]).
 impl miette::SourceCode for Diagnostic {
     fn read_span<'a>(
         &'a self,
@@ -151,18 +262,64 @@ impl miette::SourceCode for Diagnostic {
         context_lines_before: usize,
         context_lines_after: usize,
     ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
-        let inner =
-            self.source
-                .text()
-                .read_span(span, context_lines_before, context_lines_after)?;
-        Ok(Box::new(miette::MietteSpanContents::new_named(
-            self.source.name().to_owned(),
-            inner.data(),
-            *inner.span(),
-            inner.line(),
-            inner.column(),
-            inner.line_count(),
-        )))
+        let source = &self.source;
+        let text = source.text();
+        let start = floor_char(text, span.offset().min(text.len()));
+        let end = (start + span.len()).min(text.len());
+        let first = source.line_index(start);
+        let last = source.line_index(end.saturating_sub(1).max(start));
+        let named = |data: &'a [u8], offset: usize, line: usize, column: usize, lines: usize| {
+            Box::new(miette::MietteSpanContents::new_named(
+                source.name().to_owned(),
+                data,
+                (offset, data.len()).into(),
+                line,
+                column,
+                lines,
+            )) as Box<dyn miette::SpanContents<'a> + 'a>
+        };
+        if (first..=last).any(|line| self.is_long(line)) {
+            // Shown labels touch one long line only; anything wider is two
+            // labels miette tries to show together: it shows them apart.
+            if first != last || end - start > WINDOW {
+                return Err(miette::MietteError::OutOfBounds);
+            }
+            let window = self.window(first, start, end);
+            let (_, column) = source.line_col(start);
+            return Ok(named(
+                &text.as_bytes()[window.clone()],
+                window.start,
+                first,
+                column - 1,
+                first + 1,
+            ));
+        }
+        // Start reading at the first context line, after any long line.
+        let mut before = 0;
+        while before < context_lines_before && before < first && !self.is_long(first - before - 1) {
+            before += 1;
+        }
+        let base_line = first - before;
+        let base = source.line_range(base_line).start;
+        let inner_span = miette::SourceSpan::from((start - base, end - start));
+        for after in (0..=context_lines_after).rev() {
+            let inner = text[base..].read_span(&inner_span, context_lines_before, after)?;
+            let from = base + inner.span().offset();
+            let to = from + inner.span().len();
+            let long = (source.line_index(from)
+                ..=source.line_index(to.saturating_sub(1).max(from)))
+                .any(|line| self.is_long(line));
+            if !long || after == 0 {
+                return Ok(named(
+                    &text.as_bytes()[from..to],
+                    from,
+                    inner.line() + base_line,
+                    inner.column(),
+                    inner.line_count() + base_line,
+                ));
+            }
+        }
+        unreachable!("the loop returns when `after` is 0")
     }
 }
 

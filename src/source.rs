@@ -16,6 +16,41 @@ pub fn sha256(text: &str) -> String {
     format!("{:x}", Sha256::digest(text))
 }
 
+/// Opens a file for reading without waiting: on a FIFO with no writer a
+/// plain `open` blocks until one comes; `O_NONBLOCK` makes it return at once
+/// (and changes nothing for a regular file, which is all that is then read).
+fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    options.open(path)
+}
+
+/// What a file that is not a regular file is, for the error message.
+fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO";
+        }
+        if kind.is_char_device() {
+            return "a character device";
+        }
+        if kind.is_block_device() {
+            return "a block device";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+    }
+    if kind.is_symlink() {
+        return "a symbolic link";
+    }
+    "something else"
+}
+
 /// A named piece of plan text, shared by every diagnostic that points into it.
 #[derive(Debug)]
 pub struct Source {
@@ -42,29 +77,53 @@ impl Source {
         })
     }
 
-    /// Reads a plan file, refusing directories, huge files and non-UTF-8 bytes
-    /// with a message that says which.
+    /// Reads a plan file, refusing directories, anything else that is not a
+    /// regular file (FIFOs, devices, sockets: reading one can block forever
+    /// or never end), huge files and non-UTF-8 bytes, with a message that
+    /// says which.
+    ///
+    /// The path is checked with `metadata` (which follows symbolic links, so
+    /// a link to a regular file is fine) before it is opened; it is then
+    /// opened with `O_NONBLOCK` (opening a FIFO with no writer would block)
+    /// and the opened file is checked again with `fstat`, so a file swapped
+    /// for a FIFO in between is refused too, not read.
     pub fn read(path: &Path) -> Result<Arc<Self>, Error> {
         let name = path.display().to_string();
         let io = |source| Error::Io {
             path: name.clone(),
             source,
         };
-        let meta = std::fs::metadata(path).map_err(io)?;
-        if meta.is_dir() {
-            return Err(Error::IsDirectory { path: name });
-        }
-        if meta.len() > MAX_SOURCE_BYTES {
-            return Err(Error::TooLarge {
-                path: name,
-                bytes: meta.len(),
-                limit: MAX_SOURCE_BYTES,
-            });
-        }
-        // `metadata().len()` is 0 for devices and pipes: read at most one
-        // byte past the limit, whatever the file claims.
+        let refuse = |meta: &std::fs::Metadata| -> Result<(), Error> {
+            if meta.is_dir() {
+                return Err(Error::IsDirectory { path: name.clone() });
+            }
+            if !meta.is_file() {
+                return Err(Error::Io {
+                    path: name.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!(
+                            "it is not a regular file (it is {}); cairn reads plans only from regular files",
+                            file_kind(&meta.file_type())
+                        ),
+                    ),
+                });
+            }
+            if meta.len() > MAX_SOURCE_BYTES {
+                return Err(Error::TooLarge {
+                    path: name.clone(),
+                    bytes: meta.len(),
+                    limit: MAX_SOURCE_BYTES,
+                });
+            }
+            Ok(())
+        };
+        refuse(&std::fs::metadata(path).map_err(io)?)?;
+        let file = open_nonblocking(path).map_err(io)?;
+        refuse(&file.metadata().map_err(io)?)?;
+        // The file may grow while it is read: read at most one byte past
+        // the limit, whatever its size said.
         let mut bytes = Vec::new();
-        let file = std::fs::File::open(path).map_err(io)?;
         std::io::Read::read_to_end(
             &mut std::io::Read::take(file, MAX_SOURCE_BYTES + 1),
             &mut bytes,
@@ -102,6 +161,29 @@ impl Source {
     /// The whole text.
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    /// The number of lines (a final newline starts an empty last line).
+    pub fn line_count(&self) -> usize {
+        self.line_starts.len()
+    }
+
+    /// The 0-based line that holds byte `offset` (the last line past the end).
+    pub fn line_index(&self, offset: usize) -> usize {
+        self.line_starts.partition_point(|&s| s <= offset) - 1
+    }
+
+    /// The bytes of 0-based line `index`, without its `\n` or `\r\n`.
+    pub fn line_range(&self, index: usize) -> std::ops::Range<usize> {
+        let start = self.line_starts[index];
+        let mut end = self
+            .line_starts
+            .get(index + 1)
+            .map_or(self.text.len(), |next| next - 1);
+        if end > start && self.text.as_bytes()[end - 1] == b'\r' {
+            end -= 1;
+        }
+        start..end
     }
 
     /// 1-based line and column (in characters) of a byte offset.

@@ -1,9 +1,9 @@
 //! The DAG: edges from `needs`, routes and branches; unknown targets, cycles, waves.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use petgraph::algo::{tarjan_scc, toposort};
+use petgraph::algo::{kosaraju_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
@@ -31,60 +31,40 @@ pub fn build(
     for i in 0..tasks.len() {
         graph.add_node(i);
     }
-    let ids = || tasks.iter().map(|t| t.id.as_str());
+    // Edges already added, to say `needs: a, a` once: `edges_connecting`
+    // walks every edge out of a node, which for a step many others need
+    // made building the graph quadratic.
+    let mut added: HashSet<(u32, u32, EdgeKey)> = HashSet::with_capacity(tasks.len() * 2);
+    // Targets that name no step: reported after the graph is built, with a
+    // "did you mean" from an index of the ids built once.
+    let mut missing: Vec<(Spanned<String>, EdgeKind)> = Vec::new();
     for (i, r) in refs.iter().enumerate() {
-        let mut link = |target: &Spanned<String>,
-                        kind: EdgeKind,
-                        graph: &mut DiGraph<usize, Edge>| {
-            match index.get(target.value.as_str()) {
-                Some(&j) => {
-                    let (from, to) = if kind == EdgeKind::Needs {
-                        (j, i)
-                    } else {
-                        (i, j)
-                    };
-                    let (from, to) = (NodeIndex::new(from), NodeIndex::new(to));
-                    // `needs: a, a`, or `on success -> b` where `b` already
-                    // needs this step, say the same thing once.
-                    let ordering = |k: EdgeKind| matches!(k, EdgeKind::Needs | EdgeKind::OnSuccess);
-                    let same = graph.edges_connecting(from, to).any(|e| {
-                        e.weight().kind == kind || (ordering(kind) && ordering(e.weight().kind))
-                    });
-                    if !same {
-                        graph.add_edge(
-                            from,
-                            to,
-                            Edge {
-                                kind,
-                                span: target.span,
-                            },
-                        );
+        let mut link =
+            |target: &Spanned<String>, kind: EdgeKind, graph: &mut DiGraph<usize, Edge>| {
+                match index.get(target.value.as_str()) {
+                    Some(&j) => {
+                        let (from, to) = if kind == EdgeKind::Needs {
+                            (j, i)
+                        } else {
+                            (i, j)
+                        };
+                        // `needs: a, a`, or `on success -> b` where `b` already
+                        // needs this step, say the same thing once.
+                        if added.insert((from as u32, to as u32, EdgeKey::of(kind))) {
+                            let (from, to) = (NodeIndex::new(from), NodeIndex::new(to));
+                            graph.add_edge(
+                                from,
+                                to,
+                                Edge {
+                                    kind,
+                                    span: target.span,
+                                },
+                            );
+                        }
                     }
+                    None => missing.push((target.clone(), kind)),
                 }
-                None => {
-                    let (code, what) = match kind {
-                        EdgeKind::Needs => (Code::UnknownDependency, "`needs:`"),
-                        EdgeKind::OnFailure => (Code::UnknownTarget, "`on failure ->`"),
-                        EdgeKind::OnSuccess => (Code::UnknownTarget, "`on success ->`"),
-                        EdgeKind::Branch { .. } => (Code::UnknownTarget, "this branch"),
-                        EdgeKind::Else => (Code::UnknownTarget, "`else ->`"),
-                    };
-                    let help = suggest::did_you_mean(&target.value, ids(), |c| format!("`{c}`"))
-                        .unwrap_or_else(|| {
-                            "ids name tasks, decisions and gates in this plan".to_owned()
-                        });
-                    diagnostics.push(
-                        Diagnostic::error(
-                            code,
-                            source,
-                            format!("{what} names `{}`, which is not in this plan", target.value),
-                        )
-                        .label(target.span, "no such task, decision or gate")
-                        .help(help),
-                    );
-                }
-            }
-        };
+            };
         for need in &r.needs {
             link(need, EdgeKind::Needs, &mut graph);
         }
@@ -101,35 +81,110 @@ pub fn build(
             link(t, EdgeKind::Else, &mut graph);
         }
     }
+    let mut ids = suggest::Ids::new(tasks.iter().map(|t| t.id.as_str()));
+    for (target, kind) in missing {
+        let (code, what) = match kind {
+            EdgeKind::Needs => (Code::UnknownDependency, "`needs:`"),
+            EdgeKind::OnFailure => (Code::UnknownTarget, "`on failure ->`"),
+            EdgeKind::OnSuccess => (Code::UnknownTarget, "`on success ->`"),
+            EdgeKind::Branch { .. } => (Code::UnknownTarget, "this branch"),
+            EdgeKind::Else => (Code::UnknownTarget, "`else ->`"),
+        };
+        let help = ids
+            .did_you_mean(&target.value, |c| format!("`{c}`"))
+            .unwrap_or_else(|| "ids name tasks, decisions and gates in this plan".to_owned());
+        diagnostics.push(
+            Diagnostic::error(
+                code,
+                source,
+                format!("{what} names `{}`, which is not in this plan", target.value),
+            )
+            .label(target.span, "no such task, decision or gate")
+            .help(help),
+        );
+    }
     report_cycles(source, tasks, &graph, diagnostics);
     graph
 }
 
-/// One diagnostic per cycle, listing the whole path and labelling each edge.
+/// What makes two edges between the same steps say the same thing: `needs`
+/// and `on success ->` both order the steps; the others must be equal.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum EdgeKey {
+    Ordering,
+    OnFailure,
+    Branch(usize),
+    Else,
+}
+
+impl EdgeKey {
+    fn of(kind: EdgeKind) -> Self {
+        match kind {
+            EdgeKind::Needs | EdgeKind::OnSuccess => Self::Ordering,
+            EdgeKind::OnFailure => Self::OnFailure,
+            EdgeKind::Branch { index } => Self::Branch(index),
+            EdgeKind::Else => Self::Else,
+        }
+    }
+}
+
+/// A cycle longer than this is summarised: its first [`CYCLE_HEAD`] steps
+/// and its last, in the message and in the labels.
+const CYCLE_SHOWN: usize = 8;
+const CYCLE_HEAD: usize = 5;
+
+/// One diagnostic per cycle, listing the path and labelling its edges (a
+/// long cycle: the first few and the one that closes it).
 fn report_cycles(
     source: &Arc<Source>,
     tasks: &[Task],
     graph: &DiGraph<usize, Edge>,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
-    let mut sccs = tarjan_scc(graph);
+    // Most plans have no cycle. (petgraph's `tarjan_scc` recurses once per
+    // step of a path and overflowed the stack on a 20,000-step cycle;
+    // `toposort` and `kosaraju_scc` keep their own stacks.)
+    if toposort(graph, None).is_ok() {
+        return;
+    }
+    let mut sccs = kosaraju_scc(graph);
     sccs.iter_mut().for_each(|scc| scc.sort());
     sccs.sort();
+    let mut in_scc = vec![false; graph.node_count()];
     for scc in sccs {
         let start = scc[0];
         let self_loop = graph.find_edge(start, start).is_some();
         if scc.len() == 1 && !self_loop {
             continue;
         }
-        let path = cycle_through(graph, start, &scc);
-        let names: Vec<&str> = path.iter().map(|n| tasks[n.index()].id.as_str()).collect();
-        let mut diagnostic = Diagnostic::error(
-            Code::Cycle,
-            source,
-            format!("dependency cycle: {} → {}", names.join(" → "), names[0]),
-        );
-        for (k, &from) in path.iter().enumerate() {
-            let to = path[(k + 1) % path.len()];
+        scc.iter().for_each(|n| in_scc[n.index()] = true);
+        let path = cycle_through(graph, start, &in_scc);
+        scc.iter().for_each(|n| in_scc[n.index()] = false);
+        let name = |n: NodeIndex| tasks[n.index()].id.as_str();
+        // The edges shown: all of a short cycle; of a long one the first
+        // few and the last, which closes it.
+        let shown: Vec<usize> = if path.len() <= CYCLE_SHOWN {
+            (0..path.len()).collect()
+        } else {
+            (0..CYCLE_HEAD).chain([path.len() - 1]).collect()
+        };
+        let message = if path.len() <= CYCLE_SHOWN {
+            let names: Vec<&str> = path.iter().map(|&n| name(n)).collect();
+            format!("dependency cycle: {} → {}", names.join(" → "), names[0])
+        } else {
+            let head: Vec<&str> = path[..CYCLE_HEAD].iter().map(|&n| name(n)).collect();
+            format!(
+                "dependency cycle of {} steps: {} → … ({} more) … → {} → {}",
+                path.len(),
+                head.join(" → "),
+                path.len() - CYCLE_HEAD - 1,
+                name(path[path.len() - 1]),
+                name(path[0]),
+            )
+        };
+        let mut diagnostic = Diagnostic::error(Code::Cycle, source, message);
+        for k in shown {
+            let (from, to) = (path[k], path[(k + 1) % path.len()]);
             let edge = graph
                 .edges_connecting(from, to)
                 .next()
@@ -150,23 +205,24 @@ fn report_cycles(
     }
 }
 
-/// The shortest cycle from `start` back to itself inside one strongly connected component.
+/// The shortest cycle from `start` back to itself inside one strongly
+/// connected component (`in_scc` marks its nodes), by breadth-first search.
 fn cycle_through(
     graph: &DiGraph<usize, Edge>,
     start: NodeIndex,
-    scc: &[NodeIndex],
+    in_scc: &[bool],
 ) -> Vec<NodeIndex> {
     if graph.find_edge(start, start).is_some() {
         return vec![start];
     }
     let mut parent: HashMap<NodeIndex, NodeIndex> = HashMap::new();
     let mut queue = VecDeque::from([start]);
+    let mut next = Vec::new();
     while let Some(node) = queue.pop_front() {
-        let mut next: Vec<NodeIndex> = graph
-            .neighbors_directed(node, Direction::Outgoing)
-            .collect();
+        next.clear();
+        next.extend(graph.neighbors_directed(node, Direction::Outgoing));
         next.sort();
-        for n in next {
+        for &n in &next {
             if n == start {
                 let mut path = vec![node];
                 let mut at = node;
@@ -177,7 +233,7 @@ fn cycle_through(
                 path.reverse();
                 return path;
             }
-            if scc.contains(&n) && !parent.contains_key(&n) {
+            if in_scc[n.index()] && !parent.contains_key(&n) {
                 parent.insert(n, node);
                 queue.push_back(n);
             }

@@ -155,12 +155,19 @@ fn run(
     diagnostics.append(&mut lowering.diagnostics);
     // A plan that could not be imported was reported; steps naming its
     // steps are not reported again for it.
-    for alias in &imported.failed {
-        let inside = format!("{alias}.");
+    // (One pass over the references, looking each one's aliases up: a pass
+    // per failed import was quadratic in plans with many `use` lines.)
+    if !imported.failed.is_empty() {
+        let failed: std::collections::HashSet<&str> =
+            imported.failed.iter().map(String::as_str).collect();
+        let inside_failed = |id: &str| {
+            id.match_indices('.')
+                .any(|(dot, _)| failed.contains(&id[..dot]))
+        };
         for r in &mut refs {
-            r.needs.retain(|n| !n.value.starts_with(&inside));
+            r.needs.retain(|n| !inside_failed(&n.value));
             for route in [&mut r.fallback, &mut r.on_success, &mut r.else_target] {
-                if route.as_ref().is_some_and(|t| t.value.starts_with(&inside)) {
+                if route.as_ref().is_some_and(|t| inside_failed(&t.value)) {
                     *route = None;
                 }
             }

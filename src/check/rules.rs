@@ -37,6 +37,7 @@ pub fn check(
             .enumerate()
             .map(|(i, t)| (t.id.as_str(), i))
             .collect(),
+        ids: suggest::Ids::new(tasks.iter().map(|t| t.id.as_str())),
     };
     for code in &header.param_code {
         rules.code(None, code);
@@ -85,6 +86,8 @@ struct Rules<'a> {
     reach: Option<Reach<'a>>,
     /// Step id → index.
     index: std::collections::HashMap<&'a str, usize>,
+    /// The step ids, for "did you mean" (indexed once, on the first miss).
+    ids: suggest::Ids<'a>,
 }
 
 impl<'a> Rules<'a> {
@@ -167,12 +170,11 @@ impl<'a> Rules<'a> {
             (_, None) => (
                 format!("`outputs` has no `{id}`: there is no such task"),
                 "no such task".to_owned(),
-                suggest::did_you_mean(id, self.tasks.iter().map(|t| t.id.as_str()), |c| {
-                    format!("`{c}`")
-                })
-                .unwrap_or_else(|| {
-                    "`outputs` holds the results of tasks this one needs".to_owned()
-                }),
+                self.ids
+                    .did_you_mean(id, |c| format!("`{c}`"))
+                    .unwrap_or_else(|| {
+                        "`outputs` holds the results of tasks this one needs".to_owned()
+                    }),
             ),
             (None, Some(_)) => (
                 format!("param defaults cannot read `outputs[\"{id}\"]`"),

@@ -342,7 +342,7 @@ pub fn summary(report: &Report) -> String {
         .map(|s| {
             [
                 s.id.clone(),
-                status_word(s.status).to_owned(),
+                s.status.word(s.error.as_deref()).to_owned(),
                 s.attempts.to_string(),
                 if s.attempts > 0 {
                     format!("{:.2}s", s.duration_ms as f64 / 1000.0)
@@ -357,7 +357,7 @@ pub fn summary(report: &Report) -> String {
     if long {
         let mut counts: Vec<(&str, usize)> = Vec::new();
         for step in &report.steps {
-            let word = status_word(step.status);
+            let word = step.status.word(step.error.as_deref());
             match counts.iter_mut().find(|(w, _)| *w == word) {
                 Some((_, n)) => *n += 1,
                 None => counts.push((word, 1)),
@@ -427,18 +427,6 @@ pub fn summary(report: &Report) -> String {
 
 /// Runs with more steps than this get a shorter summary.
 const SUMMARY_ROWS: usize = 50;
-
-fn status_word(status: StepStatus) -> &'static str {
-    match status {
-        StepStatus::NotRun => "not run",
-        StepStatus::Succeeded => "succeeded",
-        StepStatus::Failed => "failed",
-        StepStatus::Recovered => "recovered",
-        StepStatus::Skipped => "skipped",
-        StepStatus::Waiting => "waiting",
-        StepStatus::Compensated => "compensated",
-    }
-}
 
 /// Asks on the terminal whether to approve a gate; gives up (`None`) if the
 /// run is cancelled while waiting.

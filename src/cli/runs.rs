@@ -56,6 +56,14 @@ pub fn list(dir: &Path, limit: usize, offset: usize, as_json: bool) -> Result<()
             })
             .collect();
         text = report::table(["run", "plan", "status", "done", "file"], &rows);
+        for run in runs.iter().filter(|r| r.unreadable.is_some()) {
+            let n = run.unreadable.unwrap_or_default();
+            let s = if n == 1 { "" } else { "s" };
+            text.push_str(&format!(
+                "run {}: {n} event{s} cannot be read (`cairn status {}` says which)\n",
+                run.id, run.id
+            ));
+        }
     }
     out(&text)
 }
@@ -64,7 +72,7 @@ pub fn list(dir: &Path, limit: usize, offset: usize, as_json: bool) -> Result<()
 pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> {
     let store = open(dir)?;
     let run = store.run(id)?;
-    let steps = store.steps(&run.id)?;
+    let (steps, unreadable) = store.steps_and_unreadable(&run.id)?;
     let artifacts = store.artifacts(&run.id)?;
     let hypotheses = store.history(&run.id)?.hypotheses();
     if as_json {
@@ -72,8 +80,11 @@ pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> 
             .iter()
             .map(|(id, t)| json!({ "id": id, "supports": t.supports, "refutes": t.refutes, "neutral": t.neutral, "confidence": t.confidence() }))
             .collect();
-        let value =
+        let mut value =
             json!({ "run": run, "steps": steps, "artifacts": artifacts, "hypotheses": hypotheses });
+        if !unreadable.is_empty() {
+            value["unreadable"] = json!(unreadable);
+        }
         return out(&format!("{value}\n"));
     }
     let rows: Vec<[String; 5]> = steps
@@ -88,7 +99,10 @@ pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> 
                 s.status.clone(),
                 s.attempts.to_string(),
                 time,
-                s.error.clone().unwrap_or_default(),
+                s.error
+                    .clone()
+                    .or_else(|| s.unreadable.clone())
+                    .unwrap_or_default(),
             ]
         })
         .collect();
@@ -104,6 +118,12 @@ pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> 
         .collect();
     if !waiting.is_empty() {
         text.push_str(&format!("\nwaiting for approval: {}\n", waiting.join(", ")));
+    }
+    if !unreadable.is_empty() {
+        text.push('\n');
+        for problem in &unreadable {
+            text.push_str(&format!("{problem}; it is skipped\n"));
+        }
     }
     if !hypotheses.is_empty() {
         let rows: Vec<[String; 5]> = hypotheses
@@ -170,7 +190,14 @@ fn log_lines(events: &[crate::store::EventRow], as_json: bool) -> String {
         if as_json {
             text.push_str(&event.body);
         } else {
-            let value: serde_json::Value = serde_json::from_str(&event.body).unwrap_or_default();
+            let value: serde_json::Value = match serde_json::from_str(&event.body) {
+                Ok(value) => value,
+                Err(error) => {
+                    let problem = crate::store::unreadable(event.seq, &event.body, &error);
+                    text.push_str(&format!("{:>4} unreadable: {problem}\n", event.seq));
+                    continue;
+                }
+            };
             let mut fields: Vec<String> = value
                 .as_object()
                 .into_iter()

@@ -56,7 +56,7 @@ impl Session {
             calls: Default::default(),
             using: Vec::new(),
             output_limit: context::DEFAULT_OUTPUT_LIMIT,
-            blobs: Some(self.state_dir.join("blobs")),
+            blobs: Some(Arc::from(self.state_dir.join("blobs"))),
             stored: Default::default(),
             logged: Default::default(),
         });

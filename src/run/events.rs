@@ -110,6 +110,25 @@ pub enum StepStatus {
     Compensated,
 }
 
+impl StepStatus {
+    /// The word for a step in this status, the one `cairn status` and the
+    /// summary of `cairn run` both print. A step the run cancelled is
+    /// `Failed` with the error `cancelled` (as the scheduler marks it, and
+    /// as the log's `step_cancelled` reads back): "cancelled".
+    pub fn word(self, error: Option<&str>) -> &'static str {
+        match self {
+            StepStatus::NotRun => "not run",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed if error == Some("cancelled") => "cancelled",
+            StepStatus::Failed => "failed",
+            StepStatus::Recovered => "recovered",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Waiting => "waiting",
+            StepStatus::Compensated => "compensated",
+        }
+    }
+}
+
 /// One thing that happened. `at_ms` is time since the run started.
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]

@@ -79,7 +79,10 @@ pub async fn run(
         plan: Arc::clone(&plan),
         dir,
         confinement,
-        blobs: options.state_dir.as_ref().map(|d| d.join("blobs")),
+        blobs: options
+            .state_dir
+            .as_ref()
+            .map(|d| Arc::from(d.join("blobs"))),
         grants: Arc::new(plan.allow.clone()),
         cancel: Arc::new(AtomicBool::new(false)),
         cost: Arc::new(CostMeter::new(plan.budget.cost)),
@@ -212,7 +215,13 @@ async fn drive(
     let mut done = tokio::task::spawn_blocking(move || {
         std::thread::scope(|scope| {
             for _ in 0..workers {
-                scope.spawn(|| work(&crew));
+                // Deep values recurse inside Rhai (clone, drop, compare):
+                // workers get the stack a step's script needs.
+                std::thread::Builder::new()
+                    .name("cairn-worker".into())
+                    .stack_size(step::SCRIPT_STACK)
+                    .spawn_scoped(scope, || work(&crew))
+                    .expect("a worker thread starts");
             }
         });
     });

@@ -20,7 +20,7 @@ pub struct Shared {
     pub plan: Arc<Plan>,
     pub dir: PathBuf,
     /// Where kept command outputs go (the run store's `blobs/`).
-    pub blobs: Option<PathBuf>,
+    pub blobs: Option<Arc<std::path::Path>>,
     /// Where file capabilities may reach, built once per run.
     pub confinement: Arc<crate::script::confine::Confinement>,
     pub grants: Arc<Vec<Grant>>,
@@ -210,7 +210,64 @@ pub enum Outcome {
     GateOpen,
 }
 
+/// The stack a step's code runs on. Rhai clones, compares, prints and drops
+/// arrays and maps by recursion, a few hundred bytes a level, and its size
+/// limits let a script nest about 110,000 levels (100,000 arrays and 10,000
+/// maps in one value): a thread's default 2 MiB overflows at a few thousand,
+/// which aborts the process. The memory is reserved, not used, until a
+/// script goes that deep.
+pub const SCRIPT_STACK: usize = 256 << 20;
+
+/// Runs `f` on a stack of at least [`SCRIPT_STACK`]: on this thread if its
+/// stack is that large (the scheduler's workers' are), else on a thread of
+/// its own, waited for.
+pub fn on_script_stack<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if stack_size().is_some_and(|size| size >= SCRIPT_STACK) {
+        return f();
+    }
+    let f = Mutex::new(Some(f));
+    let take = || f.lock().unwrap_or_else(|e| e.into_inner()).take();
+    std::thread::scope(|scope| {
+        let spawned = std::thread::Builder::new()
+            .name("cairn-step".to_owned())
+            .stack_size(SCRIPT_STACK)
+            .spawn_scoped(scope, || take().map(|f| f()));
+        match spawned.map(std::thread::ScopedJoinHandle::join) {
+            Ok(Ok(Some(result))) => result,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            // No thread (out of memory or threads): here, as before.
+            Ok(Ok(None)) | Err(_) => take().expect("not taken by a thread that never ran")(),
+        }
+    })
+}
+
+/// The size of this thread's stack, where the platform says.
+fn stack_size() -> Option<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `attr` is initialised by `pthread_getattr_np` before it is
+        // read, and destroyed once.
+        unsafe {
+            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+            if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+                return None;
+            }
+            let mut size = 0;
+            let read = libc::pthread_attr_getstacksize(&attr, &mut size) == 0;
+            libc::pthread_attr_destroy(&mut attr);
+            read.then_some(size)
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
+/// Runs one step, on a stack deep enough for any value its code can build.
 pub fn run(shared: &Arc<Shared>, job: Job) -> Outcome {
+    on_script_stack(|| run_here(shared, job))
+}
+
+fn run_here(shared: &Arc<Shared>, job: Job) -> Outcome {
     let task = &shared.plan.tasks[job.index];
     let ctx = |attempt: u32, deadline: Option<Instant>| {
         shared.context(task, attempt, deadline, Arc::clone(&shared.cancel))
@@ -344,6 +401,10 @@ fn attempt_once(
         Some(body) => eval(engine, scope, body)?,
         None => Dynamic::UNIT,
     };
+    let depth = context::nesting(&value);
+    if depth > context::MAX_NESTING {
+        return Err(context::nesting_error("the output", depth));
+    }
     let output: serde_json::Value = rhai::serde::from_dynamic(&value)
         .map_err(|e| format!("the result cannot be stored as JSON: {e}"))?;
     scope.set_value("result", value);
@@ -390,6 +451,16 @@ fn decide(shared: &Shared, job: &Job, task: &Task, ctx: &Arc<StepContext>) -> Ou
 /// Runs a step's `compensate:` body with `result` in scope, then restores
 /// the files its `edit_file` / `write_file` calls changed.
 pub fn compensate(
+    shared: &Arc<Shared>,
+    index: usize,
+    engine: &Arc<Engine>,
+    output: &serde_json::Value,
+    run_body: bool,
+) -> Result<(), String> {
+    on_script_stack(|| compensate_here(shared, index, engine, output, run_body))
+}
+
+fn compensate_here(
     shared: &Arc<Shared>,
     index: usize,
     engine: &Arc<Engine>,

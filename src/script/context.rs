@@ -397,7 +397,7 @@ pub struct StepContext {
     /// (`output_limit:`); the middle of a longer output is left out.
     pub output_limit: usize,
     /// Where kept command outputs are written, by hash (the run store's `blobs/`).
-    pub blobs: Option<PathBuf>,
+    pub blobs: Option<Arc<std::path::Path>>,
     /// What this attempt has put in the run store, against [`STORE_QUOTA`].
     pub stored: AtomicU64,
     /// What this attempt has logged, against [`LOG_LINES`] and [`LOG_BYTES`].
@@ -523,7 +523,26 @@ pub fn outside<T: rhai::Variant + Clone>(
     match &ctx.tape {
         Tape::Off => make(&ctx),
         Tape::Record => {
-            let made = make(&ctx);
+            // What goes into the log must read back: a result or arguments
+            // nested too deep are refused (the call was made; it fails).
+            let too_deep = |what: &str, depth: usize| {
+                runtime(format!(
+                    "{function}: {}",
+                    nesting_error(&format!("the {what} of the call"), depth)
+                ))
+            };
+            let depth = json_nesting(&args);
+            let mut made = if depth > MAX_NESTING {
+                Err(too_deep("arguments", depth))
+            } else {
+                make(&ctx)
+            };
+            if let Ok(value) = &made {
+                let depth = nesting(&Dynamic::from(value.clone()));
+                if depth > MAX_NESTING {
+                    made = Err(too_deep("result", depth));
+                }
+            }
             let result = match &made {
                 Ok(value) => Ok(serde_json::to_value(Dynamic::from(value.clone()))
                     .unwrap_or(serde_json::Value::Null)),
@@ -594,6 +613,83 @@ pub fn outside<T: rhai::Variant + Clone>(
     }
 }
 
+/// The deepest a value leaving a step (its output, an artifact, evidence,
+/// a recorded call) may nest: arrays and maps one inside another. What the
+/// store keeps must read back (serde_json reads at most 128 levels, SQLite's
+/// JSON functions 1,000), and a deep value costs a stack frame per level in
+/// every reader.
+pub const MAX_NESTING: usize = 64;
+
+/// How deep `value` nests: 0 for a scalar, 1 for `[]` or `#{}`, one more for
+/// each array or map inside another. Walked with a stack of its own, never
+/// by recursion: a script can build a value 100,000 levels deep.
+pub fn nesting(value: &Dynamic) -> usize {
+    let mut deepest = 0;
+    let mut stack: Vec<(&Dynamic, usize)> = vec![(value, 0)];
+    while let Some((value, depth)) = stack.pop() {
+        if value.is_shared() {
+            // A variable a closure captured: read under its lock. Data never
+            // holds shared values inside it, so this goes one level down.
+            let inner = if let Some(array) = value.read_lock::<rhai::Array>() {
+                1 + array.iter().map(nesting).max().unwrap_or(0)
+            } else if let Some(map) = value.read_lock::<rhai::Map>() {
+                1 + map.values().map(nesting).max().unwrap_or(0)
+            } else {
+                0
+            };
+            deepest = deepest.max(depth + inner);
+            continue;
+        }
+        let children: Option<Box<dyn Iterator<Item = &Dynamic>>> =
+            if let Some(array) = value.read_lock::<rhai::Array>() {
+                // SAFETY: `value` is not shared, so the lock is a plain
+                // reference into `value`'s own data, which lives (borrowed,
+                // unchanged) for as long as `value` does.
+                let array: &rhai::Array = unsafe { &*std::ptr::from_ref::<rhai::Array>(&*array) };
+                Some(Box::new(array.iter()))
+            } else if let Some(map) = value.read_lock::<rhai::Map>() {
+                // SAFETY: as above.
+                let map: &rhai::Map = unsafe { &*std::ptr::from_ref::<rhai::Map>(&*map) };
+                Some(Box::new(map.values()))
+            } else {
+                None
+            };
+        if let Some(children) = children {
+            deepest = deepest.max(depth + 1);
+            stack.extend(children.map(|child| (child, depth + 1)));
+        }
+    }
+    deepest
+}
+
+/// How deep a JSON value nests, counted like [`nesting`].
+pub fn json_nesting(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0)];
+    while let Some((value, depth)) = stack.pop() {
+        match value {
+            Value::Array(items) => {
+                deepest = deepest.max(depth + 1);
+                stack.extend(items.iter().map(|v| (v, depth + 1)));
+            }
+            Value::Object(fields) => {
+                deepest = deepest.max(depth + 1);
+                stack.extend(fields.values().map(|v| (v, depth + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// The error for `what` ("the output", …) nested `depth` levels deep.
+pub fn nesting_error(what: &str, depth: usize) -> String {
+    format!(
+        "{what} is nested {depth} levels deep; values leaving a step may nest at most {MAX_NESTING} levels"
+    )
+}
+
 /// About how many bytes a value takes as JSON, without writing it out.
 fn json_size(value: &serde_json::Value) -> u64 {
     use serde_json::Value;
@@ -648,11 +744,22 @@ pub fn within<T>(limit: std::time::Duration, f: impl FnOnce() -> T) -> T {
     f()
 }
 
-/// Whether code outside a step has run past its [`within`] limit.
-pub fn past_deadline() -> bool {
-    DEADLINE
-        .with(|d| d.get())
-        .is_some_and(|d| Instant::now() >= d)
+/// Whether the code running on this thread must stop, asked after each
+/// of its Rhai operations: cancellation every time (an atomic load), the
+/// clock every 256 operations (reading it every time cost more than the
+/// operations themselves).
+pub fn interrupt_at(operations: u64) -> Option<Interrupt> {
+    let clock = operations % 256 == 0;
+    CURRENT.with(|c| match &*c.borrow() {
+        Some(ctx) if ctx.cancel.load(Ordering::Relaxed) => Some(Interrupt::Cancelled),
+        Some(ctx) => (clock && ctx.deadline.is_some_and(|d| Instant::now() >= d))
+            .then_some(Interrupt::TimedOut),
+        None => (clock
+            && DEADLINE
+                .with(|d| d.get())
+                .is_some_and(|d| Instant::now() >= d))
+        .then_some(Interrupt::TimedOut),
+    })
 }
 
 /// Runs `f` with `context` as the current step on this thread.

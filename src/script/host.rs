@@ -9,7 +9,10 @@ use serde_json::json;
 
 use sha2::{Digest, Sha256};
 
-use super::context::{current, outside, runtime, Artifact, ArtifactBody, Evidence, Note};
+use super::context::{
+    current, nesting, nesting_error, outside, runtime, Artifact, ArtifactBody, Evidence, Note,
+    MAX_NESTING,
+};
 
 type Result<T> = std::result::Result<T, Box<EvalAltResult>>;
 
@@ -46,6 +49,13 @@ pub fn always(engine: &mut Engine) {
         let content = match value.clone().into_immutable_string() {
             Ok(text) => text.as_bytes().to_vec(),
             Err(_) => {
+                let depth = nesting(&value);
+                if depth > MAX_NESTING {
+                    return Err(runtime(format!(
+                        "artifact(\"{name}\"): {}",
+                        nesting_error("the value", depth)
+                    )));
+                }
                 let json: serde_json::Value = rhai::serde::from_dynamic(&value).map_err(|e| {
                     runtime(format!(
                         "artifact(\"{name}\"): the value cannot be stored as JSON: {e}"
@@ -67,6 +77,13 @@ pub fn always(engine: &mut Engine) {
         "evidence",
         |id: &str, verdict: &str, note: Dynamic| -> Result<f64> {
             let ctx = current()?;
+            let depth = nesting(&note);
+            if depth > MAX_NESTING {
+                return Err(runtime(format!(
+                    "evidence(\"{id}\"): {}",
+                    nesting_error("the note", depth)
+                )));
+            }
             let tally = ctx.hypotheses.add(id, verdict).map_err(runtime)?;
             let evidence = Evidence {
                 hypothesis: id.to_owned(),

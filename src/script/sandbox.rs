@@ -68,9 +68,8 @@ fn build(capabilities: &[String], extra: &HashMap<String, Registrar>) -> Engine 
     engine.register_global_module(MoreStringPackage::new().as_shared_module());
     super::engine::limit(&mut engine);
     // Timeouts and cancellation interrupt a running script here.
-    engine.on_progress(|_| match context::try_current() {
-        Some(ctx) => ctx.interrupted().map(|i| format!("{i:?}").into()),
-        None => context::past_deadline().then(|| "TimedOut".into()),
+    engine.on_progress(|operations| {
+        context::interrupt_at(operations).map(|i| format!("{i:?}").into())
     });
     engine.on_print(|text| {
         if let Some(ctx) = context::try_current() {

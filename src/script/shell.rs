@@ -379,10 +379,10 @@ fn run(program: &Program, options: &Options) -> Result<Output> {
         if !options.keep_output {
             return Ok(None);
         }
-        let dir = ctx
-            .blobs
-            .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join("cairn-blobs"));
+        let dir = ctx.blobs.as_deref().map_or_else(
+            || std::env::temp_dir().join("cairn-blobs"),
+            std::path::Path::to_path_buf,
+        );
         Spool::create(&dir).map(Some).map_err(|e| {
             runtime(format!(
                 "keep_output: cannot write in `{}`: {e}",

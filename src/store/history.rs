@@ -24,6 +24,9 @@ pub struct History {
     /// Evidence given: (step, hypothesis, verdict), in order, from each
     /// step's last start.
     evidence: Vec<(String, String, String)>,
+    /// Events that could not be read, each said in words (see
+    /// [`History::unreadable`]).
+    unreadable: Vec<String>,
 }
 
 /// One step's part of the log, from its last start (or reset), beside
@@ -73,12 +76,51 @@ struct Logged<'a> {
     expires_at: Option<u64>,
 }
 
+/// What can be read of an event whose body does not read whole (a value in
+/// it nested past serde_json's 128 levels): its name and step, the rest
+/// skipped without recursion.
+#[derive(serde::Deserialize)]
+pub(crate) struct Head {
+    pub event: String,
+    #[serde(default)]
+    pub step: Option<String>,
+    #[serde(default)]
+    pub at_ms: Option<i64>,
+    #[serde(default)]
+    pub attempts: Option<i64>,
+}
+
+/// Why the body of event `seq` cannot be read, and what of it can: for
+/// reports.
+pub fn unreadable(seq: i64, body: &str, error: &serde_json::Error) -> String {
+    match serde_json::from_str::<Head>(body) {
+        Ok(Head {
+            event,
+            step: Some(step),
+            ..
+        }) => format!("event {seq} ({event} of step `{step}`) cannot be read: {error}"),
+        Ok(Head { event, .. }) => format!("event {seq} ({event}) cannot be read: {error}"),
+        Err(_) => format!("event {seq} cannot be read: {error}"),
+    }
+}
+
 impl History {
     /// Takes one event into account, as logged (its JSON text). Text that
     /// is not an event is ignored.
     pub fn fold(&mut self, body: &str) {
-        let Ok(event) = serde_json::from_str::<Logged>(body) else {
-            return;
+        self.fold_row(0, body);
+    }
+
+    /// [`History::fold`] for the event at position `seq` of the log: one
+    /// that cannot be read is skipped (a step it would have settled is not
+    /// settled: a resume runs it again) and kept in [`History::unreadable`].
+    pub fn fold_row(&mut self, seq: i64, body: &str) {
+        let event = match serde_json::from_str::<Logged>(body) {
+            Ok(event) => event,
+            Err(error) => {
+                self.unreadable.push(unreadable(seq, body, &error));
+                return;
+            }
         };
         let Some(step) = event.step.as_deref() else {
             return;
@@ -183,6 +225,12 @@ impl History {
     /// The step's settled outcome, if it has one.
     pub fn settled(&self, step: &str) -> Option<&Settled> {
         self.steps.get(step)?.settled.as_ref()
+    }
+
+    /// The events that could not be read, in order, each said in words
+    /// (its position, name and step where they can be read, and why).
+    pub fn unreadable(&self) -> &[String] {
+        &self.unreadable
     }
 
     /// Steps with a settled outcome, in the order the log first named them.

@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 pub use audit::AuditError;
-pub use history::History;
+pub use history::{unreadable, History};
 pub use plans::Encoded;
 
 use crate::plan::Plan;
@@ -128,6 +128,10 @@ pub struct RunRow {
     /// counted (see [`Store::find`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub done: Option<i64>,
+    /// Events of the run that could not be read (not JSON SQLite reads),
+    /// if any were found while counting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<i64>,
     /// Start, in milliseconds since 1970.
     pub started_at: i64,
     /// End, in milliseconds since 1970, when it ended.
@@ -154,6 +158,10 @@ pub struct StepRow {
     pub output: Option<String>,
     /// Its error, if it failed.
     pub error: Option<String>,
+    /// What of its log could not be read (`unreadable output (event 3: …)`):
+    /// an event of it nested too deep to read whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
     /// When it started, in ms since the run started.
     pub started_ms: Option<i64>,
     /// When it ended, in ms since the run started.
@@ -517,14 +525,23 @@ impl Store {
         let mut history = History::default();
         let conn = self.lock();
         let mut stmt = conn
-            .prepare_cached(&format!("SELECT e.body {EVENTS_OF_RUN} ORDER BY e.id"))
+            .prepare_cached(&format!(
+                "SELECT e.body, e.seq {EVENTS_OF_RUN} ORDER BY e.id"
+            ))
             .map_err(self.err())?;
         // Each body is folded where SQLite holds it, without a copy.
         let mut rows = stmt.query(params![run, 0]).map_err(self.err())?;
         while let Some(row) = rows.next().map_err(self.err())? {
-            if let Ok(body) = row.get_ref(0).and_then(|v| Ok(v.as_str()?)) {
-                history.fold(body);
+            let seq: i64 = row.get(1).unwrap_or_default();
+            match row.get_ref(0).and_then(|v| Ok(v.as_str()?)) {
+                Ok(body) => history.fold_row(seq, body),
+                Err(_) => history.fold_row(seq, ""),
             }
+        }
+        // Said once per read, where whoever reads it (resume, replay) sees
+        // it: a step whose settling event is lost runs again.
+        for problem in history.unreadable() {
+            tracing::warn!("run {run}: {problem}; it is skipped");
         }
         Ok(history)
     }
@@ -548,12 +565,18 @@ impl Store {
         // A step is done once an event settled it (steps run again after a
         // crash count once). This reads every event of the run.
         let done = match progress {
+            // In one pass, with the events that are not JSON SQLite reads
+            // (malformed, or nested past its 1,000 levels) counted in the
+            // high bits instead of failing the whole listing.
             Progress::Count => {
-                "(SELECT count(DISTINCT json_extract(body, '$.step')) FROM events
-                 WHERE events.id BETWEEN runs.no << 32 AND (runs.no << 32) | 4294967295
-                   AND json_extract(body, '$.event') IN
-                   ('step_succeeded', 'step_failed', 'step_skipped', 'decision_made',
-                    'gate_approved', 'gate_rejected'))"
+                "(SELECT count(DISTINCT CASE WHEN json_valid(body)
+                     AND json_extract(body, '$.event') IN
+                     ('step_succeeded', 'step_failed', 'step_skipped', 'decision_made',
+                      'gate_approved', 'gate_rejected')
+                     THEN json_extract(body, '$.step') END)
+                   + (coalesce(sum(NOT json_valid(body)), 0) << 32)
+                 FROM events
+                 WHERE events.id BETWEEN runs.no << 32 AND (runs.no << 32) | 4294967295)"
             }
             Progress::Skip => "NULL",
         };
@@ -575,7 +598,11 @@ impl Store {
                     steps: r.get(5)?,
                     started_at: r.get(6)?,
                     finished_at: r.get(7)?,
-                    done: r.get(8)?,
+                    done: r.get::<_, Option<i64>>(8)?.map(|n| n & 0xffff_ffff),
+                    unreadable: r
+                        .get::<_, Option<i64>>(8)?
+                        .map(|n| n >> 32)
+                        .filter(|&n| n > 0),
                 })
             })
             .map_err(self.err())?
@@ -631,11 +658,47 @@ impl Store {
     /// The steps of a run, in the order they were first recorded, folded
     /// from its events.
     pub fn steps(&self, run: &str) -> Result<Vec<StepRow>, StoreError> {
+        Ok(self.steps_and_unreadable(run)?.0)
+    }
+
+    /// [`Store::steps`], and the events that could not be read at all, in
+    /// words. An event that reads in part (a value in it nested too deep)
+    /// still moves its step, which says what was lost in `unreadable`.
+    pub fn steps_and_unreadable(
+        &self,
+        run: &str,
+    ) -> Result<(Vec<StepRow>, Vec<String>), StoreError> {
         let mut steps: Vec<StepRow> = Vec::new();
+        let mut lost = Vec::new();
         let mut index: std::collections::HashMap<String, usize> = Default::default();
+        // The words the summary of `cairn run` uses too.
+        use crate::run::StepStatus::*;
         for row in self.events(run)? {
-            let Ok(event) = serde_json::from_str::<serde_json::Value>(&row.body) else {
-                continue;
+            let (event, partly) = match serde_json::from_str::<serde_json::Value>(&row.body) {
+                Ok(event) => (event, None),
+                Err(error) => match serde_json::from_str::<history::Head>(&row.body) {
+                    Ok(head) if head.step.is_some() => {
+                        let event = serde_json::json!({
+                            "event": head.event,
+                            "step": head.step,
+                            "at_ms": head.at_ms,
+                            "attempts": head.attempts,
+                        });
+                        let what = if head.event == "step_succeeded" {
+                            "output"
+                        } else {
+                            "event"
+                        };
+                        (
+                            event,
+                            Some(format!("unreadable {what} (event {}: {error})", row.seq)),
+                        )
+                    }
+                    _ => {
+                        lost.push(history::unreadable(row.seq, &row.body, &error));
+                        continue;
+                    }
+                },
             };
             let Some(id) = event["step"].as_str() else {
                 continue;
@@ -651,6 +714,7 @@ impl Store {
                         attempts: 0,
                         output: None,
                         error: None,
+                        unreadable: None,
                         started_ms: None,
                         finished_ms: None,
                     });
@@ -664,24 +728,42 @@ impl Store {
                     step.started_ms = at;
                     step.error = None;
                     step.output = None;
+                    step.unreadable = None;
                     ("running", None, None)
                 }
-                "step_succeeded" => ("succeeded", Some(event["output"].to_string()), None),
-                "step_failed" => ("failed", None, event["error"].as_str().map(str::to_owned)),
-                "step_recovered" => ("recovered", None, None),
-                "step_cancelled" => ("cancelled", None, Some("cancelled".to_owned())),
+                "step_succeeded" if partly.is_some() => (Succeeded.word(None), None, None),
+                "step_succeeded" => (
+                    Succeeded.word(None),
+                    Some(event["output"].to_string()),
+                    None,
+                ),
+                "step_failed" => (
+                    Failed.word(None),
+                    None,
+                    event["error"].as_str().map(str::to_owned),
+                ),
+                "step_recovered" => (Recovered.word(None), None, None),
+                "step_cancelled" => (
+                    Failed.word(Some("cancelled")),
+                    None,
+                    Some("cancelled".to_owned()),
+                ),
                 "step_reset" => {
                     step.output = None;
                     step.error = None;
                     step.attempts = 0;
-                    ("not run", None, None)
+                    (NotRun.word(None), None, None)
                 }
-                "step_skipped" => ("skipped", None, None),
-                "decision_made" => ("succeeded", Some(event["target"].to_string()), None),
-                "gate_waiting" => ("waiting", None, None),
-                "gate_approved" => ("succeeded", None, None),
+                "step_skipped" => (Skipped.word(None), None, None),
+                "decision_made" => (
+                    Succeeded.word(None),
+                    Some(event["target"].to_string()),
+                    None,
+                ),
+                "gate_waiting" => (Waiting.word(None), None, None),
+                "gate_approved" => (Succeeded.word(None), None, None),
                 "gate_rejected" => (
-                    "failed",
+                    Failed.word(None),
                     None,
                     Some(format!(
                         "rejected by {}: {}",
@@ -689,7 +771,7 @@ impl Store {
                         event["reason"].as_str().unwrap_or("")
                     )),
                 ),
-                "compensated" => ("compensated", None, None),
+                "compensated" => (Compensated.word(None), None, None),
                 _ => continue,
             };
             step.status = status.to_owned();
@@ -703,8 +785,11 @@ impl Store {
             }
             step.output = output.or(step.output.take());
             step.error = error.or(step.error.take());
+            if partly.is_some() {
+                step.unreadable = partly;
+            }
         }
-        Ok(steps)
+        Ok((steps, lost))
     }
 
     /// A run's events in order.

@@ -132,29 +132,45 @@ pub fn version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
 }
 
 /// Brings the database to [`VERSION`], refusing one from a newer cairn.
+///
+/// Safe with other processes opening the same store at once (several
+/// `cairn run` on a new state directory): the version is read again and
+/// every migration applied inside one `BEGIN IMMEDIATE` transaction, so one
+/// process migrates and the others, waiting on the write lock, find the
+/// schema current.
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let err = |source| StoreError::Sqlite {
         path: path.display().to_string(),
         source,
     };
-    let found: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(err)?;
-    if found > VERSION {
-        return Err(StoreError::NewerSchema {
-            path: path.display().to_string(),
-            found,
-            known: VERSION,
-        });
+    let newer = |found| StoreError::NewerSchema {
+        path: path.display().to_string(),
+        found,
+        known: VERSION,
+    };
+    // Current already (every open but the first): no write lock taken.
+    match version(conn, path)? {
+        VERSION => return Ok(()),
+        found if found > VERSION => return Err(newer(found)),
+        _ => {}
     }
-    for (i, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        conn.execute_batch(&format!(
-            "BEGIN; {migration} PRAGMA user_version = {}; COMMIT;",
-            i + 1
-        ))
-        .map_err(err)?;
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+    let result = (|| {
+        let found = version(conn, path)?;
+        if found > VERSION {
+            return Err(newer(found));
+        }
+        for migration in MIGRATIONS.iter().skip(found as usize) {
+            conn.execute_batch(migration).map_err(err)?;
+        }
+        conn.pragma_update(None, "user_version", VERSION)
+            .map_err(err)?;
+        conn.execute_batch("COMMIT").map_err(err)
+    })();
+    if result.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
     }
-    Ok(())
+    result
 }
 
 #[cfg(test)]

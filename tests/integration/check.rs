@@ -275,12 +275,12 @@ fn a_byte_order_mark_is_not_part_of_the_plan() {
 }
 
 #[test]
-fn devices_are_read_up_to_the_limit_only() {
+fn devices_are_refused_not_read() {
     let run = Test::new().args(["check", "/dev/zero"]).run();
     assert_eq!(run.status, 2);
     assert_eq!(
         run.stderr,
-        "error: `/dev/zero` is more than 32 MiB; cairn reads plans up to 32 MiB\n"
+        "error: cannot read `/dev/zero`: it is not a regular file (it is a character device); cairn reads plans only from regular files\n"
     );
 }
 
@@ -465,4 +465,292 @@ fn a_function_the_plan_defines_may_share_a_left_out_name() {
     assert_eq!(check.stderr, "");
     let run = cairn(&test, &["run", "p.plan"]);
     assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+}
+
+/// Makes a FIFO at `path` (nothing ever writes to it: opening it to read
+/// blocks until something does).
+fn mkfifo(path: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("path");
+    // SAFETY: `c` is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+}
+
+/// Runs `cairn <args>` in `dir`, killed after 10 s, so a read that blocks
+/// fails the test instead of hanging it.
+fn run_with_timeout(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
+    let output = assert_cmd::Command::cargo_bin("cairn")
+        .expect("the cairn binary is built")
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .timeout(std::time::Duration::from_secs(10))
+        .output()
+        .expect("cairn runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+const NOT_REGULAR: &str =
+    "it is not a regular file (it is a FIFO); cairn reads plans only from regular files";
+
+#[test]
+fn a_fifo_as_the_plan_is_refused_without_blocking() {
+    let test = Test::new();
+    mkfifo(&test.path().join("fifo.plan"));
+    for command in ["check", "graph", "run"] {
+        let (status, stderr) = run_with_timeout(test.path(), &[command, "fifo.plan"]);
+        assert_eq!(status, Some(2), "{command}: {stderr}");
+        assert_eq!(
+            stderr,
+            format!("error: cannot read `fifo.plan`: {NOT_REGULAR}\n"),
+            "{command}"
+        );
+    }
+}
+
+#[test]
+fn a_symlink_to_a_regular_file_is_read() {
+    let test = Test::new().file("real.plan", CLEAN);
+    std::os::unix::fs::symlink("real.plan", test.path().join("link.plan")).expect("symlink");
+    let run = cairn(&test, &["check", "link.plan"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+}
+
+#[test]
+fn importing_a_fifo_is_refused_without_blocking() {
+    let test = Test::new().file(
+        "p.plan",
+        "plan p \"P\"\n  use \"fifo.plan\" as f\n\ntask a \"A\"\n  run: 1\n",
+    );
+    mkfifo(&test.path().join("fifo.plan"));
+    let (status, stderr) = run_with_timeout(test.path(), &["check", "p.plan"]);
+    assert_eq!(status, Some(2), "{stderr}");
+    assert!(stderr.contains("cairn::unknown_import"), "{stderr}");
+    // miette wraps the message at 100 columns.
+    let flat = stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = flat.replace(" │ ", " ");
+    assert!(
+        flat.contains(&format!("cannot read `fifo.plan`: {NOT_REGULAR}")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn importing_dev_stdin_is_refused_without_blocking() {
+    use std::io::Read;
+    let test = Test::new().file(
+        "p.plan",
+        "plan p \"P\"\n  use \"/dev/stdin\" as s\n\ntask a \"A\"\n  run: 1\n",
+    );
+    // Stdin is a pipe that stays open and empty: reading it would block.
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("cairn"))
+        .args(["check", "p.plan"])
+        .current_dir(test.path())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("cairn runs");
+    let stdin = child.stdin.take();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().expect("kill");
+            child.wait().expect("wait");
+            panic!("`use \"/dev/stdin\"` blocked for 10 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    drop(stdin);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cairn::unknown_import"), "{stderr}");
+    let flat = stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = flat.replace(" │ ", " ");
+    assert!(
+        flat.contains(&format!("cannot read `/dev/stdin`: {NOT_REGULAR}")),
+        "{stderr}"
+    );
+}
+
+/// The two inputs that made miette panic: a label past column 65,535, and a
+/// Rhai error in an array literal of more than 100,000 elements.
+fn long_line_plans() -> [(&'static str, String, &'static str); 2] {
+    let spaces = " ".repeat(65_536);
+    let elements = vec!["1"; 100_001].join(",");
+    [
+        (
+            "branch.plan",
+            format!("plan p \"P\"\n\ntask a \"A\"\n  run: 1\n{spaces}when true fix\n"),
+            "cairn::syntax",
+        ),
+        (
+            "array.plan",
+            format!("plan p \"P\"\n\ntask a \"A\"\n  run: [{elements}]\n"),
+            "cairn::script",
+        ),
+    ]
+}
+
+#[test]
+fn labels_on_very_long_lines_are_rendered_not_a_crash() {
+    let mut test = Test::new();
+    for (name, text, _) in long_line_plans() {
+        test = test.file(name, text);
+    }
+    for (name, _, code) in long_line_plans() {
+        for command in ["check", "graph", "run"] {
+            let run = cairn(&test, &[command, name]);
+            assert_eq!(run.status, 2, "{command} {name}: {}", run.stderr);
+            assert!(
+                run.stderr.contains(code),
+                "{command} {name}: {}",
+                run.stderr
+            );
+            assert!(
+                run.stderr.contains("the line is cut to fit"),
+                "{command} {name}: {}",
+                run.stderr
+            );
+            // Only a window of the line is shown.
+            assert!(
+                run.stderr.lines().all(|l| l.chars().count() < 300),
+                "{command} {name}: {}",
+                run.stderr
+            );
+        }
+    }
+}
+
+#[test]
+fn json_keeps_exact_positions_on_very_long_lines() {
+    let [(name, text, _), _] = long_line_plans();
+    let run = Test::new()
+        .file(name, text)
+        .args(["check", "--format", "json", name])
+        .run();
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    let line: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("json");
+    assert_eq!(line["line"], 5);
+    assert_eq!(line["column"], 65_537);
+    let start = "plan p \"P\"\n\ntask a \"A\"\n  run: 1\n".len() + 65_536;
+    assert_eq!(line["span"]["start"], start);
+    assert_eq!(line["span"]["end"], start + "when true fix".len());
+}
+
+/// Runs `cairn <args>` like [`cairn`], but killed after five minutes: not a
+/// timing assertion (these take a few seconds, even unoptimised), a guard
+/// so that reporting that went quadratic again fails instead of hanging.
+fn cairn_guarded(test: &Test, args: &[&str]) -> crate::Run {
+    let output = assert_cmd::Command::cargo_bin("cairn")
+        .expect("the cairn binary is built")
+        .args(args)
+        .current_dir(test.path())
+        .env("NO_COLOR", "1")
+        .timeout(std::time::Duration::from_secs(300))
+        .output()
+        .expect("cairn runs");
+    crate::Run {
+        status: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A plan of `steps` steps in one cycle (each needs the one before it).
+fn cycle_plan(steps: usize) -> String {
+    let mut text = String::from("plan p \"P\"\n");
+    for i in 0..steps {
+        text.push_str(&format!(
+            "\ntask t{i} \"S\"\n  needs: t{}\n",
+            (i + steps - 1) % steps
+        ));
+    }
+    text
+}
+
+#[test]
+fn a_20000_step_cycle_is_reported_and_summarised() {
+    let test = Test::new().file("p.plan", cycle_plan(20_000));
+    let run = cairn_guarded(&test, &["check", "--format", "json", "p.plan"]);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    let lines: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", run.stdout);
+    assert_eq!(lines[0]["code"], "cairn::cycle");
+    let message = lines[0]["message"].as_str().expect("message");
+    assert_eq!(
+        message,
+        "dependency cycle of 20000 steps: t0 → t1 → t2 → t3 → t4 → … (19994 more) … → t19999 → t0"
+    );
+    // The first few edges and the one that closes the cycle, not 20,000.
+    assert_eq!(lines[0]["labels"].as_array().expect("labels").len(), 6);
+    let human = cairn_guarded(&test, &["check", "p.plan"]);
+    assert_eq!(human.status, 2, "{}", human.stderr);
+    assert!(human.stderr.contains("cairn::cycle"), "{}", human.stderr);
+    assert!(human.stderr.lines().count() < 60, "{}", human.stderr);
+}
+
+#[test]
+fn a_short_cycle_is_listed_whole() {
+    let test = Test::new().file("p.plan", cycle_plan(8));
+    let run = cairn(&test, &["check", "--format", "json", "p.plan"]);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    let line: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("json");
+    assert_eq!(
+        line["message"],
+        "dependency cycle: t0 → t1 → t2 → t3 → t4 → t5 → t6 → t7 → t0"
+    );
+    assert_eq!(line["labels"].as_array().expect("labels").len(), 8);
+}
+
+#[test]
+fn twenty_thousand_unknown_needs_are_reported_with_suggestions() {
+    let mut text = String::from("plan p \"P\"\n");
+    for i in 0..20_000 {
+        text.push_str(&format!(
+            "\ntask step-{i} \"S\"\n  needs: stpe-{}\n",
+            (i + 1) % 20_000
+        ));
+    }
+    let test = Test::new().file("p.plan", text);
+    let run = cairn_guarded(&test, &["check", "--format", "json", "p.plan"]);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    let lines: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines.len(), 20_000);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["code"], "cairn::unknown_dependency");
+        assert_eq!(
+            line["help"],
+            format!("did you mean `step-{}`?", (i + 1) % 20_000),
+            "{line}"
+        );
+    }
+    let human = cairn_guarded(&test, &["check", "p.plan"]);
+    assert_eq!(human.status, 2);
+    assert!(
+        human.stderr.ends_with("error: 20000 errors found\n"),
+        "{}",
+        &human.stderr[human.stderr.len().saturating_sub(500)..]
+    );
 }

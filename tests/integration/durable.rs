@@ -748,3 +748,36 @@ fn a_lease_with_a_live_pid_but_another_start_time_is_stale() {
     assert_eq!(resumed.status, 0, "{}\n{}", resumed.stdout, resumed.stderr);
     assert!(leases(&test).is_empty(), "the lease outlived the run");
 }
+
+/// Values nested too deep to read back are refused where they leave the
+/// step, with the depth in the error; a value far deeper than a thread's
+/// default stack allows (cloned, compared, printed and dropped inside the
+/// script) neither aborts the run nor a resume of it.
+#[test]
+fn deep_values_fail_their_step_and_never_abort() {
+    for (depth, what) in [(127, "the output"), (1001, "the output")] {
+        let plan = format!(
+            "plan p \"P\"\n\ntask deep \"Deep\"\n  run: let a = []; for i in 1..{depth} {{ a = [take(a)]; }} a\n"
+        );
+        let test = Test::new().file("p.plan", plan);
+        let run = cairn(&test, &["run", "p.plan"]);
+        assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+        let error = format!(
+            "{what} is nested {depth} levels deep; values leaving a step may nest at most 64 levels"
+        );
+        assert!(run.stdout.contains(&error), "{}", run.stdout);
+        assert_eq!(status_step(&test, "deep")["status"], "failed");
+        assert!(cairn(&test, &["runs"]).status == 0);
+    }
+    let plan = "plan p \"P\"\n  allow: fs.write\n\ntask deep \"Deep\" using:fs.write\n  run: let a = []; for i in 0..30000 { a = [take(a)]; } let b = a; let same = a == b; log(b); artifact(\"d\", a)\n";
+    let test = Test::new().file("p.plan", plan);
+    let run = cairn(&test, &["run", "p.plan"]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(
+            "artifact(\"d\"): the value is nested 30001 levels deep; values leaving a step may nest at most 64 levels"
+        ),
+        "{}",
+        run.stdout
+    );
+}

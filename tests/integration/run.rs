@@ -1228,3 +1228,24 @@ fn on_a_terminal_an_unanswered_gate_times_out() {
     );
     assert!(screen.contains("no answer within 500ms"), "{screen}");
 }
+
+/// The summary calls a step the run cancelled what `cairn status` does:
+/// "cancelled", not "failed".
+#[test]
+fn the_summary_says_cancelled_like_status() {
+    let test = Test::new().file(
+        "p.plan",
+        "plan p \"P\"\n  budget: time 300ms\n\ntask slow \"Slow\"\n  run: sleep(\"10s\")\n",
+    );
+    let run = crate::cairn(&test, &["run", "p.plan"]);
+    assert_eq!(run.status, 1, "{}", run.stdout);
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("slow "))
+        .unwrap_or_else(|| panic!("no row for slow:\n{}", run.stdout));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words[1], "cancelled", "{}", run.stdout);
+    let status = crate::status_step(&test, "slow");
+    assert_eq!(status["status"], words[1]);
+}

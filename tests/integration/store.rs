@@ -156,3 +156,127 @@ fn the_state_directory_can_move() {
         none.stderr
     );
 }
+
+/// Eight `cairn run` at once on a new state directory: each creates and
+/// migrates the schema or finds it made, and every run is recorded.
+#[test]
+fn runs_started_at_once_on_a_new_store_all_succeed() {
+    let exe = assert_cmd::cargo::cargo_bin("cairn");
+    for round in 0..3 {
+        let test = Test::new().file("p.plan", "plan p \"P\"\n\ntask a \"A\"\n  run: 1\n");
+        let children: Vec<std::process::Child> = (0..8)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .args(["run", "p.plan"])
+                    .current_dir(test.path())
+                    .env("NO_COLOR", "1")
+                    .env_remove("RUST_LOG")
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("cairn starts")
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().expect("cairn ends");
+            assert!(
+                out.status.success(),
+                "round {round}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let runs = cairn(&test, &["runs", "--json"]);
+        assert_eq!(runs.stdout.lines().count(), 8, "{}", runs.stdout);
+    }
+}
+
+/// Adds an event to the newest run's log directly (as a bug, a disk or an
+/// older cairn might have left it), at the end of its chain.
+fn add_event(test: &Test, body: &str) -> i64 {
+    let conn = db(test);
+    let (run, no, seq): (String, i64, i64) = conn
+        .query_row(
+            "SELECT r.id, r.no, (SELECT count(*) FROM events e WHERE e.run_id = r.id)
+             FROM runs r ORDER BY r.started_at DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect("a run");
+    conn.execute(
+        "INSERT INTO events (id, run_id, seq, body, hash) VALUES (?1, ?2, ?3, ?4, '')",
+        rusqlite::params![(no << 32) | (seq + 1), run, seq + 1, body],
+    )
+    .expect("insert");
+    seq + 1
+}
+
+/// A row that is not JSON: `runs`, `status` and `log` still answer, and say
+/// which row they could not read.
+#[test]
+fn a_malformed_event_row_is_reported_not_fatal() {
+    let test = recorded();
+    let seq = add_event(&test, "{not json");
+    let runs = cairn(&test, &["runs"]);
+    assert_eq!(runs.status, 0, "{}", runs.stderr);
+    assert!(
+        runs.stdout.contains("1 event cannot be read"),
+        "{}",
+        runs.stdout
+    );
+    let status = cairn(&test, &["status"]);
+    assert_eq!(status.status, 0, "{}", status.stderr);
+    assert!(
+        status
+            .stdout
+            .contains(&format!("event {seq} cannot be read")),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status.stdout.contains("build  succeeded"),
+        "{}",
+        status.stdout
+    );
+    let log = cairn(&test, &["log"]);
+    assert_eq!(log.status, 0, "{}", log.stderr);
+    assert!(
+        log.stdout.contains(&format!("event {seq} cannot be read")),
+        "{}",
+        log.stdout
+    );
+}
+
+/// Outputs recorded too deep to read back (as cairn recorded them before it
+/// refused them): 200 levels (past serde_json's 128) and 1,100 (past
+/// SQLite's 1,000). The step shows as succeeded with its output unreadable,
+/// not as running, and `runs` still lists every run.
+#[test]
+fn outputs_recorded_too_deep_are_reported_not_fatal() {
+    for depth in [200, 1100] {
+        let test = Test::new().file("p.plan", "plan p \"P\"\n\ntask a \"A\"\n  run: 1\n");
+        let run = cairn(&test, &["run", "p.plan"]);
+        assert_eq!(run.status, 0, "{}", run.stdout);
+        let output = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        add_event(&test, r#"{"event":"step_started","step":"deep","at_ms":1}"#);
+        let seq = add_event(
+            &test,
+            &format!(
+                r#"{{"event":"step_succeeded","step":"deep","attempts":1,"output":{output},"at_ms":2}}"#
+            ),
+        );
+        let runs = cairn(&test, &["runs"]);
+        assert_eq!(runs.status, 0, "{depth}: {}", runs.stderr);
+        let status = crate::status_step(&test, "deep");
+        assert_eq!(status["status"], "succeeded", "{depth}: {status}");
+        let unreadable = status["unreadable"].as_str().unwrap_or_default();
+        assert!(
+            unreadable.starts_with(&format!("unreadable output (event {seq}: ")),
+            "{depth}: {status}"
+        );
+        let text = cairn(&test, &["status"]);
+        assert!(text.stdout.contains("unreadable output"), "{}", text.stdout);
+        let log = cairn(&test, &["log"]);
+        assert_eq!(log.status, 0, "{}", log.stderr);
+    }
+}

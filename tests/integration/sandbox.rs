@@ -234,6 +234,8 @@ fn a_link_made_mid_run_by_another_step_is_judged_when_used() {
 
 /// Runs `cairn <args>` in `dir` and waits for it with `wait4`, which tells
 /// the largest resident size of that process alone (in KiB on Linux).
+// The child is reaped by `wait4`, which clippy does not see.
+#[allow(clippy::zombie_processes)]
 fn run_measured(dir: &std::path::Path, args: &[&str]) -> (i32, i64) {
     use std::os::unix::process::ExitStatusExt;
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("cairn"))

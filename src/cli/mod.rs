@@ -75,7 +75,8 @@ enum Command {
         /// The plan file, or the name of a stdlib template (`debug-500`).
         #[arg(value_name = "FILE")]
         file: PathBuf,
-        /// Set a param: `name=value` (a Rhai literal, or plain text).
+        /// Set a param: `name=value`, a literal of the type of the param's default
+        /// (text, a number, `true`/`false`, or JSON for an array or map); never code.
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
         /// Run at most this many steps at once (overrides `max_parallel:`).

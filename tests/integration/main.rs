@@ -30,6 +30,28 @@ pub struct Run {
     pub stderr: String,
 }
 
+impl Run {
+    /// The summary row of `step`, its spaces squeezed and its time column
+    /// (which varies from run to run) shown as `<t>`. Steps that never ran
+    /// have no time column.
+    pub fn row(&self, step: &str) -> String {
+        let line = self
+            .stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(step))
+            .unwrap_or_else(|| panic!("no row for {step}:\n{}", self.stdout));
+        let is_time = |w: &str| {
+            w.strip_suffix('s')
+                .is_some_and(|n| n.contains('.') && n.parse::<f64>().is_ok())
+        };
+        line.split_whitespace()
+            .enumerate()
+            .map(|(i, w)| if i == 3 && is_time(w) { "<t>" } else { w })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
 impl Default for Test {
     fn default() -> Self {
         Self::new()

@@ -53,7 +53,10 @@ pub(crate) fn recorded_plan(
 ) -> Result<Plan, Error> {
     match stored.as_ref().and_then(Encoded::decode) {
         Some(plan) => Ok(plan),
-        None => checked(&Source::new(run.file.clone(), text.to_owned())),
+        None => checked(&Source::new(
+            run.plan_file().display().to_string(),
+            text.to_owned(),
+        )),
     }
 }
 
@@ -65,7 +68,7 @@ fn plans(
     stored: Option<Encoded>,
 ) -> Result<(Plan, Option<Edited>), Error> {
     let recorded = recorded_plan(run, text, stored)?;
-    let path = PathBuf::from(&run.file);
+    let path = run.plan_file();
     if !path.exists() {
         return Ok((recorded, None));
     }
@@ -80,7 +83,7 @@ fn plans(
             .filter(|(file, checked)| {
                 // A file that cannot be read now is not compared, like a
                 // plan file that is gone.
-                Source::read(Path::new(file))
+                Source::read(&run.resolve(file))
                     .is_ok_and(|now| crate::source::sha256(now.text()) != **checked)
             })
             .map(|(file, _)| format!("`{file}`"))
@@ -197,7 +200,7 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
         seed: Some(inputs.seed),
         max_parallel: args.max_parallel,
         approvals: args.approve,
-        dir: plan_dir(Path::new(&row.file)),
+        dir: plan_dir(&row.plan_file()),
         resume: Some(Arc::clone(&resume)),
         ..Options::default()
     };
@@ -348,7 +351,7 @@ pub fn replay(state_dir: &Path, id: Option<&str>) -> Result<i32, Error> {
         params: inputs.params,
         seed: Some(inputs.seed),
         max_parallel: Some(1),
-        dir: plan_dir(Path::new(&row.file)),
+        dir: plan_dir(&row.plan_file()),
         state_dir: Some(state_dir.to_path_buf()),
         resume: Some(Arc::new(gates)),
         replay: Some(replay.clone()),

@@ -183,7 +183,8 @@ impl Session {
         };
         let text = store.source(&row.id)?.source;
         let plan = crate::cli::recorded_plan(&row, &text, store.plan(&row.id)?)?;
-        Self::new(store, state_dir, row.id, row.file, plan)
+        let file = row.plan_file().display().to_string();
+        Self::new(store, state_dir, row.id, file, plan)
     }
 
     /// Steps settled so far.

@@ -118,6 +118,11 @@ pub struct RunRow {
     pub plan: String,
     /// The plan file as given.
     pub file: String,
+    /// The working directory the run began in, absolute (`None` for runs
+    /// recorded before it was kept): `file` and the plan's imports were
+    /// named relative to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
     /// `running`, `succeeded`, `failed`, `paused` or `interrupted`.
     pub status: String,
     /// Why it failed or paused.
@@ -136,6 +141,23 @@ pub struct RunRow {
     pub started_at: i64,
     /// End, in milliseconds since 1970, when it ended.
     pub finished_at: Option<i64>,
+}
+
+impl RunRow {
+    /// `path` (the plan file, or a file it imports, as recorded) as seen
+    /// from the directory the run began in, so it names the same file from
+    /// any working directory.
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        match &self.cwd {
+            Some(cwd) => Path::new(cwd).join(path),
+            None => PathBuf::from(path),
+        }
+    }
+
+    /// The plan file, from any working directory (see [`RunRow::resolve`]).
+    pub fn plan_file(&self) -> PathBuf {
+        self.resolve(&self.file)
+    }
 }
 
 /// Whether a run lookup counts the run's settled steps (reading its log).
@@ -309,6 +331,10 @@ impl Store {
         let hash = crate::source::sha256(source);
         let params = serde_json::to_string(params).expect("params serialize");
         let encoded = plans::encode(plan);
+        // Where `file` (and the plan's imports) are named from.
+        let cwd = std::env::current_dir()
+            .ok()
+            .and_then(|d| d.to_str().map(str::to_owned));
         let conn = self.lock();
         let mut begun = None;
         transaction(&conn, |tx| {
@@ -319,10 +345,10 @@ impl Store {
             for bump in 0..=0xffff_u32 {
                 let id = format!("{now:x}{:04x}", pid.wrapping_add(bump) & 0xffff);
                 let inserted = tx.execute(
-                    "INSERT INTO runs (id, plan, file, source_hash, params, seed, steps, status, started_at, events, last_hash, no)
+                    "INSERT INTO runs (id, plan, file, source_hash, params, seed, steps, status, started_at, events, last_hash, no, cwd)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, 0, '',
-                             (SELECT coalesce(max(no), 0) + 1 FROM runs))",
-                    params![id, plan.id, file, hash, params, seed as i64, plan.tasks.len() as i64, now],
+                             (SELECT coalesce(max(no), 0) + 1 FROM runs), ?9)",
+                    params![id, plan.id, file, hash, params, seed as i64, plan.tasks.len() as i64, now, cwd],
                 );
                 match inserted {
                     Err(rusqlite::Error::SqliteFailure(e, _))
@@ -581,7 +607,7 @@ impl Store {
             Progress::Skip => "NULL",
         };
         let sql = format!(
-            "SELECT id, plan, file, status, message, steps, started_at, finished_at, {done}
+            "SELECT id, plan, file, status, message, steps, started_at, finished_at, {done}, cwd
              FROM runs WHERE {filter} ORDER BY started_at DESC, id DESC LIMIT {} OFFSET {}",
             limit.min(i64::MAX as usize),
             offset.min(i64::MAX as usize)
@@ -593,6 +619,7 @@ impl Store {
                     id: r.get(0)?,
                     plan: r.get(1)?,
                     file: r.get(2)?,
+                    cwd: r.get(9)?,
                     status: r.get(3)?,
                     message: r.get(4)?,
                     steps: r.get(5)?,

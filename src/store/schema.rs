@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The newest schema this build writes.
-pub const VERSION: i64 = 5;
+pub const VERSION: i64 = 6;
 
 /// The first version that keeps leases (before it, a run was held by an
 /// `flock` on `locks/<run>.lock`).
@@ -118,6 +118,25 @@ const MIGRATIONS: &[&str] = &[
         pid_ns TEXT NOT NULL,
         token INTEGER NOT NULL,
         taken_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+",
+    "
+    -- The working directory each run began in (absolute): the plan file and
+    -- the files it imports were named relative to it, so a run resumes or
+    -- replays from any directory. NULL for runs recorded before.
+    ALTER TABLE runs ADD COLUMN cwd TEXT;
+    -- The process group of every command running for a step, while it runs:
+    -- a process killed with `kill -9` leaves its rows, and the next resume
+    -- makes sure those groups are gone before the steps run again. With the
+    -- boot it ran in and the leader's start time (clock ticks since boot),
+    -- so a group id reused since is told apart.
+    CREATE TABLE processes (
+        run_id TEXT NOT NULL,
+        pgid INTEGER NOT NULL,
+        step TEXT NOT NULL,
+        boot_id TEXT NOT NULL,
+        start_time INTEGER,
+        PRIMARY KEY (run_id, pgid)
     ) WITHOUT ROWID;
 ",
 ];

@@ -68,6 +68,17 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A run's record does not verify: it is not gone on with, since what
+    /// it would run or report may have been edited.
+    #[error(
+        "run {run} does not verify: {problem}; it is not gone on with (`cairn audit verify {run}`)"
+    )]
+    Tampered {
+        /// The run's id.
+        run: String,
+        /// The first thing that does not check out.
+        problem: crate::store::AuditError,
+    },
     /// Writing the command's output (stdout or the `--events` file) failed.
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
@@ -86,7 +97,7 @@ impl Error {
     /// The process exit code: 2 for invalid plans and bad input.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Output(_) | Error::Store(_) => 1,
+            Error::Output(_) | Error::Store(_) | Error::Tampered { .. } => 1,
             _ => 2,
         }
     }

@@ -32,6 +32,18 @@ fn unfinished(store: &Store, id: Option<&str>) -> Result<RunRow, Error> {
     Ok(run)
 }
 
+/// Refuses a run whose record does not verify: its params, plan or log
+/// may have been edited to change what runs.
+pub(crate) fn verified(store: &Store, run: &RunRow) -> Result<(), Error> {
+    match store.verify(&run.id)? {
+        Ok(_) => Ok(()),
+        Err(problem) => Err(Error::Tampered {
+            run: run.id.clone(),
+            problem,
+        }),
+    }
+}
+
 /// Checks a plan's text; diagnostics are printed as `cairn check` would.
 fn checked(source: &Arc<Source>) -> Result<Plan, Error> {
     let checked = report::check(source);
@@ -132,6 +144,7 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
     // Refuse while another process still runs it, and hold the run from
     // reading its log until it stops.
     let claim = store.claim(&row.id)?;
+    verified(&store, &row)?;
     let inputs = store.source(&row.id)?;
     let stored = store.plan(&row.id)?;
     // Decoding the plan and folding the log are independent, and on a long
@@ -260,6 +273,7 @@ pub fn answer(
     let store = open(state_dir, Durability::Normal)?;
     let row = unfinished(&store, run)?;
     let _claim = store.claim(&row.id)?;
+    verified(&store, &row)?;
     let steps = store.steps(&row.id)?;
     let waiting: Vec<&str> = steps
         .iter()

@@ -1,5 +1,6 @@
 //! The `cairn` command line: argument parsing and dispatch to one module per command.
 
+mod audit;
 mod check;
 mod durable;
 mod graph;
@@ -13,7 +14,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::error::Error;
-pub(crate) use durable::recorded_plan;
+pub(crate) use durable::{recorded_plan, verified};
 pub(crate) use run::{describe, plan_dir};
 
 /// cairn checks, draws and runs `.plan` files: DAGs of tasks with checks, routing, decisions and gates.
@@ -219,11 +220,29 @@ struct Answer {
 /// `cairn audit …`.
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Recompute a run's hash chain: "ok" with the count, or the first
-    /// event that was edited, removed or moved (exit 1).
+    /// Check a run's record: its hash chain, and that its status, params,
+    /// stored plan and artifacts are what the chain recorded. Prints "ok"
+    /// with the count, or the first thing edited, removed or moved (exit 1).
     Verify {
         /// The run's id (a unique prefix is enough); the newest run if left out.
+        #[arg(conflicts_with = "all")]
         run: Option<String>,
+        /// A head hash kept elsewhere (from `cairn audit head`): the log must
+        /// still contain it, which detects any rewrite of the log up to it.
+        #[arg(long, value_name = "HASH", conflicts_with = "all")]
+        head: Option<String>,
+        /// Check every run in the store.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Print the hash of the last event of a run's (intact) log, to keep
+    /// where the store cannot reach it: a CI log, a ticket, a git note.
+    Head {
+        /// The run's id (a unique prefix is enough); the newest run if left out.
+        run: Option<String>,
+        /// Print `{"run", "head", "events"}` as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -310,10 +329,16 @@ pub fn main() -> i32 {
         Command::Log { run, json, follow } => {
             runs::log(&cli.state_dir, run.as_deref(), json, follow)
         }
-        Command::Audit {
-            command: AuditCommand::Verify { run },
-        } => {
-            return match runs::verify(&cli.state_dir, run.as_deref()) {
+        Command::Audit { command } => {
+            let result = match command {
+                AuditCommand::Verify { run, head, all } => {
+                    audit::verify(&cli.state_dir, run.as_deref(), head.as_deref(), all)
+                }
+                AuditCommand::Head { run, json } => {
+                    audit::head(&cli.state_dir, run.as_deref(), json)
+                }
+            };
+            return match result {
                 Ok(code) => code,
                 Err(err) => {
                     report::error(&err);

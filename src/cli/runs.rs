@@ -1,4 +1,4 @@
-//! `cairn runs`, `status`, `log` and `audit verify`: reading the run store.
+//! `cairn runs`, `status` and `log`: reading the run store.
 
 use std::io::Write;
 use std::path::Path;
@@ -26,7 +26,7 @@ pub fn existing(dir: &Path, durability: crate::store::Durability) -> Result<Stor
     Ok(Store::open(dir, durability)?)
 }
 
-fn out(text: &str) -> Result<(), Error> {
+pub(super) fn out(text: &str) -> Result<(), Error> {
     std::io::stdout()
         .lock()
         .write_all(text.as_bytes())
@@ -219,28 +219,6 @@ fn log_lines(events: &[crate::store::EventRow], as_json: bool) -> String {
         text.push('\n');
     }
     text
-}
-
-/// `cairn audit verify`: exit 0 with the count, or 1 at the first bad row.
-pub fn verify(dir: &Path, id: Option<&str>) -> Result<i32, Error> {
-    let store = open(dir)?;
-    let run = store.find(id)?;
-    match store.verify(&run.id)? {
-        Ok(count) => {
-            out(&format!(
-                "run {}: ok, {count} events, hash chain intact\n",
-                run.id
-            ))?;
-            Ok(0)
-        }
-        Err(problem) => {
-            out(&format!(
-                "run {}: the audit log was tampered with at {problem}\n",
-                run.id
-            ))?;
-            Ok(1)
-        }
-    }
 }
 
 fn header(run: &RunRow) -> String {

@@ -181,6 +181,7 @@ impl Session {
                 Error::Usage("no unfinished run to resume (`cairn runs` lists them)".to_owned())
             })?,
         };
+        crate::cli::verified(&store, &row)?;
         let text = store.source(&row.id)?.source;
         let plan = crate::cli::recorded_plan(&row, &text, store.plan(&row.id)?)?;
         let file = row.plan_file().display().to_string();

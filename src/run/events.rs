@@ -20,7 +20,10 @@ impl Event {
     /// The step the event is about, if it is about one.
     pub fn step(&self) -> Option<&str> {
         match self {
-            Event::RunStarted { .. } | Event::RunResumed { .. } | Event::RunFinished { .. } => None,
+            Event::RunInputs { .. }
+            | Event::RunStarted { .. }
+            | Event::RunResumed { .. }
+            | Event::RunFinished { .. } => None,
             Event::StepStarted { step, .. }
             | Event::AttemptFailed { step, .. }
             | Event::Retrying { step, .. }
@@ -46,6 +49,7 @@ impl Event {
     /// The event's name as written in JSON (`step_succeeded`).
     pub fn name(&self) -> &'static str {
         match self {
+            Event::RunInputs { .. } => "run_inputs",
             Event::RunStarted { .. } => "run_started",
             Event::RunResumed { .. } => "run_resumed",
             Event::StepStarted { .. } => "step_started",
@@ -133,6 +137,24 @@ impl StepStatus {
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// What the run runs, as the store keeps it: the plan file, sha256 of
+    /// its source, of the plan as checked (its stored encoding) and of its
+    /// params (their JSON as stored), and its seed. Recorded by the store
+    /// when the run begins and whenever they change (`resume
+    /// --allow-changed`, the REPL's `:set`), so the audit chain covers
+    /// everything that decides what runs.
+    RunInputs {
+        /// The plan file as given.
+        file: String,
+        /// sha256 of the plan's source text.
+        source_sha256: String,
+        /// sha256 of the checked plan's stored encoding.
+        plan_sha256: String,
+        /// sha256 of the params as stored (JSON).
+        params_sha256: String,
+        /// The seed.
+        seed: u64,
+    },
     /// The run began.
     RunStarted {
         /// The plan's id.

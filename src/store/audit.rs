@@ -4,14 +4,40 @@ use sha2::{Digest, Sha256};
 
 use super::EventRow;
 
-/// The first row of a run's log whose hash does not check out.
+/// The first thing in a run's record that does not check out.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("event {seq}: {problem}")]
+#[error("{at}: {problem}")]
 pub struct AuditError {
-    /// The position where the chain breaks.
-    pub seq: i64,
+    /// Where: an event, the run's row, an artifact.
+    pub at: Where,
     /// What is wrong there.
     pub problem: String,
+}
+
+/// Where an [`AuditError`] was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Where {
+    /// The event at this position of the log.
+    Event(i64),
+    /// The run's row (its status, message, head).
+    Run,
+    /// An artifact a step saved.
+    Artifact {
+        /// The step.
+        step: String,
+        /// The artifact's name.
+        name: String,
+    },
+}
+
+impl std::fmt::Display for Where {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Where::Event(seq) => write!(f, "event {seq}"),
+            Where::Run => f.write_str("the run's row"),
+            Where::Artifact { step, name } => write!(f, "artifact `{name}` of `{step}`"),
+        }
+    }
 }
 
 /// sha256 over the previous hash, the position and the event's JSON.
@@ -34,13 +60,13 @@ pub fn verify(events: &[EventRow], count: i64, last: &str) -> Result<usize, Audi
         let expected_seq = i as i64 + 1;
         if event.seq != expected_seq {
             return Err(AuditError {
-                seq: expected_seq,
+                at: Where::Event(expected_seq),
                 problem: format!("expected event {expected_seq} here, found event {} (a row was removed or moved)", event.seq),
             });
         }
         if chain(&previous, event.seq, &event.body) != event.hash {
             return Err(AuditError {
-                seq: event.seq,
+                at: Where::Event(event.seq),
                 problem: "its contents or position do not match its hash (edited or moved)"
                     .to_owned(),
             });
@@ -49,7 +75,7 @@ pub fn verify(events: &[EventRow], count: i64, last: &str) -> Result<usize, Audi
     }
     if events.len() as i64 != count || previous != last {
         return Err(AuditError {
-            seq: events.len() as i64 + 1,
+            at: Where::Event(events.len() as i64 + 1),
             problem: format!(
                 "the run recorded {count} events but {} remain (rows were removed)",
                 events.len()

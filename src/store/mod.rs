@@ -1,5 +1,6 @@
 //! Stage 5, store: runs, step states and a hash-chained event log in SQLite.
 
+mod anchor;
 mod audit;
 mod history;
 mod lease;
@@ -13,7 +14,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-pub use audit::AuditError;
+pub use anchor::Verified;
+pub use audit::{AuditError, Where};
 pub use history::{unreadable, History};
 pub use plans::Encoded;
 
@@ -149,6 +151,10 @@ impl RunRow {
     /// any working directory.
     pub fn resolve(&self, path: &str) -> PathBuf {
         match &self.cwd {
+            // From where it began, the path as given says the same.
+            Some(cwd) if std::env::current_dir().is_ok_and(|now| now == Path::new(cwd)) => {
+                PathBuf::from(path)
+            }
             Some(cwd) => Path::new(cwd).join(path),
             None => PathBuf::from(path),
         }
@@ -359,6 +365,8 @@ impl Store {
                     Err(e) => return Err(e),
                     Ok(_) => {
                         store_plan(tx, &id, source, &encoded)?;
+                        let inputs = anchor::inputs(file, source, Some(&encoded), &params, seed);
+                        write_batch(tx, vec![(id.clone(), inputs)])?;
                         begun = Some(id);
                         return Ok(());
                     }
@@ -437,28 +445,34 @@ impl Store {
         }
     }
 
-    /// Replaces a run's params (the REPL's `:set`).
+    /// Replaces a run's params (the REPL's `:set`), and records the
+    /// change in its log.
     pub fn replace_params(&self, run: &str, params: &[(String, String)]) -> Result<(), StoreError> {
         let params = serde_json::to_string(params).expect("params serialize");
-        self.lock()
-            .execute(
+        self.sync()?;
+        transaction(&self.lock(), |tx| {
+            tx.execute(
                 "UPDATE runs SET params = ?2 WHERE id = ?1",
                 params![run, params],
-            )
-            .map_err(self.err())?;
-        Ok(())
+            )?;
+            record_inputs(tx, run)
+        })
+        .map_err(self.err())
     }
 
-    /// Replaces a run's plan source (a resume with `--allow-changed`).
+    /// Replaces a run's plan source (a resume with `--allow-changed`), and
+    /// records the change in its log.
     pub fn replace_source(&self, run: &str, source: &str, plan: &Plan) -> Result<(), StoreError> {
         let hash = crate::source::sha256(source);
         let encoded = plans::encode(plan);
+        self.sync()?;
         transaction(&self.lock(), |tx| {
             tx.execute(
                 "UPDATE runs SET source_hash = ?2 WHERE id = ?1",
                 params![run, hash],
             )?;
-            store_plan(tx, run, source, &encoded)
+            store_plan(tx, run, source, &encoded)?;
+            record_inputs(tx, run)
         })
         .map_err(self.err())
     }
@@ -848,26 +862,118 @@ impl Store {
         Ok(rows)
     }
 
-    /// Checks a run's hash chain: the number of events, or the first row
-    /// that was edited, removed or moved.
-    pub fn verify(&self, run: &str) -> Result<Result<usize, AuditError>, StoreError> {
+    /// Checks a run's record: its hash chain (the first row that was
+    /// edited, removed or moved), and that its row, stored plan, params and
+    /// artifacts are what the chain recorded.
+    pub fn verify(&self, run: &str) -> Result<Result<Verified, AuditError>, StoreError> {
         let events = self.events(run)?;
-        let (status, count, last): (String, i64, String) = self
+        type Row = (
+            String,
+            Option<String>,
+            i64,
+            String,
+            String,
+            String,
+            i64,
+            String,
+            Option<Vec<u8>>,
+        );
+        let row: Row = self
             .lock()
             .query_row(
-                "SELECT status, events, last_hash FROM runs WHERE id = ?1",
+                "SELECT r.status, r.message, r.events, r.last_hash, r.file, r.params, r.seed,
+                        p.source, CAST(p.body AS BLOB)
+                 FROM runs r JOIN plans p ON p.run_id = r.id WHERE r.id = ?1",
                 [run],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                    ))
+                },
             )
             .map_err(self.err())?;
-        // The run row learns the chain's head when the run ends; until then
-        // (a run going on, or one that crashed) only the chain is checked.
-        if status == "running" {
+        let (status, message, count, last, file, params, seed, source, plan) = row;
+        // The run row learns the chain's head when the run stops; while it
+        // runs (or after it crashed) only the chain is checked.
+        let chain = if status == "running" {
             let last = events.last().map(|e| e.hash.clone()).unwrap_or_default();
-            return Ok(audit::verify(&events, events.len() as i64, &last));
+            audit::verify(&events, events.len() as i64, &last)
+        } else {
+            audit::verify(&events, count, &last)
+        };
+        if let Err(problem) = chain {
+            return Ok(Err(problem));
         }
-        Ok(audit::verify(&events, count, &last))
+        let artifacts: Vec<(i64, String, String, String, i64)> = {
+            let conn = self.lock();
+            let mut stmt = conn
+                .prepare(
+                    "SELECT seq, step, name, sha256, bytes FROM artifacts WHERE run_id = ?1 ORDER BY seq",
+                )
+                .map_err(self.err())?;
+            let rows = stmt
+                .query_map([run], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .map_err(self.err())?
+                .collect::<Result<_, _>>()
+                .map_err(self.err())?;
+            rows
+        };
+        let recorded = anchor::Recorded {
+            status: &status,
+            message: message.as_deref(),
+            file: &file,
+            params: &params,
+            seed: seed as u64,
+            source: &source,
+            plan: plan.as_deref(),
+            artifacts: &artifacts,
+        };
+        Ok(anchor::check(&events, &recorded, |sha| self.digest(sha)))
     }
+
+    /// sha256 of a blob's content as stored now (`None`: it is gone),
+    /// streamed for the large ones kept beside the database.
+    fn digest(&self, sha256: &str) -> Option<String> {
+        use sha2::{Digest, Sha256};
+        let stored: Vec<u8> = self
+            .lock()
+            .query_row(
+                "SELECT content FROM blobs WHERE sha256 = ?1",
+                [sha256],
+                |r| r.get(0),
+            )
+            .ok()?;
+        if !stored.is_empty() || sha256 == anchor::sha256_bytes(b"") {
+            return Some(anchor::sha256_bytes(&stored));
+        }
+        let mut file = std::fs::File::open(self.path.with_file_name("blobs").join(sha256)).ok()?;
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut file, &mut hasher).ok()?;
+        Some(format!("{:x}", hasher.finalize()))
+    }
+}
+
+/// Records a run's inputs as they are stored now (`run_inputs`) in its log.
+fn record_inputs(tx: &Connection, run: &str) -> rusqlite::Result<()> {
+    let (file, params, seed, source, plan): (String, String, i64, String, Option<Vec<u8>>) = tx
+        .query_row(
+            "SELECT r.file, r.params, r.seed, p.source, CAST(p.body AS BLOB)
+             FROM runs r JOIN plans p ON p.run_id = r.id WHERE r.id = ?1",
+            [run],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )?;
+    let inputs = anchor::inputs(&file, &source, plan.as_deref(), &params, seed as u64);
+    write_batch(tx, vec![(run.to_owned(), inputs)])
 }
 
 /// Refuses to upgrade the schema under a run an older cairn is running: it

@@ -160,7 +160,22 @@ fn run_sessions(path: &Path) -> usize {
             let args = command
                 .strip_prefix("$ cairn ")
                 .unwrap_or_else(|| panic!("{}:{}: expected `$ cairn …`", path.display(), n + 1));
-            let args = shell_words(args);
+            // `$(cairn …)` stands for what that command printed, as in a shell.
+            let args: Vec<String> = shell_words(args)
+                .into_iter()
+                .map(|word| {
+                    match word
+                        .strip_prefix("$(cairn ")
+                        .and_then(|w| w.strip_suffix(')'))
+                    {
+                        Some(inner) => run_in(test.path(), &shell_words(inner))
+                            .stdout
+                            .trim()
+                            .to_owned(),
+                        None => word,
+                    }
+                })
+                .collect();
             let run = run_in(test.path(), &args);
             let output = format!("{}{}", run.stdout, run.stderr);
             let mut status = 0;
@@ -203,15 +218,25 @@ fn matches(line: &str, pattern: &str) -> bool {
     true
 }
 
-/// Splits a command line on spaces, keeping "quoted words" together.
+/// Splits a command line on spaces, keeping "quoted words" and `$(…)`
+/// together.
 fn shell_words(line: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut quoted = false;
+    let mut nested = 0;
     for c in line.chars() {
         match c {
             '"' => quoted = !quoted,
-            ' ' if !quoted => {
+            '(' if word.ends_with('$') => {
+                nested += 1;
+                word.push(c);
+            }
+            ')' if nested > 0 => {
+                nested -= 1;
+                word.push(c);
+            }
+            ' ' if !quoted && nested == 0 => {
                 if !word.is_empty() {
                     words.push(std::mem::take(&mut word));
                 }

@@ -312,6 +312,45 @@ fn a_run_resumes_with_the_plan_it_began_with_even_without_its_files() {
     assert_eq!(status_step(&test, "release")["output"], "\"released v2\"");
 }
 
+/// Paths were recorded relative to where the run began; they name the same
+/// files from any other directory.
+#[test]
+fn a_run_resumes_and_replays_from_another_directory() {
+    let lib = "plan lib \"Lib\"\n\ntask build \"Build\"\n  run: \"v2\"\n";
+    let test = Test::new()
+        .file("sub/p.plan", IMPORTING)
+        .file("sub/lib.plan", lib)
+        .file("elsewhere/.keep", "");
+    assert_eq!(cairn(&test, &["run", "sub/p.plan"]).status, 3);
+    let elsewhere = |args: &[&str]| {
+        let mut all = vec!["--state-dir".to_owned(), "../.cairn".to_owned()];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        crate::run_in(&test.path().join("elsewhere"), &all)
+    };
+    // An edited import is seen from there too.
+    std::fs::write(test.path().join("sub/lib.plan"), lib.replace("v2", "v3")).expect("edit");
+    let refused = elsewhere(&["resume", "--approve", "ship"]);
+    assert_eq!(refused.status, 2, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .starts_with("error: `sub/lib.plan`, imported by `sub/p.plan`, changed"),
+        "{}",
+        refused.stderr
+    );
+    std::fs::write(test.path().join("sub/lib.plan"), lib).expect("restore");
+    let resumed = elsewhere(&["resume", "--approve", "ship"]);
+    assert_eq!(resumed.status, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    assert_eq!(status_step(&test, "release")["output"], "\"released v2\"");
+    let replayed = elsewhere(&["replay"]);
+    assert_eq!(
+        replayed.status, 0,
+        "{}\n{}",
+        replayed.stdout, replayed.stderr
+    );
+    assert!(replayed.stdout.contains("identical"), "{}", replayed.stdout);
+}
+
 #[test]
 fn an_edited_import_is_a_changed_plan() {
     let lib = "plan lib \"Lib\"\n\ntask build \"Build\"\n  run: \"v2\"\n";

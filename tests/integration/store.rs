@@ -46,7 +46,10 @@ fn runs_status_and_log_read_what_run_recorded() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("json"))
         .collect();
-    assert_eq!(events.first().expect("events")["event"], "run_started");
+    // The store records what the run runs before the run starts.
+    assert_eq!(events[0]["event"], "run_inputs");
+    assert_eq!(events[0]["file"], "p.plan");
+    assert_eq!(events[1]["event"], "run_started");
     assert_eq!(events.last().expect("events")["event"], "run_finished");
     let id = cells[0];
     let by_prefix = cairn(&test, &["status", &id[..8]]);
@@ -127,7 +130,7 @@ fn a_newer_or_corrupt_database_is_a_clear_error() {
     assert_eq!(newer.status, 1);
     assert_eq!(
         newer.stderr,
-        "error: the run store `.cairn/state.db` has schema version 99, newer than this cairn understands (5); upgrade cairn\n"
+        "error: the run store `.cairn/state.db` has schema version 99, newer than this cairn understands (6); upgrade cairn\n"
     );
     let test = Test::new().file(".cairn/state.db", "this is not a database, just text");
     let corrupt = cairn(&test, &["runs"]);

@@ -1,0 +1,232 @@
+//! What `audit verify` checks beyond the chain itself: that the run's row,
+//! its stored plan and params, and its artifacts' contents are what the
+//! chain recorded.
+
+use serde::Deserialize;
+
+use super::audit::{AuditError, Where};
+use super::EventRow;
+use crate::run::Event;
+use crate::source::sha256;
+
+/// The `run_inputs` event for these inputs, as the store records them.
+pub fn inputs(file: &str, source: &str, plan: Option<&[u8]>, params: &str, seed: u64) -> Event {
+    let (source_sha256, plan_sha256, params_sha256) = hashes(source, plan, params);
+    Event::RunInputs {
+        file: file.to_owned(),
+        source_sha256,
+        plan_sha256,
+        params_sha256,
+        seed,
+    }
+}
+
+/// The hashes a `run_inputs` event holds: (source, plan, params).
+fn hashes(source: &str, plan: Option<&[u8]>, params: &str) -> (String, String, String) {
+    (
+        sha256(source),
+        plan.map_or_else(String::new, sha256_bytes),
+        sha256(params),
+    )
+}
+
+/// sha256 of bytes, as hex.
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// What the store holds about a run besides its events.
+pub struct Recorded<'a> {
+    /// The row's status and message.
+    pub status: &'a str,
+    pub message: Option<&'a str>,
+    /// The row's plan file, params (JSON) and seed.
+    pub file: &'a str,
+    pub params: &'a str,
+    pub seed: u64,
+    /// The stored plan: its source and its encoding (if kept).
+    pub source: &'a str,
+    pub plan: Option<&'a [u8]>,
+    /// The `artifacts` rows: (event position, step, name, sha256, bytes).
+    pub artifacts: &'a [(i64, String, String, String, i64)],
+}
+
+/// A verified run's log: how many events, its head, and whether its inputs
+/// were covered (runs recorded before cairn recorded `run_inputs` are not).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// The number of events.
+    pub events: usize,
+    /// The last event's hash: what `audit head` prints.
+    pub head: String,
+    /// Whether the chain holds the run's inputs.
+    pub inputs_covered: bool,
+}
+
+/// The fields of the events this check reads.
+#[derive(Deserialize)]
+struct Fields {
+    event: String,
+    file: Option<String>,
+    source_sha256: Option<String>,
+    plan_sha256: Option<String>,
+    params_sha256: Option<String>,
+    seed: Option<u64>,
+    status: Option<String>,
+    message: Option<String>,
+    step: Option<String>,
+    name: Option<String>,
+    sha256: Option<String>,
+    bytes: Option<i64>,
+}
+
+/// Checks a run whose chain is intact against what else the store holds.
+/// `digest` hashes a blob's content (`None`: the blob is gone).
+pub fn check(
+    events: &[EventRow],
+    recorded: &Recorded<'_>,
+    digest: impl Fn(&str) -> Option<String>,
+) -> Result<Verified, AuditError> {
+    let mut inputs: Option<(i64, Fields)> = None;
+    let mut status: (String, Option<String>) = ("running".to_owned(), None);
+    let mut artifacts = Vec::new();
+    for event in events {
+        // Only a few kinds matter here; the name leads each body.
+        let wanted = ["run_", "artifact"]
+            .iter()
+            .any(|p| event.body.starts_with(&format!("{{\"event\":\"{p}")));
+        if !wanted {
+            continue;
+        }
+        let Ok(fields) = serde_json::from_str::<Fields>(&event.body) else {
+            continue;
+        };
+        match fields.event.as_str() {
+            "run_inputs" => inputs = Some((event.seq, fields)),
+            "run_started" | "run_resumed" => status = ("running".to_owned(), None),
+            "run_finished" => {
+                status = (
+                    fields.status.clone().unwrap_or_default(),
+                    fields.message.clone(),
+                )
+            }
+            "artifact" => artifacts.push((event.seq, fields)),
+            _ => {}
+        }
+    }
+    let at_run = |problem: String| AuditError {
+        at: Where::Run,
+        problem,
+    };
+    let inputs_covered = inputs.is_some();
+    if let Some((seq, fields)) = &inputs {
+        let now = hashes(recorded.source, recorded.plan, recorded.params);
+        let differs = |what: &str, logged: &Option<String>, now: &str| {
+            (logged.as_deref() != Some(now)).then(|| what.to_owned())
+        };
+        let changed: Vec<String> = [
+            differs("plan file", &fields.file, recorded.file),
+            differs("plan source", &fields.source_sha256, &now.0),
+            differs("checked plan", &fields.plan_sha256, &now.1),
+            differs("params", &fields.params_sha256, &now.2),
+            (fields.seed != Some(recorded.seed)).then(|| "seed".to_owned()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !changed.is_empty() {
+            return Err(AuditError {
+                at: Where::Event(*seq),
+                problem: format!(
+                    "the run's stored {} {} from what its log recorded (edited in the store)",
+                    changed.join(", "),
+                    if changed.len() == 1 {
+                        "differs"
+                    } else {
+                        "differ"
+                    }
+                ),
+            });
+        }
+    }
+    if (recorded.status, recorded.message) != (status.0.as_str(), status.1.as_deref()) {
+        let shown = |status: &str, message: Option<&str>| match message {
+            Some(m) => format!("`{status}` ({m})"),
+            None => format!("`{status}`"),
+        };
+        return Err(at_run(format!(
+            "its status is {} but its log says {} (edited in the store)",
+            shown(recorded.status, recorded.message),
+            shown(&status.0, status.1.as_deref())
+        )));
+    }
+    // Every artifact event has its row, every row its event, and every
+    // blob still holds the content the event hashed.
+    let rows: std::collections::HashMap<i64, &(i64, String, String, String, i64)> =
+        recorded.artifacts.iter().map(|row| (row.0, row)).collect();
+    for (seq, fields) in &artifacts {
+        let (step, name, sha, bytes) = (
+            fields.step.as_deref().unwrap_or_default(),
+            fields.name.as_deref().unwrap_or_default(),
+            fields.sha256.as_deref().unwrap_or_default(),
+            fields.bytes.unwrap_or_default(),
+        );
+        let at = Where::Artifact {
+            step: step.to_owned(),
+            name: name.to_owned(),
+        };
+        match rows.get(seq) {
+            Some(row)
+                if (row.1.as_str(), row.2.as_str(), row.3.as_str(), row.4)
+                    == (step, name, sha, bytes) => {}
+            Some(_) => {
+                return Err(AuditError {
+                    at,
+                    problem: format!("its row differs from event {seq} (edited in the store)"),
+                })
+            }
+            None => {
+                return Err(AuditError {
+                    at,
+                    problem: format!("event {seq} saved it, but its row is gone"),
+                })
+            }
+        }
+        match digest(sha) {
+            Some(actual) if actual == sha => {}
+            Some(_) => {
+                return Err(AuditError {
+                    at,
+                    problem: format!(
+                        "its content does not match the hash event {seq} recorded (edited)"
+                    ),
+                })
+            }
+            None => {
+                return Err(AuditError {
+                    at,
+                    problem: format!("its content (sha256 {sha}) is gone"),
+                })
+            }
+        }
+    }
+    if let Some(extra) = recorded
+        .artifacts
+        .iter()
+        .find(|row| !artifacts.iter().any(|(seq, _)| *seq == row.0))
+    {
+        return Err(AuditError {
+            at: Where::Artifact {
+                step: extra.1.clone(),
+                name: extra.2.clone(),
+            },
+            problem: "no event of the log saved it (added in the store)".to_owned(),
+        });
+    }
+    Ok(Verified {
+        events: events.len(),
+        head: events.last().map(|e| e.hash.clone()).unwrap_or_default(),
+        inputs_covered,
+    })
+}

@@ -11,9 +11,9 @@ pub const MAX_SOURCE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// The sha256 of a plan's text, in hex: what a run records to tell later
 /// whether the text it was checked from changed.
-pub fn sha256(text: &str) -> String {
+pub fn sha256(bytes: impl AsRef<[u8]>) -> String {
     use sha2::{Digest, Sha256};
-    format!("{:x}", Sha256::digest(text))
+    format!("{:x}", Sha256::digest(bytes.as_ref()))
 }
 
 /// Opens a file for reading without waiting: on a FIFO with no writer a

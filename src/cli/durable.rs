@@ -199,7 +199,10 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
             (plan, invalidated)
         }
     };
-    let resume = Arc::new(history.resume(&invalidated));
+    let originals = store.originals(&history.originals)?;
+    let mut resume = history.resume(&invalidated);
+    resume.originals = originals;
+    let resume = Arc::new(resume);
     super::leak_until_exit(Arc::clone(&resume));
     let session = Session {
         store,

@@ -273,7 +273,7 @@ pub fn describe(event: &Event) -> Option<String> {
         Event::StepStarted { step, .. } => format!("  start     {step}"),
         Event::StepCancelled { step, .. } => format!("  cancelled {step}"),
         Event::StepReset { step, reason } => format!("  reset     {step}: {reason}"),
-        Event::Call { .. } | Event::RunInputs { .. } => return None,
+        Event::Call { .. } | Event::RunInputs { .. } | Event::FileOriginal { .. } => return None,
         Event::Evidence {
             step,
             hypothesis,

@@ -40,6 +40,7 @@ impl Event {
             | Event::Log { step, .. }
             | Event::Call { step, .. }
             | Event::Artifact { step, .. }
+            | Event::FileOriginal { step, .. }
             | Event::Evidence { step, .. }
             | Event::Compensating { step, .. }
             | Event::Compensated { step, .. } => Some(step),
@@ -68,6 +69,7 @@ impl Event {
             Event::Log { .. } => "log",
             Event::Call { .. } => "call",
             Event::Artifact { .. } => "artifact",
+            Event::FileOriginal { .. } => "file_original",
             Event::Evidence { .. } => "evidence",
             Event::Compensating { .. } => "compensating",
             Event::Compensated { .. } => "compensated",
@@ -361,6 +363,22 @@ pub enum Event {
         /// The content (kept in the store, not in the event).
         #[serde(skip)]
         content: crate::script::context::ArtifactBody,
+        /// Milliseconds since the run started.
+        at_ms: u64,
+    },
+    /// A step is about to change a file: what the file held before the run
+    /// first changed it (`sha256` of it, `None` if it did not exist), kept
+    /// in the store so compensation can put it back from any process.
+    FileOriginal {
+        /// The step changing it.
+        step: String,
+        /// The resolved path (free of links) that changes.
+        path: String,
+        /// sha256 of the contents before, if the file existed.
+        sha256: Option<String>,
+        /// The contents (kept in the store, not in the event).
+        #[serde(skip)]
+        content: Option<std::sync::Arc<Vec<u8>>>,
         /// Milliseconds since the run started.
         at_ms: u64,
     },

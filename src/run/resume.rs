@@ -108,6 +108,11 @@ pub struct Resume {
     /// When each gate that waited with a `timeout:` expires (ms since 1970):
     /// a gate's deadline counts from when it first waited, not from resume.
     pub gate_expiry: HashMap<String, u64>,
+    /// Files steps changed before, with their contents before the run first
+    /// changed them (`None`: they did not exist): (step, resolved path,
+    /// contents), in order. Compensation puts them back as if this process
+    /// had changed them.
+    pub originals: Vec<(String, std::path::PathBuf, Option<Vec<u8>>)>,
 }
 
 impl Resume {

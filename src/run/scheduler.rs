@@ -86,7 +86,9 @@ pub async fn run(
         grants: Arc::new(plan.allow.clone()),
         cancel: Arc::new(AtomicBool::new(false)),
         cost: Arc::new(CostMeter::new(plan.budget.cost)),
-        journal: Arc::new(Mutex::new(Journal::default())),
+        journal: Arc::new(Mutex::new(Journal::resumed(
+            options.resume.as_deref().map_or(&[][..], |r| &r.originals),
+        ))),
         seed,
         params,
         import_params,

@@ -526,7 +526,19 @@ fn note_sink(shared: &Arc<Shared>) -> NoteSink {
                 confidence: evidence.confidence,
                 at_ms,
             },
-            Note::Artifact(_) if shared.replay.is_some() => return,
+            Note::Artifact(_) | Note::Original { .. } if shared.replay.is_some() => return,
+            Note::Original { path, content } => {
+                shared.emit(Event::FileOriginal {
+                    step,
+                    path: path.to_string_lossy().into_owned(),
+                    sha256: content.map(crate::source::sha256),
+                    content: content.map(|c| Arc::new(c.to_vec())),
+                    at_ms,
+                });
+                // Durable before the file changes.
+                shared.sync();
+                return;
+            }
             Note::Artifact(artifact) => Event::Artifact {
                 step,
                 name: artifact.name.clone(),

@@ -91,6 +91,25 @@ pub struct Journal {
     pub by_task: HashMap<String, Vec<PathBuf>>,
 }
 
+impl Journal {
+    /// The journal a resumed run begins with: the files its steps changed
+    /// before, each with its contents before the run first changed it.
+    pub fn resumed(originals: &[(String, PathBuf, Option<Vec<u8>>)]) -> Self {
+        let mut journal = Self::default();
+        for (step, path, content) in originals {
+            journal
+                .originals
+                .entry(path.clone())
+                .or_insert_with(|| content.clone());
+            let files = journal.by_task.entry(step.clone()).or_default();
+            if !files.contains(path) {
+                files.push(path.clone());
+            }
+        }
+        journal
+    }
+}
+
 /// What a host function reports about the step it runs for.
 #[derive(Debug)]
 pub enum Note<'a> {
@@ -109,6 +128,15 @@ pub enum Note<'a> {
     Evidence(&'a Evidence),
     /// An `artifact(…)` call.
     Artifact(&'a Artifact),
+    /// A file's contents before the run first changed it (`None`: it did
+    /// not exist), which compensation puts back: kept in the run store, so
+    /// a resumed run can undo what an earlier process changed.
+    Original {
+        /// The resolved path that is about to change.
+        path: &'a std::path::Path,
+        /// Its contents now.
+        content: Option<&'a [u8]>,
+    },
 }
 
 /// Called with (step id, note) for everything a step reports.

@@ -8,7 +8,7 @@ use rhai::{Array, Engine, EvalAltResult};
 use serde_json::json;
 
 use super::confine::{self, MAX_FILE_BYTES};
-use super::context::{outside, runtime, StepContext};
+use super::context::{outside, runtime, Note, StepContext};
 
 type Result<T> = std::result::Result<T, Box<EvalAltResult>>;
 
@@ -125,10 +125,21 @@ pub fn restore(ctx: &StepContext, full: &Path) -> Result<bool> {
 /// Records a file's contents before the run's first change to it, keyed by
 /// the resolved path that is about to change.
 fn remember(ctx: &StepContext, path: &str, full: &Path) -> Result<()> {
-    let mut journal = ctx.journal.lock().unwrap_or_else(|e| e.into_inner());
     let key = full.to_path_buf();
-    if !journal.originals.contains_key(&key) {
-        let original = match confine::read(full, MAX_FILE_BYTES) {
+    let (original, new_to_step) = {
+        let journal = ctx.journal.lock().unwrap_or_else(|e| e.into_inner());
+        let new_to_step = !journal
+            .by_task
+            .get(&ctx.task)
+            .is_some_and(|files| files.contains(&key));
+        (journal.originals.get(&key).cloned(), new_to_step)
+    };
+    if !new_to_step {
+        return Ok(());
+    }
+    let original = match original {
+        Some(original) => original,
+        None => match confine::read(full, MAX_FILE_BYTES) {
             Ok(bytes) => Some(bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             // Without the original, compensation could not put it back.
@@ -137,9 +148,22 @@ fn remember(ctx: &StepContext, path: &str, full: &Path) -> Result<()> {
                     "`{path}`: cannot keep its contents for restore_file and compensation: {e}"
                 )))
             }
-        };
-        journal.originals.insert(key.clone(), original);
+        },
+    };
+    if full.to_str().is_none() {
+        return Err(runtime(format!(
+            "`{path}`: its resolved path is not UTF-8, so the run store cannot keep it for compensation"
+        )));
     }
+    ctx.charge(original.as_ref().map_or(0, |o| o.len() as u64))?;
+    // Kept in the store (and committed) before the change is made, so a
+    // crash right after it still leaves what undoes it.
+    ctx.note(Note::Original {
+        path: full,
+        content: original.as_deref(),
+    });
+    let mut journal = ctx.journal.lock().unwrap_or_else(|e| e.into_inner());
+    journal.originals.entry(key.clone()).or_insert(original);
     let files = journal.by_task.entry(ctx.task.clone()).or_default();
     if !files.contains(&key) {
         files.push(key);

@@ -25,15 +25,9 @@ pub fn inputs(file: &str, source: &str, plan: Option<&[u8]>, params: &str, seed:
 fn hashes(source: &str, plan: Option<&[u8]>, params: &str) -> (String, String, String) {
     (
         sha256(source),
-        plan.map_or_else(String::new, sha256_bytes),
+        plan.map_or_else(String::new, sha256),
         sha256(params),
     )
-}
-
-/// sha256 of bytes, as hex.
-pub fn sha256_bytes(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    format!("{:x}", Sha256::digest(bytes))
 }
 
 /// What the store holds about a run besides its events.
@@ -79,6 +73,7 @@ struct Fields {
     name: Option<String>,
     sha256: Option<String>,
     bytes: Option<i64>,
+    path: Option<String>,
 }
 
 /// Checks a run whose chain is intact against what else the store holds.
@@ -91,9 +86,10 @@ pub fn check(
     let mut inputs: Option<(i64, Fields)> = None;
     let mut status: (String, Option<String>) = ("running".to_owned(), None);
     let mut artifacts = Vec::new();
+    let mut originals = Vec::new();
     for event in events {
         // Only a few kinds matter here; the name leads each body.
-        let wanted = ["run_", "artifact"]
+        let wanted = ["run_", "artifact", "file_original"]
             .iter()
             .any(|p| event.body.starts_with(&format!("{{\"event\":\"{p}")));
         if !wanted {
@@ -112,6 +108,7 @@ pub fn check(
                 )
             }
             "artifact" => artifacts.push((event.seq, fields)),
+            "file_original" => originals.push((event.seq, fields)),
             _ => {}
         }
     }
@@ -223,6 +220,21 @@ pub fn check(
             },
             problem: "no event of the log saved it (added in the store)".to_owned(),
         });
+    }
+    // What compensation would put back is what was there.
+    for (seq, fields) in &originals {
+        let Some(sha) = fields.sha256.as_deref() else {
+            continue;
+        };
+        if digest(sha).as_deref() != Some(sha) {
+            return Err(AuditError {
+                at: Where::Event(*seq),
+                problem: format!(
+                    "the kept contents of `{}` are gone or do not match its hash (edited in the store)",
+                    fields.path.as_deref().unwrap_or_default()
+                ),
+            });
+        }
     }
     Ok(Verified {
         events: events.len(),

@@ -27,6 +27,11 @@ pub struct History {
     /// Events that could not be read, each said in words (see
     /// [`History::unreadable`]).
     unreadable: Vec<String>,
+    /// Files steps changed, with what each held before the run first
+    /// changed it: (step, resolved path, sha256 of the contents before,
+    /// `None` if it did not exist), in order. A step started again keeps
+    /// them: its earlier attempt may have changed the file.
+    pub originals: Vec<(String, String, Option<String>)>,
 }
 
 /// One step's part of the log, from its last start (or reset), beside
@@ -74,6 +79,10 @@ struct Logged<'a> {
     verdict: Option<Cow<'a, str>>,
     #[serde(default)]
     expires_at: Option<u64>,
+    #[serde(borrow, default)]
+    path: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    sha256: Option<Cow<'a, str>>,
 }
 
 /// What can be read of an event whose body does not read whole (a value in
@@ -176,6 +185,14 @@ impl History {
                         .or_default()
                         .push(call);
                 }
+                return;
+            }
+            "file_original" => {
+                self.originals.push((
+                    step.to_owned(),
+                    text(&event.path),
+                    event.sha256.as_deref().map(str::to_owned),
+                ));
                 return;
             }
             "evidence" => {
@@ -335,6 +352,8 @@ impl History {
             invalidated: invalidated.to_vec(),
             evidence,
             gate_expiry,
+            // Their contents are in the store's blobs: see `Store::originals`.
+            originals: Vec::new(),
         }
     }
 }

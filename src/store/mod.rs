@@ -560,6 +560,30 @@ impl Store {
         }
     }
 
+    /// The contents files had before a run first changed them, from the
+    /// `file_original` events [`History::originals`] lists: what a resumed
+    /// run's compensation puts back.
+    #[allow(clippy::type_complexity)]
+    pub fn originals(
+        &self,
+        logged: &[(String, String, Option<String>)],
+    ) -> Result<Vec<(String, PathBuf, Option<Vec<u8>>)>, StoreError> {
+        logged
+            .iter()
+            .map(|(step, path, sha256)| {
+                let content = match sha256 {
+                    None => None,
+                    Some(sha256) => Some(self.blob(sha256)?.ok_or_else(|| {
+                        StoreError::NotFound(format!(
+                            "the contents `{path}` had before step `{step}` changed it (sha256 {sha256}) are not in the store"
+                        ))
+                    })?),
+                };
+                Ok((step.clone(), PathBuf::from(path), content))
+            })
+            .collect()
+    }
+
     /// What a run's log says each step did, for resume and replay.
     pub fn history(&self, run: &str) -> Result<History, StoreError> {
         let mut history = History::default();
@@ -953,8 +977,8 @@ impl Store {
                 |r| r.get(0),
             )
             .ok()?;
-        if !stored.is_empty() || sha256 == anchor::sha256_bytes(b"") {
-            return Some(anchor::sha256_bytes(&stored));
+        if !stored.is_empty() || sha256 == crate::source::sha256(b"") {
+            return Some(crate::source::sha256(&stored));
         }
         let mut file = std::fs::File::open(self.path.with_file_name("blobs").join(sha256)).ok()?;
         let mut hasher = Sha256::new();
@@ -1092,6 +1116,14 @@ fn write_batch(tx: &Connection, batch: Vec<(String, Event)>) -> rusqlite::Result
                      WHERE id = ?1",
                 )?
                 .execute(params![run])?;
+            }
+            Event::FileOriginal {
+                sha256: Some(sha256),
+                content: Some(content),
+                ..
+            } => {
+                tx.prepare_cached("INSERT OR IGNORE INTO blobs (sha256, content) VALUES (?1, ?2)")?
+                    .execute(params![sha256, content.as_slice()])?;
             }
             Event::Artifact {
                 step,

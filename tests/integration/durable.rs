@@ -312,6 +312,93 @@ fn a_run_resumes_with_the_plan_it_began_with_even_without_its_files() {
     assert_eq!(status_step(&test, "release")["output"], "\"released v2\"");
 }
 
+/// What compensation undoes is in the store: a run that paused at a gate
+/// (another process changed the files) and fails after it is resumed still
+/// puts every file back, by `restore_file` and automatically.
+#[test]
+fn compensation_after_a_resume_restores_what_the_first_process_changed() {
+    let plan = r#"plan p "P"
+  allow: fs.write
+  on failure: compensate
+
+task edit "Edit" using:fs.write
+  run: |
+    edit_file("config.toml", "size = 10", "size = 50");
+    write_file("new.txt", "created");
+    "edited"
+  compensate: |
+    if !restore_file("config.toml") { fail("restore_file found nothing to restore") }
+
+task notes "Notes" using:fs.write
+  run: write_file("notes.txt", "changed")
+
+gate ship "Ship"
+  needs: edit, notes
+
+task deploy "Deploy"
+  needs: ship
+  run: fail("deploy failed")
+"#;
+    let test = Test::new()
+        .file("p.plan", plan)
+        .file("config.toml", "size = 10\n")
+        .file("notes.txt", "original notes\n");
+    assert_eq!(cairn(&test, &["run", "p.plan"]).status, 3);
+    let read = |f: &str| std::fs::read_to_string(test.path().join(f)).ok();
+    assert_eq!(read("config.toml").as_deref(), Some("size = 50\n"));
+    let resumed = cairn(&test, &["resume", "--approve", "ship"]);
+    assert_eq!(resumed.status, 1, "{}", resumed.stdout);
+    assert_eq!(
+        status_step(&test, "edit")["status"],
+        "compensated",
+        "{}",
+        resumed.stdout
+    );
+    assert_eq!(read("config.toml").as_deref(), Some("size = 10\n"));
+    assert_eq!(read("notes.txt").as_deref(), Some("original notes\n"));
+    assert_eq!(read("new.txt"), None, "a file the run created is removed");
+}
+
+/// The contents are committed before the file changes: killed between the
+/// change and the end of the step, a resumed run still has what undoes it.
+#[test]
+fn a_file_changed_just_before_a_crash_is_still_restored() {
+    let plan = r#"plan p "P"
+  allow: fs.write, sh
+  on failure: compensate
+
+task edit "Edit" using:fs.write,sh
+  run: |
+    write_file("config.toml", "size = 50\n");
+    sh("sleep 30");
+    1
+
+task deploy "Deploy"
+  needs: edit
+  run: fail("deploy failed")
+"#;
+    let test = Test::new()
+        .file("p.plan", plan)
+        .file("config.toml", "size = 10\n");
+    let mut child = spawn(&test, &["run", "p.plan"]);
+    let config = test.path().join("config.toml");
+    wait_for(|| std::fs::read_to_string(&config).is_ok_and(|c| c.contains("50")));
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    // Quick this time: the step runs again without the sleep.
+    std::fs::write(
+        test.path().join("p.plan"),
+        plan.replace("sh(\"sleep 30\");", ""),
+    )
+    .expect("edit");
+    let resumed = cairn(&test, &["resume", "--allow-changed"]);
+    assert_eq!(resumed.status, 1, "{}\n{}", resumed.stdout, resumed.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&config).expect("config"),
+        "size = 10\n"
+    );
+}
+
 /// Paths were recorded relative to where the run began; they name the same
 /// files from any other directory.
 #[test]

@@ -363,6 +363,13 @@ pub fn replay(state_dir: &Path, id: Option<&str>) -> Result<i32, Error> {
             .map(|(key, calls)| (key.clone(), Arc::new(calls.clone())))
             .collect(),
         divergence: Default::default(),
+        settled: Arc::new(
+            history
+                .settled_in_order()
+                .into_iter()
+                .map(|(step, _)| step.to_owned())
+                .collect(),
+        ),
     };
     let options = Options {
         params: inputs.params,

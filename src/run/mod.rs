@@ -81,6 +81,11 @@ pub struct Replay {
     pub calls: std::collections::HashMap<(String, u32), Arc<Vec<crate::script::context::Call>>>,
     /// The first divergence found.
     pub divergence: Arc<std::sync::Mutex<Option<crate::script::context::Divergence>>>,
+    /// The steps the recording settled, by id: a replay starts these and
+    /// only these, also after a failure stopped the plan (a sibling running
+    /// beside the failed step settled in the recording; a step the run
+    /// cancelled did not).
+    pub settled: Arc<std::collections::HashSet<String>>,
 }
 
 /// Asks for approval (e.g. on a terminal); `None` means nobody can answer now.

@@ -778,7 +778,9 @@ impl Scheduler {
     /// Steps that need no thread (no code, gates approved up front) are
     /// completed here on the way.
     fn take_work(&mut self) -> Option<Work> {
-        while !self.stopping && self.running < self.max_parallel {
+        let shared = Arc::clone(&self.shared);
+        let replayed = shared.replay.as_ref().map(|r| &r.settled);
+        while (!self.stopping || replayed.is_some()) && self.running < self.max_parallel {
             // A stepping caller (the REPL) may hold steps back.
             let kept = |i: usize| self.keeps(i);
             if self
@@ -793,12 +795,14 @@ impl Scheduler {
                 continue;
             }
             let allowed = |i: usize| {
+                let id = &self.plan.tasks[i].id;
                 kept(i)
-                    || self
+                    || (self
                         .options
                         .only
                         .as_ref()
-                        .is_none_or(|only| only.contains(&self.plan.tasks[i].id))
+                        .is_none_or(|only| only.contains(id))
+                        && replayed.is_none_or(|settled| settled.contains(id)))
             };
             let &(key, i) = self
                 .ready

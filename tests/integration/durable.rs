@@ -461,6 +461,36 @@ fn an_edited_import_is_a_changed_plan() {
 
 const RECORDED: &str = "plan p \"P\"\n  allow: sh, fs.read, fs.write\n  seed: 7\n\ntask stamp \"Stamp\" using:sh,fs.write\n  run: |\n    let t = now();\n    let r = rand();\n    let who = sh(\"echo $RANDOM-$$\").stdout;\n    write_file(\"out.txt\", `${t} ${r} ${who}`);\n    #{ t: t, r: r, who: who }\n\ntask report \"Report\" using:fs.read\n  needs: stamp\n  run: read_file(\"out.txt\")\n";
 
+/// Replay holds for every run the engine produces: one that failed while
+/// a sibling ran (the sibling settled), one whose time budget cancelled a
+/// step and compensated, and one resumed after a gate.
+#[test]
+fn replays_are_identical_for_failed_cancelled_compensated_and_resumed_runs() {
+    let failed = "plan p \"P\"\n  allow: sh\n\ntask a \"A\" using:sh\n  run: |\n    sh(\"sleep 0.2\");\n    fail(\"boom\")\n\ntask b \"B\" using:sh\n  run: sh(\"sleep 0.6\").code\n\ntask c \"C\"\n  needs: a, b\n  run: 1\n";
+    let cancelled = "plan p \"P\"\n  allow: sh, fs.write\n  on failure: compensate\n  budget: time 1s\n\ntask a \"A\" using:sh,fs.write\n  run: |\n    write_file(\"x.txt\", \"1\");\n    sh(\"echo a\").stdout\n  compensate: log(\"undo a\")\n\ntask b \"B\" using:sh\n  run: sh(\"sleep 5\").code\n\ntask c \"C\"\n  needs: a\n  run: outputs[\"a\"]\n";
+    let resumed = "plan p \"P\"\n  allow: sh\n\ntask a \"A\" using:sh\n  run: sh(\"echo $$\").stdout\n\ngate g \"G\"\n  needs: a\n\ntask b \"B\" using:sh\n  needs: g\n  run: sh(\"echo $$\").stdout + outputs[\"a\"]\n";
+    for (what, plan, status) in [
+        ("failed", failed, 1),
+        ("cancelled", cancelled, 1),
+        ("resumed", resumed, 3),
+    ] {
+        let test = Test::new().file("p.plan", plan);
+        let run = cairn(&test, &["run", "p.plan"]);
+        assert_eq!(run.status, status, "{what}: {}", run.stdout);
+        if status == 3 {
+            let resumed = cairn(&test, &["resume", "--approve", "g"]);
+            assert_eq!(resumed.status, 0, "{what}: {}", resumed.stdout);
+        }
+        let replay = cairn(&test, &["replay"]);
+        assert_eq!(replay.status, 0, "{what}: {}", replay.stdout);
+        assert!(
+            replay.stdout.contains(", identical"),
+            "{what}: {}",
+            replay.stdout
+        );
+    }
+}
+
 #[test]
 fn a_replay_is_identical_and_touches_nothing() {
     let test = Test::new().file("p.plan", RECORDED);

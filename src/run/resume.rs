@@ -113,6 +113,10 @@ pub struct Resume {
     /// contents), in order. Compensation puts them back as if this process
     /// had changed them.
     pub originals: Vec<(String, std::path::PathBuf, Option<Vec<u8>>)>,
+    /// How long the run's earlier processes ran, in milliseconds (time
+    /// between them, paused at a gate or after a crash, does not count):
+    /// `budget: time` counts on from there.
+    pub spent_ms: u64,
 }
 
 impl Resume {

@@ -227,7 +227,17 @@ async fn drive(
             }
         });
     });
-    let budget = plan.budget.time_ms.map(Duration::from_millis);
+    // A resumed run has spent some of its budget in earlier processes.
+    let spent = pool
+        .lock()
+        .shared
+        .already
+        .as_ref()
+        .map_or(0, |r| r.spent_ms);
+    let budget = plan
+        .budget
+        .time_ms
+        .map(|ms| Duration::from_millis(ms.saturating_sub(spent)));
     let watchdog = tokio::time::sleep(budget.unwrap_or(Duration::from_secs(u64::MAX / 4)));
     tokio::pin!(watchdog);
     // `kill`, `docker stop` and a closed terminal stop a run like Ctrl-C,

@@ -32,6 +32,11 @@ pub struct History {
     /// `None` if it did not exist), in order. A step started again keeps
     /// them: its earlier attempt may have changed the file.
     pub originals: Vec<(String, String, Option<String>)>,
+    /// Running time of the processes before the last one (each from its
+    /// `run_started` / `run_resumed` to its last event), and of the last
+    /// one so far, in milliseconds: what `budget: time` has used.
+    spent_ms: u64,
+    segment_ms: u64,
 }
 
 /// One step's part of the log, from its last start (or reset), beside
@@ -79,6 +84,8 @@ struct Logged<'a> {
     verdict: Option<Cow<'a, str>>,
     #[serde(default)]
     expires_at: Option<u64>,
+    #[serde(default)]
+    at_ms: Option<u64>,
     #[serde(borrow, default)]
     path: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -131,6 +138,12 @@ impl History {
                 return;
             }
         };
+        // Each process counts `at_ms` from its own start.
+        if matches!(event.event.as_ref(), "run_started" | "run_resumed") {
+            self.spent_ms += std::mem::take(&mut self.segment_ms);
+        } else if let Some(at) = event.at_ms {
+            self.segment_ms = self.segment_ms.max(at);
+        }
         let Some(step) = event.step.as_deref() else {
             return;
         };
@@ -325,6 +338,7 @@ impl History {
     pub fn resume(self, invalidated: &[String]) -> Resume {
         let dropped: HashSet<&str> = invalidated.iter().map(String::as_str).collect();
         let keep = |step: &str| !dropped.contains(step);
+        let spent_ms = self.spent_ms + self.segment_ms;
         let Self {
             mut steps,
             logs,
@@ -354,6 +368,7 @@ impl History {
             gate_expiry,
             // Their contents are in the store's blobs: see `Store::originals`.
             originals: Vec::new(),
+            spent_ms,
         }
     }
 }

@@ -399,6 +399,34 @@ task deploy "Deploy"
     );
 }
 
+/// `budget: time` counts the run's running time across processes: 1.2 s
+/// before a gate and 1.5 s after it cross a 2 s budget, though neither
+/// process ran that long.
+#[test]
+fn the_time_budget_counts_across_resumes() {
+    let plan = "plan p \"P\"\n  allow: sh\n  budget: time 2s\n\ntask a \"A\" using:sh\n  run: sh(\"sleep 1.2\").code\n\ngate g \"G\"\n  needs: a\n\ntask b \"B\" using:sh\n  needs: g\n  run: sh(\"sleep 1.5\").code\n";
+    let test = Test::new().file("p.plan", plan);
+    assert_eq!(cairn(&test, &["run", "p.plan"]).status, 3);
+    // Time paused at the gate does not count.
+    std::thread::sleep(Duration::from_millis(900));
+    let resumed = cairn(&test, &["resume", "--approve", "g"]);
+    assert_eq!(resumed.status, 1, "{}", resumed.stdout);
+    assert!(
+        resumed
+            .stdout
+            .contains("run failed: the time budget of 2s ran out; running steps were cancelled"),
+        "{}",
+        resumed.stdout
+    );
+    assert_eq!(status_step(&test, "b")["status"], "cancelled");
+    // Cancelled after the 0.8 s left, not the 2 s a fresh count would give.
+    assert!(
+        started.elapsed() < Duration::from_millis(1450),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 /// Paths were recorded relative to where the run began; they name the same
 /// files from any other directory.
 #[test]

@@ -7,5 +7,13 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // Past a file-size limit (`ulimit -f`) a write should fail with EFBIG,
+    // which the run store reports and survives, not kill cairn with SIGXFSZ
+    // half-way through a commit. Process-wide, so the binary sets it, not
+    // the library; commands get the default back when they start.
+    // SAFETY: setting a signal's disposition to "ignore" runs no handler.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     std::process::exit(cairn::cli::main());
 }

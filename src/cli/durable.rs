@@ -338,7 +338,8 @@ pub fn answer(
 
 /// `cairn replay`: run the plan again against the recording, touching nothing.
 pub fn replay(state_dir: &Path, id: Option<&str>) -> Result<i32, Error> {
-    let store = open(state_dir, Durability::Normal)?;
+    // Touches nothing: a read-only store replays too.
+    let store = super::runs::open(state_dir)?;
     let row = store.find(id)?;
     let inputs = store.source(&row.id)?;
     let (recorded, current) = plans(&row, &inputs.source, store.plan(&row.id)?)?;

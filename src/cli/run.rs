@@ -165,11 +165,22 @@ impl Session {
         }
         let id = &self.run_id;
         let _ = write!(progress, "{}", summary(&report));
-        let _ = writeln!(
-            progress,
-            "run {id} is recorded in {}",
-            self.state_dir.join("state.db").display()
-        );
+        let db = self.state_dir.join("state.db");
+        match &report.unrecorded {
+            None => {
+                let _ = writeln!(progress, "run {id} is recorded in {}", db.display());
+            }
+            Some(error) => {
+                let _ = writeln!(
+                    progress,
+                    "run {id} is not recorded in full ({error}): {} keeps it up to its last commit, from which `cairn resume {id}` goes on once the store can be written",
+                    db.display()
+                );
+                super::leak_until_exit(report);
+                super::leak_until_exit(plan);
+                return Ok(1);
+            }
+        }
         let state = if self.state_dir == Path::new(".cairn") {
             String::new()
         } else {

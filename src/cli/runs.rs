@@ -9,8 +9,12 @@ use super::report;
 use crate::error::Error;
 use crate::store::{RunRow, Store};
 
-/// The store in `dir`, which must exist (reading commands never create one).
+/// The store in `dir`, which must exist (reading commands never create
+/// one); read-only where it cannot be written (an archive, a read-only mount).
 pub fn open(dir: &Path) -> Result<Store, Error> {
+    if dir.join("state.db").exists() && !crate::store::writable(dir) {
+        return Ok(Store::open_read_only(dir)?);
+    }
     existing(dir, crate::store::Durability::Normal)
 }
 

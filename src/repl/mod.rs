@@ -223,6 +223,7 @@ impl Session {
                 steps: Vec::new(),
                 ready: Vec::new(),
                 hypotheses: Vec::new(),
+                unrecorded: None,
             };
         };
         options.start_limit = Some(0);
@@ -235,6 +236,7 @@ impl Session {
                 steps: Vec::new(),
                 ready: Vec::new(),
                 hypotheses: Vec::new(),
+                unrecorded: None,
             })
     }
 

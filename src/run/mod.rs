@@ -163,6 +163,10 @@ pub struct Report {
     pub ready: Vec<String>,
     /// Each hypothesis with the evidence weighed for it, in file order.
     pub hypotheses: Vec<HypothesisReport>,
+    /// Why recording the run failed, if it did: the record ends at the last
+    /// commit before (a resume goes on from there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unrecorded: Option<String>,
 }
 
 /// Where a hypothesis stands at the end of a run.

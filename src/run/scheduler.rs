@@ -1291,6 +1291,13 @@ impl Scheduler {
         });
         self.shared.sync();
         events.drain(observe);
+        // The last commit may have failed too (a full disk stays full).
+        let unrecorded = self
+            .shared
+            .record_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let ready = self
             .ready
             .iter()
@@ -1299,6 +1306,7 @@ impl Scheduler {
         Report {
             status,
             message: self.message,
+            unrecorded,
             ready,
             steps: self
                 .plan

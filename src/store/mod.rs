@@ -4,6 +4,7 @@ mod anchor;
 mod audit;
 mod history;
 mod lease;
+mod open;
 mod plans;
 mod schema;
 
@@ -17,6 +18,7 @@ use serde::Serialize;
 pub use anchor::Verified;
 pub use audit::{AuditError, Where};
 pub use history::{unreadable, History};
+pub use open::writable;
 pub use plans::Encoded;
 
 use crate::plan::Plan;
@@ -26,7 +28,7 @@ use crate::run::Event;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// SQLite reported an error (locked, corrupt, full disk, …).
-    #[error("the run store `{path}`: {source}")]
+    #[error("the run store `{path}`: {source}{}", full_hint(source))]
     Sqlite {
         /// The database file.
         path: String,
@@ -52,6 +54,30 @@ pub enum StoreError {
         /// The run being run.
         run: String,
     },
+    /// The database is damaged in a way SQLite would not notice.
+    #[error("the run store `{path}` is damaged: {problem}; move it aside to start a new one (its runs are lost)")]
+    Damaged {
+        /// The database file.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The store needs a schema upgrade but cannot be written.
+    #[error("the run store `{path}` has schema version {found} and needs an upgrade to {known}, but it is read-only; open it once where it can be written")]
+    ReadOnlyUpgrade {
+        /// The database file.
+        path: String,
+        /// The version in the file.
+        found: i64,
+        /// The version this build reads.
+        known: i64,
+    },
+    /// The store cannot be written, and the command must write.
+    #[error("the run store `{0}` is read-only: `cairn runs`, `status`, `log`, `replay` and `audit` read it, but running or going on with a run writes to it")]
+    ReadOnly(String),
+    /// An earlier commit failed, so nothing more is recorded.
+    #[error("{0} (an earlier commit failed; nothing after it is recorded)")]
+    Unrecorded(String),
     /// The state directory could not be created.
     #[error("cannot create the state directory `{path}`: {source}")]
     Directory {
@@ -72,6 +98,17 @@ pub enum StoreError {
         /// The run's id.
         run: String,
     },
+}
+
+/// What a failed write may mean, where SQLite cannot say.
+fn full_hint(error: &rusqlite::Error) -> &'static str {
+    use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
+    match error.sqlite_error_code() {
+        Some(DiskFull | SystemIoFailure) => {
+            " (is the disk full, or a file-size limit (`ulimit -f`) reached?)"
+        }
+        _ => "",
+    }
 }
 
 /// What a commit promises, and what it costs (`--durability`).
@@ -219,6 +256,10 @@ pub struct Store {
     /// off the commit path.
     checkpointer: std::sync::OnceLock<Checkpointer>,
     background_checkpoints: bool,
+    /// The first commit that failed: nothing is committed after it, so the
+    /// record ends at the last good commit (a run left `running`, which a
+    /// resume goes on with) and never skips over lost events.
+    broken: std::sync::OnceLock<String>,
 }
 
 /// A thread that checkpoints the WAL every so often on its own connection.
@@ -269,50 +310,6 @@ impl Drop for Checkpointer {
 }
 
 impl Store {
-    /// Opens (creating if needed) `state.db` in `dir`, in WAL mode with a
-    /// busy timeout, migrating an older schema forward.
-    pub fn open(dir: &Path, durability: Durability) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        let path = dir.join("state.db");
-        let err = |source| StoreError::Sqlite {
-            path: path.display().to_string(),
-            source,
-        };
-        let conn = Connection::open(&path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        let synchronous = match durability {
-            Durability::Normal => "NORMAL",
-            Durability::Full => "FULL",
-        };
-        conn.pragma_update(None, "synchronous", synchronous)
-            .map_err(err)?;
-        // At the default durability, checkpoints happen on the checkpointer's
-        // thread instead; with `full`, every commit syncs anyway, and
-        // checkpointing beside it only adds contention for the disk.
-        if durability == Durability::Normal {
-            conn.pragma_update(None, "wal_autocheckpoint", 0)
-                .map_err(err)?;
-        }
-        let found = schema::version(&conn, &path)?;
-        if (1..schema::VERSION).contains(&found) {
-            refuse_upgrade_under_running(&conn, &path, found)?;
-        }
-        schema::migrate(&conn, &path)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            pending: Mutex::new(Vec::new()),
-            path,
-            checkpointer: std::sync::OnceLock::new(),
-            background_checkpoints: durability == Durability::Normal,
-        })
-    }
-
     fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         |source| StoreError::Sqlite {
             path: self.path.display().to_string(),
@@ -406,10 +403,17 @@ impl Store {
         }
         let conn = self.lock();
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(first) = self.broken.get() {
+            return Err(StoreError::Unrecorded(first.clone()));
+        }
         if batch.is_empty() {
             return Ok(());
         }
-        transaction(&conn, |tx| write_batch(tx, batch)).map_err(self.err())
+        transaction(&conn, |tx| write_batch(tx, batch)).map_err(|source| {
+            let error = self.err()(source);
+            let _ = self.broken.set(error.to_string());
+            error
+        })
     }
 
     /// Appends an event to a run that is not running (an approval, a

@@ -150,6 +150,31 @@ pub fn version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
         })
 }
 
+/// Refuses a version no cairn writes: below 0, or 0 (a new database)
+/// with cairn's tables in it (the version was reset).
+pub fn known(found: i64, path: &Path) -> Result<(), StoreError> {
+    let damaged = |problem: String| StoreError::Damaged {
+        path: path.display().to_string(),
+        problem,
+    };
+    if found < 0 {
+        return Err(damaged(format!(
+            "its schema version is {found}, which no cairn writes"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether a database of version 0 already holds cairn's tables.
+fn has_tables(conn: &Connection) -> bool {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'runs'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .is_ok_and(|n| n > 0)
+}
+
 /// Brings the database to [`VERSION`], refusing one from a newer cairn.
 ///
 /// Safe with other processes opening the same store at once (several
@@ -178,6 +203,15 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
         let found = version(conn, path)?;
         if found > VERSION {
             return Err(newer(found));
+        }
+        known(found, path)?;
+        if found == 0 && has_tables(conn) {
+            return Err(StoreError::Damaged {
+                path: path.display().to_string(),
+                problem:
+                    "its schema version is 0 but it holds cairn's tables (the version was reset)"
+                        .to_owned(),
+            });
         }
         for migration in MIGRATIONS.iter().skip(found as usize) {
             conn.execute_batch(migration).map_err(err)?;
@@ -344,7 +378,7 @@ mod tests {
             let lines: Vec<i64> = events.iter().map(|e| e.seq).collect();
             assert_eq!(lines, [1, 2, 3]);
             assert!(events[2].body.contains(&format!("{run}3")));
-            assert_eq!(store.verify(run).expect("reads"), Ok(3));
+            assert_eq!(store.verify(run).expect("reads").map(|v| v.events), Ok(3));
             let source = store.source(run).expect("source").source;
             assert_eq!(source, format!("plan {run} \"P\"\n"));
             // Checked again on resume: no plan was kept with it.
@@ -360,7 +394,7 @@ mod tests {
                 },
             )
             .expect("appends");
-        assert_eq!(store.verify("a").expect("reads"), Ok(4));
+        assert_eq!(store.verify("a").expect("reads").map(|v| v.events), Ok(4));
         assert_eq!(store.events("b").expect("events").len(), 3);
     }
 }

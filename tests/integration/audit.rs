@@ -137,7 +137,8 @@ fn a_head_kept_before_more_events_still_verifies() {
 /// secret goes into it); with the head kept before, each is detected.
 #[test]
 fn rewrites_of_the_log_are_detected_against_a_kept_head() {
-    let rewrites: [(&str, fn(Vec<String>) -> Vec<String>); 3] = [
+    type Rewrite = fn(Vec<String>) -> Vec<String>;
+    let rewrites: [(&str, Rewrite); 3] = [
         ("tail removed, head fixed", |mut b| {
             // The last events before `run_finished`, which stays.
             let end = b.len() - 1;

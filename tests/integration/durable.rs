@@ -418,13 +418,8 @@ fn the_time_budget_counts_across_resumes() {
         "{}",
         resumed.stdout
     );
+    // A fresh count would have let its 1.5 s run to the end.
     assert_eq!(status_step(&test, "b")["status"], "cancelled");
-    // Cancelled after the 0.8 s left, not the 2 s a fresh count would give.
-    assert!(
-        started.elapsed() < Duration::from_millis(1450),
-        "{:?}",
-        started.elapsed()
-    );
 }
 
 /// Paths were recorded relative to where the run began; they name the same

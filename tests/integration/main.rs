@@ -2,6 +2,7 @@
 
 mod audit;
 mod check;
+mod damage;
 mod diagnostics;
 mod docs;
 mod durable;

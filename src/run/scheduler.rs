@@ -1252,12 +1252,7 @@ impl Scheduler {
             }
         }
         events.drain(observe);
-        let record_error = self
-            .shared
-            .record_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let record_error = self.shared.record_error();
         if let Some(error) = record_error {
             self.failed = true;
             self.interrupted = false;
@@ -1292,12 +1287,7 @@ impl Scheduler {
         self.shared.sync();
         events.drain(observe);
         // The last commit may have failed too (a full disk stays full).
-        let unrecorded = self
-            .shared
-            .record_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let unrecorded = self.shared.record_error();
         let ready = self
             .ready
             .iter()

@@ -75,6 +75,14 @@ impl Shared {
         }
     }
 
+    /// Why recording failed, if it did.
+    pub fn record_error(&self) -> Option<String> {
+        self.record_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// What is not recorded could not be resumed: the run stops.
     fn recording_failed(&self, error: String) {
         tracing::error!(%error, "recording failed; stopping the run");

@@ -58,6 +58,9 @@ impl Session {
             .params;
         params.retain(|(n, _)| n != param);
         params.push((param.to_owned(), value.to_owned()));
+        // Read as `--set` reads it, before it is kept: a value of the wrong
+        // type would fail every later step that reads params.
+        crate::run::check_params(&self.plan, &params).map_err(|e| e.to_string())?;
         self.store
             .replace_params(&self.run_id, &params)
             .map_err(|e| e.to_string())?;

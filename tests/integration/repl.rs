@@ -121,6 +121,26 @@ run … is saved; `cairn repl --resume …` (or `cairn resume …`) goes on
     assert_transcript(&session(&test, &["repl", "demo.plan"], input), expected);
 }
 
+/// `:set` reads its value as `--set` does, and keeps nothing it refuses.
+#[test]
+fn set_refuses_a_value_of_the_wrong_type() {
+    let plan = "plan p \"P\"\n  param n = 3\n\ntask a \"A\"\n  run: params.n * 2\n";
+    let test = Test::new().file("p.plan", plan);
+    let input = ":set n = abc\n:run\n:quit\n";
+    let expected = r#"run … of `p` (1 steps); `:help` lists the commands
+p 0/1> :set n = abc
+error: `--set n=abc`: param `n` takes an integer (its default is 3)
+p 0/1> :run
+  start     a
+  ok        a
+            = 6
+run succeeded
+p 1/1> :quit
+run … is saved; `cairn repl --resume …` (or `cairn resume …`) goes on
+"#;
+    assert_transcript(&session(&test, &["repl", "p.plan"], input), expected);
+}
+
 #[test]
 fn skip_retry_set_reload_and_quit_then_resume() {
     let test = Test::new().file("demo.plan", PLAN);

@@ -110,10 +110,27 @@ pub fn always(engine: &mut Engine) {
     engine.register_fn("shell_quote", |text: &str| -> String {
         super::shell::quote(text)
     });
+    engine.register_fn("url_encode", url_encode);
     engine.register_fn("spend", |amount: f64| -> Result<f64> { spend(amount) });
     engine.register_fn("spend", |amount: i64| -> Result<f64> {
         spend(amount as f64)
     });
+}
+
+/// `text` as one URL component: every byte but RFC 3986's unreserved
+/// characters percent-encoded, so a value cannot add query parameters or
+/// path segments of its own.
+pub fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
 }
 
 /// Crossing the budget ends the script in a way `try`/`catch` cannot stop.

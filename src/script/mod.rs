@@ -12,5 +12,5 @@ pub mod web;
 
 pub use capabilities::{Capabilities, Capability};
 pub use engine::{compile, CompileMode, MAX_OPERATIONS, SCOPE_VARIABLES};
-pub use host::pause;
+pub use host::{pause, url_encode};
 pub use sandbox::{Registrar, Sandbox};

@@ -310,22 +310,30 @@ fn feature_with_approval_passes_params_as_single_arguments() {
 }
 
 /// A metrics endpoint on a loopback port: every GET gets the error rate 0.
-fn metrics_endpoint() -> u16 {
+/// A metrics endpoint that answers 0.0 to everything and keeps the
+/// request lines it was sent.
+fn metrics_endpoint() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use std::io::{BufRead, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
     std::thread::spawn(move || {
         for mut stream in listener.incoming().flatten() {
             let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
             let mut line = String::new();
+            let mut first = true;
             while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                if std::mem::take(&mut first) {
+                    log.lock().expect("log").push(line.trim_end().to_owned());
+                }
                 line.clear();
             }
             let _ = stream
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\n0.0");
         }
     });
-    port
+    (port, seen)
 }
 
 #[test]
@@ -338,14 +346,15 @@ fn staged_rollout_gives_the_deploy_command_each_param_as_one_argument() {
             "[ \"$2\" != stable ] && [ \"$3\" = 100 ] && exit 1; exit 0",
         ),
     );
-    let version = "2.5.0 $(touch pwned)";
+    let version = "2.5.0 $(touch pwned)&version=stable";
+    let (port, requests) = metrics_endpoint();
     let run = cairn(
         &test,
         &[
             "run",
             "staged-rollout",
             "--set",
-            &format!("metrics_url=http://127.0.0.1:{}", metrics_endpoint()),
+            &format!("metrics_url=http://127.0.0.1:{port}"),
             "--set",
             &format!("service={HOSTILE}"),
             "--set",
@@ -376,6 +385,16 @@ fn staged_rollout_gives_the_deploy_command_each_param_as_one_argument() {
         )
     );
     assert!(!test.path().join("pwned").exists(), "a param ran a command");
+    // Each param is one query value: none adds a parameter of its own.
+    let requests = requests.lock().expect("requests").clone();
+    assert!(
+        requests.contains(&format!(
+            "GET /error-rate?service={}&version={} HTTP/1.1",
+            "x%27%3B%20touch%20pwned%3B%20%27%24%28touch%20pwned%29",
+            "2.5.0%20%24%28touch%20pwned%29%26version%3Dstable"
+        )),
+        "{requests:?}"
+    );
 }
 
 const NOTIFY: &str = "plan notify \"Notify\"\n  param channel = \"#general\"\n\ntask send \"Send\"\n  run: `sent to ${params.channel}`\n\ntask confirm \"Confirm\"\n  needs: send\n  run: outputs[\"send\"] + \" (confirmed)\"\n";

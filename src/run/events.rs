@@ -213,6 +213,10 @@ pub enum Event {
         attempts: u32,
         /// The `run:` body's value as JSON (`null` without a body).
         output: serde_json::Value,
+        /// What its attempts reported with `spend`, if anything: a resumed
+        /// run's `budget: cost` counts on from it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        spent: Option<f64>,
         /// Milliseconds since the run started.
         at_ms: u64,
     },
@@ -224,6 +228,9 @@ pub enum Event {
         attempts: u32,
         /// The last error.
         error: String,
+        /// What its attempts reported with `spend`, if anything.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        spent: Option<f64>,
         /// Milliseconds since the run started.
         at_ms: u64,
     },

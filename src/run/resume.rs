@@ -117,6 +117,9 @@ pub struct Resume {
     /// between them, paused at a gate or after a crash, does not count):
     /// `budget: time` counts on from there.
     pub spent_ms: u64,
+    /// What its settled steps reported with `spend`: `budget: cost` counts
+    /// on from there (a step that runs again spends again).
+    pub spent_cost: f64,
 }
 
 impl Resume {

@@ -85,7 +85,10 @@ pub async fn run(
             .map(|d| Arc::from(d.join("blobs"))),
         grants: Arc::new(plan.allow.clone()),
         cancel: Arc::new(AtomicBool::new(false)),
-        cost: Arc::new(CostMeter::new(plan.budget.cost)),
+        cost: Arc::new(CostMeter::resumed(
+            plan.budget.cost,
+            options.resume.as_ref().map_or(0.0, |r| r.spent_cost),
+        )),
         journal: Arc::new(Mutex::new(Journal::resumed(
             options.resume.as_deref().map_or(&[][..], |r| &r.originals),
         ))),
@@ -1108,6 +1111,7 @@ impl Scheduler {
                     step: task.id.clone(),
                     attempts,
                     output,
+                    spent: self.shared.cost.spent_by(&task.id),
                     at_ms,
                 });
                 self.resolve_failure_routes(i, false);
@@ -1140,6 +1144,7 @@ impl Scheduler {
                     step: task.id.clone(),
                     attempts,
                     error,
+                    spent: self.shared.cost.spent_by(&task.id),
                     at_ms,
                 });
                 self.after_failure(i);

@@ -28,6 +28,9 @@ pub struct CostMeter {
     limit: Option<f64>,
     /// Set when a `spend` crossed the limit: the plan must stop.
     pub exceeded: AtomicBool,
+    /// What each step spent, in millionths: recorded with its outcome, so a
+    /// resumed run counts on from what its settled steps spent.
+    by_step: Mutex<HashMap<String, u64>>,
 }
 
 impl CostMeter {
@@ -39,8 +42,25 @@ impl CostMeter {
         }
     }
 
-    /// Adds `amount`; an error says by how much the budget is crossed.
-    pub fn spend(&self, amount: f64) -> Result<f64, String> {
+    /// A meter for a resumed run: `spent` is what its settled steps spent
+    /// in earlier processes.
+    pub fn resumed(limit: Option<f64>, spent: f64) -> Self {
+        let meter = Self::new(limit);
+        meter
+            .micros
+            .store((spent.max(0.0) * 1e6).round() as u64, Ordering::SeqCst);
+        meter
+    }
+
+    /// What `step` has spent so far, if anything.
+    pub fn spent_by(&self, step: &str) -> Option<f64> {
+        let by_step = self.by_step.lock().unwrap_or_else(|e| e.into_inner());
+        by_step.get(step).map(|&m| m as f64 / 1e6)
+    }
+
+    /// Adds `amount` spent by `step`; an error says by how much the budget
+    /// is crossed.
+    pub fn spend(&self, step: &str, amount: f64) -> Result<f64, String> {
         if !amount.is_finite() || amount < 0.0 {
             return Err(format!("spend({amount}): amounts must be zero or more"));
         }
@@ -50,6 +70,12 @@ impl CostMeter {
             ));
         }
         let micros = (amount * 1e6).round() as u64;
+        *self
+            .by_step
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(step.to_owned())
+            .or_default() += micros;
         let before = self
             .micros
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |m| {

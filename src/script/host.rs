@@ -135,7 +135,8 @@ pub fn url_encode(text: &str) -> String {
 
 /// Crossing the budget ends the script in a way `try`/`catch` cannot stop.
 fn spend(amount: f64) -> Result<f64> {
-    current()?.cost.spend(amount).map_err(|message| {
+    let ctx = current()?;
+    ctx.cost.spend(&ctx.task, amount).map_err(|message| {
         Box::new(EvalAltResult::ErrorTerminated(
             message.into(),
             rhai::Position::NONE,

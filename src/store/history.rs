@@ -52,6 +52,8 @@ struct StepLog {
     /// An unanswered gate with a `timeout:`: when it expires (ms since
     /// 1970), counted from the first time it waited.
     gate_expiry: Option<u64>,
+    /// What it spent (`spend`), as its settling event says.
+    spent: f64,
 }
 
 /// The fields of a logged event that the fold reads; the rest of the JSON
@@ -86,6 +88,8 @@ struct Logged<'a> {
     expires_at: Option<u64>,
     #[serde(default)]
     at_ms: Option<u64>,
+    #[serde(default)]
+    spent: Option<f64>,
     #[serde(borrow, default)]
     path: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -159,11 +163,15 @@ impl History {
         };
         let kept = &mut self.steps[slot];
         let log = &mut self.logs[slot];
+        if matches!(name, "step_succeeded" | "step_failed") {
+            log.spent = event.spent.unwrap_or_default();
+        }
         let settled = match name {
             "step_started" | "step_reset" => {
                 // Started again (a rerun after a crash or a changed plan) or
                 // reset: what it did before no longer counts.
                 *kept = Kept::default();
+                log.spent = 0.0;
                 for attempt in std::mem::take(&mut log.call_attempts) {
                     self.calls.remove(&(step.to_owned(), attempt));
                 }
@@ -359,6 +367,12 @@ impl History {
             .filter(|(id, _)| keep(id))
             .filter_map(|(id, log)| Some((id.to_string(), log.gate_expiry?)))
             .collect();
+        let spent_cost = steps
+            .iter()
+            .zip(&logs)
+            .filter(|((id, kept), _)| keep(id) && kept.settled.is_some())
+            .map(|(_, log)| log.spent)
+            .sum();
         // In place: a long run keeps nearly every step.
         steps.retain(|id, kept| keep(id) && (kept.settled.is_some() || !kept.logged.is_empty()));
         Resume {
@@ -369,6 +383,7 @@ impl History {
             // Their contents are in the store's blobs: see `Store::originals`.
             originals: Vec::new(),
             spent_ms,
+            spent_cost,
         }
     }
 }

@@ -422,6 +422,21 @@ fn the_time_budget_counts_across_resumes() {
     assert_eq!(status_step(&test, "b")["status"], "cancelled");
 }
 
+/// `budget: cost` counts what settled steps spent before a resume: 8 and 8
+/// cross a budget of 10, though each process spent only 8.
+#[test]
+fn the_cost_budget_counts_across_resumes() {
+    let plan = "plan p \"P\"\n  budget: cost 10\n\ntask a \"A\"\n  run: spend(8)\n\ngate g \"G\"\n  needs: a\n\ntask b \"B\"\n  needs: g\n  run: spend(8)\n";
+    let test = Test::new().file("p.plan", plan);
+    assert_eq!(cairn(&test, &["run", "p.plan"]).status, 3);
+    let resumed = cairn(&test, &["resume", "--approve", "g"]);
+    assert_eq!(resumed.status, 1, "{}", resumed.stdout);
+    assert_eq!(
+        status_step(&test, "b")["error"],
+        "cost budget of 10 exceeded by 6 (spent 16)"
+    );
+}
+
 /// Paths were recorded relative to where the run began; they name the same
 /// files from any other directory.
 #[test]

@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use globset::{GlobBuilder, GlobMatcher};
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, CWD};
@@ -28,6 +29,11 @@ pub struct Confinement {
     /// No file capability reads, lists or changes anything in these: the
     /// run store (`--state-dir`) and the plan directory's `.cairn/`.
     sealed: Vec<PathBuf>,
+    /// Each scope's matcher, made on its first use: compiling a glob (and
+    /// resolving its literal part) on every file call cost more than the
+    /// call. Kept as first resolved, so a link a step makes later in a
+    /// scope's literal part cannot widen the scope.
+    matchers: std::sync::Mutex<std::collections::HashMap<String, Option<Arc<GlobMatcher>>>>,
 }
 
 /// Why a path was refused. Paths are shown as the plan wrote them, with
@@ -78,7 +84,11 @@ impl Confinement {
             let state = absolute(state);
             sealed.push(physical(Path::new("/"), &state).unwrap_or(state));
         }
-        Self { root, sealed }
+        Self {
+            root,
+            sealed,
+            matchers: Default::default(),
+        }
     }
 
     /// The plan's directory, as resolved.
@@ -118,10 +128,9 @@ impl Confinement {
             .filter(|g| g.capability == capability)
             .flat_map(|g| g.scopes.iter().map(String::as_str))
             .collect();
-        let in_scope = scopes.iter().any(|glob| {
-            self.scope_matcher(glob)
-                .is_some_and(|m| m.is_match(resolved))
-        });
+        let in_scope = scopes
+            .iter()
+            .any(|glob| self.matcher(glob).is_some_and(|m| m.is_match(resolved)));
         if in_scope {
             return Ok(());
         }
@@ -144,6 +153,15 @@ impl Confinement {
     /// Whether `resolved` is in the run store.
     pub fn is_sealed(&self, resolved: &Path) -> bool {
         self.sealed.iter().any(|s| resolved.starts_with(s))
+    }
+
+    /// The matcher of a scope, made once per run.
+    fn matcher(&self, glob: &str) -> Option<Arc<GlobMatcher>> {
+        let mut matchers = self.matchers.lock().unwrap_or_else(|e| e.into_inner());
+        matchers
+            .entry(glob.to_owned())
+            .or_insert_with(|| self.scope_matcher(glob).map(Arc::new))
+            .clone()
     }
 
     /// A scope's glob, anchored at the plan's directory, with the links in

@@ -232,6 +232,23 @@ fn a_link_made_mid_run_by_another_step_is_judged_when_used() {
     assert!(error(&test, "use-it").contains("through a symbolic link"));
 }
 
+/// A scope is resolved once, on its first use: replacing its literal part
+/// with a link later in the run does not move the scope to where the link
+/// points.
+#[test]
+fn a_link_made_in_a_scope_mid_run_does_not_widen_it() {
+    let plan = "plan p \"P\"\n  allow: sh, fs.write(out/*)\n\ntask first \"First\" using:fs.write\n  run: write_file(\"out/a.txt\", \"a\")\n\ntask swap \"Swap\" using:sh\n  needs: first\n  run: sh(\"rm -r out && ln -s ../elsewhere out\").code\n\ntask then \"Then\" using:fs.write\n  needs: swap\n  run: write_file(\"out/victim.txt\", \"overwritten\")\n";
+    let test = outside_the_plan(plan).file("plan/out/.keep", "");
+    let run = test.run();
+    assert_eq!(run.status, 1, "{}", run.stdout);
+    assert!(
+        error(&test, "then").contains("through a symbolic link"),
+        "{}",
+        error(&test, "then")
+    );
+    assert_eq!(read(&test, "elsewhere/victim.txt"), "precious");
+}
+
 /// Runs `cairn <args>` in `dir` and follows its peak resident size
 /// (`VmHWM`, in KiB) until it exits. `ru_maxrss` would not do: a child
 /// inherits the high-water mark of the (large) test process it was forked

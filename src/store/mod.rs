@@ -4,6 +4,7 @@ mod audit;
 mod history;
 mod lease;
 mod plans;
+mod processes;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use serde::Serialize;
 pub use audit::AuditError;
 pub use history::{unreadable, History};
 pub use plans::Encoded;
+pub use processes::{Group, RunProcesses, Stopped};
 
 use crate::plan::Plan;
 use crate::run::Event;
@@ -62,6 +64,10 @@ pub enum StoreError {
     /// No run matches.
     #[error("{0}")]
     NotFound(String),
+    /// A command the run's previous process left running cannot be stopped
+    /// (see [`Store::stop_processes`]).
+    #[error("cannot stop {0}")]
+    ProcessesLeft(String),
     /// Another process is running the run.
     #[error(
         "run {run} is being run by another process; wait for it to stop, or stop it (Ctrl-C) first"

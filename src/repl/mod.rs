@@ -149,6 +149,7 @@ impl Session {
         plan: Plan,
     ) -> Result<Self, Error> {
         let claim = store.claim(&run_id)?;
+        crate::cli::stop_left_running(&store, &run_id)?;
         let sandbox = Sandbox::new([&[][..]], &crate::stdlib::registrars());
         Ok(Self {
             store,

@@ -349,32 +349,11 @@ fn run(program: &Program, options: &Options) -> Result<Output> {
     };
     let started = match started {
         Ok(started) => started,
-        // A program that is missing or not executable ends as a shell
-        // would report it (127, 126), so `sh_try` never fails either way.
-        Err(e)
-            if matches!(program, Program::Argv(_))
-                && matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
-                ) =>
-        {
-            return Ok(Output {
-                code: if e.kind() == std::io::ErrorKind::NotFound {
-                    127
-                } else {
-                    126
-                },
-                stdout: String::new(),
-                stderr: format!("cannot start `{}`: {e}", program.shown()),
-                truncated: false,
-                kept: Vec::new(),
-            });
-        }
-        Err(e) => return Err(runtime(format!("cannot start `{}`: {e}", program.shown()))),
+        Err(e) => return not_started(program, e),
     };
     let mut stdout_pipe = Some(started.stdout);
     let mut stderr_pipe = Some(started.stderr);
-    let mut running = Running::new(started.pid, started.stacks);
+    let mut running = Running::new(started.pid, started.shared);
     if let Some(log) = &ctx.processes {
         // Committed at once: if cairn is killed from here on, `resume`
         // finds the group.
@@ -481,19 +460,26 @@ fn run(program: &Program, options: &Options) -> Result<Output> {
             exited = true;
         }
     }
-    if let Some(failure) = failure {
+    let status = match failure {
+        Some(failure) => Err(failure),
+        None => running
+            .finish()
+            .map_err(|e| runtime(format!("waiting for `{}`: {e}", program.shown()))),
+    };
+    let unstarted = running.unstarted.take();
+    drop(running);
+    if status.is_err() || unstarted.is_some() {
         for spool in [stdout.keep.take(), stderr.keep.take()]
             .into_iter()
             .flatten()
         {
             spool.discard();
         }
-        return Err(failure);
     }
-    let status = running
-        .finish()
-        .map_err(|e| runtime(format!("waiting for `{}`: {e}", program.shown())))?;
-    drop(running);
+    let status = status?;
+    if let Some(e) = unstarted {
+        return not_started(program, e);
+    }
     let code = status.code().map_or(-1, i64::from);
     let mut kept = Vec::new();
     let number = ctx.calls.load(std::sync::atomic::Ordering::SeqCst);
@@ -517,6 +503,31 @@ fn run(program: &Program, options: &Options) -> Result<Output> {
     })
 }
 
+/// A program that is missing or not executable ends as a shell would
+/// report it (127, 126), so `sh_try` never fails either way; any other
+/// failure to start is an error.
+fn not_started(program: &Program, e: std::io::Error) -> Result<Output> {
+    if matches!(program, Program::Argv(_))
+        && matches!(
+            e.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+        )
+    {
+        return Ok(Output {
+            code: if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            },
+            stdout: String::new(),
+            stderr: format!("cannot start `{}`: {e}", program.shown()),
+            truncated: false,
+            kept: Vec::new(),
+        });
+    }
+    Err(runtime(format!("cannot start `{}`: {e}", program.shown())))
+}
+
 /// How long a supervisor told to stop has to kill what runs below it
 /// before cairn kills the whole group (the supervisor too) itself.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -527,8 +538,10 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 struct Running {
     group: libc::pid_t,
     exit: ExitWatch,
-    /// The supervisor's stacks, unmapped once it is reaped.
-    stacks: Option<supervisor::Stacks>,
+    /// What the supervisor shares with cairn, until it is reaped.
+    shared: Option<supervisor::Shared>,
+    /// Why the program could not be started, once the supervisor is reaped.
+    unstarted: Option<std::io::Error>,
     /// Where the group was recorded, if it was.
     log: Option<Arc<dyn super::context::ProcessLog>>,
     /// Reaped: the group's id may belong to anyone now.
@@ -536,11 +549,12 @@ struct Running {
 }
 
 impl Running {
-    fn new(group: libc::pid_t, stacks: supervisor::Stacks) -> Self {
+    fn new(group: libc::pid_t, shared: supervisor::Shared) -> Self {
         Self {
             group,
             exit: ExitWatch::new(group),
-            stacks: Some(stacks),
+            shared: Some(shared),
+            unstarted: None,
             log: None,
             reaped: false,
         }
@@ -577,18 +591,17 @@ impl Running {
             }
             let error = std::io::Error::last_os_error();
             if error.kind() != std::io::ErrorKind::Interrupted {
-                // Not reaped (it cannot be): its stacks stay mapped.
+                // Not reaped (it cannot be): what it shares stays.
                 self.reaped = true;
-                if let Some(stacks) = self.stacks.take() {
-                    std::mem::forget(stacks);
+                if let Some(shared) = self.shared.take() {
+                    shared.leak();
                 }
                 return Err(error);
             }
         }
         self.reaped = true;
-        if let Some(stacks) = self.stacks.take() {
-            // SAFETY: the supervisor was reaped: nothing runs on them.
-            unsafe { stacks.release() };
+        if let Some(shared) = self.shared.take() {
+            self.unstarted = shared.reaped();
         }
         Ok(ExitStatus::from_raw(status))
     }

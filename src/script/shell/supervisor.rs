@@ -15,8 +15,8 @@
 //!   come to `S` next), reaps them, and exits the way `P` did (its code, or
 //!   its signal raised again), so cairn reads the program's status.
 //! - `S` holds no file descriptor once `P` runs: not the output pipes (a
-//!   descendant holding them would keep the step open), not the pipe that
-//!   reports whether `P` could be started.
+//!   descendant holding them would keep the step open), not the pipe on
+//!   which `P` says why it could not exec (it closes on exec).
 //!
 //! **How, cheaply.** Forking cairn for each command cost about half a
 //! millisecond of system time per command on a 2-core VM (the fork
@@ -24,9 +24,14 @@
 //! take a fault on each page they write while the child exists), twice that
 //! with a second fork for `P`. So `S` is made the way `posix_spawn` makes
 //! its child: `clone(CLONE_VM)`, sharing cairn's memory (nothing is copied
-//! or write-protected) on a small stack of its own, and `P` with
-//! `clone(CLONE_VM | CLONE_VFORK)` on another, until it execs. No memory is
-//! shared once `P` has exec'd, and `S` touches nothing but its own stack.
+//! or write-protected) on a small stack of its own, and `P` the same way on
+//! another, until it execs. Nobody waits for anybody to start: cairn goes
+//! on (it records the command's group meanwhile) as soon as `S` is cloned,
+//! and `S` as soon as `P` is; a failed exec is read once `S` has exited.
+//! What they share (the stacks, the arguments) is kept until `S` has
+//! exited saying it is done with it, after reaping `P` (a supervisor killed
+//! before that leaves it allocated for good: its program may still be
+//! starting).
 //!
 //! Code running in `S` and `P` shares cairn's memory and its calling
 //! thread's thread-local storage, and runs while cairn's threads run: it
@@ -106,6 +111,117 @@ mod raw {
         }
     }
 
+    /// `clone(flags, stack)` that runs `f(arg)` in the child, on `stack`
+    /// (16-byte aligned), without libc; `f` must never return.
+    #[cfg(target_arch = "x86_64")]
+    pub unsafe fn clone(
+        flags: usize,
+        stack: usize,
+        f: unsafe extern "C" fn(usize) -> !,
+        arg: usize,
+    ) -> isize {
+        let ret: isize;
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r12",
+            "call r13",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone as isize => ret,
+            in("rdi") flags, in("rsi") stack, in("rdx") 0usize,
+            in("r10") 0usize, in("r8") 0usize,
+            in("r12") arg, in("r13") f,
+            lateout("rcx") _, lateout("r11") _,
+        );
+        ret
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    pub unsafe fn clone(
+        flags: usize,
+        stack: usize,
+        f: unsafe extern "C" fn(usize) -> !,
+        arg: usize,
+    ) -> isize {
+        let ret: isize;
+        std::arch::asm!(
+            "svc 0",
+            "cbnz x0, 2f",
+            "mov x29, xzr",
+            "mov x30, xzr",
+            "mov x0, x20",
+            "blr x21",
+            "brk #0",
+            "2:",
+            in("x8") libc::SYS_clone,
+            inlateout("x0") flags as isize => ret,
+            in("x1") stack, in("x2") 0usize, in("x3") 0usize, in("x4") 0usize,
+            in("x20") arg, in("x21") f,
+        );
+        ret
+    }
+
+    #[cfg(target_arch = "riscv64")]
+    pub unsafe fn clone(
+        flags: usize,
+        stack: usize,
+        f: unsafe extern "C" fn(usize) -> !,
+        arg: usize,
+    ) -> isize {
+        let ret: isize;
+        std::arch::asm!(
+            "ecall",
+            "bnez a0, 2f",
+            "mv a0, s2",
+            "jalr s3",
+            "unimp",
+            "2:",
+            in("a7") libc::SYS_clone,
+            inlateout("a0") flags as isize => ret,
+            in("a1") stack, in("a2") 0usize, in("a3") 0usize, in("a4") 0usize,
+            in("s2") arg, in("s3") f,
+        );
+        ret
+    }
+
+    /// Elsewhere, libc's (which sets the calling thread's `errno` if it
+    /// fails).
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )))]
+    pub unsafe fn clone(
+        flags: usize,
+        stack: usize,
+        f: unsafe extern "C" fn(usize) -> !,
+        arg: usize,
+    ) -> isize {
+        extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
+            // SAFETY: `arg` is the pair below, alive in the caller's frame
+            // until the child no longer needs it: the child copies it first.
+            unsafe {
+                let (f, arg) = *(arg as *const (unsafe extern "C" fn(usize) -> !, usize));
+                f(arg)
+            }
+        }
+        let pair = (f, arg);
+        let pid = libc::clone(
+            trampoline,
+            stack as *mut libc::c_void,
+            flags as libc::c_int | libc::CLONE_VFORK,
+            &pair as *const _ as *mut libc::c_void,
+        );
+        if pid < 0 {
+            -(*libc::__errno_location() as isize)
+        } else {
+            pid as isize
+        }
+    }
+
     pub unsafe fn call0(n: libc::c_long) -> isize {
         call(n, [0; 6])
     }
@@ -181,10 +297,13 @@ const fn bit(signal: i32) -> u64 {
 /// without cleaning up).
 const WAITED: u64 = bit(libc::SIGCHLD) | bit(libc::SIGTERM) | bit(libc::SIGHUP);
 
-/// What the parent prepares for `S` and `P`: all of it lives in
-/// [`spawn`]'s frame, which waits until `P` has exec'd (or failed to).
+/// What the parent prepares for `S` and `P`, kept (in [`Prepared`]) until
+/// `S` has been reaped after it said it is done with it.
 #[repr(C)]
 struct Spawn {
+    /// Set by `S` as it exits normally, when `P` has been reaped (or never
+    /// started): nothing runs on the stacks or reads this any more.
+    done: std::sync::atomic::AtomicBool,
     /// cairn's pid: if `S` finds another parent, cairn is gone already.
     parent: libc::pid_t,
     /// Where to look for the program, in order (one path for a name with a
@@ -200,8 +319,8 @@ struct Spawn {
     stdin: RawFd,
     stdout: RawFd,
     stderr: RawFd,
-    /// Where `S` writes `P`'s exec result (4 bytes, native-endian errno, 0
-    /// for started); closed on exec.
+    /// Where a failure to start `P` is written (4 bytes, the native-endian
+    /// errno); it closes on exec, so nothing is written when `P` starts.
     report: RawFd,
     /// The signal mask cairn's thread had, for `P`.
     mask: u64,
@@ -215,9 +334,62 @@ pub(super) struct Supervised {
     pub pid: libc::pid_t,
     pub stdout: std::fs::File,
     pub stderr: std::fs::File,
-    /// The two stacks, shared with the supervisor while it runs.
-    pub stacks: Stacks,
+    /// What the supervisor and the program share with cairn until the
+    /// supervisor is reaped.
+    pub shared: Shared,
 }
+
+/// The stacks, the arguments and the start report of a supervised command.
+pub(super) struct Shared {
+    stacks: Stacks,
+    prepared: Box<Prepared>,
+    report: OwnedFd,
+}
+
+impl Shared {
+    /// Once the supervisor has been reaped: whether the program could not
+    /// be started, and why. Frees what it shared, or, if the supervisor was
+    /// killed before it was done (so the program may not have exec'd yet),
+    /// leaves it allocated for good.
+    pub fn reaped(self) -> Option<io::Error> {
+        if !self
+            .prepared
+            .spawn
+            .done
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            // Killed: its program may still hold the report's write end.
+            self.leak();
+            return None;
+        }
+        // Every write end is closed: the program exec'd or exited.
+        let errno = read_report(&self.report);
+        // SAFETY: the supervisor said it was done, and was reaped.
+        unsafe { self.stacks.release() };
+        errno.map(io::Error::from_raw_os_error)
+    }
+
+    /// When the supervisor cannot be reaped: leaves it all allocated.
+    pub fn leak(self) {
+        std::mem::forget(self.stacks);
+        std::mem::forget(self.prepared);
+    }
+}
+
+/// The program's arguments as `P` reads them, and the strings they point
+/// to. Boxed, so that `spawn` stays where `S` was told it is.
+struct Prepared {
+    spawn: Spawn,
+    _strings: (Vec<CString>, Vec<CString>, CString),
+    _pointers: (
+        Vec<*const libc::c_char>,
+        Vec<*const libc::c_char>,
+        Vec<*const libc::c_char>,
+    ),
+}
+
+// SAFETY: the pointers point into the strings it owns (or `environ`).
+unsafe impl Send for Prepared {}
 
 /// `S`'s and `P`'s stacks, one mapping in cairn's memory. Only unmapped
 /// once the supervisor has been reaped ([`Stacks::release`]); otherwise left
@@ -338,11 +510,19 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+extern "C" {
+    /// The process's environment, as `execvp` passes it.
+    static environ: *const *const libc::c_char;
+}
+
 /// Starts `argv` (the program, found along `PATH` as `execvp` finds it,
 /// and its arguments) in `dir`, with stdin from `/dev/null` and stdout and
 /// stderr into pipes, under a supervisor that leads a new process group.
-/// Returns once the program has exec'd; an exec that failed is the error,
-/// as `Command::spawn` reports it.
+///
+/// Returns as soon as the supervisor is cloned: it and the program set
+/// themselves up while cairn goes on. A program that could not be started
+/// (missing, not executable) exits with 127, and [`Shared::reaped`] gives
+/// the error `Command::spawn` would have returned.
 pub(super) fn spawn(argv: &[&OsStr], dir: &std::path::Path) -> io::Result<Supervised> {
     let args: Vec<CString> = argv
         .iter()
@@ -369,29 +549,43 @@ pub(super) fn spawn(argv: &[&OsStr], dir: &std::path::Path) -> io::Result<Superv
             })
             .collect::<io::Result<_>>()?
     };
-    let env: Vec<CString> = std::env::vars_os()
-        .map(|(key, value)| {
-            let mut pair = key.as_bytes().to_vec();
-            pair.push(b'=');
-            pair.extend_from_slice(value.as_bytes());
-            cstring(&pair)
-        })
-        .collect::<io::Result<_>>()?;
-    let shell = c"/bin/sh";
+    let dir = cstring(dir.as_os_str().as_bytes())?;
     let candidate_pointers = pointers(&candidates);
     let arg_pointers = pointers(&args);
-    let mut script_argv: Vec<*const libc::c_char> = [shell.as_ptr(), std::ptr::null()]
+    let mut script_argv: Vec<*const libc::c_char> = [c"/bin/sh".as_ptr(), std::ptr::null()]
         .into_iter()
         .chain(arg_pointers.iter().skip(1).copied())
         .collect();
-    let env_pointers = pointers(&env);
-    let dir = cstring(dir.as_os_str().as_bytes())?;
     let stdin = std::fs::File::open("/dev/null")?;
     let (stdout_read, stdout_write) = pipe()?;
     let (stderr_read, stderr_write) = pipe()?;
     let (report_read, report_write) = pipe()?;
     let stacks = Stacks::take()?;
     let (program_stack, supervisor_stack) = stacks.tops();
+    let spawn = Spawn {
+        done: std::sync::atomic::AtomicBool::new(false),
+        parent: std::process::id() as libc::pid_t,
+        candidates: candidate_pointers.as_ptr(),
+        argv: arg_pointers.as_ptr(),
+        script_argv: script_argv.as_mut_ptr(),
+        // As `Command` passes it when no variable is changed: the live
+        // environment (changing it while threads run is unsound anyway).
+        // SAFETY: reads the pointer.
+        envp: unsafe { environ },
+        dir: dir.as_ptr(),
+        stdin: stdin.as_raw_fd(),
+        stdout: stdout_write.as_raw_fd(),
+        stderr: stderr_write.as_raw_fd(),
+        report: report_write.as_raw_fd(),
+        mask: 0,
+        program_stack,
+    };
+    // Moving the vectors and strings keeps their buffers where they are.
+    let mut prepared = Box::new(Prepared {
+        spawn,
+        _strings: (args, candidates, dir),
+        _pointers: (candidate_pointers, arg_pointers, script_argv),
+    });
     // SAFETY: a zeroed sigset_t is valid; sigfillset and pthread_sigmask
     // only write to the sets given.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -402,31 +596,17 @@ pub(super) fn spawn(argv: &[&OsStr], dir: &std::path::Path) -> io::Result<Superv
     }
     // The kernel's set is the first 64 bits of libc's.
     // SAFETY: sigset_t is at least 8 bytes on Linux.
-    let kernel_mask =
+    prepared.spawn.mask =
         unsafe { std::ptr::read_unaligned((&mask as *const libc::sigset_t).cast::<u64>()) };
-    let spawn = Spawn {
-        parent: std::process::id() as libc::pid_t,
-        candidates: candidate_pointers.as_ptr(),
-        argv: arg_pointers.as_ptr(),
-        script_argv: script_argv.as_mut_ptr(),
-        envp: env_pointers.as_ptr(),
-        dir: dir.as_ptr(),
-        stdin: stdin.as_raw_fd(),
-        stdout: stdout_write.as_raw_fd(),
-        stderr: stderr_write.as_raw_fd(),
-        report: report_write.as_raw_fd(),
-        mask: kernel_mask,
-        program_stack,
-    };
     // SAFETY: `supervisor` runs on its own stack in this memory, reading
-    // `spawn` (alive until the report below is read) and nothing of ours
-    // after that; every signal is blocked in it from its first instruction.
+    // only `prepared` (kept until it is done) and its stack; every signal is
+    // blocked in it from its first instruction.
     let pid = unsafe {
         libc::clone(
             supervisor,
             supervisor_stack as *mut libc::c_void,
             libc::CLONE_VM | libc::SIGCHLD,
-            &spawn as *const Spawn as *mut libc::c_void,
+            &prepared.spawn as *const Spawn as *mut libc::c_void,
         )
     };
     let cloned = if pid < 0 {
@@ -445,56 +625,40 @@ pub(super) fn spawn(argv: &[&OsStr], dir: &std::path::Path) -> io::Result<Superv
         unsafe { stacks.release() };
         return Err(e);
     }
-    let report = read_report(&report_read);
-    // Everything `spawn` points to stays alive until here.
-    drop((candidate_pointers, arg_pointers, script_argv, env_pointers));
-    drop((candidates, args, env, dir));
-    match report {
-        Some(0) => Ok(Supervised {
-            pid,
-            stdout: std::fs::File::from(stdout_read),
-            stderr: std::fs::File::from(stderr_read),
+    Ok(Supervised {
+        pid,
+        stdout: std::fs::File::from(stdout_read),
+        stderr: std::fs::File::from(stderr_read),
+        shared: Shared {
             stacks,
-        }),
-        other => {
-            // The supervisor exits at once: reap it before unmapping its stack.
-            let mut status = 0;
-            // SAFETY: waits for our own child.
-            while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
-                && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
-            {}
-            // SAFETY: reaped: nothing runs on them.
-            unsafe { stacks.release() };
-            Err(match other {
-                Some(errno) => io::Error::from_raw_os_error(errno),
-                None => io::Error::other("the command's supervisor ended before it started it"),
-            })
-        }
-    }
+            prepared,
+            report: report_read,
+        },
+    })
 }
 
-/// The 4-byte report, or `None` if the supervisor ended without one.
+/// The errno a failed start wrote, if any: read once the supervisor has
+/// exited (so every copy of the pipe's write end is closed).
 fn read_report(pipe: &OwnedFd) -> Option<i32> {
     let mut bytes = [0u8; 4];
     let mut got = 0;
     while got < 4 {
-        // SAFETY: reads into the rest of `bytes`. `errno` is not looked at
-        // (the supervisor shares this thread's): a failure is retried.
+        // SAFETY: reads into the rest of `bytes`.
         let n = unsafe { libc::read(pipe.as_raw_fd(), bytes[got..].as_mut_ptr().cast(), 4 - got) };
         match n {
-            0 => return None,
             n if n > 0 => got += n as usize,
-            _ => {}
+            n if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            _ => return None,
         }
     }
     Some(i32::from_ne_bytes(bytes))
 }
 
-/// `S`: sets itself up, starts `P`, reports, then supervises. Every signal
-/// is blocked when it starts (the parent blocked them around the clone).
+/// `S`: sets itself up, starts `P`, then supervises. Every signal is
+/// blocked when it starts (the parent blocked them around the clone).
 extern "C" fn supervisor(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `arg` is the parent's `Spawn`, alive until the report is
-    // written; only raw system calls from here on.
+    // SAFETY: `arg` is the parent's `Spawn`, kept until `done` is set and
+    // this process reaped; only raw system calls from here on.
     unsafe {
         let spawn = &*(arg as *const Spawn);
         // An ignored SIGCHLD (inherited) would reap children unseen.
@@ -502,7 +666,7 @@ extern "C" fn supervisor(arg: *mut libc::c_void) -> libc::c_int {
         let grouped = raw::call2(libc::SYS_setpgid, 0, 0);
         if grouped < 0 {
             report(spawn.report, -grouped as i32);
-            raw::exit(1);
+            finish(spawn, 1);
         }
         // Without it (Linux before 3.4), descendants that leave the group
         // escape, as they did before.
@@ -513,8 +677,8 @@ extern "C" fn supervisor(arg: *mut libc::c_void) -> libc::c_int {
             libc::SIGTERM as usize,
         );
         if raw::call0(libc::SYS_getppid) != spawn.parent as isize {
-            // cairn died already: it reads no report.
-            raw::exit(1);
+            // cairn died already.
+            finish(spawn, 1);
         }
         raw::call2(
             libc::SYS_prctl,
@@ -522,42 +686,25 @@ extern "C" fn supervisor(arg: *mut libc::c_void) -> libc::c_int {
             c"cairn-sh".as_ptr() as usize,
         );
         let me = raw::call0(libc::SYS_getpid) as libc::pid_t;
-        let mut failed: i32 = 0;
+        // Lives as long as P may read it: this frame never returns.
         let program = Program {
             spawn,
             supervisor: me,
-            failed: &mut failed,
         };
-        // P shares this memory until it execs; this call returns then. (A
-        // failure sets the errno of cairn's thread, which is reading the
-        // report meanwhile and does not look at it.)
-        let pid = libc::clone(
+        // P shares this memory until it execs, on its own stack.
+        let pid = raw::clone(
+            (libc::CLONE_VM | libc::SIGCHLD) as usize,
+            spawn.program_stack,
             start_program,
-            spawn.program_stack as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            &program as *const Program as *mut libc::c_void,
+            &program as *const Program as usize,
         );
         if pid < 0 {
-            report(spawn.report, libc::EAGAIN);
-            raw::exit(1);
+            report(spawn.report, -pid as i32);
+            finish(spawn, 1);
         }
-        let failed = std::ptr::read_volatile(&failed);
-        if failed != 0 {
-            let mut status = 0;
-            raw::call4(
-                libc::SYS_wait4,
-                pid as usize,
-                &mut status as *mut i32 as usize,
-                0,
-                0,
-            );
-            report(spawn.report, failed);
-            raw::exit(1);
-        }
-        report(spawn.report, 0);
-        // From here on nothing of the parent's is touched.
+        // P has its own copies: S holds none of the pipes.
         close_all();
-        supervise(me, pid)
+        supervise(spawn, me, pid as libc::pid_t)
     }
 }
 
@@ -566,24 +713,29 @@ unsafe fn report(fd: RawFd, errno: i32) {
     raw::call3(libc::SYS_write, fd as usize, bytes.as_ptr() as usize, 4);
 }
 
-/// What `P` needs: the parent's `Spawn`, its supervisor, and where to say
-/// why it could not exec.
+/// Marks `spawn` done (P was reaped, or never started), then exits.
+unsafe fn finish(spawn: &Spawn, code: i32) -> ! {
+    spawn.done.store(true, std::sync::atomic::Ordering::Release);
+    raw::exit(code)
+}
+
+/// What `P` needs: the parent's `Spawn` and its supervisor.
 struct Program<'a> {
     spawn: &'a Spawn,
     supervisor: libc::pid_t,
-    failed: *mut i32,
 }
 
 /// `P`: the command's stdio, directory, a death signal, the parent's mask
 /// and default handlers, then the program.
-extern "C" fn start_program(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `arg` is the supervisor's `Program`; S is suspended until
-    // this execs or exits. Only raw system calls.
+unsafe extern "C" fn start_program(arg: usize) -> ! {
+    // SAFETY: `arg` is the supervisor's `Program`, alive while the
+    // supervisor runs (it reaps this process before it exits). Only raw
+    // system calls.
     unsafe {
         let program = &*(arg as *const Program<'_>);
         let spawn = program.spawn;
         let fail = |errno: isize| -> ! {
-            std::ptr::write_volatile(program.failed, (-errno) as i32);
+            report(spawn.report, -errno as i32);
             raw::exit(127)
         };
         for (from, to) in [(spawn.stdin, 0), (spawn.stdout, 1), (spawn.stderr, 2)] {
@@ -714,7 +866,7 @@ unsafe fn close_all() {
 
 /// Waits for `P` (reaping any orphan that ends meanwhile) or a stop signal,
 /// then kills every descendant left and exits as `P` did.
-unsafe fn supervise(me: libc::pid_t, program: libc::pid_t) -> ! {
+unsafe fn supervise(spawn: &Spawn, me: libc::pid_t, program: libc::pid_t) -> ! {
     let mut ended: Option<i32> = None;
     let mut stop = false;
     loop {
@@ -737,6 +889,8 @@ unsafe fn supervise(me: libc::pid_t, program: libc::pid_t) -> ! {
         }
     }
     kill_descendants(me, program, &mut ended);
+    // P is reaped: nothing of the parent's is touched any more.
+    spawn.done.store(true, std::sync::atomic::Ordering::Release);
     exit_as(ended)
 }
 

@@ -591,11 +591,10 @@ impl Running {
             }
             let error = std::io::Error::last_os_error();
             if error.kind() != std::io::ErrorKind::Interrupted {
-                // Not reaped (it cannot be): what it shares stays.
+                // Not reaped (it cannot be): what it shares stays
+                // (dropping it without `reaped` leaves it allocated).
                 self.reaped = true;
-                if let Some(shared) = self.shared.take() {
-                    shared.leak();
-                }
+                self.shared = None;
                 return Err(error);
             }
         }

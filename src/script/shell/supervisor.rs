@@ -304,6 +304,8 @@ struct Spawn {
     /// Set by `S` as it exits normally, when `P` has been reaped (or never
     /// started): nothing runs on the stacks or reads this any more.
     done: std::sync::atomic::AtomicBool,
+    /// `S`'s pid, which `S` writes before it starts `P`: `P`'s parent.
+    supervisor: std::sync::atomic::AtomicI32,
     /// cairn's pid: if `S` finds another parent, cairn is gone already.
     parent: libc::pid_t,
     /// Where to look for the program, in order (one path for a name with a
@@ -340,9 +342,11 @@ pub(super) struct Supervised {
 }
 
 /// The stacks, the arguments and the start report of a supervised command.
+/// Dropped without [`Shared::reaped`], it leaves the stacks and arguments
+/// allocated: the supervisor may still use them.
 pub(super) struct Shared {
-    stacks: Stacks,
-    prepared: Box<Prepared>,
+    stacks: Option<Stacks>,
+    prepared: Option<Box<Prepared>>,
     report: OwnedFd,
 }
 
@@ -351,28 +355,35 @@ impl Shared {
     /// be started, and why. Frees what it shared, or, if the supervisor was
     /// killed before it was done (so the program may not have exec'd yet),
     /// leaves it allocated for good.
-    pub fn reaped(self) -> Option<io::Error> {
-        if !self
+    pub fn reaped(mut self) -> Option<io::Error> {
+        let done = self
             .prepared
-            .spawn
-            .done
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
+            .as_ref()
+            .is_some_and(|p| p.spawn.done.load(std::sync::atomic::Ordering::Acquire));
+        if !done {
             // Killed: its program may still hold the report's write end.
-            self.leak();
             return None;
         }
         // Every write end is closed: the program exec'd or exited.
         let errno = read_report(&self.report);
-        // SAFETY: the supervisor said it was done, and was reaped.
-        unsafe { self.stacks.release() };
+        if let Some(stacks) = self.stacks.take() {
+            // SAFETY: the supervisor said it was done, and was reaped.
+            unsafe { stacks.release() };
+        }
+        self.prepared = None;
         errno.map(io::Error::from_raw_os_error)
     }
+}
 
-    /// When the supervisor cannot be reaped: leaves it all allocated.
-    pub fn leak(self) {
-        std::mem::forget(self.stacks);
-        std::mem::forget(self.prepared);
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Whatever `reaped` did not free stays: something may still use it.
+        if let Some(stacks) = self.stacks.take() {
+            std::mem::forget(stacks);
+        }
+        if let Some(prepared) = self.prepared.take() {
+            std::mem::forget(prepared);
+        }
     }
 }
 
@@ -406,7 +417,7 @@ impl Stacks {
     /// A pair of stacks: one this thread used before (a supervisor reaped
     /// since), or a new mapping.
     fn take() -> io::Result<Self> {
-        match SPARE.with(|spare| spare.take()) {
+        match SPARE.try_with(|spare| spare.take()).ok().flatten() {
             Some(stacks) => Ok(stacks),
             None => Self::map(),
         }
@@ -462,7 +473,8 @@ impl Stacks {
     /// Only once nothing runs on them: the supervisor was reaped (or never
     /// started).
     pub unsafe fn release(self) {
-        SPARE.with(|spare| drop(spare.replace(Some(self))));
+        // As the thread ends, the closure (and these stacks) are dropped.
+        let _ = SPARE.try_with(move |spare| drop(spare.replace(Some(self))));
     }
 }
 
@@ -564,6 +576,7 @@ pub(super) fn spawn(argv: &[&OsStr], dir: &std::path::Path) -> io::Result<Superv
     let (program_stack, supervisor_stack) = stacks.tops();
     let spawn = Spawn {
         done: std::sync::atomic::AtomicBool::new(false),
+        supervisor: std::sync::atomic::AtomicI32::new(0),
         parent: std::process::id() as libc::pid_t,
         candidates: candidate_pointers.as_ptr(),
         argv: arg_pointers.as_ptr(),
@@ -630,8 +643,8 @@ pub(super) fn spawn(argv: &[&OsStr], dir: &std::path::Path) -> io::Result<Superv
         stdout: std::fs::File::from(stdout_read),
         stderr: std::fs::File::from(stderr_read),
         shared: Shared {
-            stacks,
-            prepared,
+            stacks: Some(stacks),
+            prepared: Some(prepared),
             report: report_read,
         },
     })
@@ -686,17 +699,15 @@ extern "C" fn supervisor(arg: *mut libc::c_void) -> libc::c_int {
             c"cairn-sh".as_ptr() as usize,
         );
         let me = raw::call0(libc::SYS_getpid) as libc::pid_t;
-        // Lives as long as P may read it: this frame never returns.
-        let program = Program {
-            spawn,
-            supervisor: me,
-        };
+        spawn
+            .supervisor
+            .store(me, std::sync::atomic::Ordering::Release);
         // P shares this memory until it execs, on its own stack.
         let pid = raw::clone(
             (libc::CLONE_VM | libc::SIGCHLD) as usize,
             spawn.program_stack,
             start_program,
-            &program as *const Program as usize,
+            spawn as *const Spawn as usize,
         );
         if pid < 0 {
             report(spawn.report, -pid as i32);
@@ -719,21 +730,13 @@ unsafe fn finish(spawn: &Spawn, code: i32) -> ! {
     raw::exit(code)
 }
 
-/// What `P` needs: the parent's `Spawn` and its supervisor.
-struct Program<'a> {
-    spawn: &'a Spawn,
-    supervisor: libc::pid_t,
-}
-
 /// `P`: the command's stdio, directory, a death signal, the parent's mask
 /// and default handlers, then the program.
 unsafe extern "C" fn start_program(arg: usize) -> ! {
-    // SAFETY: `arg` is the supervisor's `Program`, alive while the
-    // supervisor runs (it reaps this process before it exits). Only raw
-    // system calls.
+    // SAFETY: `arg` is the parent's `Spawn`, kept until the supervisor,
+    // which reaps this process first, is done. Only raw system calls.
     unsafe {
-        let program = &*(arg as *const Program<'_>);
-        let spawn = program.spawn;
+        let spawn = &*(arg as *const Spawn);
         let fail = |errno: isize| -> ! {
             report(spawn.report, -errno as i32);
             raw::exit(127)
@@ -757,7 +760,8 @@ unsafe extern "C" fn start_program(arg: usize) -> ! {
             libc::PR_SET_PDEATHSIG as usize,
             libc::SIGKILL as usize,
         );
-        if raw::call0(libc::SYS_getppid) != program.supervisor as isize {
+        let supervisor = spawn.supervisor.load(std::sync::atomic::Ordering::Acquire);
+        if raw::call0(libc::SYS_getppid) != supervisor as isize {
             raw::exit(1);
         }
         // No handler of cairn's may run here, on this stack: every caught

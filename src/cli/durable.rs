@@ -145,6 +145,8 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
     // reading its log until it stops.
     let claim = store.claim(&row.id)?;
     verified(&store, &row)?;
+    // Whatever the run's previous process left running goes first.
+    stop_left_running(&store, &row.id)?;
     let inputs = store.source(&row.id)?;
     let stored = store.plan(&row.id)?;
     // Decoding the plan and folding the log are independent, and on a long
@@ -221,6 +223,35 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
         ..Options::default()
     };
     session.execute(plan, options)
+}
+
+/// Makes sure no command the run's previous process started still runs
+/// (its process group is recorded while it runs): each one still running is
+/// killed and waited for, and said so on stderr. One that cannot be stopped
+/// refuses the resume, its row kept for the next.
+pub(crate) fn stop_left_running(store: &Store, run: &str) -> Result<(), Error> {
+    let stopped = store.stop_processes(run)?;
+    for group in &stopped.killed {
+        eprintln!(
+            "stopped step `{}`'s command (process group {}), left running when run {run} was stopped",
+            group.step, group.pgid
+        );
+    }
+    match stopped.left.as_slice() {
+        [] => Ok(()),
+        left => Err(StoreError::ProcessesLeft(
+            left.iter()
+                .map(|(group, why)| {
+                    format!(
+                        "step `{}`'s command (process group {}), left running when run {run} was stopped: {why}; stop it (`kill -KILL -- -{}`), then resume again",
+                        group.step, group.pgid, group.pgid
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+        .into()),
+    }
 }
 
 fn describe_changes(

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::error::Error;
-pub(crate) use durable::{recorded_plan, verified};
+pub(crate) use durable::{recorded_plan, stop_left_running, verified};
 pub(crate) use run::{describe, plan_dir};
 
 /// cairn checks, draws and runs `.plan` files: DAGs of tasks with checks, routing, decisions and gates.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::report;
 use crate::error::Error;
 use crate::run::{self, Approval, Event, GateRequest, Options, Report, RunStatus, StepStatus};
-use crate::store::{Durability, RunRecorder, Store};
+use crate::store::{Durability, RunProcesses, RunRecorder, Store};
 
 /// What `cairn run` was asked to do.
 pub struct Args {
@@ -110,6 +110,12 @@ impl Session {
             store: Arc::clone(&self.store),
             run: self.run_id.clone(),
         }));
+        let processes = Arc::new(RunProcesses::new(
+            Arc::clone(&self.store),
+            self.run_id.clone(),
+        ));
+        // Each command's process group is in the store while it runs.
+        options.processes = Some(Arc::clone(&processes) as Arc<dyn run::ProcessLog>);
         options.approver = interactive.then(|| Arc::new(approver) as run::Approver);
         options.second_interrupt_exits = true;
         if options.registrars.is_empty() {
@@ -153,7 +159,10 @@ impl Session {
                     }
                 }
             }
-        }))?;
+        }));
+        // Every command has ended: none of their rows is left.
+        processes.flush();
+        let report = report?;
         if let Some(live) = live.take() {
             live.bar.finish_and_clear();
         }

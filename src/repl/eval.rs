@@ -57,6 +57,8 @@ impl Session {
             using: Vec::new(),
             output_limit: context::DEFAULT_OUTPUT_LIMIT,
             blobs: Some(Arc::from(self.state_dir.join("blobs"))),
+            // No capabilities at the prompt: no commands to record.
+            processes: None,
             stored: Default::default(),
             logged: Default::default(),
         });

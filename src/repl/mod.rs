@@ -22,7 +22,7 @@ use crate::run::{self, Event, Options, Report, RunStatus};
 
 use crate::script::Sandbox;
 use crate::source::Source;
-use crate::store::{Durability, RunRecorder, Store};
+use crate::store::{Durability, RunProcesses, RunRecorder, Store};
 
 use input::{Input, Known, Line};
 
@@ -149,6 +149,7 @@ impl Session {
         plan: Plan,
     ) -> Result<Self, Error> {
         let claim = store.claim(&run_id)?;
+        crate::cli::stop_left_running(&store, &run_id)?;
         let sandbox = Sandbox::new([&[][..]], &crate::stdlib::registrars());
         Ok(Self {
             store,
@@ -269,6 +270,11 @@ impl Session {
             store: Arc::clone(&self.store),
             run: self.run_id.clone(),
         }));
+        let processes = Arc::new(RunProcesses::new(
+            Arc::clone(&self.store),
+            self.run_id.clone(),
+        ));
+        options.processes = Some(Arc::clone(&processes) as Arc<dyn run::ProcessLog>);
         let report = self
             .runtime
             .block_on(run::run(Arc::clone(&self.plan), options, |event| {
@@ -283,8 +289,9 @@ impl Session {
                         println!("            = {}", compact(output));
                     }
                 }
-            }))
-            .map_err(|e| e.to_string())?;
+            }));
+        processes.flush();
+        let report = report.map_err(|e| e.to_string())?;
         match report.status {
             RunStatus::Succeeded => println!("run succeeded"),
             RunStatus::Failed => println!(

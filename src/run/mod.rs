@@ -12,7 +12,7 @@ mod step;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use crate::script::context::{Call, Divergence};
+pub use crate::script::context::{Call, Divergence, ProcessLog};
 pub use changes::Changes;
 pub use dry::explain;
 pub use events::{Event, RunStatus, StepStatus};
@@ -114,6 +114,10 @@ pub struct Options {
     /// Takes every event, in order, before it is reported; the run store
     /// records a run through it.
     pub recorder: Option<Arc<dyn Recorder>>,
+    /// Keeps the process group of every running command (the run store
+    /// does), so that a resume after cairn was killed can stop what it left
+    /// running. `None`: kept nowhere.
+    pub processes: Option<Arc<dyn ProcessLog>>,
     /// Continue a recorded run: steps settled before keep their outcomes.
     pub resume: Option<Arc<Resume>>,
     /// Replay a recorded run: outside calls are answered from the recording,

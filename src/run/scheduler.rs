@@ -83,6 +83,7 @@ pub async fn run(
             .state_dir
             .as_ref()
             .map(|d| Arc::from(d.join("blobs"))),
+        processes: options.processes.clone(),
         grants: Arc::new(plan.allow.clone()),
         cancel: Arc::new(AtomicBool::new(false)),
         cost: Arc::new(CostMeter::resumed(

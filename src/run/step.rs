@@ -21,6 +21,8 @@ pub struct Shared {
     pub dir: PathBuf,
     /// Where kept command outputs go (the run store's `blobs/`).
     pub blobs: Option<Arc<std::path::Path>>,
+    /// Where commands' process groups are recorded while they run.
+    pub processes: Option<Arc<dyn context::ProcessLog>>,
     /// Where file capabilities may reach, built once per run.
     pub confinement: Arc<crate::script::confine::Confinement>,
     pub grants: Arc<Vec<Grant>>,
@@ -157,6 +159,7 @@ impl Shared {
             confinement: Arc::clone(&self.confinement),
             output_limit: task.output_limit.unwrap_or(context::DEFAULT_OUTPUT_LIMIT),
             blobs: self.blobs.clone(),
+            processes: self.processes.clone(),
             stored: Default::default(),
             logged: Default::default(),
             grants: Arc::clone(

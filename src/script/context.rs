@@ -413,6 +413,17 @@ pub enum Tape {
     },
 }
 
+/// Keeps the process group of every command while it runs (the run store
+/// does, in `processes`), so that after cairn itself was killed, a resume
+/// can make sure those groups are gone before their steps run again.
+pub trait ProcessLog: Send + Sync {
+    /// A command of `step` started; its process group is `pgid`. Durable
+    /// when it returns: an error stops the command and fails the call.
+    fn started(&self, step: &str, pgid: i32) -> Result<(), String>;
+    /// That command ended and its group is gone.
+    fn ended(&self, pgid: i32);
+}
+
 /// The step a host function runs for.
 pub struct StepContext {
     /// The step's id; log lines and journal entries are filed under it.
@@ -452,6 +463,9 @@ pub struct StepContext {
     pub output_limit: usize,
     /// Where kept command outputs are written, by hash (the run store's `blobs/`).
     pub blobs: Option<Arc<std::path::Path>>,
+    /// Where the process group of each running command is recorded (the
+    /// run store), if anywhere.
+    pub processes: Option<Arc<dyn ProcessLog>>,
     /// What this attempt has put in the run store, against [`STORE_QUOTA`].
     pub stored: AtomicU64,
     /// What this attempt has logged, against [`LOG_LINES`] and [`LOG_BYTES`].

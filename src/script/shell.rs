@@ -1,9 +1,14 @@
-//! The `sh` capability: commands in the plan's directory, killed as a group.
+//! The `sh` capability: commands in the plan's directory, each under a
+//! supervisor that kills everything the command started when it ends.
+
+mod supervisor;
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
@@ -322,59 +327,44 @@ impl Spool {
     }
 }
 
-/// Runs the program in its own process group, so a timeout or
-/// cancellation kills it and everything it started. Its output is read as
-/// it comes, into bounded memory (and, when kept, a file).
+/// Runs the program in its own process group, under a supervisor (see
+/// [`supervisor`]): when the program exits, times out or is cancelled,
+/// every process it started is killed, even those that left the group, and
+/// if cairn dies, the supervisor kills them too. With a process log (the run
+/// store), the group is recorded while it runs, so that a `resume` after
+/// cairn was killed can make sure it is gone. Its output is read as it
+/// comes, into bounded memory (and, when kept, a file).
 fn run(program: &Program, options: &Options) -> Result<Output> {
     let ctx = current()?;
-    let mut command = match program {
+    let started = match program {
         // An absolute path: looking `sh` up along PATH costs a failed exec per entry.
-        Program::Shell(line) => {
-            let mut command = Command::new("/bin/sh");
-            command.arg("-c").arg(line);
-            command
-        }
-        Program::Argv(argv) => {
-            let mut command = Command::new(&argv[0]);
-            command.args(&argv[1..]);
-            command
-        }
+        Program::Shell(line) => supervisor::spawn(
+            &["/bin/sh".as_ref(), "-c".as_ref(), line.as_ref()],
+            &ctx.dir,
+        ),
+        Program::Argv(argv) => supervisor::spawn(
+            &argv.iter().map(|a| a.as_ref()).collect::<Vec<_>>(),
+            &ctx.dir,
+        ),
     };
-    let spawned = command
-        .current_dir(&ctx.dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn();
-    let mut child = match spawned {
-        Ok(child) => child,
-        // A program that is missing or not executable ends as a shell
-        // would report it (127, 126), so `sh_try` never fails either way.
-        Err(e)
-            if matches!(program, Program::Argv(_))
-                && matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
-                ) =>
-        {
-            return Ok(Output {
-                code: if e.kind() == std::io::ErrorKind::NotFound {
-                    127
-                } else {
-                    126
-                },
-                stdout: String::new(),
-                stderr: format!("cannot start `{}`: {e}", program.shown()),
-                truncated: false,
-                kept: Vec::new(),
-            });
-        }
-        Err(e) => return Err(runtime(format!("cannot start `{}`: {e}", program.shown()))),
+    let started = match started {
+        Ok(started) => started,
+        Err(e) => return not_started(program, e),
     };
-    let group = child.id() as libc::pid_t;
-    let mut stdout_pipe = child.stdout.take();
-    let mut stderr_pipe = child.stderr.take();
+    let mut stdout_pipe = Some(started.stdout);
+    let mut stderr_pipe = Some(started.stderr);
+    let mut running = Running::new(started.pid, started.shared);
+    if let Some(log) = &ctx.processes {
+        // Committed at once: if cairn is killed from here on, `resume`
+        // finds the group.
+        if let Err(e) = log.started(&ctx.task, running.group) {
+            return Err(runtime(format!(
+                "`{}`: cannot record its process group: {e}",
+                program.shown()
+            )));
+        }
+        running.log = Some(Arc::clone(log));
+    }
     let spool = || -> Result<Option<Spool>> {
         if !options.keep_output {
             return Ok(None);
@@ -399,12 +389,10 @@ fn run(program: &Program, options: &Options) -> Result<Output> {
             if let Ok(Some(spool)) = other {
                 spool.discard();
             }
-            kill_group(group);
-            let _ = child.wait();
+            // `running` stops the command as it drops.
             return Err(e);
         }
     };
-    let exit = ExitWatch::new(group);
     // One thread waits for the exit, the pipes and the clock at once: no
     // polling delay after a quick command, no reader threads per command.
     let mut exited = false;
@@ -421,8 +409,7 @@ fn run(program: &Program, options: &Options) -> Result<Output> {
             )));
         }
         if failure.is_some() {
-            kill_group(group);
-            let _ = child.wait();
+            running.stop();
             break;
         }
         let mut fds = Vec::with_capacity(3);
@@ -441,7 +428,7 @@ fn run(program: &Program, options: &Options) -> Result<Output> {
             });
         }
         if !exited {
-            if let Some(fd) = exit.fd() {
+            if let Some(fd) = running.exit.fd() {
                 fds.push(libc::pollfd {
                     fd,
                     events: libc::POLLIN,
@@ -450,7 +437,11 @@ fn run(program: &Program, options: &Options) -> Result<Output> {
             }
         }
         // Wake at least every 10 ms to notice a timeout or cancellation.
-        let wait_ms = if exited || exit.fd().is_some() { 10 } else { 1 };
+        let wait_ms = if exited || running.exit.fd().is_some() {
+            10
+        } else {
+            1
+        };
         // SAFETY: `fds` is a valid array of pollfd for the call's duration.
         unsafe {
             libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms);
@@ -463,30 +454,32 @@ fn run(program: &Program, options: &Options) -> Result<Output> {
                 rhai::Position::NONE,
             )));
         }
-        if !exited
-            && child
-                .try_wait()
-                .map_err(|e| runtime(format!("waiting for `{}`: {e}", program.shown())))?
-                .is_some()
-        {
+        // The supervisor exits once the program and everything it started
+        // are gone, which also closes the pipes they held.
+        if !exited && running.exited() {
             exited = true;
-            // The shell is gone; anything it left running in its group
-            // goes too, which also closes the pipes it held.
-            kill_group(group);
         }
     }
-    if let Some(failure) = failure {
+    let status = match failure {
+        Some(failure) => Err(failure),
+        None => running
+            .finish()
+            .map_err(|e| runtime(format!("waiting for `{}`: {e}", program.shown()))),
+    };
+    let unstarted = running.unstarted.take();
+    drop(running);
+    if status.is_err() || unstarted.is_some() {
         for spool in [stdout.keep.take(), stderr.keep.take()]
             .into_iter()
             .flatten()
         {
             spool.discard();
         }
-        return Err(failure);
     }
-    let status = child
-        .wait()
-        .map_err(|e| runtime(format!("waiting for `{}`: {e}", program.shown())))?;
+    let status = status?;
+    if let Some(e) = unstarted {
+        return not_started(program, e);
+    }
     let code = status.code().map_or(-1, i64::from);
     let mut kept = Vec::new();
     let number = ctx.calls.load(std::sync::atomic::Ordering::SeqCst);
@@ -508,6 +501,152 @@ fn run(program: &Program, options: &Options) -> Result<Output> {
         stderr: stderr.text(),
         kept,
     })
+}
+
+/// A program that is missing or not executable ends as a shell would
+/// report it (127, 126), so `sh_try` never fails either way; any other
+/// failure to start is an error.
+fn not_started(program: &Program, e: std::io::Error) -> Result<Output> {
+    if matches!(program, Program::Argv(_))
+        && matches!(
+            e.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+        )
+    {
+        return Ok(Output {
+            code: if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            },
+            stdout: String::new(),
+            stderr: format!("cannot start `{}`: {e}", program.shown()),
+            truncated: false,
+            kept: Vec::new(),
+        });
+    }
+    Err(runtime(format!("cannot start `{}`: {e}", program.shown())))
+}
+
+/// How long a supervisor told to stop has to kill what runs below it
+/// before cairn kills the whole group (the supervisor too) itself.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// A command running under its supervisor, whose pid leads the group.
+/// Dropped before it finished, it stops the command; either way, it then
+/// tells the process log that the group is gone.
+struct Running {
+    group: libc::pid_t,
+    exit: ExitWatch,
+    /// What the supervisor shares with cairn, until it is reaped.
+    shared: Option<supervisor::Shared>,
+    /// Why the program could not be started, once the supervisor is reaped.
+    unstarted: Option<std::io::Error>,
+    /// Where the group was recorded, if it was.
+    log: Option<Arc<dyn super::context::ProcessLog>>,
+    /// Reaped: the group's id may belong to anyone now.
+    reaped: bool,
+}
+
+impl Running {
+    fn new(group: libc::pid_t, shared: supervisor::Shared) -> Self {
+        Self {
+            group,
+            exit: ExitWatch::new(group),
+            shared: Some(shared),
+            unstarted: None,
+            log: None,
+            reaped: false,
+        }
+    }
+
+    /// Whether the supervisor has exited. It is not reaped, so its pid (the
+    /// group's id) cannot be given to another process yet.
+    fn exited(&self) -> bool {
+        // SAFETY: a zeroed siginfo_t is valid; waitid writes into it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waits, without reaping, for our own child only.
+        let done = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                self.group as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        // SAFETY: waitid filled `info` (si_pid stays 0 while it runs).
+        done != 0 || unsafe { info.si_pid() } != 0
+    }
+
+    /// Kills whatever is left in the group (only a process that joined it
+    /// from outside, or any where the supervisor found no `/proc`), then
+    /// reaps the supervisor: the program's status.
+    fn finish(&mut self) -> std::io::Result<ExitStatus> {
+        kill_group(self.group);
+        let mut status = 0;
+        loop {
+            // SAFETY: waits for our own child.
+            if unsafe { libc::waitpid(self.group, &mut status, 0) } >= 0 {
+                break;
+            }
+            let error = std::io::Error::last_os_error();
+            if error.kind() != std::io::ErrorKind::Interrupted {
+                // Not reaped (it cannot be): what it shares stays
+                // (dropping it without `reaped` leaves it allocated).
+                self.reaped = true;
+                self.shared = None;
+                return Err(error);
+            }
+        }
+        self.reaped = true;
+        if let Some(shared) = self.shared.take() {
+            self.unstarted = shared.reaped();
+        }
+        Ok(ExitStatus::from_raw(status))
+    }
+
+    /// Stops the command: asks the supervisor to kill everything below it,
+    /// gives it [`STOP_GRACE`], then kills the group with it.
+    fn stop(&mut self) {
+        if self.reaped {
+            return;
+        }
+        // SAFETY: signals our own child, not reaped yet.
+        unsafe {
+            libc::kill(self.group, libc::SIGTERM);
+        }
+        let until = Instant::now() + STOP_GRACE;
+        while !self.exited() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.exit.fd() {
+                Some(fd) => {
+                    let mut ready = [libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    }];
+                    // SAFETY: one valid pollfd.
+                    unsafe {
+                        libc::poll(ready.as_mut_ptr(), 1, left.as_millis().max(1) as i32);
+                    }
+                }
+                None => std::thread::sleep(left.min(Duration::from_millis(2))),
+            }
+        }
+        let _ = self.finish();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(log) = &self.log {
+            log.ended(self.group);
+        }
+    }
 }
 
 /// Reads what a pipe has, if `poll` said it is ready; drops it at EOF.

@@ -53,15 +53,17 @@ pub(super) fn me() -> &'static Holder {
 }
 
 /// What `/proc/<pid>/stat` says of a process.
-struct Stat {
+pub(super) struct Stat {
     /// Field 3: `Z` (zombie) and `X` (dead) have exited.
-    state: char,
+    pub state: char,
+    /// Field 5: its process group.
+    pub group: i64,
     /// Field 22: when it started, in clock ticks since boot.
-    start: i64,
+    pub start: i64,
 }
 
 /// `/proc/<pid>/stat`, or `None` if there is no such process.
-fn stat(pid: i64) -> std::io::Result<Option<Stat>> {
+pub(super) fn stat(pid: i64) -> std::io::Result<Option<Stat>> {
     let text = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(text) => text,
         Err(e)
@@ -81,11 +83,17 @@ fn stat(pid: i64) -> std::io::Result<Option<Stat>> {
         .first()
         .and_then(|s| s.chars().next())
         .ok_or_else(bad)?;
-    let start = fields
-        .get(22 - 3)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(bad)?;
-    Ok(Some(Stat { state, start }))
+    let number = |field: usize| -> std::io::Result<i64> {
+        fields
+            .get(field - 3)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(bad)
+    };
+    Ok(Some(Stat {
+        state,
+        group: number(5)?,
+        start: number(22)?,
+    }))
 }
 
 /// Whether `holder` still runs.

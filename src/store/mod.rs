@@ -6,6 +6,7 @@ mod history;
 mod lease;
 mod open;
 mod plans;
+mod processes;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ pub use audit::{AuditError, Where};
 pub use history::{unreadable, History};
 pub use open::writable;
 pub use plans::Encoded;
+pub use processes::{Group, RunProcesses, Stopped};
 
 use crate::plan::Plan;
 use crate::run::Event;
@@ -90,6 +92,10 @@ pub enum StoreError {
     /// No run matches.
     #[error("{0}")]
     NotFound(String),
+    /// A command the run's previous process left running cannot be stopped
+    /// (see [`Store::stop_processes`]).
+    #[error("cannot stop {0}")]
+    ProcessesLeft(String),
     /// Another process is running the run.
     #[error(
         "run {run} is being run by another process; wait for it to stop, or stop it (Ctrl-C) first"

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::{cairn, db, status_step, Run, Test};
 
-fn spawn(test: &Test, args: &[&str]) -> Child {
+pub(crate) fn spawn(test: &Test, args: &[&str]) -> Child {
     Command::new(assert_cmd::cargo::cargo_bin("cairn"))
         .args(args)
         .current_dir(test.path())
@@ -627,7 +627,9 @@ fn a_locked_store_is_a_clear_error() {
 }
 
 /// Kills `cairn` with SIGKILL at random moments, resumes after each, and
-/// checks that no finished step is lost or run twice.
+/// checks that no finished step is lost or run twice, and that the commands
+/// running at a kill die with cairn: none of them finishes after it (an
+/// in-flight command runs again on resume, never beside its old copy).
 #[test]
 fn crash_torture_loses_nothing_and_repeats_only_running_steps() {
     let mut plan = String::from("plan torture \"Torture\"\n  allow: sh\n  max_parallel: 4\n");
@@ -638,7 +640,7 @@ fn crash_torture_loses_nothing_and_repeats_only_running_steps() {
             String::new()
         };
         plan.push_str(&format!(
-            "\ntask t{i} \"T{i}\" using:sh\n{needs}  run: sh(\"echo t{i} >> ids.txt; sleep 0.05\")\n"
+            "\ntask t{i} \"T{i}\" using:sh\n{needs}  run: sh(\"echo t{i} >> ids.txt; sleep 0.05; echo t{i} >> ends.txt\")\n"
         ));
     }
     let test = Test::new().file("p.plan", &plan);
@@ -659,6 +661,13 @@ fn crash_torture_loses_nothing_and_repeats_only_running_steps() {
         child.kill().expect("SIGKILL");
         child.wait().expect("reaped");
         kills += 1;
+        // What ran at the kill dies with cairn: nothing finishes after it
+        // (each command has 50 ms to go at most).
+        let ends = || std::fs::read_to_string(test.path().join("ends.txt")).unwrap_or_default();
+        std::thread::sleep(Duration::from_millis(20));
+        let before = ends();
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(ends(), before, "a command finished after cairn was killed");
         // Steps started and not settled were running at the kill.
         let conn = db(&test);
         let mut stmt = conn.prepare("SELECT body FROM events").expect("query");
@@ -807,14 +816,7 @@ fn start_time(pid: u32) -> i64 {
 
 /// Leases in the store: (run, pid).
 fn leases(test: &Test) -> Vec<(String, i64)> {
-    let conn = db(test);
-    let mut stmt = conn
-        .prepare("SELECT run_id, pid FROM leases")
-        .expect("query");
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .expect("rows")
-        .collect::<Result<_, _>>()
-        .expect("rows")
+    crate::pairs(test, "SELECT run_id, pid FROM leases")
 }
 
 /// Deleting or replacing anything in the state directory beside the

@@ -8,6 +8,7 @@ mod docs;
 mod durable;
 mod embed;
 mod graph;
+mod processes;
 mod properties;
 mod repl;
 mod run;
@@ -137,6 +138,19 @@ pub fn status_step(test: &Test, id: &str) -> serde_json::Value {
 /// The test's run store, opened directly (to look at or tamper with).
 pub fn db(test: &Test) -> rusqlite::Connection {
     rusqlite::Connection::open(test.path().join(".cairn/state.db")).expect("open")
+}
+
+/// The rows of a two-column query on the test's run store.
+pub fn pairs<A: rusqlite::types::FromSql, B: rusqlite::types::FromSql>(
+    test: &Test,
+    sql: &str,
+) -> Vec<(A, B)> {
+    let conn = db(test);
+    let mut stmt = conn.prepare(sql).expect("query");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows")
 }
 
 /// The repository root, for examples and docs.

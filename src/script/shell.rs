@@ -608,7 +608,11 @@ impl Running {
         }
         self.reaped = true;
         if let Some(shared) = self.shared.take() {
-            self.unstarted = shared.reaped();
+            let (unstarted, program) = shared.reaped();
+            self.unstarted = unstarted;
+            // The program's own status, as its supervisor saw it; the
+            // supervisor's (killed before it was done) otherwise.
+            status = program.unwrap_or(status);
         }
         Ok(ExitStatus::from_raw(status))
     }

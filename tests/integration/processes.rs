@@ -358,3 +358,34 @@ fn commands_get_the_default_file_size_signal_back() {
     assert_eq!(run.status, 0, "{}", run.stdout);
     assert_eq!(crate::status_step(&test, "a")["output"], "\"153\\n\"");
 }
+
+/// The supervisor stops only when cairn asks (or dies): a `kill 0` from the
+/// command's own group reaches it too, and must not end the command.
+#[test]
+fn a_command_signalling_its_own_group_is_not_stopped_by_its_supervisor() {
+    let test = Test::new().file(
+        "p.plan",
+        plan(
+            "sh(\"trap '' TERM HUP; kill -TERM 0; kill -HUP 0; sleep 0.2; echo survived\").stdout",
+        ),
+    );
+    let run = crate::cairn(&test, &["run", "p.plan"]);
+    assert_eq!(run.status, 0, "{}", run.stdout);
+    assert_eq!(crate::status_step(&test, "a")["output"], "\"survived\\n\"");
+}
+
+/// A program killed by a core-dumping signal is reported by that signal,
+/// and cairn goes on: the supervisor, which shares cairn's memory, only
+/// hands the status over (raising the signal in it would dump cairn's
+/// memory, and before Linux 5.16 kill cairn).
+#[test]
+fn a_program_that_aborts_is_reported_and_cairn_goes_on() {
+    let test = Test::new().file(
+        "p.plan",
+        "plan p \"P\"\n  allow: sh\n\ntask a \"A\" using:sh\n  run: sh_try(\"kill -ABRT $$\").code\n\ntask b \"B\"\n  needs: a\n  run: \"after\"\n",
+    );
+    let run = crate::cairn(&test, &["run", "p.plan"]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(crate::status_step(&test, "a")["output"], "-1");
+    assert_eq!(crate::status_step(&test, "b")["output"], "\"after\"");
+}

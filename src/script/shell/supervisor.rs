@@ -12,8 +12,11 @@
 //! - When `P` exits, or `S` is sent `SIGTERM` (cairn stops the command on a
 //!   timeout or a cancellation; or cairn died), `S` kills every descendant
 //!   it has with `SIGKILL`, round after round (a killed child's children
-//!   come to `S` next), reaps them, and exits the way `P` did (its code, or
-//!   its signal raised again), so cairn reads the program's status.
+//!   come to `S` next), reaps them, and leaves `P`'s wait status in the
+//!   memory it shares with cairn, which reads it as the command's status.
+//!   (It does not raise `P`'s signal again: a core-dumping signal in a
+//!   process sharing cairn's memory would dump, and on older kernels kill,
+//!   cairn too.)
 //! - `S` holds no file descriptor once `P` runs: not the output pipes (a
 //!   descendant holding them would keep the step open), not the pipe on
 //!   which `P` says why it could not exec (it closes on exec).
@@ -304,6 +307,11 @@ struct Spawn {
     /// Set by `S` as it exits normally, when `P` has been reaped (or never
     /// started): nothing runs on the stacks or reads this any more.
     done: std::sync::atomic::AtomicBool,
+    /// `P`'s wait status, written by `S` before `done` (-1: none, `P` never
+    /// ran). `S` then exits 0: raising `P`'s signal again in `S`, which
+    /// shares cairn's memory, would make a core-dumping signal dump (and,
+    /// before Linux 5.16, kill) every process sharing it, cairn too.
+    status: std::sync::atomic::AtomicI32,
     /// `S`'s pid, which `S` writes before it starts `P`: `P`'s parent.
     supervisor: std::sync::atomic::AtomicI32,
     /// cairn's pid: if `S` finds another parent, cairn is gone already.
@@ -355,15 +363,22 @@ impl Shared {
     /// be started, and why. Frees what it shared, or, if the supervisor was
     /// killed before it was done (so the program may not have exec'd yet),
     /// leaves it allocated for good.
-    pub fn reaped(mut self) -> Option<io::Error> {
+    /// Also the program's wait status, as the supervisor saw it, if it was
+    /// done (`None`: it was killed first, so its own status tells).
+    pub fn reaped(mut self) -> (Option<io::Error>, Option<i32>) {
         let done = self
             .prepared
             .as_ref()
             .is_some_and(|p| p.spawn.done.load(std::sync::atomic::Ordering::Acquire));
         if !done {
             // Killed: its program may still hold the report's write end.
-            return None;
+            return (None, None);
         }
+        let status = self
+            .prepared
+            .as_ref()
+            .map(|p| p.spawn.status.load(std::sync::atomic::Ordering::Acquire))
+            .filter(|&s| s >= 0);
         // Every write end is closed: the program exec'd or exited.
         let errno = read_report(&self.report);
         if let Some(stacks) = self.stacks.take() {
@@ -371,7 +386,7 @@ impl Shared {
             unsafe { stacks.release() };
         }
         self.prepared = None;
-        errno.map(io::Error::from_raw_os_error)
+        (errno.map(io::Error::from_raw_os_error), status)
     }
 }
 
@@ -576,6 +591,7 @@ pub(super) fn spawn(argv: &[&OsStr], dir: &std::path::Path) -> io::Result<Superv
     let (program_stack, supervisor_stack) = stacks.tops();
     let spawn = Spawn {
         done: std::sync::atomic::AtomicBool::new(false),
+        status: std::sync::atomic::AtomicI32::new(-1),
         supervisor: std::sync::atomic::AtomicI32::new(0),
         parent: std::process::id() as libc::pid_t,
         candidates: candidate_pointers.as_ptr(),
@@ -893,14 +909,26 @@ unsafe fn supervise(spawn: &Spawn, me: libc::pid_t, program: libc::pid_t) -> ! {
             0,
             8,
         );
-        if signal == libc::SIGTERM as isize || signal == libc::SIGHUP as isize {
+        // From cairn (a stop, or its death signal, which carries its pid)
+        // or the kernel (a hangup) only: the program shares `S`'s group,
+        // and a `kill 0` of its own must not stop it as cairn would.
+        let fields = info.as_ptr() as *const i32;
+        let (code, sender) = (*fields.add(2), *fields.add(4));
+        if (signal == libc::SIGTERM as isize || signal == libc::SIGHUP as isize)
+            && (sender == spawn.parent || code > 0)
+        {
             stop = true;
         }
     }
     kill_descendants(me, program, &mut ended);
-    // P is reaped: nothing of the parent's is touched any more.
+    // P is reaped: nothing of the parent's is touched after this.
+    if let Some(status) = ended {
+        spawn
+            .status
+            .store(status, std::sync::atomic::Ordering::Release);
+    }
     spawn.done.store(true, std::sync::atomic::Ordering::Release);
-    exit_as(ended)
+    raw::exit(0)
 }
 
 /// Reaps ended children (`WNOHANG`: every one that has ended; `0`: waits for
@@ -934,7 +962,16 @@ unsafe fn reap(program: libc::pid_t, ended: &mut Option<i32>, options: i32) -> i
 unsafe fn kill_descendants(me: libc::pid_t, program: libc::pid_t, ended: &mut Option<i32>) {
     if ended.is_none() {
         raw::call2(libc::SYS_kill, program as usize, libc::SIGKILL as usize);
+        // Until it is reaped it may still be starting, on its stack in
+        // cairn's memory: nothing returns before that.
+        while ended.is_none() {
+            if reap(program, ended, 0) < 0 {
+                break;
+            }
+        }
     }
+    // A `/proc` of another pid namespace names other processes.
+    let own_proc = proc_is_ours(me);
     loop {
         match reap(program, ended, libc::WNOHANG) {
             // Children still run.
@@ -944,14 +981,21 @@ unsafe fn kill_descendants(me: libc::pid_t, program: libc::pid_t, ended: &mut Op
             pid if pid < 0 => return,
             _ => continue,
         }
-        let listed = each_number_in(c"/proc", |pid, _| {
-            if pid != i64::from(me) && parent_of(pid) == Some(i64::from(me)) {
-                raw::call2(libc::SYS_kill, pid as usize, libc::SIGKILL as usize);
-            }
-        });
-        if !listed {
-            // No `/proc`: they cannot be found. Whatever stayed in the group
-            // is killed by cairn after this exits; what left it escapes.
+        let mut killed = 0;
+        let listed = own_proc
+            && each_number_in(c"/proc", |pid, _| {
+                if pid != i64::from(me)
+                    && parent_of(pid) == Some(i64::from(me))
+                    && raw::call2(libc::SYS_kill, pid as usize, libc::SIGKILL as usize) == 0
+                {
+                    killed += 1;
+                }
+            });
+        if !listed || killed == 0 {
+            // No `/proc` (or another namespace's), or children it may not
+            // kill (another user's) or cannot see: waiting for them could
+            // last forever. Whatever stayed in the group is killed by cairn
+            // after this exits; what left it escapes.
             return;
         }
         // Every child seen is dying: wait for one, then look again.
@@ -961,31 +1005,17 @@ unsafe fn kill_descendants(me: libc::pid_t, program: libc::pid_t, ended: &mut Op
     }
 }
 
-/// Exits as `P` ended: with its code, or by its signal (with no core dump
-/// of its own), so cairn reads the program's status.
-unsafe fn exit_as(ended: Option<i32>) -> ! {
-    match ended {
-        Some(status) if libc::WIFEXITED(status) => raw::exit(libc::WEXITSTATUS(status)),
-        Some(status) if libc::WIFSIGNALED(status) => {
-            let signal = libc::WTERMSIG(status);
-            let none = [0u64; 2];
-            raw::call4(
-                libc::SYS_prlimit64,
-                0,
-                libc::RLIMIT_CORE as usize,
-                none.as_ptr() as usize,
-                0,
-            );
-            raw::default_action(signal);
-            if (1..=64).contains(&signal) {
-                raw::mask(libc::SIG_UNBLOCK, &bit(signal));
-            }
-            let me = raw::call0(libc::SYS_getpid);
-            raw::call2(libc::SYS_kill, me as usize, signal as usize);
-            raw::exit(128 + signal)
-        }
-        _ => raw::exit(1),
-    }
+/// Whether `/proc` is this pid namespace's: `/proc/self` names `me`.
+unsafe fn proc_is_ours(me: libc::pid_t) -> bool {
+    let mut buf = [0u8; 24];
+    let n = raw::call4(
+        libc::SYS_readlinkat,
+        libc::AT_FDCWD as usize,
+        c"/proc/self".as_ptr() as usize,
+        buf.as_mut_ptr() as usize,
+        buf.len(),
+    );
+    n > 0 && number(&buf[..n as usize]) == Some(i64::from(me))
 }
 
 /// Calls `each(number, dir_fd)` for every entry of `dir` whose name is a

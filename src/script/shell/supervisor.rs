@@ -669,6 +669,14 @@ pub(super) fn spawn(argv: &[&OsStr], dir: &std::path::Path) -> io::Result<Superv
 /// The errno a failed start wrote, if any: read once the supervisor has
 /// exited (so every copy of the pipe's write end is closed).
 fn read_report(pipe: &OwnedFd) -> Option<i32> {
+    // Once the supervisor is done the report is there or never comes; a
+    // copy of the write end another thread's command still holds (until
+    // that one execs) must not keep this read waiting.
+    // SAFETY: sets a flag on a descriptor this owns.
+    unsafe {
+        let flags = libc::fcntl(pipe.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(pipe.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
     let mut bytes = [0u8; 4];
     let mut got = 0;
     while got < 4 {

@@ -7,6 +7,7 @@ mod graph;
 pub(crate) mod report;
 mod run;
 mod runs;
+mod signals;
 mod templates;
 
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::error::Error;
 pub(crate) use durable::{recorded_plan, stop_left_running, verified};
 pub(crate) use run::{describe, plan_dir};
+pub(crate) use signals::interrupter;
 
 /// cairn checks, draws and runs `.plan` files: DAGs of tasks with checks, routing, decisions and gates.
 #[derive(Debug, Parser)]

@@ -117,7 +117,6 @@ impl Session {
         // Each command's process group is in the store while it runs.
         options.processes = Some(Arc::clone(&processes) as Arc<dyn run::ProcessLog>);
         options.approver = interactive.then(|| Arc::new(approver) as run::Approver);
-        options.second_interrupt_exits = true;
         if options.registrars.is_empty() {
             options.registrars = crate::stdlib::registrars();
         }
@@ -142,6 +141,8 @@ impl Session {
             .build()
             .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
         let plan = Arc::new(plan);
+        let (interrupter, _listening) = super::signals::interrupter(&runtime, true);
+        options.interrupter = Some(interrupter);
         let mut write_failed = None;
         let report = runtime.block_on(run::run(Arc::clone(&plan), options, |event| {
             if let Some(out) = events_out.as_mut() {

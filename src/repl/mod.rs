@@ -275,6 +275,10 @@ impl Session {
             self.run_id.clone(),
         ));
         options.processes = Some(Arc::clone(&processes) as Arc<dyn run::ProcessLog>);
+        // Ctrl-C while steps run cancels them (at the prompt, the line
+        // editor reads it as a key).
+        let (interrupter, _listening) = crate::cli::interrupter(&self.runtime, false);
+        options.interrupter = Some(interrupter);
         let report = self
             .runtime
             .block_on(run::run(Arc::clone(&self.plan), options, |event| {

@@ -3,6 +3,7 @@
 mod changes;
 mod dry;
 pub mod events;
+mod interrupt;
 mod outbox;
 mod params;
 mod resume;
@@ -16,6 +17,7 @@ pub use crate::script::context::{Call, Divergence, ProcessLog};
 pub use changes::Changes;
 pub use dry::explain;
 pub use events::{Event, RunStatus, StepStatus};
+pub use interrupt::Interrupter;
 pub use params::{check_params, param_values};
 pub use resume::{Kept, Resume, Settled, Settlings, StepMap};
 pub use scheduler::run;
@@ -129,9 +131,9 @@ pub struct Options {
     pub start_limit: Option<usize>,
     /// Start only these steps (by id); the rest wait, and the run ends paused.
     pub only: Option<std::collections::HashSet<String>>,
-    /// A second Ctrl-C ends the process at once (exit 130) instead of
-    /// waiting for running steps to stop; the store stays consistent.
-    pub second_interrupt_exits: bool,
+    /// Interrupts the run from outside (a host's Ctrl-C handling): the
+    /// library itself installs no signal handler.
+    pub interrupter: Option<Interrupter>,
     /// Extra capabilities: name → registration of their functions.
     pub registrars: std::collections::HashMap<String, crate::script::Registrar>,
 }

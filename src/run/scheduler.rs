@@ -123,7 +123,7 @@ pub async fn run(
             invalidated: resume.invalidated.clone(),
         });
     }
-    let second_interrupt_exits = options.second_interrupt_exits;
+    let interrupter = options.interrupter.clone();
     let mut scheduler = Scheduler::new(
         Arc::clone(&plan),
         Arc::clone(&shared),
@@ -152,7 +152,7 @@ pub async fn run(
         &pool,
         &plan,
         max_parallel,
-        second_interrupt_exits,
+        interrupter,
         &events,
         &mut observe,
     )
@@ -212,7 +212,7 @@ async fn drive(
     pool: &Arc<Pool>,
     plan: &Plan,
     max_parallel: usize,
-    second_interrupt_exits: bool,
+    interrupter: Option<super::Interrupter>,
     events: &Outbox,
     observe: &mut impl FnMut(&Event),
 ) {
@@ -244,25 +244,15 @@ async fn drive(
         .map(|ms| Duration::from_millis(ms.saturating_sub(spent)));
     let watchdog = tokio::time::sleep(budget.unwrap_or(Duration::from_secs(u64::MAX / 4)));
     tokio::pin!(watchdog);
-    // `kill`, `docker stop` and a closed terminal stop a run like Ctrl-C,
-    // so commands in their own process groups are not left behind.
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut ctrl_c = signal(SignalKind::interrupt()).ok();
-    let mut terminate = signal(SignalKind::terminate()).ok();
-    let mut hangup = signal(SignalKind::hangup()).ok();
-    let other_signal = async move {
-        match (terminate.as_mut(), hangup.as_mut()) {
-            (Some(t), Some(h)) => tokio::select! { _ = t.recv() => {}, _ = h.recv() => {} },
-            (Some(t), None) => {
-                t.recv().await;
-            }
-            (None, Some(h)) => {
-                h.recv().await;
-            }
-            (None, None) => std::future::pending().await,
+    // The host's Ctrl-C (or whatever it chooses): the library listens to
+    // no signal of its own.
+    let interrupted_from_outside = async {
+        match &interrupter {
+            Some(interrupter) => interrupter.interrupted().await,
+            None => std::future::pending().await,
         }
     };
-    tokio::pin!(other_signal);
+    tokio::pin!(interrupted_from_outside);
     // After each drain the observer rests a tick, so a busy run wakes it
     // at most once a tick (see `outbox`).
     let resting = tokio::time::sleep(Duration::ZERO);
@@ -296,21 +286,9 @@ async fn drive(
                 pool.lock().cancel(format!("the time budget of {text} ran out; running steps were cancelled"), false);
                 pool.wake.notify_all();
             }
-            Some(()) = async { match ctrl_c.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
-                if interrupted && second_interrupt_exits {
-                    // The store commits whole transactions, so leaving now
-                    // loses at most the steps still running: `resume` reruns them.
-                    events.drain(observe);
-                    eprintln!("interrupted again: exiting now; `cairn resume` continues the run");
-                    std::process::exit(130);
-                }
+            reason = &mut interrupted_from_outside, if !interrupted => {
                 interrupted = true;
-                pool.lock().cancel("interrupted (Ctrl-C); running steps were cancelled".to_owned(), true);
-                pool.wake.notify_all();
-            }
-            () = &mut other_signal, if !interrupted => {
-                interrupted = true;
-                pool.lock().cancel("interrupted by a signal; running steps were cancelled".to_owned(), true);
+                pool.lock().cancel(reason, true);
                 pool.wake.notify_all();
             }
         }

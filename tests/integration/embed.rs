@@ -184,3 +184,57 @@ fn a_late_approval_does_not_count() {
         Some("rejected by timeout: no answer within 200ms")
     );
 }
+
+/// A program that runs plans through the library keeps its own signals: no
+/// handler of cairn's swallows Ctrl-C after (or between) runs, and a run is
+/// interrupted through an `Interrupter` the program holds.
+#[test]
+fn a_program_running_plans_can_still_be_interrupted_normally() {
+    use std::io::{BufRead, BufReader};
+    let exe = std::env::current_exe().expect("test exe");
+    let example = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join("examples/interrupt");
+    let mut child = std::process::Command::new(&example)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("cargo test builds examples");
+    let mut lines = Vec::new();
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    while out.read_line(&mut line).expect("reads") > 0 {
+        lines.push(line.trim_end().to_owned());
+        if line.trim_end() == "ready" {
+            break;
+        }
+        line.clear();
+    }
+    assert_eq!(
+        lines,
+        [
+            "quick: Succeeded",
+            "quick: Succeeded",
+            "slow: Interrupted: the application stopped it",
+            "ready"
+        ]
+    );
+    // SAFETY: signals the child this test started.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let waited = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waits") {
+            break status;
+        }
+        if waited.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("Ctrl-C did not end the program: a handler swallowed it");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}");
+}

@@ -1,0 +1,62 @@
+//! The command's signals: Ctrl-C, `kill` (SIGTERM) and a closed terminal
+//! (SIGHUP) interrupt the run, so its steps are cancelled and their
+//! commands stopped, and it can be resumed; a second Ctrl-C exits at once.
+//! The library installs none of this: the binary does, for its own runs.
+
+use crate::run::Interrupter;
+
+/// Listens, on `runtime`, for the signals that interrupt a run, until the
+/// returned guard drops. With `second_exits`, a Ctrl-C after the run was
+/// interrupted ends the process at once (exit 130): the store commits whole
+/// transactions, so leaving loses at most the steps still running, which
+/// `resume` runs again.
+pub fn interrupter(
+    runtime: &tokio::runtime::Runtime,
+    second_exits: bool,
+) -> (Interrupter, Listening) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let interrupter = Interrupter::new();
+    let handle = interrupter.clone();
+    // Registered before the run starts, not when the task first runs.
+    let _entered = runtime.enter();
+    let mut ctrl_c = signal(SignalKind::interrupt()).ok();
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    let mut hangup = signal(SignalKind::hangup()).ok();
+    let task = runtime.spawn(async move {
+        async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        loop {
+            tokio::select! {
+                () = next(&mut ctrl_c) => {
+                    if second_exits && handle.is_interrupted() {
+                        eprintln!("interrupted again: exiting now; `cairn resume` continues the run");
+                        std::process::exit(130);
+                    }
+                    handle.interrupt("interrupted (Ctrl-C); running steps were cancelled");
+                }
+                () = next(&mut terminate) => {
+                    handle.interrupt("interrupted by a signal; running steps were cancelled");
+                }
+                () = next(&mut hangup) => {
+                    handle.interrupt("interrupted by a signal; running steps were cancelled");
+                }
+            }
+        }
+    });
+    (interrupter, Listening(task))
+}
+
+/// Stops listening when dropped.
+pub struct Listening(tokio::task::JoinHandle<()>);
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

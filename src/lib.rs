@@ -15,6 +15,7 @@ pub mod error;
 pub mod export;
 pub mod plan;
 pub mod repl;
+pub mod resolve;
 pub mod run;
 pub mod script;
 pub mod source;

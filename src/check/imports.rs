@@ -1,9 +1,9 @@
 //! `use`: checking imported plans and bringing their steps in as `alias.id`.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use super::lower::{Header, StepRefs, Use};
+use super::resolve::{Found, Resolver};
 use crate::diagnostic::{Code, Diagnostic};
 use crate::plan::{Hypothesis, Import, Task};
 use crate::script::Capabilities;
@@ -30,57 +30,10 @@ pub struct Link {
     shown: String,
 }
 
-/// Where a `use` reference leads.
-struct Resolved {
-    /// What identifies the plan, to find cycles.
-    identity: String,
-    text: Arc<Source>,
-    /// The file it was read from (`None`: a stdlib template).
-    file: Option<String>,
-}
-
-fn resolve(source: &Source, reference: &str) -> Result<Resolved, String> {
-    let bare = !reference.contains('/') && !reference.ends_with(".plan");
-    if bare {
-        if let Some(template) = crate::stdlib::template(reference) {
-            return Ok(Resolved {
-                identity: format!("template {}", template.name),
-                text: Source::new(template.name, template.text),
-                file: None,
-            });
-        }
-    }
-    let path = match Path::new(source.name()).parent() {
-        Some(base) if !base.as_os_str().is_empty() => base.join(reference),
-        _ => Path::new(reference).to_path_buf(),
-    };
-    let text = Source::read(&path).map_err(|e| {
-        if bare {
-            format!("it is not a stdlib template, and {e}")
-        } else {
-            e.to_string()
-        }
-    })?;
-    let identity = path
-        .canonicalize()
-        .map_or_else(|_| path.display().to_string(), |p| p.display().to_string());
-    Ok(Resolved {
-        identity,
-        text,
-        file: Some(path.display().to_string()),
-    })
-}
-
 /// The plan being checked, as the start of a chain of imports.
-pub fn start(source: &Source) -> Link {
-    let identity = match crate::stdlib::template(source.name()) {
-        Some(t) if t.text == source.text() => format!("template {}", t.name),
-        _ => Path::new(source.name())
-            .canonicalize()
-            .map_or_else(|_| source.name().to_owned(), |p| p.display().to_string()),
-    };
+pub fn start(source: &Source, resolver: &dyn Resolver) -> Link {
     Link {
-        identity,
+        identity: resolver.identity(source),
         shown: source.name().to_owned(),
     }
 }
@@ -91,23 +44,25 @@ pub fn bring_in(
     source: &Arc<Source>,
     header: &Header<'_>,
     capabilities: &Capabilities,
+    resolver: &dyn Resolver,
     chain: &[Link],
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Imported {
     let mut imported = Imported::default();
     for import in &header.uses {
         let reference = &import.reference;
-        let Resolved {
+        let Found {
             identity,
-            text,
+            source: text,
             file,
-        } = match resolve(source, &reference.value) {
+        } = match resolver.resolve(source, &reference.value) {
             Ok(found) => found,
             Err(why) => {
                 imported.failed.push(import.alias.value.clone());
-                let templates: Vec<String> = crate::stdlib::TEMPLATES
+                let templates: Vec<String> = resolver
+                    .templates()
                     .iter()
-                    .map(|t| format!("`{}`", t.name))
+                    .map(|t| format!("`{t}`"))
                     .collect();
                 diagnostics.push(
                     Diagnostic::error(
@@ -150,7 +105,7 @@ pub fn bring_in(
             identity,
             shown: text.name().to_owned(),
         });
-        let (mut found, plan) = super::run(&text, capabilities, &deeper);
+        let (mut found, plan) = super::run(&text, capabilities, resolver, &deeper);
         let failed = found.iter().any(Diagnostic::is_error);
         diagnostics.append(&mut found);
         let Some(plan) = plan.filter(|_| !failed) else {

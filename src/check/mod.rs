@@ -4,6 +4,7 @@ mod fields;
 mod graph;
 mod imports;
 mod lower;
+mod resolve;
 mod rules;
 mod scripts;
 mod suggest;
@@ -19,6 +20,7 @@ use crate::syntax::{self, ast::ItemKeyword};
 
 pub use graph::width;
 pub use lower::DEFAULT_MAX_PARALLEL;
+pub use resolve::{Found, Resolver};
 pub use suggest::closest;
 
 /// The result of checking: the plan when there are no errors, and every
@@ -44,8 +46,20 @@ pub fn check(source: &Arc<Source>) -> Checked {
 }
 
 /// Checks plan text; `capabilities` adds an embedding application's tools.
+/// `use` finds stdlib templates and plan files beside this one.
 pub fn check_with(source: &Arc<Source>, capabilities: &Capabilities) -> Checked {
-    let (mut diagnostics, plan) = run(source, capabilities, &[imports::start(source)]);
+    check_using(source, capabilities, &crate::resolve::Files)
+}
+
+/// Checks plan text, finding what `use` imports through `resolver`: the
+/// check itself reads no file.
+pub fn check_using(
+    source: &Arc<Source>,
+    capabilities: &Capabilities,
+    resolver: &dyn Resolver,
+) -> Checked {
+    let chain = [imports::start(source, resolver)];
+    let (mut diagnostics, plan) = run(source, capabilities, resolver, &chain);
     diagnostics.sort_by_key(|d| (d.offset(), d.severity));
     Checked {
         plan: plan.filter(|_| !diagnostics.iter().any(Diagnostic::is_error)),
@@ -58,6 +72,7 @@ pub fn check_with(source: &Arc<Source>, capabilities: &Capabilities) -> Checked 
 fn run(
     source: &Arc<Source>,
     capabilities: &Capabilities,
+    resolver: &dyn Resolver,
     chain: &[imports::Link],
 ) -> (Vec<Diagnostic>, Option<Plan>) {
     let (document, mut diagnostics) = syntax::parse(source);
@@ -111,6 +126,7 @@ fn run(
             source,
             header,
             capabilities,
+            resolver,
             chain,
             &mut lowering.diagnostics,
         ),

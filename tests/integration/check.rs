@@ -754,3 +754,55 @@ fn twenty_thousand_unknown_needs_are_reported_with_suggestions() {
         &human.stderr[human.stderr.len().saturating_sub(500)..]
     );
 }
+
+/// `use` resolves through a `Resolver`: checking reads no file of its own,
+/// so plans held in memory (an editor's unsaved buffers) import each other.
+#[test]
+fn imports_resolve_through_the_resolver_given() {
+    use cairn::check::{check_using, Found, Resolver};
+    use cairn::script::Capabilities;
+    use cairn::source::Source;
+
+    struct Buffers;
+    impl Resolver for Buffers {
+        fn resolve(&self, _from: &Source, reference: &str) -> Result<Found, String> {
+            match reference {
+                "lib.plan" => Ok(Found {
+                    identity: "buffer lib".to_owned(),
+                    source: Source::new(
+                        "lib.plan".to_owned(),
+                        "plan lib \"Lib\"\n\ntask build \"Build\"\n  run: 1\n".to_owned(),
+                    ),
+                    file: None,
+                }),
+                _ => Err("no such buffer".to_owned()),
+            }
+        }
+        fn identity(&self, source: &Source) -> String {
+            format!("buffer {}", source.name())
+        }
+        fn templates(&self) -> Vec<String> {
+            Vec::new()
+        }
+    }
+
+    let main = Source::new(
+        "main.plan".to_owned(),
+        "plan main \"Main\"\n  use \"lib.plan\" as lib\n\ntask ship \"Ship\"\n  needs: lib.build\n  run: 2\n"
+            .to_owned(),
+    );
+    // Neither file exists on disk.
+    let checked = check_using(&main, &Capabilities::builtin(), &Buffers);
+    assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+    let plan = checked.plan.expect("a plan");
+    assert!(plan.tasks.iter().any(|t| t.id == "lib.build"));
+    // The stdlib-only resolver reads no file either: a file import fails.
+    let checked = check_using(&main, &Capabilities::builtin(), &cairn::resolve::Templates);
+    assert!(
+        checked.diagnostics[0]
+            .message
+            .contains("cannot be imported: it is not a stdlib template"),
+        "{:?}",
+        checked.diagnostics
+    );
+}

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use super::audit::{AuditError, Where};
-use super::EventRow;
+use super::{ArtifactRow, EventRow};
 use crate::run::Event;
 use crate::source::sha256;
 
@@ -42,8 +42,8 @@ pub struct Recorded<'a> {
     /// The stored plan: its source and its encoding (if kept).
     pub source: &'a str,
     pub plan: Option<&'a [u8]>,
-    /// The `artifacts` rows: (event position, step, name, sha256, bytes).
-    pub artifacts: &'a [(i64, String, String, String, i64)],
+    /// The `artifacts` rows.
+    pub artifacts: &'a [ArtifactRow],
 }
 
 /// A verified run's log: how many events, its head, and whether its inputs
@@ -87,12 +87,15 @@ pub fn check(
     let mut status: (String, Option<String>) = ("running".to_owned(), None);
     let mut artifacts = Vec::new();
     let mut originals = Vec::new();
+    // Only a few kinds matter here; the name leads each body (a resume
+    // verifies every event of a long run: nothing is allocated for the rest).
+    const WANTED: [&str; 3] = [
+        "{\"event\":\"run_",
+        "{\"event\":\"artifact",
+        "{\"event\":\"file_original",
+    ];
     for event in events {
-        // Only a few kinds matter here; the name leads each body.
-        let wanted = ["run_", "artifact", "file_original"]
-            .iter()
-            .any(|p| event.body.starts_with(&format!("{{\"event\":\"{p}")));
-        if !wanted {
+        if !WANTED.iter().any(|p| event.body.starts_with(p)) {
             continue;
         }
         let Ok(fields) = serde_json::from_str::<Fields>(&event.body) else {
@@ -160,8 +163,11 @@ pub fn check(
     }
     // Every artifact event has its row, every row its event, and every
     // blob still holds the content the event hashed.
-    let rows: std::collections::HashMap<i64, &(i64, String, String, String, i64)> =
-        recorded.artifacts.iter().map(|row| (row.0, row)).collect();
+    let rows: std::collections::HashMap<i64, &ArtifactRow> = recorded
+        .artifacts
+        .iter()
+        .map(|row| (row.seq, row))
+        .collect();
     for (seq, fields) in &artifacts {
         let (step, name, sha, bytes) = (
             fields.step.as_deref().unwrap_or_default(),
@@ -175,8 +181,12 @@ pub fn check(
         };
         match rows.get(seq) {
             Some(row)
-                if (row.1.as_str(), row.2.as_str(), row.3.as_str(), row.4)
-                    == (step, name, sha, bytes) => {}
+                if (
+                    row.step.as_str(),
+                    row.name.as_str(),
+                    row.sha256.as_str(),
+                    row.bytes,
+                ) == (step, name, sha, bytes) => {}
             Some(_) => {
                 return Err(AuditError {
                     at,
@@ -211,12 +221,12 @@ pub fn check(
     if let Some(extra) = recorded
         .artifacts
         .iter()
-        .find(|row| !artifacts.iter().any(|(seq, _)| *seq == row.0))
+        .find(|row| !artifacts.iter().any(|(seq, _)| *seq == row.seq))
     {
         return Err(AuditError {
             at: Where::Artifact {
-                step: extra.1.clone(),
-                name: extra.2.clone(),
+                step: extra.step.clone(),
+                name: extra.name.clone(),
             },
             problem: "no event of the log saved it (added in the store)".to_owned(),
         });

@@ -152,6 +152,9 @@ pub struct ArtifactRow {
     pub sha256: String,
     /// Its size in bytes.
     pub bytes: i64,
+    /// The position of the `artifact` event that saved it.
+    #[serde(skip)]
+    pub seq: i64,
 }
 
 /// One recorded run.
@@ -529,7 +532,7 @@ impl Store {
         let conn = self.lock();
         let mut stmt = conn
             .prepare(
-                "SELECT step, name, sha256, bytes FROM artifacts WHERE run_id = ?1 ORDER BY seq",
+                "SELECT step, name, sha256, bytes, seq FROM artifacts WHERE run_id = ?1 ORDER BY seq",
             )
             .map_err(self.err())?;
         let rows = stmt
@@ -539,6 +542,7 @@ impl Store {
                     name: r.get(1)?,
                     sha256: r.get(2)?,
                     bytes: r.get(3)?,
+                    seq: r.get(4)?,
                 })
             })
             .map_err(self.err())?
@@ -551,8 +555,17 @@ impl Store {
     /// kept command output, whose row is empty though its hash is not the
     /// empty content's) in the `blobs/` directory beside it.
     pub fn blob(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        const EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-        let stored: Option<Vec<u8>> = self
+        Ok(match self.stored(sha256)? {
+            Some(Stored::Row(bytes)) => Some(bytes),
+            Some(Stored::Beside(file)) => std::fs::read(file).ok(),
+            None => None,
+        })
+    }
+
+    /// Where a blob's content is: its row, or (a kept command output, too
+    /// large to hold) the file `blobs/<sha256>` its empty row stands for.
+    fn stored(&self, sha256: &str) -> Result<Option<Stored>, StoreError> {
+        let row: Option<Vec<u8>> = self
             .lock()
             .query_row(
                 "SELECT content FROM blobs WHERE sha256 = ?1",
@@ -561,13 +574,13 @@ impl Store {
             )
             .optional()
             .map_err(self.err())?;
-        match stored {
-            Some(bytes) if bytes.is_empty() && sha256 != EMPTY => {
-                let file = self.path.with_file_name("blobs").join(sha256);
-                Ok(std::fs::read(file).ok())
+        Ok(row.map(|bytes| {
+            if bytes.is_empty() && sha256 != crate::source::sha256(b"") {
+                Stored::Beside(self.path.with_file_name("blobs").join(sha256))
+            } else {
+                Stored::Row(bytes)
             }
-            other => Ok(other),
-        }
+        }))
     }
 
     /// The contents files had before a run first changed them, from the
@@ -946,22 +959,7 @@ impl Store {
         if let Err(problem) = chain {
             return Ok(Err(problem));
         }
-        let artifacts: Vec<(i64, String, String, String, i64)> = {
-            let conn = self.lock();
-            let mut stmt = conn
-                .prepare(
-                    "SELECT seq, step, name, sha256, bytes FROM artifacts WHERE run_id = ?1 ORDER BY seq",
-                )
-                .map_err(self.err())?;
-            let rows = stmt
-                .query_map([run], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })
-                .map_err(self.err())?
-                .collect::<Result<_, _>>()
-                .map_err(self.err())?;
-            rows
-        };
+        let artifacts = self.artifacts(run)?;
         let recorded = anchor::Recorded {
             status: &status,
             message: message.as_deref(),
@@ -979,22 +977,22 @@ impl Store {
     /// streamed for the large ones kept beside the database.
     fn digest(&self, sha256: &str) -> Option<String> {
         use sha2::{Digest, Sha256};
-        let stored: Vec<u8> = self
-            .lock()
-            .query_row(
-                "SELECT content FROM blobs WHERE sha256 = ?1",
-                [sha256],
-                |r| r.get(0),
-            )
-            .ok()?;
-        if !stored.is_empty() || sha256 == crate::source::sha256(b"") {
-            return Some(crate::source::sha256(&stored));
+        match self.stored(sha256).ok()?? {
+            Stored::Row(bytes) => Some(crate::source::sha256(bytes)),
+            Stored::Beside(file) => {
+                let mut file = std::fs::File::open(file).ok()?;
+                let mut hasher = Sha256::new();
+                std::io::copy(&mut file, &mut hasher).ok()?;
+                Some(format!("{:x}", hasher.finalize()))
+            }
         }
-        let mut file = std::fs::File::open(self.path.with_file_name("blobs").join(sha256)).ok()?;
-        let mut hasher = Sha256::new();
-        std::io::copy(&mut file, &mut hasher).ok()?;
-        Some(format!("{:x}", hasher.finalize()))
     }
+}
+
+/// Where a blob's content is kept.
+enum Stored {
+    Row(Vec<u8>),
+    Beside(PathBuf),
 }
 
 /// Records a run's inputs as they are stored now (`run_inputs`) in its log.

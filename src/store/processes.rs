@@ -5,8 +5,10 @@
 //! Each command runs under a supervisor that leads its own process group
 //! (`script::shell`): the row names that group, the step, the boot it ran
 //! in and the leader's start time (clock ticks since boot, `/proc/<pid>/stat`
-//! field 22), as a lease names its holder (`lease`). The row is committed as
-//! soon as the command has started, and deleted when it has ended.
+//! field 22), as a lease names its holder (`lease`). The row is committed
+//! once the command has run for a moment (`script::shell`'s `RECORD_AFTER`:
+//! most commands end sooner and cost no commit), and deleted when it has
+//! ended.
 //!
 //! A cairn that is killed leaves its rows. Its commands normally die with
 //! it (their supervisors get `SIGTERM` when cairn dies, and kill everything

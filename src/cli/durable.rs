@@ -144,21 +144,24 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
     // Refuse while another process still runs it, and hold the run from
     // reading its log until it stops.
     let claim = store.claim(&row.id)?;
-    verified(&store, &row)?;
     // Whatever the run's previous process left running goes first.
     stop_left_running(&store, &row.id)?;
     let inputs = store.source(&row.id)?;
     let stored = store.plan(&row.id)?;
-    // Decoding the plan and folding the log are independent, and on a long
-    // run each takes a while: one runs on another thread.
-    let (plans, history) = std::thread::scope(|scope| {
+    // Verifying the record, decoding the plan and folding the log are
+    // independent, and on a long run each takes a while: the first two run
+    // on threads of their own. Nothing is used before the record verifies.
+    let (verdict, plans, history) = std::thread::scope(|scope| {
+        let verdict = scope.spawn(|| verified(&store, &row));
         let history = scope.spawn(|| store.history(&row.id));
         let plans = plans(&row, &inputs.source, stored);
         (
+            verdict.join().expect("verifying does not panic"),
             plans,
             history.join().expect("folding the log does not panic"),
         )
     });
+    verdict?;
     let (recorded, current) = plans?;
     let mut history = history?;
     let (plan, invalidated) = match current {

@@ -76,10 +76,24 @@ struct Fields {
     path: Option<String>,
 }
 
-/// Checks a run whose chain is intact against what else the store holds.
+/// Whether a logged event is one [`check`] reads (the name leads each
+/// body): the run's inputs and status, artifacts, kept file contents.
+pub fn wanted(body: &str) -> bool {
+    const WANTED: [&str; 3] = [
+        "{\"event\":\"run_",
+        "{\"event\":\"artifact",
+        "{\"event\":\"file_original",
+    ];
+    WANTED.iter().any(|p| body.starts_with(p))
+}
+
+/// Checks a run whose chain is intact (`events` rows, ending at `head`)
+/// against what else the store holds; `logged` are its [`wanted`] events.
 /// `digest` hashes a blob's content (`None`: the blob is gone).
 pub fn check(
-    events: &[EventRow],
+    logged: &[EventRow],
+    events: usize,
+    head: String,
     recorded: &Recorded<'_>,
     digest: impl Fn(&str) -> Option<String>,
 ) -> Result<Verified, AuditError> {
@@ -87,17 +101,7 @@ pub fn check(
     let mut status: (String, Option<String>) = ("running".to_owned(), None);
     let mut artifacts = Vec::new();
     let mut originals = Vec::new();
-    // Only a few kinds matter here; the name leads each body (a resume
-    // verifies every event of a long run: nothing is allocated for the rest).
-    const WANTED: [&str; 3] = [
-        "{\"event\":\"run_",
-        "{\"event\":\"artifact",
-        "{\"event\":\"file_original",
-    ];
-    for event in events {
-        if !WANTED.iter().any(|p| event.body.starts_with(p)) {
-            continue;
-        }
+    for event in logged {
         let Ok(fields) = serde_json::from_str::<Fields>(&event.body) else {
             continue;
         };
@@ -247,8 +251,8 @@ pub fn check(
         }
     }
     Ok(Verified {
-        events: events.len(),
-        head: events.last().map(|e| e.hash.clone()).unwrap_or_default(),
+        events,
+        head,
         inputs_covered,
     })
 }

@@ -913,7 +913,6 @@ impl Store {
     /// edited, removed or moved), and that its row, stored plan, params and
     /// artifacts are what the chain recorded.
     pub fn verify(&self, run: &str) -> Result<Result<Verified, AuditError>, StoreError> {
-        let events = self.events(run)?;
         type Row = (
             String,
             Option<String>,
@@ -948,17 +947,72 @@ impl Store {
             )
             .map_err(self.err())?;
         let (status, message, count, last, file, params, seed, source, plan) = row;
+        // One pass over the rows as SQLite reads them: each is hashed where
+        // it lies, and only the few the rest of the check reads are kept.
+        let mut chain = audit::Chain::default();
+        let mut logged = Vec::new();
+        {
+            // A connection of its own where it can have one: a resume folds
+            // the log on another thread meanwhile, through the shared one.
+            let own = Connection::open_with_flags(
+                &self.path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .ok()
+            // One that opens but cannot read (no WAL index where nothing can
+            // be written) is not used.
+            .filter(|c| {
+                c.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+                    .is_ok()
+            });
+            let shared;
+            let conn: &Connection = match &own {
+                Some(own) => own,
+                None => {
+                    shared = self.lock();
+                    &shared
+                }
+            };
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT e.seq, e.body, e.hash {EVENTS_OF_RUN} ORDER BY e.id"
+                ))
+                .map_err(self.err())?;
+            let mut rows = stmt.query(params![run, 0]).map_err(self.err())?;
+            while let Some(r) = rows.next().map_err(self.err())? {
+                let seq: i64 = r.get(0).map_err(self.err())?;
+                // Text as SQLite holds it; a row edited to another type has
+                // none, and fails its hash.
+                let text = |i| match r.get_ref(i) {
+                    Ok(rusqlite::types::ValueRef::Text(t)) => std::str::from_utf8(t).unwrap_or(""),
+                    _ => "",
+                };
+                let (body, hash) = (text(1), text(2));
+                if let Err(problem) = chain.push(seq, body, hash) {
+                    return Ok(Err(problem));
+                }
+                if anchor::wanted(body) {
+                    logged.push(EventRow {
+                        seq,
+                        body: body.to_owned(),
+                        hash: hash.to_owned(),
+                    });
+                }
+            }
+        }
         // The run row learns the chain's head when the run stops; while it
         // runs (or after it crashed) only the chain is checked.
-        let chain = if status == "running" {
-            let last = events.last().map(|e| e.hash.clone()).unwrap_or_default();
-            audit::verify(&events, events.len() as i64, &last)
+        let (count, last) = if status == "running" {
+            let (walked, head) = chain.so_far();
+            (walked, head.to_owned())
         } else {
-            audit::verify(&events, count, &last)
+            (count, last)
         };
-        if let Err(problem) = chain {
-            return Ok(Err(problem));
-        }
+        let (events, head) = match chain.finish(count, &last) {
+            Ok(end) => end,
+            Err(problem) => return Ok(Err(problem)),
+        };
         let artifacts = self.artifacts(run)?;
         let recorded = anchor::Recorded {
             status: &status,
@@ -970,7 +1024,9 @@ impl Store {
             plan: plan.as_deref(),
             artifacts: &artifacts,
         };
-        Ok(anchor::check(&events, &recorded, |sha| self.digest(sha)))
+        Ok(anchor::check(&logged, events, head, &recorded, |sha| {
+            self.digest(sha)
+        }))
     }
 
     /// sha256 of a blob's content as stored now (`None`: it is gone),

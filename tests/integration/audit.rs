@@ -217,26 +217,30 @@ fn edits_of_what_the_log_recorded_are_detected() {
 /// would decide what it deploys, or run injected code.
 #[test]
 fn resume_refuses_a_run_whose_record_was_edited() {
-    for sql in [
-        "UPDATE runs SET params = '[[\"target\",\"production\"]]'",
-        "UPDATE plans SET source = replace(source, 'deployed.txt', 'pwned.txt'), format = NULL",
+    for (sql, what) in [
+        (
+            "UPDATE runs SET params = '[[\"target\",\"production\"]]'",
+            "params differs",
+        ),
+        (
+            "UPDATE plans SET source = replace(source, 'deployed.txt', 'pwned.txt'), format = NULL",
+            "plan source differs",
+        ),
     ] {
         let test = approved();
         std::fs::remove_file(test.path().join("p.plan")).expect("plan file gone");
         db(&test).execute(sql, []).expect(sql);
+        let id: String = db(&test)
+            .query_row("SELECT id FROM runs", [], |r| r.get(0))
+            .expect("one run");
         let resume = cairn(&test, &["resume"]);
         assert_eq!(resume.status, 1, "{sql}: {}", resume.stdout);
-        assert!(
-            resume
-                .stderr
-                .contains("does not verify: event 1: the run's stored"),
-            "{sql}: {}",
-            resume.stderr
-        );
-        assert!(
-            resume.stderr.contains("it is not gone on with"),
-            "{}",
-            resume.stderr
+        assert_eq!(
+            resume.stderr,
+            format!(
+                "error: run {id} does not verify: event 1: the run's stored {what} from what its log recorded (edited in the store); it is not gone on with (`cairn audit verify {id}`)\n"
+            ),
+            "{sql}"
         );
         assert!(!test.path().join("deployed.txt").exists());
         assert!(!test.path().join("pwned.txt").exists());

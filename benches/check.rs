@@ -6,7 +6,7 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use cairn::source::Source;
+use cairn_lang::source::Source;
 use divan::counter::BytesCount;
 use divan::Bencher;
 
@@ -71,7 +71,7 @@ fn parse(bencher: Bencher, tasks: usize) {
     let source = generate(tasks);
     bencher
         .counter(BytesCount::new(source.text().len()))
-        .bench(|| cairn::syntax::parse(&source));
+        .bench(|| cairn_lang::syntax::parse(&source));
 }
 
 #[divan::bench(args = [1_000, 10_000, 100_000], sample_count = 10, sample_size = 1)]
@@ -80,7 +80,7 @@ fn check(bencher: Bencher, tasks: usize) {
     bencher
         .counter(BytesCount::new(source.text().len()))
         .bench(|| {
-            let checked = cairn::check::check(&source);
+            let checked = cairn_lang::check::check(&source);
             assert!(!checked.has_errors(), "{:?}", checked.diagnostics.first());
             checked
         });
@@ -93,8 +93,8 @@ fn pest_only(bencher: Bencher, tasks: usize) {
     bencher
         .counter(BytesCount::new(source.text().len()))
         .bench(|| {
-            cairn::syntax::grammar::PlanParser::parse(
-                cairn::syntax::grammar::Rule::file,
+            cairn_lang::syntax::grammar::PlanParser::parse(
+                cairn_lang::syntax::grammar::Rule::file,
                 source.text(),
             )
             .map(|p| p.count())
@@ -132,7 +132,7 @@ fn unknown_needs(steps: usize) -> Arc<Source> {
 /// Checks a broken plan and renders every diagnostic as `cairn check` does
 /// (miette, no colour, 100 columns): the whole cost of reporting it.
 fn check_and_render(source: &Arc<Source>) -> usize {
-    let checked = cairn::check::check(source);
+    let checked = cairn_lang::check::check(source);
     assert!(checked.has_errors());
     let handler =
         miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())

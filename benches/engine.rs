@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use cairn::plan::Plan;
-use cairn::run::{self, Options};
-use cairn::source::Source;
-use cairn::store::{Durability, RunRecorder, Store};
+use cairn_engine::run::{self, Options};
+use cairn_lang::plan::Plan;
+use cairn_lang::source::Source;
+use cairn_store::{Durability, RunRecorder, Store};
 use divan::Bencher;
 
 fn main() {
@@ -17,7 +17,8 @@ fn main() {
 mod shapes;
 
 fn plan(shape: &str, body: &str) -> Arc<Plan> {
-    let checked = cairn::check::check(&Source::new("bench.plan", shapes::plan_text(shape, body)));
+    let checked =
+        cairn_lang::check::check(&Source::new("bench.plan", shapes::plan_text(shape, body)));
     Arc::new(checked.plan.expect("the benchmark plan checks"))
 }
 

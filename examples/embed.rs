@@ -3,8 +3,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use cairn::run::{Event, Options};
-use cairn::Engine;
+use cairn_engine::run::{Event, Options};
+use cairn_engine::Engine;
 
 const PLAN: &str = r#"plan triage "Triage a failing build"
   allow: tickets

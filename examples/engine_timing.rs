@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use cairn::run::{self, Options};
-use cairn::source::Source;
+use cairn_engine::run::{self, Options};
+use cairn_lang::source::Source;
 
 #[path = "../benches/common/shapes.rs"]
 mod shapes;
@@ -17,8 +17,10 @@ fn main() {
         .expect("runtime");
     for (label, body) in [("no_code", ""), ("trivial_body", "  run: ()\n")] {
         for shape in ["chain", "fan", "lattice"] {
-            let checked =
-                cairn::check::check(&Source::new("bench.plan", shapes::plan_text(shape, body)));
+            let checked = cairn_lang::check::check(&Source::new(
+                "bench.plan",
+                shapes::plan_text(shape, body),
+            ));
             let plan = Arc::new(checked.plan.expect("checks"));
             let mut times: Vec<f64> = (0..7)
                 .map(|_| {

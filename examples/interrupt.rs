@@ -6,8 +6,8 @@
 use std::io::Write;
 use std::time::Duration;
 
-use cairn::run::{Interrupter, Options};
-use cairn::Engine;
+use cairn_engine::run::{Interrupter, Options};
+use cairn_engine::Engine;
 
 const QUICK: &str = "plan quick \"Quick\"\n\ntask a \"A\"\n  run: 1 + 1\n";
 

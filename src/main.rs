@@ -1,4 +1,9 @@
-//! The `cairn` command; everything lives in the library's `cli` module.
+//! The `cairn` command: the CLI, the REPL and the terminal UI over the
+//! library crates (ARCHITECTURE.md says which does what).
+
+mod cli;
+mod error;
+mod repl;
 
 // Checking and running allocate many small strings and vectors; mimalloc
 // serves them faster than the system allocator (the library leaves the
@@ -15,5 +20,5 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    std::process::exit(cairn::cli::main());
+    std::process::exit(cli::main());
 }

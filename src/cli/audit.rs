@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::runs::open;
 use crate::error::Error;
-use crate::store::{AuditError, Store, Verified};
+use cairn_store::{AuditError, Store, Verified};
 use std::path::Path;
 
 /// `cairn audit verify [run] [--head H] [--all]`: exit 0 when every run

@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::report;
 use super::DiagnosticFormat;
-use crate::check;
 use crate::error::Error;
+use cairn_lang::check;
 
 pub fn run(files: &[PathBuf], format: DiagnosticFormat) -> Result<(), Error> {
     let mut failed = 0;

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use super::report;
 use super::run::{plan_dir, Session};
 use crate::error::Error;
-use crate::plan::Plan;
-use crate::run::{self, Changes, Event, Options, Replay, Resume, Settled};
-use crate::source::Source;
-use crate::store::{Durability, Encoded, RunRow, Store, StoreError};
+use cairn_engine::run::{self, Changes, Event, Options, Replay, Resume, Settled};
+use cairn_lang::plan::Plan;
+use cairn_lang::source::Source;
+use cairn_store::{Durability, Encoded, RunRow, Store, StoreError};
 
 fn open(dir: &Path, durability: Durability) -> Result<Arc<Store>, Error> {
     Ok(Arc::new(super::runs::existing(dir, durability)?))
@@ -84,7 +84,7 @@ fn plans(
     if !path.exists() {
         return Ok((recorded, None));
     }
-    let source = Source::read(&path)?;
+    let source = cairn_engine::read::read(&path)?;
     let files = if source.text() != text {
         format!("`{}`", run.file)
     } else {
@@ -95,8 +95,8 @@ fn plans(
             .filter(|(file, checked)| {
                 // A file that cannot be read now is not compared, like a
                 // plan file that is gone.
-                Source::read(&run.resolve(file))
-                    .is_ok_and(|now| crate::source::sha256(now.text()) != **checked)
+                cairn_engine::read::read(&run.resolve(file))
+                    .is_ok_and(|now| cairn_lang::source::sha256(now.text()) != **checked)
             })
             .map(|(file, _)| format!("`{file}`"))
             .collect();
@@ -414,14 +414,14 @@ pub fn replay(state_dir: &Path, id: Option<&str>) -> Result<i32, Error> {
         state_dir: Some(state_dir.to_path_buf()),
         resume: Some(Arc::new(gates)),
         replay: Some(replay.clone()),
-        registrars: crate::stdlib::registrars(),
+        registrars: cairn_engine::stdlib::registrars(),
         ..Options::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
-    let mut again = crate::store::History::default();
+    let mut again = cairn_store::History::default();
     let report = runtime.block_on(run::run(Arc::new(plan), options, |event| {
         if let Ok(text) = serde_json::to_string(event) {
             again.fold(&text);

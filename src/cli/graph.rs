@@ -6,7 +6,7 @@ use std::path::Path;
 use super::report;
 use super::GraphFormat;
 use crate::error::Error;
-use crate::export;
+use cairn_lang::export;
 
 pub fn run(path: &Path, format: GraphFormat) -> Result<(), Error> {
     let (_, plan) = report::load(path)?;

@@ -257,7 +257,7 @@ pub enum DurabilityArg {
     Full,
 }
 
-impl From<DurabilityArg> for crate::store::Durability {
+impl From<DurabilityArg> for cairn_store::Durability {
     fn from(arg: DurabilityArg) -> Self {
         match arg {
             DurabilityArg::Normal => Self::Normal,

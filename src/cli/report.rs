@@ -5,8 +5,8 @@ use std::io::{IsTerminal, Write};
 use miette::{GraphicalReportHandler, GraphicalTheme};
 use serde_json::json;
 
-use crate::diagnostic::Diagnostic;
 use crate::error::Error;
+use cairn_lang::diagnostic::Diagnostic;
 
 /// Diagnostics are laid out for this many columns, so output is stable.
 const WIDTH: usize = 100;
@@ -73,27 +73,38 @@ pub fn json(diagnostic: &Diagnostic) -> serde_json::Value {
 
 /// A plan file, or the stdlib template a name that is not a file names
 /// (`debug-500`).
-pub fn read_plan(path: &std::path::Path) -> Result<std::sync::Arc<crate::source::Source>, Error> {
+pub fn read_plan(
+    path: &std::path::Path,
+) -> Result<std::sync::Arc<cairn_lang::source::Source>, Error> {
     let bare = path.components().count() == 1 && path.extension().is_none();
     if bare && !path.exists() {
-        if let Some(template) = crate::stdlib::template(&path.to_string_lossy()) {
-            return Ok(crate::source::Source::new(template.name, template.text));
+        if let Some(template) = cairn_lang::templates::template(&path.to_string_lossy()) {
+            return Ok(cairn_lang::source::Source::new(
+                template.name,
+                template.text,
+            ));
         }
     }
-    crate::source::Source::read(path)
+    Ok(cairn_engine::read::read(path)?)
 }
 
 /// Checks plan text with the capabilities `cairn` offers (the built-in ones
 /// and the stdlib's tools).
-pub fn check(source: &std::sync::Arc<crate::source::Source>) -> crate::check::Checked {
-    crate::stdlib::engine().check(source)
+pub fn check(source: &std::sync::Arc<cairn_lang::source::Source>) -> cairn_lang::check::Checked {
+    cairn_engine::stdlib::engine().check(source)
 }
 
 /// Reads and checks a plan file, printing its diagnostics; the plan if it
 /// has no errors (the shared first step of `graph` and `run`).
 pub fn load(
     path: &std::path::Path,
-) -> Result<(std::sync::Arc<crate::source::Source>, crate::plan::Plan), Error> {
+) -> Result<
+    (
+        std::sync::Arc<cairn_lang::source::Source>,
+        cairn_lang::plan::Plan,
+    ),
+    Error,
+> {
     let source = read_plan(path)?;
     let checked = check(&source);
     human(&checked.diagnostics);

@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use super::report;
 use crate::error::Error;
-use crate::run::{self, Approval, Event, GateRequest, Options, Report, RunStatus, StepStatus};
-use crate::store::{Durability, RunProcesses, RunRecorder, Store};
+use cairn_engine::run::{
+    self, Approval, Event, GateRequest, Options, Report, RunStatus, StepStatus,
+};
+use cairn_store::{Durability, RunProcesses, RunRecorder, Store};
 
 /// What `cairn run` was asked to do.
 pub struct Args {
@@ -81,13 +83,17 @@ pub struct Session {
     pub events: Option<String>,
     /// The run's claim, if the caller already holds it (`resume` does, from
     /// before it reads the log until the run stops).
-    pub claim: Option<crate::store::RunClaim>,
+    pub claim: Option<cairn_store::RunClaim>,
 }
 
 impl Session {
     /// Runs the plan with its progress shown and every event recorded, then
     /// prints the summary and, at a gate, how to go on. Returns the exit code.
-    pub fn execute(mut self, plan: crate::plan::Plan, mut options: Options) -> Result<i32, Error> {
+    pub fn execute(
+        mut self,
+        plan: cairn_lang::plan::Plan,
+        mut options: Options,
+    ) -> Result<i32, Error> {
         options
             .state_dir
             .get_or_insert_with(|| self.state_dir.clone());
@@ -118,14 +124,14 @@ impl Session {
         options.processes = Some(Arc::clone(&processes) as Arc<dyn run::ProcessLog>);
         options.approver = interactive.then(|| Arc::new(approver) as run::Approver);
         if options.registrars.is_empty() {
-            options.registrars = crate::stdlib::registrars();
+            options.registrars = cairn_engine::stdlib::registrars();
         }
         // With `--events -` the JSON lines own stdout and progress goes to stderr.
         let mut events_out: Option<Box<dyn Write>> = match self.events.as_deref() {
             None => None,
             Some("-") => Some(Box::new(std::io::stdout())),
             Some(path) => Some(Box::new(std::fs::File::create(path).map_err(|source| {
-                Error::Io {
+                Error::Create {
                     path: path.to_owned(),
                     source,
                 }

@@ -7,20 +7,20 @@ use serde_json::json;
 
 use super::report;
 use crate::error::Error;
-use crate::store::{RunRow, Store};
+use cairn_store::{RunRow, Store};
 
 /// The store in `dir`, which must exist (reading commands never create
 /// one); read-only where it cannot be written (an archive, a read-only mount).
 pub fn open(dir: &Path) -> Result<Store, Error> {
-    if dir.join("state.db").exists() && !crate::store::writable(dir) {
+    if dir.join("state.db").exists() && !cairn_store::writable(dir) {
         return Ok(Store::open_read_only(dir)?);
     }
-    existing(dir, crate::store::Durability::Normal)
+    existing(dir, cairn_store::Durability::Normal)
 }
 
 /// The store in `dir`, which must exist: going on with a run (`resume`,
 /// `approve`, …) never creates one either.
-pub fn existing(dir: &Path, durability: crate::store::Durability) -> Result<Store, Error> {
+pub fn existing(dir: &Path, durability: cairn_store::Durability) -> Result<Store, Error> {
     if !dir.join("state.db").exists() {
         return Err(Error::Usage(format!(
             "no runs recorded in `{}` yet (`cairn run` records them; `--state-dir` points elsewhere)",
@@ -188,7 +188,7 @@ pub fn log(dir: &Path, id: Option<&str>, as_json: bool, follow: bool) -> Result<
     }
 }
 
-fn log_lines(events: &[crate::store::EventRow], as_json: bool) -> String {
+fn log_lines(events: &[cairn_store::EventRow], as_json: bool) -> String {
     let mut text = String::new();
     for event in events {
         if as_json {
@@ -197,7 +197,7 @@ fn log_lines(events: &[crate::store::EventRow], as_json: bool) -> String {
             let value: serde_json::Value = match serde_json::from_str(&event.body) {
                 Ok(value) => value,
                 Err(error) => {
-                    let problem = crate::store::unreadable(event.seq, &event.body, &error);
+                    let problem = cairn_store::unreadable(event.seq, &event.body, &error);
                     text.push_str(&format!("{:>4} unreadable: {problem}\n", event.seq));
                     continue;
                 }

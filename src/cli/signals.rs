@@ -3,7 +3,7 @@
 //! commands stopped, and it can be resumed; a second Ctrl-C exits at once.
 //! The library installs none of this: the binary does, for its own runs.
 
-use crate::run::Interrupter;
+use cairn_engine::run::Interrupter;
 
 /// Listens, on `runtime`, for the signals that interrupt a run, until the
 /// returned guard drops. With `second_exits`, a Ctrl-C after the run was

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::report;
 use crate::error::Error;
-use crate::stdlib::{self, TEMPLATES};
+use cairn_lang::templates::{self, TEMPLATES};
 
 /// `cairn templates`: name, purpose and params of every template.
 pub fn list(as_json: bool) -> Result<(), Error> {
@@ -42,7 +42,7 @@ pub fn list(as_json: bool) -> Result<(), Error> {
 
 /// `cairn new`: writes a template's text to a new file.
 pub fn new(name: &str, file: Option<PathBuf>) -> Result<(), Error> {
-    let template = stdlib::template(name).ok_or_else(|| {
+    let template = templates::template(name).ok_or_else(|| {
         let names: Vec<String> = TEMPLATES.iter().map(|t| format!("`{}`", t.name)).collect();
         Error::Usage(format!(
             "no template `{name}`; the stdlib has {}",

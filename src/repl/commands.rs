@@ -144,7 +144,7 @@ pub fn help(topic: Option<&str>) -> Result<String, String> {
 
 /// "no command `:nxt`; did you mean `:next`?".
 pub fn unknown(name: &str) -> String {
-    match crate::check::closest(name, COMMANDS.iter().map(|c| c.name)) {
+    match cairn_lang::check::closest(name, COMMANDS.iter().map(|c| c.name)) {
         Some(close) => format!("no command `:{name}`; did you mean `:{close}`?"),
         None => format!("no command `:{name}`; `:help` lists them"),
     }

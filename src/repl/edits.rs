@@ -5,9 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{checked, Session, SKIPPED_BY_HAND};
-use crate::plan::Plan;
-use crate::run::{Changes, Event, Settled};
-use crate::source::Source;
+use cairn_engine::run::{Changes, Event, Settled};
+use cairn_lang::plan::Plan;
 
 impl Session {
     pub(super) fn append(&self, event: Event) -> Result<(), String> {
@@ -45,7 +44,7 @@ impl Session {
     pub(super) fn set(&self, param: &str, value: &str) -> Result<(), String> {
         if !self.plan.params.iter().any(|p| p.name == param) {
             let close =
-                crate::check::closest(param, self.plan.params.iter().map(|p| p.name.as_str()));
+                cairn_lang::check::closest(param, self.plan.params.iter().map(|p| p.name.as_str()));
             return Err(match close {
                 Some(c) => format!("no param `{param}`; did you mean `{c}`?"),
                 None => format!("no param `{param}`"),
@@ -60,7 +59,7 @@ impl Session {
         params.push((param.to_owned(), value.to_owned()));
         // Read as `--set` reads it, before it is kept: a value of the wrong
         // type would fail every later step that reads params.
-        crate::run::check_params(&self.plan, &params).map_err(|e| e.to_string())?;
+        cairn_engine::run::check_params(&self.plan, &params).map_err(|e| e.to_string())?;
         self.store
             .replace_params(&self.run_id, &params)
             .map_err(|e| e.to_string())?;
@@ -121,7 +120,7 @@ impl Session {
                 self.file
             ));
         }
-        let source = Source::read(path).map_err(|e| e.to_string())?;
+        let source = cairn_engine::read::read(path).map_err(|e| e.to_string())?;
         let plan = checked(&source)
             .map_err(|_| "the edited plan has errors (above); nothing changed".to_owned())?;
         let changes = Changes::between(&self.plan, &plan);
@@ -168,7 +167,7 @@ impl Session {
 }
 
 /// The settled steps a change invalidates; steps skipped by hand stay skipped.
-fn stale(changes: &Changes, plan: &Plan, history: &crate::store::History) -> Vec<String> {
+fn stale(changes: &Changes, plan: &Plan, history: &cairn_store::History) -> Vec<String> {
     changes.invalidated(plan, |id| match history.settled(id) {
         Some(Settled::Skipped { reason }) => reason != SKIPPED_BY_HAND,
         Some(_) => true,

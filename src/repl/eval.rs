@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use rhai::{Dynamic, Map};
 
 use super::Session;
-use crate::run::{self, Settled};
-use crate::script::context::{self, StepContext};
+use cairn_engine::run::{self, Settled};
+use cairn_engine::script::context::{self, StepContext};
 
 impl Session {
     /// Evaluates a Rhai expression with `params`, `outputs` and the next
@@ -35,7 +35,7 @@ impl Session {
         let ctx = Arc::new(StepContext {
             task: "repl".to_owned(),
             dir: crate::cli::plan_dir(Path::new(&self.file)),
-            confinement: Arc::new(crate::script::confine::Confinement::new(
+            confinement: Arc::new(cairn_engine::script::confine::Confinement::new(
                 &crate::cli::plan_dir(Path::new(&self.file)),
                 Some(&self.state_dir),
             )),

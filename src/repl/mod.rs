@@ -17,12 +17,12 @@ use petgraph::Direction;
 
 use crate::cli::report;
 use crate::error::Error;
-use crate::plan::{Plan, StepKind};
-use crate::run::{self, Event, Options, Report, RunStatus};
+use cairn_engine::run::{self, Event, Options, Report, RunStatus};
+use cairn_lang::plan::{Plan, StepKind};
 
-use crate::script::Sandbox;
-use crate::source::Source;
-use crate::store::{Durability, RunProcesses, RunRecorder, Store};
+use cairn_engine::script::Sandbox;
+use cairn_lang::source::Source;
+use cairn_store::{Durability, RunProcesses, RunRecorder, Store};
 
 use input::{Input, Known, Line};
 
@@ -121,7 +121,7 @@ struct Session {
     runtime: tokio::runtime::Runtime,
     /// Held for the whole session: no other process runs, approves or
     /// resumes the run meanwhile.
-    _claim: crate::store::RunClaim,
+    _claim: cairn_store::RunClaim,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
@@ -150,7 +150,7 @@ impl Session {
     ) -> Result<Self, Error> {
         let claim = store.claim(&run_id)?;
         crate::cli::stop_left_running(&store, &run_id)?;
-        let sandbox = Sandbox::new([&[][..]], &crate::stdlib::registrars());
+        let sandbox = Sandbox::new([&[][..]], &cairn_engine::stdlib::registrars());
         Ok(Self {
             store,
             state_dir: state_dir.to_path_buf(),
@@ -209,7 +209,7 @@ impl Session {
             dir: crate::cli::plan_dir(Path::new(&self.file)),
             state_dir: Some(self.state_dir.clone()),
             resume: Some(Arc::new(history.resume(&[]))),
-            registrars: crate::stdlib::registrars(),
+            registrars: cairn_engine::stdlib::registrars(),
             ..Options::default()
         })
     }
@@ -401,7 +401,7 @@ impl Session {
                 }
             }
             "plan" => self.show_plan(),
-            "graph" => print!("{}", crate::export::mermaid(&self.plan)),
+            "graph" => print!("{}", cairn_lang::export::mermaid(&self.plan)),
             "status" => self.status()?,
             "inspect" | "i" => {
                 let step = self.step_id(arg()?)?;
@@ -466,7 +466,7 @@ impl Session {
         if self.plan.task(word).is_some() {
             return Ok(word.to_owned());
         }
-        let close = crate::check::closest(word, self.plan.tasks.iter().map(|t| t.id.as_str()));
+        let close = cairn_lang::check::closest(word, self.plan.tasks.iter().map(|t| t.id.as_str()));
         Err(match close {
             Some(c) => format!("no step `{word}`; did you mean `{c}`?"),
             None => format!("no step `{word}`; `:plan` lists them"),
@@ -499,7 +499,7 @@ impl Session {
     }
 
     /// The steps this one waits for: predecessors that have not settled.
-    fn waits_for(&self, step: &str, history: &crate::store::History) -> Vec<String> {
+    fn waits_for(&self, step: &str, history: &cairn_store::History) -> Vec<String> {
         let Some(i) = self.plan.tasks.iter().position(|t| t.id == step) else {
             return Vec::new();
         };

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Once, OnceLock};
 use std::time::{Duration, Instant};
 
-use cairn::source::Source;
+use cairn_lang::source::Source;
 use miette::{GraphicalReportHandler, GraphicalTheme};
 use sha2::{Digest, Sha256};
 
@@ -172,7 +172,11 @@ fn corpus() -> &'static Corpus {
     CORPUS.get_or_init(|| {
         let root = root();
         let mut seeds = Vec::new();
-        for dir in ["examples", "stdlib", "tests/integration/cases"] {
+        for dir in [
+            "examples",
+            "crates/cairn-lang/templates",
+            "tests/integration/cases",
+        ] {
             for path in plan_files(&root.join(dir)) {
                 let bytes = std::fs::read(&path).expect("read seed");
                 let name = path.strip_prefix(&root).unwrap_or(&path).display();
@@ -877,13 +881,13 @@ fn install_panic_hook() {
     });
 }
 
-fn engine() -> &'static cairn::Engine {
-    static ENGINE: OnceLock<cairn::Engine> = OnceLock::new();
-    ENGINE.get_or_init(cairn::stdlib::engine)
+fn engine() -> &'static cairn_engine::Engine {
+    static ENGINE: OnceLock<cairn_engine::Engine> = OnceLock::new();
+    ENGINE.get_or_init(cairn_engine::stdlib::engine)
 }
 
 /// The same report handler as `cairn check`'s human output.
-fn render(diagnostic: &cairn::diagnostic::Diagnostic) -> String {
+fn render(diagnostic: &cairn_lang::diagnostic::Diagnostic) -> String {
     let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
         .with_width(100)
         .with_links(false);
@@ -901,8 +905,8 @@ fn exercise(bytes: &[u8]) -> Result<(), String> {
             // The binary refuses the file when reading it; so must the library.
             let mut file = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
             std::io::Write::write_all(&mut file, bytes).map_err(|e| e.to_string())?;
-            match Source::read(file.path()) {
-                Err(cairn::Error::NotUtf8 { .. }) => {}
+            match cairn_engine::read::read(file.path()) {
+                Err(cairn_engine::Error::NotUtf8 { .. }) => {}
                 Err(other) => return Err(format!("non-UTF-8 input read as: {other}")),
                 Ok(_) => return Err("non-UTF-8 input read as text".to_owned()),
             }
@@ -957,9 +961,9 @@ fn exercise(bytes: &[u8]) -> Result<(), String> {
                 serde_json::to_string_pretty(plan).map_err(|e| format!("graph JSON: {e}"))?;
             serde_json::from_str::<serde_json::Value>(&json)
                 .map_err(|e| format!("graph JSON does not parse back: {e}"))?;
-            let _ = cairn::export::mermaid(plan);
-            let _ = cairn::export::dot(plan);
-            let _ = cairn::check::width(&plan.graph);
+            let _ = cairn_lang::export::mermaid(plan);
+            let _ = cairn_lang::export::dot(plan);
+            let _ = cairn_lang::check::width(&plan.graph);
         }
     }
     Ok(())

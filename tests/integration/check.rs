@@ -759,9 +759,9 @@ fn twenty_thousand_unknown_needs_are_reported_with_suggestions() {
 /// so plans held in memory (an editor's unsaved buffers) import each other.
 #[test]
 fn imports_resolve_through_the_resolver_given() {
-    use cairn::check::{check_using, Found, Resolver};
-    use cairn::script::Capabilities;
-    use cairn::source::Source;
+    use cairn_engine::script::Capabilities;
+    use cairn_lang::check::{check_using, Found, Resolver};
+    use cairn_lang::source::Source;
 
     struct Buffers;
     impl Resolver for Buffers {
@@ -797,7 +797,11 @@ fn imports_resolve_through_the_resolver_given() {
     let plan = checked.plan.expect("a plan");
     assert!(plan.tasks.iter().any(|t| t.id == "lib.build"));
     // The stdlib-only resolver reads no file either: a file import fails.
-    let checked = check_using(&main, &Capabilities::builtin(), &cairn::resolve::Templates);
+    let checked = check_using(
+        &main,
+        &Capabilities::builtin(),
+        &cairn_lang::templates::Templates,
+    );
     assert!(
         checked.diagnostics[0]
             .message

@@ -42,7 +42,7 @@ fn every_code_has_a_case() {
         .expect("cases dir")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect::<Vec<_>>();
-    for code in cairn::diagnostic::Code::ALL {
+    for code in cairn_lang::diagnostic::Code::ALL {
         let name = code.as_str().trim_start_matches("cairn::");
         assert!(
             cases.iter().any(|c| c == &format!("{name}.plan")),

@@ -83,7 +83,7 @@ fn language_reference_plans() {
 #[test]
 fn language_reference_documents_every_code() {
     let markdown = std::fs::read_to_string(root().join("docs/language.md")).expect("read");
-    for code in cairn::diagnostic::Code::ALL {
+    for code in cairn_lang::diagnostic::Code::ALL {
         assert!(
             markdown.contains(&format!("```plan error={code}")),
             "docs/language.md has no plan that triggers {code}"

@@ -1,7 +1,7 @@
 //! The embedding API: host capabilities are checked, gated and callable.
 
-use cairn::run::Options;
-use cairn::Engine;
+use cairn_engine::run::Options;
+use cairn_engine::Engine;
 
 fn engine() -> Engine {
     let mut engine = Engine::new();
@@ -32,12 +32,12 @@ fn an_undeclared_host_capability_is_a_check_error() {
             "plan p \"P\"\n  allow: tickets\n\ntask t \"T\"\n  run: ticket_open(\"x\")\n",
         )
         .expect_err("does not check");
-    let cairn::Error::Check(diagnostics) = err else {
+    let cairn_engine::Error::Check(diagnostics) = err else {
         panic!("{err}")
     };
     assert_eq!(
         diagnostics[0].code,
-        cairn::diagnostic::Code::UndeclaredCapability
+        cairn_lang::diagnostic::Code::UndeclaredCapability
     );
     assert_eq!(
         diagnostics[0].message,
@@ -101,7 +101,9 @@ fn a_dropped_run_cancels_its_steps_and_lets_the_runtime_stop() {
             .expect("runtime");
         let started = std::time::Instant::now();
         let options = Options {
-            approver: Some(std::sync::Arc::new(|_: &cairn::run::GateRequest| None)),
+            approver: Some(std::sync::Arc::new(|_: &cairn_engine::run::GateRequest| {
+                None
+            })),
             ..Options::default()
         };
         let outcome = runtime.block_on(async {
@@ -147,12 +149,15 @@ fn a_panicking_host_tool_fails_its_step_and_the_run_ends() {
         .expect("the run ended")
         .expect("runs");
     let boom = &report.steps[0];
-    assert_eq!(boom.status, cairn::run::StepStatus::Failed);
+    assert_eq!(boom.status, cairn_engine::run::StepStatus::Failed);
     assert_eq!(
         boom.error.as_deref(),
         Some("internal error: the step panicked (the tool broke)")
     );
-    assert_eq!(report.steps[1].status, cairn::run::StepStatus::Succeeded);
+    assert_eq!(
+        report.steps[1].status,
+        cairn_engine::run::StepStatus::Succeeded
+    );
 }
 
 /// An approver that answers after the gate's `timeout:` has passed is
@@ -167,9 +172,9 @@ fn a_late_approval_does_not_count() {
         )
         .expect("checks");
     let options = Options {
-        approver: Some(std::sync::Arc::new(|_: &cairn::run::GateRequest| {
+        approver: Some(std::sync::Arc::new(|_: &cairn_engine::run::GateRequest| {
             std::thread::sleep(std::time::Duration::from_millis(400));
-            Some(cairn::run::Approval {
+            Some(cairn_engine::run::Approval {
                 approved: true,
                 by: "slowpoke".to_owned(),
                 reason: "finally".to_owned(),
@@ -178,7 +183,10 @@ fn a_late_approval_does_not_count() {
         ..Options::default()
     };
     let report = engine.run_blocking(plan, options, |_| {}).expect("runs");
-    assert_eq!(report.steps[0].status, cairn::run::StepStatus::Failed);
+    assert_eq!(
+        report.steps[0].status,
+        cairn_engine::run::StepStatus::Failed
+    );
     assert_eq!(
         report.steps[0].error.as_deref(),
         Some("rejected by timeout: no answer within 200ms")

@@ -123,7 +123,7 @@ fn json_is_the_checked_plan() {
     let edges = plan["graph"]["edges"].as_array().expect("edges");
     assert_eq!(edges.len(), 6);
     // The JSON reads back into a plan.
-    let back: cairn::plan::Plan = serde_json::from_str(&run.stdout).expect("round trip");
+    let back: cairn_lang::plan::Plan = serde_json::from_str(&run.stdout).expect("round trip");
     assert_eq!(back.tasks.len(), 6);
 }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 
-use cairn::run::{Event, Options, RunStatus};
-use cairn::source::Source;
+use cairn_engine::run::{Event, Options, RunStatus};
+use cairn_lang::source::Source;
 
 /// Task `i` needs a subset of earlier tasks and has a priority.
 fn dags() -> impl Strategy<Value = Vec<(Vec<usize>, i64)>> {
@@ -24,7 +24,7 @@ fn dags() -> impl Strategy<Value = Vec<(Vec<usize>, i64)>> {
     })
 }
 
-fn plan(dag: &[(Vec<usize>, i64)], max_parallel: usize) -> Arc<cairn::plan::Plan> {
+fn plan(dag: &[(Vec<usize>, i64)], max_parallel: usize) -> Arc<cairn_lang::plan::Plan> {
     let mut text = format!("plan random \"Random\"\n  max_parallel: {max_parallel}\n");
     for (i, (needs, priority)) in dag.iter().enumerate() {
         text.push_str(&format!(
@@ -35,16 +35,18 @@ fn plan(dag: &[(Vec<usize>, i64)], max_parallel: usize) -> Arc<cairn::plan::Plan
             text.push_str(&format!("  needs: {}\n", ids.join(", ")));
         }
     }
-    let checked = cairn::check::check(&Source::new("random.plan", text));
+    let checked = cairn_lang::check::check(&Source::new("random.plan", text));
     Arc::new(checked.plan.expect("random DAGs check"))
 }
 
-fn events(runtime: &tokio::runtime::Runtime, plan: &Arc<cairn::plan::Plan>) -> Vec<Event> {
+fn events(runtime: &tokio::runtime::Runtime, plan: &Arc<cairn_lang::plan::Plan>) -> Vec<Event> {
     let mut events = Vec::new();
     let report = runtime
-        .block_on(cairn::run::run(Arc::clone(plan), Options::default(), |e| {
-            events.push(e.clone())
-        }))
+        .block_on(cairn_engine::run::run(
+            Arc::clone(plan),
+            Options::default(),
+            |e| events.push(e.clone()),
+        ))
         .expect("runs");
     assert_eq!(report.status, RunStatus::Succeeded);
     events

@@ -1,0 +1,105 @@
+//! What changed between the plan a run began with and the plan file now,
+//! and which recorded results that invalidates.
+
+use std::collections::{BTreeSet, HashMap};
+
+use petgraph::Direction;
+
+use cairn_lang::plan::{Plan, Task};
+
+/// How a plan's steps changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Changes {
+    /// Steps only in the new plan.
+    pub added: Vec<String>,
+    /// Steps only in the old plan.
+    pub removed: Vec<String>,
+    /// Steps in both whose definition (code, dependencies, routing,
+    /// policies, anything but position in the file) differs.
+    pub edited: Vec<String>,
+}
+
+impl Changes {
+    /// Compares two plans step by step.
+    pub fn between(old: &Plan, new: &Plan) -> Self {
+        let before: HashMap<&str, String> = old
+            .tasks
+            .iter()
+            .map(|t| (t.id.as_str(), fingerprint(t)))
+            .collect();
+        let after: HashMap<&str, &Task> = new.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+        let mut changes = Self::default();
+        for task in &new.tasks {
+            match before.get(task.id.as_str()) {
+                None => changes.added.push(task.id.clone()),
+                Some(print) if *print != fingerprint(task) => changes.edited.push(task.id.clone()),
+                Some(_) => {}
+            }
+        }
+        for task in &old.tasks {
+            if !after.contains_key(task.id.as_str()) {
+                changes.removed.push(task.id.clone());
+            }
+        }
+        changes
+    }
+
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.edited.is_empty()
+    }
+
+    /// Of the `settled` steps, those whose result no longer stands: edited
+    /// ones, removed ones, and everything downstream of an added or edited
+    /// step in the new plan. In file order of the new plan, removed last.
+    pub fn invalidated<'a>(&self, new: &Plan, settled: impl Fn(&str) -> bool + 'a) -> Vec<String> {
+        let index: HashMap<&str, usize> = new
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.as_str(), i))
+            .collect();
+        let mut stale = BTreeSet::new();
+        let mut stack: Vec<usize> = self
+            .added
+            .iter()
+            .chain(&self.edited)
+            .filter_map(|id| index.get(id.as_str()).copied())
+            .collect();
+        while let Some(i) = stack.pop() {
+            if stale.insert(i) {
+                stack.extend(
+                    new.graph
+                        .neighbors_directed(Plan::node(i), Direction::Outgoing)
+                        .map(|n| n.index()),
+                );
+            }
+        }
+        stale
+            .into_iter()
+            .map(|i| new.tasks[i].id.clone())
+            .chain(self.removed.iter().cloned())
+            .filter(|id| settled(id))
+            .collect()
+    }
+}
+
+/// The step's definition without source positions, as canonical JSON.
+fn fingerprint(task: &Task) -> String {
+    let mut value = serde_json::to_value(task).expect("tasks serialize");
+    strip_spans(&mut value);
+    value.to_string()
+}
+
+fn strip_spans(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            // Where a step sits in the file is not what it does.
+            map.remove("span");
+            map.remove("line_offsets");
+            map.values_mut().for_each(strip_spans);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_spans),
+        _ => {}
+    }
+}

@@ -1,0 +1,217 @@
+//! `--dry-run`: the waves a plan would run in and why, with nothing executed.
+
+use std::fmt::Write;
+
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+use rhai::{ASTNode, Expr};
+
+use crate::script::Capabilities;
+use cairn_lang::plan::{EdgeKind, Plan, Script, StepKind, Task};
+
+/// Explains a run without running it: waves of steps that could run
+/// together, why each would run, be skipped or depend on a decision, and
+/// the capability calls its code would make.
+pub fn explain(plan: &Plan, max_parallel: usize) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "dry run of `{}`: {} {}, at most {max_parallel} at once; nothing is executed",
+        plan.id,
+        plan.tasks.len(),
+        if plan.tasks.len() == 1 {
+            "step"
+        } else {
+            "steps"
+        }
+    );
+    let capabilities = Capabilities::builtin();
+    let waves = waves(plan);
+    // A step may be skipped if it is conditional, has `when:`, or needs
+    // only steps that may be skipped; waves are in dependency order.
+    let mut maybe_skipped = vec![false; plan.tasks.len()];
+    for &i in waves.iter().flatten() {
+        let task = &plan.tasks[i];
+        let needs: Vec<usize> = ordering_predecessors(plan, i);
+        maybe_skipped[i] = task.conditional
+            || task.when.is_some()
+            || (!needs.is_empty() && needs.iter().all(|&n| maybe_skipped[n]));
+    }
+    for (n, wave) in waves.iter().enumerate() {
+        let _ = writeln!(out, "\nwave {}", n + 1);
+        let width = wave
+            .iter()
+            .map(|&i| plan.tasks[i].id.len())
+            .max()
+            .unwrap_or(0);
+        for &i in wave {
+            let task = &plan.tasks[i];
+            let _ = writeln!(
+                out,
+                "  {:width$}  {}",
+                task.id,
+                reason(plan, i, &maybe_skipped)
+            );
+            for call in calls(task, &capabilities) {
+                let _ = writeln!(out, "  {:width$}    would call {call}", "");
+            }
+        }
+    }
+    out
+}
+
+/// Steps grouped by their longest chain of predecessors, each group in
+/// start order (priority, then file order).
+fn waves(plan: &Plan) -> Vec<Vec<usize>> {
+    let order = petgraph::algo::toposort(&plan.graph, None).unwrap_or_default();
+    let mut level = vec![0usize; plan.tasks.len()];
+    for n in order {
+        level[n.index()] = plan
+            .graph
+            .neighbors_directed(n, Direction::Incoming)
+            .map(|p| level[p.index()] + 1)
+            .max()
+            .unwrap_or(0);
+    }
+    let mut waves: Vec<Vec<usize>> = vec![Vec::new(); level.iter().max().map_or(0, |m| m + 1)];
+    for (i, &l) in level.iter().enumerate() {
+        waves[l].push(i);
+    }
+    for wave in &mut waves {
+        wave.sort_by_key(|&i| (-plan.tasks[i].priority, i));
+    }
+    waves
+}
+
+fn ordering_predecessors(plan: &Plan, i: usize) -> Vec<usize> {
+    let mut needs: Vec<usize> = plan
+        .graph
+        .edges_directed(Plan::node(i), Direction::Incoming)
+        .filter(|e| !e.weight().kind.is_conditional())
+        .map(|e| e.source().index())
+        .collect();
+    needs.sort_unstable();
+    needs
+}
+
+fn reason(plan: &Plan, i: usize, maybe_skipped: &[bool]) -> String {
+    let task = &plan.tasks[i];
+    let node = Plan::node(i);
+    let mut needs = Vec::new();
+    let mut routes = Vec::new();
+    let mut edges: Vec<_> = plan
+        .graph
+        .edges_directed(node, Direction::Incoming)
+        .collect();
+    edges.sort_by_key(|e| e.source().index());
+    for edge in edges {
+        let from = &plan.tasks[edge.source().index()];
+        match edge.weight().kind {
+            EdgeKind::Needs | EdgeKind::OnSuccess => needs.push(format!("`{}`", from.id)),
+            EdgeKind::OnFailure => routes.push(format!("if `{}` fails", from.id)),
+            EdgeKind::Branch { index } => routes.push(format!(
+                "if `{}` chooses it (when {})",
+                from.id, from.branches[index].condition.text
+            )),
+            EdgeKind::Else => routes.push(format!("if `{}` takes its `else`", from.id)),
+        }
+    }
+    let mut parts = Vec::new();
+    parts.push(match task.step {
+        StepKind::Task => "task".to_owned(),
+        StepKind::Decision => "decision".to_owned(),
+        StepKind::Gate => "gate".to_owned(),
+    });
+    if !needs.is_empty() {
+        parts.push(format!("after {}", needs.join(", ")));
+    } else if routes.is_empty() {
+        parts.push("ready at the start".to_owned());
+    }
+    if !routes.is_empty() {
+        parts.push(format!(
+            "runs only {}; skipped otherwise",
+            routes.join(" or ")
+        ));
+    }
+    let preds = ordering_predecessors(plan, i);
+    if !preds.is_empty() && preds.iter().all(|&p| maybe_skipped[p]) {
+        let ids: Vec<String> = preds
+            .iter()
+            .map(|&p| format!("`{}`", plan.tasks[p].id))
+            .collect();
+        parts.push(format!(
+            "skipped if {} {} skipped",
+            ids.join(" and "),
+            if ids.len() == 1 { "is" } else { "are" }
+        ));
+    }
+    if let Some(when) = &task.when {
+        parts.push(format!("skipped unless `{}`", when.text));
+    }
+    match task.step {
+        StepKind::Decision => {
+            let mut choices: Vec<String> = task
+                .branches
+                .iter()
+                .map(|b| format!("`{}` when {}", b.target, b.condition.text))
+                .collect();
+            match &task.else_target {
+                Some(e) => choices.push(format!("else `{e}`")),
+                None => choices.push("fails if none holds".to_owned()),
+            }
+            parts.push(format!("chooses {}", choices.join(", ")));
+        }
+        StepKind::Gate => {
+            let checks = if task.checks.is_empty() {
+                String::new()
+            } else {
+                format!(" (checks: {})", task.checks.join("; "))
+            };
+            parts.push(format!("waits for approval{checks}"));
+        }
+        StepKind::Task => {
+            if task.retry.count > 0 {
+                parts.push(format!("up to {} attempts", task.retry.count + 1));
+            }
+            if let Some(fallback) = &task.fallback {
+                parts.push(format!("on failure -> `{fallback}`"));
+            }
+        }
+    }
+    parts.join("; ")
+}
+
+/// The capability calls in a task's code, as `name("literal")` or `name(…)`.
+fn calls(task: &Task, capabilities: &Capabilities) -> Vec<String> {
+    let scripts: Vec<&Script> = task
+        .run
+        .iter()
+        .chain(task.input.iter().map(|(_, s)| s))
+        .chain(task.expect.iter())
+        .chain(task.when.iter())
+        .collect();
+    let mut out = Vec::new();
+    for script in scripts {
+        let Some(ast) = &script.ast else { continue };
+        ast.walk(&mut |path: &[ASTNode]| {
+            if let Some(ASTNode::Expr(Expr::FnCall(call, _) | Expr::MethodCall(call, _))) =
+                path.last()
+            {
+                if let Some(capability) = capabilities.providing(&call.name) {
+                    let first = match call.args.first() {
+                        Some(Expr::StringConstant(s, _)) => format!("{s:?}"),
+                        Some(_) => "…".to_owned(),
+                        None => String::new(),
+                    };
+                    let more = if call.args.len() > 1 { ", …" } else { "" };
+                    out.push(format!(
+                        "{}({first}{more})  [{}]",
+                        call.name, capability.name
+                    ));
+                }
+            }
+            true
+        });
+    }
+    out
+}

@@ -1,0 +1,675 @@
+//! Running one step on a blocking thread: `when`, `input`, attempts with
+//! retries and timeouts, `expect`, decisions and compensation bodies.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rhai::{Dynamic, Engine, EvalAltResult, Map, Scope};
+
+use super::events::Event;
+use crate::script::context::{
+    self, CostMeter, Hypotheses, Journal, Note, NoteSink, SplitMix64, StepContext, Tape,
+};
+use crate::script::{Capabilities, MAX_OPERATIONS};
+use cairn_lang::plan::{Grant, Plan, Script, StepKind, Task};
+
+/// What every step of one run shares.
+pub struct Shared {
+    pub plan: Arc<Plan>,
+    pub dir: PathBuf,
+    /// Where kept command outputs go (the run store's `blobs/`).
+    pub blobs: Option<Arc<std::path::Path>>,
+    /// Where commands' process groups are recorded while they run.
+    pub processes: Option<Arc<dyn context::ProcessLog>>,
+    /// Where file capabilities may reach, built once per run.
+    pub confinement: Arc<crate::script::confine::Confinement>,
+    pub grants: Arc<Vec<Grant>>,
+    pub cancel: Arc<AtomicBool>,
+    pub cost: Arc<CostMeter>,
+    pub journal: Arc<Mutex<Journal>>,
+    pub seed: u64,
+    pub params: Dynamic,
+    /// Each imported plan's params, by alias.
+    pub import_params: std::collections::HashMap<String, Dynamic>,
+    /// Each imported plan's `allow:` grants, by alias.
+    pub import_grants: std::collections::HashMap<String, Arc<Vec<Grant>>>,
+    /// Where events go to be observed.
+    pub events: Arc<super::outbox::Outbox>,
+    /// Called with every event before it is reported (the run store).
+    pub recorder: Option<Arc<dyn super::Recorder>>,
+    /// Settling events already in the log of a resumed run, by step: not recorded again.
+    pub already: Option<Arc<super::Resume>>,
+    /// The first error the recorder returned.
+    pub record_error: Mutex<Option<String>>,
+    pub started: Instant,
+    /// The plan's hypotheses and the evidence weighed so far.
+    pub hypotheses: Arc<Hypotheses>,
+    /// In a replay: each (step, attempt)'s recorded calls, and the first divergence.
+    pub replay: Option<super::Replay>,
+}
+
+impl Shared {
+    pub fn at_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Records the event (durably, if a recorder is set) and reports it.
+    /// A recorder that fails stops the run: what is not recorded could not
+    /// be resumed.
+    pub fn emit(&self, event: Event) {
+        if let (Some(resume), Some(step)) = (&self.already, event.step()) {
+            if event.settles() && resume.logged(step, event.name()) {
+                return;
+            }
+        }
+        if let Some(Err(error)) = self.recorder.as_ref().map(|r| r.record(&event)) {
+            self.recording_failed(error);
+        }
+        self.events.send(event);
+    }
+
+    /// Commits what was recorded so far, before a step with effects starts.
+    pub fn sync(&self) {
+        if let Some(Err(error)) = self.recorder.as_ref().map(|r| r.sync()) {
+            self.recording_failed(error);
+        }
+    }
+
+    /// Why recording failed, if it did.
+    pub fn record_error(&self) -> Option<String> {
+        self.record_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// What is not recorded could not be resumed: the run stops.
+    fn recording_failed(&self, error: String) {
+        tracing::error!(%error, "recording failed; stopping the run");
+        self.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.record_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(error);
+    }
+
+    /// Keeps the first divergence of a replay and returns the step's error.
+    pub fn diverged(&self, divergence: context::Divergence) -> String {
+        let message = format!("replay diverged: {divergence}");
+        if let Some(replay) = &self.replay {
+            replay
+                .divergence
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(divergence);
+        }
+        message
+    }
+
+    /// When an attempt of `task` starting now must end: its `timeout:`, or
+    /// the plan's `default_timeout:` (every script has a wall-clock limit;
+    /// the operations limit alone does not bound time).
+    pub fn deadline(&self, task: &Task) -> Option<Instant> {
+        let ms = task.timeout_ms.unwrap_or(self.plan.default_timeout_ms);
+        Instant::now().checked_add(Duration::from_millis(ms))
+    }
+
+    /// "timed out" says which limit, when it was the plan's default.
+    fn explain_default_timeout(&self, error: String) -> String {
+        if error == "timed out" {
+            format!(
+                "timed out after {}, the plan's `default_timeout:` (give the task a `timeout:` to allow longer)",
+                cairn_lang::units::human_ms(self.plan.default_timeout_ms)
+            )
+        } else {
+            error
+        }
+    }
+
+    /// A context for one attempt of a step (0: its compensation).
+    pub fn context(
+        self: &Arc<Self>,
+        task: &Task,
+        attempt: u32,
+        deadline: Option<Instant>,
+        cancel: Arc<AtomicBool>,
+    ) -> Arc<StepContext> {
+        let salt = if attempt == 0 {
+            "compensate".to_owned()
+        } else {
+            attempt.to_string()
+        };
+        let tape = match &self.replay {
+            Some(replay) => Tape::Replay {
+                calls: replay
+                    .calls
+                    .get(&(task.id.clone(), attempt))
+                    .cloned()
+                    .unwrap_or_default(),
+                divergence: Arc::clone(&replay.divergence),
+            },
+            None if self.recorder.is_some() => Tape::Record,
+            None => Tape::Off,
+        };
+        Arc::new(StepContext {
+            task: task.id.clone(),
+            dir: self.dir.clone(),
+            confinement: Arc::clone(&self.confinement),
+            output_limit: task.output_limit.unwrap_or(context::DEFAULT_OUTPUT_LIMIT),
+            blobs: self.blobs.clone(),
+            processes: self.processes.clone(),
+            stored: Default::default(),
+            logged: Default::default(),
+            grants: Arc::clone(
+                task.import
+                    .as_ref()
+                    .and_then(|alias| self.import_grants.get(alias))
+                    .unwrap_or(&self.grants),
+            ),
+            cancel,
+            deadline,
+            rng: Mutex::new(SplitMix64::new(
+                self.seed ^ context::stable_hash(&[&task.id, &salt]),
+            )),
+            cost: Arc::clone(&self.cost),
+            journal: Arc::clone(&self.journal),
+            on_note: Some(note_sink(self)),
+            hypotheses: Arc::clone(&self.hypotheses),
+            attempt,
+            tape,
+            calls: Default::default(),
+            using: task.using.clone(),
+        })
+    }
+}
+
+/// One step to run, with what its code may read.
+pub struct Job {
+    pub index: usize,
+    pub engine: Arc<Engine>,
+    pub outputs: Map,
+    /// For a fallback: the step that failed and its error.
+    pub failure: Option<(String, String)>,
+}
+
+/// How a step ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Skipped(String),
+    Succeeded {
+        output: serde_json::Value,
+        attempts: u32,
+    },
+    Failed {
+        error: String,
+        attempts: u32,
+    },
+    /// A decision chose a branch: its index, or `None` for `else`.
+    Chose {
+        branch: Option<usize>,
+        target: String,
+    },
+    /// The run was cancelled while the step ran.
+    Cancelled {
+        attempts: u32,
+    },
+    /// A gate's answer (`None`: nobody could answer).
+    Gate(Option<super::Approval>),
+    /// A gate whose `when:` held: it may open.
+    GateOpen,
+}
+
+/// The stack a step's code runs on. Rhai clones, compares, prints and drops
+/// arrays and maps by recursion, a few hundred bytes a level, and its size
+/// limits let a script nest about 110,000 levels (100,000 arrays and 10,000
+/// maps in one value): a thread's default 2 MiB overflows at a few thousand,
+/// which aborts the process. The memory is reserved, not used, until a
+/// script goes that deep.
+pub const SCRIPT_STACK: usize = 256 << 20;
+
+/// Runs `f` on a stack of at least [`SCRIPT_STACK`]: on this thread if its
+/// stack is that large (the scheduler's workers' are), else on a thread of
+/// its own, waited for.
+pub fn on_script_stack<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if stack_size().is_some_and(|size| size >= SCRIPT_STACK) {
+        return f();
+    }
+    let f = Mutex::new(Some(f));
+    let take = || f.lock().unwrap_or_else(|e| e.into_inner()).take();
+    std::thread::scope(|scope| {
+        let spawned = std::thread::Builder::new()
+            .name("cairn-step".to_owned())
+            .stack_size(SCRIPT_STACK)
+            .spawn_scoped(scope, || take().map(|f| f()));
+        match spawned.map(std::thread::ScopedJoinHandle::join) {
+            Ok(Ok(Some(result))) => result,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            // No thread (out of memory or threads): here, as before.
+            Ok(Ok(None)) | Err(_) => take().expect("not taken by a thread that never ran")(),
+        }
+    })
+}
+
+/// The size of this thread's stack, where the platform says.
+fn stack_size() -> Option<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `attr` is initialised by `pthread_getattr_np` before it is
+        // read, and destroyed once.
+        unsafe {
+            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+            if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+                return None;
+            }
+            let mut size = 0;
+            let read = libc::pthread_attr_getstacksize(&attr, &mut size) == 0;
+            libc::pthread_attr_destroy(&mut attr);
+            read.then_some(size)
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
+/// Runs one step, on a stack deep enough for any value its code can build.
+pub fn run(shared: &Arc<Shared>, job: Job) -> Outcome {
+    on_script_stack(|| run_here(shared, job))
+}
+
+fn run_here(shared: &Arc<Shared>, job: Job) -> Outcome {
+    let task = &shared.plan.tasks[job.index];
+    let ctx = |attempt: u32, deadline: Option<Instant>| {
+        shared.context(task, attempt, deadline, Arc::clone(&shared.cancel))
+    };
+    let scope = |attempt: u32, input: &Dynamic| base_scope(shared, &job, task, attempt, input);
+    // `when:` and `input:` are evaluated once, before the first attempt.
+    // They count against the first attempt's `timeout:` like the body does.
+    let first_deadline = shared.deadline(task);
+    let first = ctx(1, first_deadline);
+    if let Some(when) = &task.when {
+        match context::enter(&first, || {
+            truth(&job.engine, &mut scope(1, &Dynamic::UNIT), when)
+        }) {
+            Ok(true) => {}
+            Ok(false) => return Outcome::Skipped(format!("`when: {}` is false", when.text)),
+            Err(e) => return failed_or_cancelled(shared, format!("when: {e}"), 0),
+        }
+    }
+    match task.step {
+        StepKind::Decision => return decide(shared, &job, task, &first),
+        StepKind::Gate => return Outcome::GateOpen,
+        StepKind::Task => {}
+    }
+    let mut input = Map::new();
+    for (key, script) in &task.input {
+        match context::enter(&first, || {
+            eval(&job.engine, &mut scope(1, &Dynamic::UNIT), script)
+        }) {
+            Ok(value) => {
+                input.insert(key.as_str().into(), value);
+            }
+            Err(e) => return failed_or_cancelled(shared, format!("input `{key}`: {e}"), 0),
+        }
+    }
+    let input = Dynamic::from_map(input);
+    let attempts = task.retry.count + 1;
+    let mut rng = SplitMix64::new(shared.seed ^ context::stable_hash(&[&task.id, "retry"]));
+    for attempt in 1..=attempts {
+        let deadline = if attempt == 1 {
+            first_deadline
+        } else {
+            shared.deadline(task)
+        };
+        // The first attempt goes on with the context `when:` and `input:`
+        // used, so its calls are numbered on from theirs.
+        let step = if attempt == 1 {
+            Arc::clone(&first)
+        } else {
+            ctx(attempt, deadline)
+        };
+        let mut result = context::enter(&step, || {
+            attempt_once(&job.engine, &mut scope(attempt, &input), task)
+        });
+        if let Some(divergence) = step.unused_calls() {
+            result = Err(shared.diverged(divergence));
+        }
+        if task.timeout_ms.is_none() {
+            result = result.map_err(|e| shared.explain_default_timeout(e));
+        }
+        match result {
+            Ok(output) => {
+                return Outcome::Succeeded {
+                    output,
+                    attempts: attempt,
+                }
+            }
+            Err(error) => {
+                if shared.cancel.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Outcome::Cancelled { attempts: attempt };
+                }
+                // Crossing the cost budget stops the plan: no retries.
+                if attempt == attempts
+                    || shared
+                        .cost
+                        .exceeded
+                        .load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    return Outcome::Failed {
+                        error,
+                        attempts: attempt,
+                    };
+                }
+                shared.emit(Event::AttemptFailed {
+                    step: task.id.clone(),
+                    attempt,
+                    error,
+                    at_ms: shared.at_ms(),
+                });
+                let delay = backoff(task, attempt, &mut rng);
+                shared.emit(Event::Retrying {
+                    step: task.id.clone(),
+                    attempt: attempt + 1,
+                    delay_ms: delay.as_millis() as u64,
+                    at_ms: shared.at_ms(),
+                });
+                // The wait ends early if the run is cancelled.
+                if context::enter(&ctx(attempt, None), || crate::script::pause(delay)).is_err() {
+                    return Outcome::Cancelled { attempts: attempt };
+                }
+            }
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// The delay before attempt `attempt + 1`: exponential, capped, plus up to
+/// 10% jitter drawn from the run's seed.
+pub fn backoff(task: &Task, attempt: u32, rng: &mut SplitMix64) -> Duration {
+    let retry = &task.retry;
+    let base = retry.backoff_ms as f64 * retry.factor.powi(attempt as i32 - 1);
+    let capped = retry.max_ms.map_or(base, |max| base.min(max as f64));
+    let jittered = capped * (1.0 + 0.1 * rng.next_f64());
+    Duration::from_millis(jittered.min(u64::MAX as f64 / 2.0) as u64)
+}
+
+fn failed_or_cancelled(shared: &Shared, error: String, attempts: u32) -> Outcome {
+    if shared.cancel.load(std::sync::atomic::Ordering::SeqCst) {
+        Outcome::Cancelled { attempts }
+    } else {
+        Outcome::Failed { error, attempts }
+    }
+}
+
+/// The body, then every expectation over its result.
+fn attempt_once(
+    engine: &Engine,
+    scope: &mut Scope,
+    task: &Task,
+) -> Result<serde_json::Value, String> {
+    let value = match &task.run {
+        Some(body) => eval(engine, scope, body)?,
+        None => Dynamic::UNIT,
+    };
+    let depth = context::nesting(&value);
+    if depth > context::MAX_NESTING {
+        return Err(context::nesting_error("the output", depth));
+    }
+    let output: serde_json::Value = rhai::serde::from_dynamic(&value)
+        .map_err(|e| format!("the result cannot be stored as JSON: {e}"))?;
+    scope.set_value("result", value);
+    for expectation in &task.expect {
+        if !truth(engine, scope, expectation)? {
+            return Err(format!("expectation failed: `{}`", expectation.text));
+        }
+    }
+    Ok(output)
+}
+
+fn decide(shared: &Shared, job: &Job, task: &Task, ctx: &Arc<StepContext>) -> Outcome {
+    let mut scope = base_scope(shared, job, task, 1, &Dynamic::UNIT);
+    for (index, branch) in task.branches.iter().enumerate() {
+        match context::enter(ctx, || truth(&job.engine, &mut scope, &branch.condition)) {
+            Ok(true) => {
+                return Outcome::Chose {
+                    branch: Some(index),
+                    target: branch.target.clone(),
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                return failed_or_cancelled(
+                    shared,
+                    format!("`when {}`: {e}", branch.condition.text),
+                    1,
+                )
+            }
+        }
+    }
+    match &task.else_target {
+        Some(target) => Outcome::Chose {
+            branch: None,
+            target: target.clone(),
+        },
+        None => Outcome::Failed {
+            error: "no branch condition held and the decision has no `else`".to_owned(),
+            attempts: 1,
+        },
+    }
+}
+
+/// Runs a step's `compensate:` body with `result` in scope, then restores
+/// the files its `edit_file` / `write_file` calls changed.
+pub fn compensate(
+    shared: &Arc<Shared>,
+    index: usize,
+    engine: &Arc<Engine>,
+    output: &serde_json::Value,
+    run_body: bool,
+) -> Result<(), String> {
+    on_script_stack(|| compensate_here(shared, index, engine, output, run_body))
+}
+
+fn compensate_here(
+    shared: &Arc<Shared>,
+    index: usize,
+    engine: &Arc<Engine>,
+    output: &serde_json::Value,
+    run_body: bool,
+) -> Result<(), String> {
+    let task = &shared.plan.tasks[index];
+    let deadline = shared.deadline(task);
+    let ctx = shared.context(task, 0, deadline, Arc::new(AtomicBool::new(false)));
+    let job = Job {
+        index,
+        engine: Arc::clone(engine),
+        outputs: Map::new(),
+        failure: None,
+    };
+    // Files the step itself changed; what its compensation writes stays.
+    let files = {
+        let journal = shared.journal.lock().unwrap_or_else(|e| e.into_inner());
+        journal.by_task.get(&task.id).cloned().unwrap_or_default()
+    };
+    let mut scope = base_scope(shared, &job, task, 1, &Dynamic::UNIT);
+    let result = rhai::serde::to_dynamic(output).unwrap_or(Dynamic::UNIT);
+    scope.set_value("result", result);
+    if let Some(body) = task.compensate.as_ref().filter(|_| run_body) {
+        let _ = context::enter(&ctx, || eval(engine, &mut scope, body))?;
+    }
+    for file in files.iter().rev() {
+        crate::script::files::restore(&ctx, file).map_err(|e| describe(&e))?;
+    }
+    Ok(())
+}
+
+/// What host functions report becomes events: log lines, recorded calls,
+/// evidence, and artifacts (whose content the store keeps by hash; a replay
+/// keeps none).
+fn note_sink(shared: &Arc<Shared>) -> NoteSink {
+    let shared = Arc::clone(shared);
+    Arc::new(move |step: &str, note: Note<'_>| {
+        let step = step.to_owned();
+        let at_ms = shared.at_ms();
+        let event = match note {
+            Note::Log(line) => Event::Log {
+                step,
+                line: line.to_owned(),
+                at_ms,
+            },
+            Note::Call {
+                attempt,
+                number,
+                call,
+            } => Event::Call {
+                step,
+                attempt,
+                call: number,
+                record: call.clone(),
+                at_ms,
+            },
+            Note::Evidence(evidence) => Event::Evidence {
+                step,
+                hypothesis: evidence.hypothesis.clone(),
+                verdict: evidence.verdict.clone(),
+                note: evidence.note.clone(),
+                confidence: evidence.confidence,
+                at_ms,
+            },
+            Note::Artifact(_) | Note::Original { .. } if shared.replay.is_some() => return,
+            Note::Original { path, content } => {
+                shared.emit(Event::FileOriginal {
+                    step,
+                    path: path.to_string_lossy().into_owned(),
+                    sha256: content.map(cairn_lang::source::sha256),
+                    content: content.map(|c| Arc::new(c.to_vec())),
+                    at_ms,
+                });
+                // Durable before the file changes.
+                shared.sync();
+                return;
+            }
+            Note::Artifact(artifact) => Event::Artifact {
+                step,
+                name: artifact.name.clone(),
+                sha256: artifact.sha256.clone(),
+                bytes: artifact.content.len(),
+                content: artifact.content.clone(),
+                at_ms,
+            },
+        };
+        shared.emit(event);
+    })
+}
+
+fn base_scope(
+    shared: &Shared,
+    job: &Job,
+    task: &Task,
+    attempt: u32,
+    input: &Dynamic,
+) -> Scope<'static> {
+    let mut scope = Scope::new();
+    let mut info = Map::new();
+    info.insert("id".into(), task.id.clone().into());
+    info.insert("title".into(), task.title.clone().into());
+    info.insert(
+        "kind".into(),
+        task.kind.clone().map_or(Dynamic::UNIT, Into::into),
+    );
+    info.insert("attempt".into(), i64::from(attempt).into());
+    let failure = match &job.failure {
+        Some((id, error)) => {
+            let mut map = Map::new();
+            map.insert("id".into(), id.clone().into());
+            map.insert("error".into(), error.clone().into());
+            Dynamic::from_map(map)
+        }
+        None => Dynamic::UNIT,
+    };
+    scope
+        .push_dynamic("input", input.clone())
+        .push_dynamic(
+            "params",
+            task.import
+                .as_ref()
+                .and_then(|alias| shared.import_params.get(alias))
+                .unwrap_or(&shared.params)
+                .clone(),
+        )
+        .push_dynamic("outputs", Dynamic::from_map(job.outputs.clone()))
+        .push_dynamic("task", Dynamic::from_map(info))
+        .push_dynamic("result", Dynamic::UNIT)
+        .push_dynamic("failure", failure);
+    scope
+}
+
+fn eval(engine: &Engine, scope: &mut Scope, script: &Script) -> Result<Dynamic, String> {
+    let ast = script
+        .ast
+        .as_ref()
+        .ok_or_else(|| "the plan was not compiled (load it through cairn::check)".to_owned())?;
+    engine
+        .eval_ast_with_scope::<Dynamic>(scope, ast)
+        .map_err(|e| describe_in(&e))
+}
+
+fn truth(engine: &Engine, scope: &mut Scope, script: &Script) -> Result<bool, String> {
+    let value = eval(engine, scope, script)?;
+    value
+        .as_bool()
+        .map_err(|kind| format!("`{}` is {kind}, not true or false", script.text))
+}
+
+/// [`describe`], telling a call with the wrong argument types apart from a
+/// call to a capability the running step did not declare.
+fn describe_in(error: &EvalAltResult) -> String {
+    let mut inner = error;
+    while let EvalAltResult::ErrorInFunctionCall(_, _, next, _) = inner {
+        inner = next;
+    }
+    if let EvalAltResult::ErrorFunctionNotFound(signature, _) = inner {
+        let name = signature.split([' ', '(']).next().unwrap_or(signature);
+        let declared = capability_of(name)
+            .zip(context::try_current())
+            .is_some_and(|(capability, ctx)| ctx.using.contains(&capability));
+        if declared {
+            let args = signature.trim_start_matches(name).trim();
+            return format!("`{name}` cannot take {args}: check the arguments' types");
+        }
+    }
+    describe(error)
+}
+
+/// A script error in words a plan author can act on.
+pub fn describe(error: &EvalAltResult) -> String {
+    match error {
+        EvalAltResult::ErrorRuntime(value, _) => value.to_string(),
+        EvalAltResult::ErrorTerminated(token, _) => match token.to_string().as_str() {
+            "TimedOut" => "timed out".to_owned(),
+            "Cancelled" => "cancelled".to_owned(),
+            other => other.to_owned(),
+        },
+        EvalAltResult::ErrorTooManyOperations(_) => {
+            format!("stopped after {MAX_OPERATIONS} operations (an endless loop?)")
+        }
+        EvalAltResult::ErrorFunctionNotFound(signature, _) => {
+            let name = signature.split([' ', '(']).next().unwrap_or(signature);
+            match capability_of(name) {
+                Some(capability) => format!(
+                    "`{name}` is not available: the task does not declare `using:{capability}`"
+                ),
+                None => format!("no function `{signature}`"),
+            }
+        }
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => describe(inner),
+        other => other.to_string(),
+    }
+}
+
+fn capability_of(function: &str) -> Option<String> {
+    Capabilities::builtin()
+        .providing(function)
+        .map(|c| c.name.clone())
+}

@@ -1,0 +1,169 @@
+//! Functions every step has: `log`, `fail`, `now`, `rand`, `sleep`, `spend`,
+//! `artifact`, and `evidence`, `confidence`, `best_hypothesis`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rhai::{Dynamic, Engine, EvalAltResult};
+
+use serde_json::json;
+
+use sha2::{Digest, Sha256};
+
+use super::context::{
+    current, nesting, nesting_error, outside, runtime, Artifact, ArtifactBody, Evidence, Note,
+    MAX_NESTING,
+};
+
+type Result<T> = std::result::Result<T, Box<EvalAltResult>>;
+
+pub fn always(engine: &mut Engine) {
+    engine.register_fn("log", |message: Dynamic| -> Result<()> {
+        current()?.log_line(&message.to_string());
+        Ok(())
+    });
+    engine.register_fn("fail", |message: Dynamic| -> Result<()> {
+        Err(runtime(message.to_string()))
+    });
+    engine.register_fn("now", || -> Result<i64> {
+        outside("now", json!([]), |_| {
+            Ok(SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64))
+        })
+    });
+    engine.register_fn("rand", || -> Result<f64> {
+        outside("rand", json!([]), |ctx| {
+            let mut rng = ctx.rng.lock().unwrap_or_else(|e| e.into_inner());
+            Ok(rng.next_f64())
+        })
+    });
+    engine.register_fn("sleep", |duration: &str| -> Result<()> {
+        let ms =
+            cairn_lang::units::duration_ms(duration).map_err(|e| runtime(format!("sleep: {e}")))?;
+        pause(Duration::from_millis(ms))
+    });
+    engine.register_fn("sleep", |ms: i64| -> Result<()> {
+        pause(Duration::from_millis(ms.max(0) as u64))
+    });
+    engine.register_fn("artifact", |name: &str, value: Dynamic| -> Result<String> {
+        let ctx = current()?;
+        let content = match value.clone().into_immutable_string() {
+            Ok(text) => text.as_bytes().to_vec(),
+            Err(_) => {
+                let depth = nesting(&value);
+                if depth > MAX_NESTING {
+                    return Err(runtime(format!(
+                        "artifact(\"{name}\"): {}",
+                        nesting_error("the value", depth)
+                    )));
+                }
+                let json: serde_json::Value = rhai::serde::from_dynamic(&value).map_err(|e| {
+                    runtime(format!(
+                        "artifact(\"{name}\"): the value cannot be stored as JSON: {e}"
+                    ))
+                })?;
+                serde_json::to_vec_pretty(&json).expect("JSON values serialize")
+            }
+        };
+        ctx.charge(content.len() as u64)?;
+        let artifact = Artifact {
+            name: name.to_owned(),
+            sha256: format!("{:x}", Sha256::digest(&content)),
+            content: ArtifactBody::Bytes(std::sync::Arc::new(content)),
+        };
+        ctx.note(Note::Artifact(&artifact));
+        Ok(artifact.sha256)
+    });
+    engine.register_fn(
+        "evidence",
+        |id: &str, verdict: &str, note: Dynamic| -> Result<f64> {
+            let ctx = current()?;
+            let depth = nesting(&note);
+            if depth > MAX_NESTING {
+                return Err(runtime(format!(
+                    "evidence(\"{id}\"): {}",
+                    nesting_error("the note", depth)
+                )));
+            }
+            let tally = ctx.hypotheses.add(id, verdict).map_err(runtime)?;
+            let evidence = Evidence {
+                hypothesis: id.to_owned(),
+                verdict: verdict.to_owned(),
+                note: note.to_string(),
+                confidence: tally.confidence(),
+            };
+            ctx.note(Note::Evidence(&evidence));
+            Ok(evidence.confidence)
+        },
+    );
+    engine.register_fn("confidence", |id: &str| -> Result<f64> {
+        let ctx = current()?;
+        Ok(ctx.hypotheses.tally(id).map_err(runtime)?.confidence())
+    });
+    engine.register_fn("best_hypothesis", || -> Result<String> {
+        Ok(current()?.hypotheses.best().unwrap_or_default())
+    });
+    engine.register_fn("parse_json", |text: &str| -> Result<Dynamic> {
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| runtime(format!("parse_json: not JSON: {e}")))?;
+        rhai::serde::to_dynamic(&value).map_err(|e| runtime(format!("parse_json: {e}")))
+    });
+    engine.register_fn("shell_quote", |text: &str| -> String {
+        super::shell::quote(text)
+    });
+    engine.register_fn("url_encode", url_encode);
+    engine.register_fn("spend", |amount: f64| -> Result<f64> { spend(amount) });
+    engine.register_fn("spend", |amount: i64| -> Result<f64> {
+        spend(amount as f64)
+    });
+}
+
+/// `text` as one URL component: every byte but RFC 3986's unreserved
+/// characters percent-encoded, so a value cannot add query parameters or
+/// path segments of its own.
+pub fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// Crossing the budget ends the script in a way `try`/`catch` cannot stop.
+fn spend(amount: f64) -> Result<f64> {
+    let ctx = current()?;
+    ctx.cost.spend(&ctx.task, amount).map_err(|message| {
+        Box::new(EvalAltResult::ErrorTerminated(
+            message.into(),
+            rhai::Position::NONE,
+        ))
+    })
+}
+
+/// Sleeps in short slices so a timeout or cancellation ends it promptly.
+pub fn pause(total: Duration) -> Result<()> {
+    let ctx = current()?;
+    // A replay reproduces what the code did, not how long it took.
+    if ctx.replaying() {
+        return Ok(());
+    }
+    let end = std::time::Instant::now() + total;
+    loop {
+        if let Some(i) = ctx.interrupted() {
+            return Err(Box::new(EvalAltResult::ErrorTerminated(
+                format!("{i:?}").into(),
+                rhai::Position::NONE,
+            )));
+        }
+        let now = std::time::Instant::now();
+        if now >= end {
+            return Ok(());
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(10)));
+    }
+}

@@ -1,0 +1,233 @@
+//! Stage 2, check: AST → checked [`Plan`], reporting every problem in one pass.
+
+mod fields;
+mod graph;
+mod imports;
+mod lower;
+mod resolve;
+mod rules;
+mod scripts;
+mod suggest;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::diagnostic::{Code, Diagnostic};
+use crate::plan::Plan;
+use crate::script::Capabilities;
+use crate::source::Source;
+use crate::syntax::{self, ast::ItemKeyword};
+
+pub use graph::width;
+pub use lower::DEFAULT_MAX_PARALLEL;
+pub use resolve::{Found, Resolver};
+pub use scripts::{LeftOut, LEFT_OUT};
+pub use suggest::closest;
+
+/// The result of checking: the plan when there are no errors, and every
+/// diagnostic (warnings too) in file order.
+#[derive(Debug)]
+pub struct Checked {
+    /// The checked plan; `None` when any diagnostic is an error.
+    pub plan: Option<Plan>,
+    /// Every error and warning, sorted by position in the file.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Checked {
+    /// Whether any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Checks plan text with the built-in capabilities; `use` finds only stdlib
+/// templates (the engine's `check` also finds plan files beside this one).
+pub fn check(source: &Arc<Source>) -> Checked {
+    check_using(
+        source,
+        &Capabilities::builtin(),
+        &crate::templates::Templates,
+    )
+}
+
+/// Checks plan text, finding what `use` imports through `resolver`: the
+/// check itself reads no file.
+pub fn check_using(
+    source: &Arc<Source>,
+    capabilities: &Capabilities,
+    resolver: &dyn Resolver,
+) -> Checked {
+    let chain = [imports::start(source, resolver)];
+    let (mut diagnostics, plan) = run(source, capabilities, resolver, &chain);
+    diagnostics.sort_by_key(|d| (d.offset(), d.severity));
+    Checked {
+        plan: plan.filter(|_| !diagnostics.iter().any(Diagnostic::is_error)),
+        diagnostics,
+    }
+}
+
+/// Checks one file; `chain` holds the plans importing it (itself last), to
+/// find import cycles.
+fn run(
+    source: &Arc<Source>,
+    capabilities: &Capabilities,
+    resolver: &dyn Resolver,
+    chain: &[imports::Link],
+) -> (Vec<Diagnostic>, Option<Plan>) {
+    let (document, mut diagnostics) = syntax::parse(source);
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        return (diagnostics, None);
+    }
+    let items = &document.items;
+    let Some(first) = items.first() else {
+        diagnostics.push(
+            Diagnostic::error(Code::EmptyPlan, source, "the file has no plan in it")
+                .help("start with `plan <id> \"Title\"`, then add `task <id> \"Title\"` items"),
+        );
+        return (diagnostics, None);
+    };
+    let headers: Vec<_> = items
+        .iter()
+        .filter(|i| i.keyword.value == ItemKeyword::Plan)
+        .collect();
+    if first.keyword.value != ItemKeyword::Plan {
+        let mut d = Diagnostic::error(
+            Code::MissingPlanHeader,
+            source,
+            "the file does not start with a `plan` header",
+        )
+        .label(first.keyword.span, "first item");
+        if let Some(late) = headers.first() {
+            d = d.label(
+                late.keyword.span,
+                "the plan header must come before every task",
+            );
+        }
+        diagnostics.push(d.help("start the file with `plan <id> \"Title\"` and its settings"));
+    }
+    for extra in headers.iter().skip(1) {
+        diagnostics.push(
+            Diagnostic::error(
+                Code::DuplicatePlanHeader,
+                source,
+                "a file holds one plan, but this is a second `plan` header",
+            )
+            .label(extra.keyword.span, "second header")
+            .label(headers[0].keyword.span, "first header")
+            .help("split the plans into separate files"),
+        );
+    }
+    let mut lowering = lower::Lowering::new(source, capabilities);
+    let header = headers.first().map(|h| lowering.header(h));
+    // Imported steps come first, as if their plans' text came before ours.
+    let imported = match &header {
+        Some(header) => imports::bring_in(
+            source,
+            header,
+            capabilities,
+            resolver,
+            chain,
+            &mut lowering.diagnostics,
+        ),
+        None => imports::Imported::default(),
+    };
+    let mut first_seen: HashMap<&str, &crate::span::Spanned<String>> =
+        HashMap::with_capacity(items.len());
+    let mut tasks = imported.tasks;
+    let mut refs = imported.refs;
+    // Tasks are large; growing the vectors step by step copied them over
+    // and over (a fifth of checking a 100,000-task plan).
+    tasks.reserve(items.len());
+    refs.reserve(items.len());
+    for item in items
+        .iter()
+        .filter(|i| i.keyword.value != ItemKeyword::Plan)
+    {
+        if let Some(first) = first_seen.get(item.id.value.as_str()) {
+            lowering.diagnostics.push(
+                Diagnostic::error(
+                    Code::DuplicateId,
+                    source,
+                    format!("`{}` is defined twice", item.id.value),
+                )
+                .label(item.id.span, "defined again here")
+                .label(first.span, "first defined here")
+                .help("ids must be unique across the plan; rename one of them"),
+            );
+            continue;
+        }
+        first_seen.insert(&item.id.value, &item.id);
+        let (mut task, r) = lowering.step(item);
+        let reads: std::collections::BTreeSet<&String> = r
+            .code
+            .iter()
+            .flat_map(|c| c.analysis.outputs.iter().map(|(id, _)| id))
+            .collect();
+        task.reads = reads.into_iter().cloned().collect();
+        tasks.push(task);
+        refs.push(r);
+    }
+    diagnostics.append(&mut lowering.diagnostics);
+    // A plan that could not be imported was reported; steps naming its
+    // steps are not reported again for it.
+    // (One pass over the references, looking each one's aliases up: a pass
+    // per failed import was quadratic in plans with many `use` lines.)
+    if !imported.failed.is_empty() {
+        let failed: std::collections::HashSet<&str> =
+            imported.failed.iter().map(String::as_str).collect();
+        let inside_failed = |id: &str| {
+            id.match_indices('.')
+                .any(|(dot, _)| failed.contains(&id[..dot]))
+        };
+        for r in &mut refs {
+            r.needs.retain(|n| !inside_failed(&n.value));
+            for route in [&mut r.fallback, &mut r.on_success, &mut r.else_target] {
+                if route.as_ref().is_some_and(|t| inside_failed(&t.value)) {
+                    *route = None;
+                }
+            }
+        }
+    }
+    let mut graph = graph::build(source, &tasks, &refs, &mut diagnostics);
+    graph::mark_conditional(&mut tasks, &graph);
+    let Some(header) = header else {
+        return (diagnostics, None);
+    };
+    rules::check(
+        source,
+        &header,
+        &tasks,
+        &refs,
+        &graph,
+        capabilities,
+        &mut diagnostics,
+    );
+    let plan = Plan {
+        id: header.id,
+        title: header.title,
+        source: source.name().to_owned(),
+        params: header.params.into_iter().map(|(_, p)| p).collect(),
+        max_parallel: header.max_parallel,
+        resources: header.resources,
+        allow: header.allow,
+        budget: header.budget,
+        on_failure: header.on_failure,
+        seed: header.seed,
+        default_timeout_ms: header.default_timeout_ms,
+        metadata: header.metadata,
+        imports: imported.imports,
+        hypotheses: {
+            let mut all = header.hypotheses;
+            for h in imported.hypotheses {
+                if !all.iter().any(|k| k.id == h.id) {
+                    all.push(h);
+                }
+            }
+            all
+        },
+        tasks,
+        graph: std::mem::take(&mut graph),
+    };
+    (diagnostics, Some(plan))
+}

@@ -1,0 +1,1392 @@
+//! Stage 5, store: runs, step states and a hash-chained event log in SQLite.
+
+mod anchor;
+mod audit;
+mod history;
+mod lease;
+mod open;
+mod plans;
+mod processes;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+pub use anchor::Verified;
+pub use audit::{AuditError, Where};
+pub use history::{unreadable, History};
+pub use open::writable;
+pub use plans::Encoded;
+pub use processes::{Group, RunProcesses, Stopped};
+
+use cairn_engine::run::Event;
+use cairn_lang::plan::Plan;
+
+/// Errors from the run store, each saying which database and what went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error (locked, corrupt, full disk, …).
+    #[error("the run store `{path}`: {source}{}", full_hint(source))]
+    Sqlite {
+        /// The database file.
+        path: String,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer cairn.
+    #[error("the run store `{path}` has schema version {found}, newer than this cairn understands ({known}); upgrade cairn")]
+    NewerSchema {
+        /// The database file.
+        path: String,
+        /// The version in the file.
+        found: i64,
+        /// The newest version this build knows.
+        known: i64,
+    },
+    /// The schema needs an upgrade while an older cairn runs a run in it.
+    #[error("the run store `{path}` needs an upgrade, but run {run} is being run by an older cairn; let it finish (or stop it), then try again")]
+    UpgradeBusy {
+        /// The database file.
+        path: String,
+        /// The run being run.
+        run: String,
+    },
+    /// The database is damaged in a way SQLite would not notice.
+    #[error("the run store `{path}` is damaged: {problem}; move it aside to start a new one (its runs are lost)")]
+    Damaged {
+        /// The database file.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The store needs a schema upgrade but cannot be written.
+    #[error("the run store `{path}` has schema version {found} and needs an upgrade to {known}, but it is read-only; open it once where it can be written")]
+    ReadOnlyUpgrade {
+        /// The database file.
+        path: String,
+        /// The version in the file.
+        found: i64,
+        /// The version this build reads.
+        known: i64,
+    },
+    /// The store cannot be written, and the command must write.
+    #[error("the run store `{0}` is read-only: `cairn runs`, `status`, `log`, `replay` and `audit` read it, but running or going on with a run writes to it")]
+    ReadOnly(String),
+    /// An earlier commit failed, so nothing more is recorded.
+    #[error("{0} (an earlier commit failed; nothing after it is recorded)")]
+    Unrecorded(String),
+    /// The state directory could not be created.
+    #[error("cannot create the state directory `{path}`: {source}")]
+    Directory {
+        /// The directory.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No run matches.
+    #[error("{0}")]
+    NotFound(String),
+    /// A command the run's previous process left running cannot be stopped
+    /// (see [`Store::stop_processes`]).
+    #[error("cannot stop {0}")]
+    ProcessesLeft(String),
+    /// Another process is running the run.
+    #[error(
+        "run {run} is being run by another process; wait for it to stop, or stop it (Ctrl-C) first"
+    )]
+    Busy {
+        /// The run's id.
+        run: String,
+    },
+}
+
+/// What a failed write may mean, where SQLite cannot say.
+fn full_hint(error: &rusqlite::Error) -> &'static str {
+    use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
+    match error.sqlite_error_code() {
+        Some(DiskFull | SystemIoFailure) => {
+            " (is the disk full, or a file-size limit (`ulimit -f`) reached?)"
+        }
+        _ => "",
+    }
+}
+
+/// What a commit promises, and what it costs (`--durability`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// WAL with `synchronous=NORMAL`: a commit survives the process being
+    /// killed at any moment; a power loss may lose the last commits, never
+    /// the database.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit is flushed to the disk before the
+    /// next step starts, so it survives power loss too.
+    Full,
+}
+
+/// What a run began with.
+#[derive(Clone, Debug)]
+pub struct RunInputs {
+    /// The plan's text.
+    pub source: String,
+    /// `--set` params as given.
+    pub params: Vec<(String, String)>,
+    /// The effective seed.
+    pub seed: u64,
+}
+
+/// One artifact a run saved.
+#[derive(Clone, Debug, Serialize)]
+pub struct ArtifactRow {
+    /// The step that saved it.
+    pub step: String,
+    /// Its name.
+    pub name: String,
+    /// sha256 of the content.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub bytes: i64,
+    /// The position of the `artifact` event that saved it.
+    #[serde(skip)]
+    pub seq: i64,
+}
+
+/// One recorded run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunRow {
+    /// The run's id.
+    pub id: String,
+    /// The plan's id.
+    pub plan: String,
+    /// The plan file as given.
+    pub file: String,
+    /// The working directory the run began in, absolute (`None` for runs
+    /// recorded before it was kept): `file` and the plan's imports were
+    /// named relative to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// `running`, `succeeded`, `failed`, `paused` or `interrupted`.
+    pub status: String,
+    /// Why it failed or paused.
+    pub message: Option<String>,
+    /// Steps in the plan.
+    pub steps: i64,
+    /// Steps that reached an end state (succeeded, failed, skipped, …), if
+    /// counted (see [`Store::find`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub done: Option<i64>,
+    /// Events of the run that could not be read (not JSON SQLite reads),
+    /// if any were found while counting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<i64>,
+    /// Start, in milliseconds since 1970.
+    pub started_at: i64,
+    /// End, in milliseconds since 1970, when it ended.
+    pub finished_at: Option<i64>,
+}
+
+impl RunRow {
+    /// `path` (the plan file, or a file it imports, as recorded) as seen
+    /// from the directory the run began in, so it names the same file from
+    /// any working directory.
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        match &self.cwd {
+            // From where it began, the path as given says the same.
+            Some(cwd) if std::env::current_dir().is_ok_and(|now| now == Path::new(cwd)) => {
+                PathBuf::from(path)
+            }
+            Some(cwd) => Path::new(cwd).join(path),
+            None => PathBuf::from(path),
+        }
+    }
+
+    /// The plan file, from any working directory (see [`RunRow::resolve`]).
+    pub fn plan_file(&self) -> PathBuf {
+        self.resolve(&self.file)
+    }
+}
+
+/// Whether a run lookup counts the run's settled steps (reading its log).
+#[derive(Clone, Copy)]
+enum Progress {
+    Count,
+    Skip,
+}
+
+/// One step of a recorded run.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepRow {
+    /// The step's id.
+    pub step: String,
+    /// Its last recorded status.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// The step's output as JSON text, if it produced one.
+    pub output: Option<String>,
+    /// Its error, if it failed.
+    pub error: Option<String>,
+    /// What of its log could not be read (`unreadable output (event 3: …)`):
+    /// an event of it nested too deep to read whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+    /// When it started, in ms since the run started.
+    pub started_ms: Option<i64>,
+    /// When it ended, in ms since the run started.
+    pub finished_ms: Option<i64>,
+}
+
+/// One entry of a run's event log.
+#[derive(Clone, Debug, Serialize)]
+pub struct EventRow {
+    /// Position in the run's log, from 1.
+    pub seq: i64,
+    /// The event as JSON text.
+    pub body: String,
+    /// sha256 over the previous row's hash and this row.
+    pub hash: String,
+}
+
+/// The run store: `state.db` in the state directory.
+pub struct Store {
+    /// Shared with the [`RunClaim`]s it gave out, which give their lease
+    /// back through it.
+    conn: Arc<Mutex<Connection>>,
+    /// Events waiting for the next commit: (run, event).
+    pending: Mutex<Vec<(String, Event)>>,
+    path: PathBuf,
+    /// Started by the first commit: moves the WAL into the database file
+    /// off the commit path.
+    checkpointer: std::sync::OnceLock<Checkpointer>,
+    background_checkpoints: bool,
+    /// The first commit that failed: nothing is committed after it, so the
+    /// record ends at the last good commit (a run left `running`, which a
+    /// resume goes on with) and never skips over lost events.
+    broken: std::sync::OnceLock<String>,
+}
+
+/// A thread that checkpoints the WAL every so often on its own connection.
+/// Commits never wait for a checkpoint (and its `fsync`): `wal_autocheckpoint`
+/// is off on the writing connection, and a passive checkpoint never blocks it.
+struct Checkpointer {
+    stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: PathBuf) -> Self {
+        let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let signal = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let Ok(conn) = Connection::open(&path) else {
+                return;
+            };
+            let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
+            let (lock, wake) = &*signal;
+            let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                stopped = wake
+                    .wait_timeout(stopped, std::time::Duration::from_millis(200))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                if *stopped {
+                    return;
+                }
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        *self.stop.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.stop.1.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Store {
+    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        |source| StoreError::Sqlite {
+            path: self.path.display().to_string(),
+            source,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records the start of a run and returns its id.
+    pub fn begin(
+        &self,
+        plan: &Plan,
+        file: &str,
+        source: &str,
+        params: &[(String, String)],
+        seed: u64,
+    ) -> Result<String, StoreError> {
+        let now = now_ms();
+        let hash = cairn_lang::source::sha256(source);
+        let params = serde_json::to_string(params).expect("params serialize");
+        let encoded = plans::encode(plan);
+        // Where `file` (and the plan's imports) are named from.
+        let cwd = std::env::current_dir()
+            .ok()
+            .and_then(|d| d.to_str().map(str::to_owned));
+        let conn = self.lock();
+        let mut begun = None;
+        transaction(&conn, |tx| {
+            // The id is the start time and the process id's low bits; two
+            // runs begun in the same millisecond by one process (or by two
+            // whose ids share those bits) take the next free suffix.
+            let pid = std::process::id();
+            for bump in 0..=0xffff_u32 {
+                let id = format!("{now:x}{:04x}", pid.wrapping_add(bump) & 0xffff);
+                let inserted = tx.execute(
+                    "INSERT INTO runs (id, plan, file, source_hash, params, seed, steps, status, started_at, events, last_hash, no, cwd)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, 0, '',
+                             (SELECT coalesce(max(no), 0) + 1 FROM runs), ?9)",
+                    params![id, plan.id, file, hash, params, seed as i64, plan.tasks.len() as i64, now, cwd],
+                );
+                match inserted {
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+                    {
+                        continue
+                    }
+                    Err(e) => return Err(e),
+                    Ok(_) => {
+                        store_plan(tx, &id, source, &encoded)?;
+                        let inputs = anchor::inputs(file, source, Some(&encoded), &params, seed);
+                        write_batch(tx, vec![(id.clone(), inputs)])?;
+                        begun = Some(id);
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        })
+        .map_err(self.err())?;
+        begun.ok_or_else(|| {
+            StoreError::NotFound(format!(
+                "no free run id for {now:x}: 65,536 runs began in that millisecond"
+            ))
+        })
+    }
+
+    /// Takes the next event of a run. It is committed by the next
+    /// [`Store::sync`] (the scheduler calls it before any step with code
+    /// starts), at once if it ends the run, or when many wait.
+    pub fn record(&self, run: &str, event: &Event) -> Result<(), StoreError> {
+        let waiting = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.push((run.to_owned(), event.clone()));
+            pending.len()
+        };
+        if waiting >= 1024 || matches!(event, Event::RunFinished { .. }) {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Commits every event taken so far, in one transaction, extending each
+    /// run's hash chain. Once it returns, they survive a crash.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        if self.background_checkpoints {
+            self.checkpointer
+                .get_or_init(|| Checkpointer::start(self.path.clone()));
+        }
+        let conn = self.lock();
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(first) = self.broken.get() {
+            return Err(StoreError::Unrecorded(first.clone()));
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        transaction(&conn, |tx| write_batch(tx, batch)).map_err(|source| {
+            let error = self.err()(source);
+            let _ = self.broken.set(error.to_string());
+            error
+        })
+    }
+
+    /// Appends an event to a run that is not running (an approval, a
+    /// rejection) and moves the run row's chain head with it.
+    pub fn append(&self, run: &str, event: &Event) -> Result<(), StoreError> {
+        self.record(run, event)?;
+        self.sync()?;
+        let conn = self.lock();
+        let (_, count, last) = head(&conn, run).map_err(self.err())?;
+        conn.execute(
+            "UPDATE runs SET events = ?2, last_hash = ?3 WHERE id = ?1",
+            params![run, count, last],
+        )
+        .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Marks the run as being run by this process until the returned guard
+    /// drops (or the process dies: the next claim finds its holder gone).
+    ///
+    /// The mark is a row in `leases` naming this process; a live holder's
+    /// row (this process's own included: one claim per run at a time)
+    /// refuses the claim with [`StoreError::Busy`].
+    pub fn claim(&self, run: &str) -> Result<RunClaim, StoreError> {
+        match lease::take(&self.lock(), run, now_ms()).map_err(self.err())? {
+            Some(lease) => Ok(RunClaim {
+                conn: Arc::clone(&self.conn),
+                lease,
+            }),
+            None => Err(StoreError::Busy {
+                run: run.to_owned(),
+            }),
+        }
+    }
+
+    /// Replaces a run's params (the REPL's `:set`), and records the
+    /// change in its log.
+    pub fn replace_params(&self, run: &str, params: &[(String, String)]) -> Result<(), StoreError> {
+        let params = serde_json::to_string(params).expect("params serialize");
+        self.sync()?;
+        transaction(&self.lock(), |tx| {
+            tx.execute(
+                "UPDATE runs SET params = ?2 WHERE id = ?1",
+                params![run, params],
+            )?;
+            record_inputs(tx, run)
+        })
+        .map_err(self.err())
+    }
+
+    /// Replaces a run's plan source (a resume with `--allow-changed`), and
+    /// records the change in its log.
+    pub fn replace_source(&self, run: &str, source: &str, plan: &Plan) -> Result<(), StoreError> {
+        let hash = cairn_lang::source::sha256(source);
+        let encoded = plans::encode(plan);
+        self.sync()?;
+        transaction(&self.lock(), |tx| {
+            tx.execute(
+                "UPDATE runs SET source_hash = ?2 WHERE id = ?1",
+                params![run, hash],
+            )?;
+            store_plan(tx, run, source, &encoded)?;
+            record_inputs(tx, run)
+        })
+        .map_err(self.err())
+    }
+
+    /// The checked plan the run was begun (or last resumed) with, encoded;
+    /// `None` for runs recorded before plans were kept.
+    pub fn plan(&self, run: &str) -> Result<Option<Encoded>, StoreError> {
+        self.lock()
+            .query_row(
+                "SELECT format, body FROM plans WHERE run_id = ?1 AND format IS NOT NULL",
+                [run],
+                |r| {
+                    Ok(Encoded {
+                        format: r.get(0)?,
+                        body: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    /// A run's plan source, params (as given to `--set`) and seed.
+    pub fn source(&self, run: &str) -> Result<RunInputs, StoreError> {
+        let (source, params, seed): (String, String, i64) = self
+            .lock()
+            .query_row(
+                "SELECT p.source, r.params, r.seed FROM runs r JOIN plans p ON p.run_id = r.id
+                 WHERE r.id = ?1",
+                [run],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(self.err())?;
+        let params = serde_json::from_str(&params).unwrap_or_default();
+        Ok(RunInputs {
+            source,
+            params,
+            seed: seed as u64,
+        })
+    }
+
+    /// The artifacts a run saved, in order.
+    pub fn artifacts(&self, run: &str) -> Result<Vec<ArtifactRow>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT step, name, sha256, bytes, seq FROM artifacts WHERE run_id = ?1 ORDER BY seq",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([run], |r| {
+                Ok(ArtifactRow {
+                    step: r.get(0)?,
+                    name: r.get(1)?,
+                    sha256: r.get(2)?,
+                    bytes: r.get(3)?,
+                    seq: r.get(4)?,
+                })
+            })
+            .map_err(self.err())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err())?;
+        Ok(rows)
+    }
+
+    /// The content of an artifact, by its hash: in the database, or (a
+    /// kept command output, whose row is empty though its hash is not the
+    /// empty content's) in the `blobs/` directory beside it.
+    pub fn blob(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(match self.stored(sha256)? {
+            Some(Stored::Row(bytes)) => Some(bytes),
+            Some(Stored::Beside(file)) => std::fs::read(file).ok(),
+            None => None,
+        })
+    }
+
+    /// Where a blob's content is: its row, or (a kept command output, too
+    /// large to hold) the file `blobs/<sha256>` its empty row stands for.
+    fn stored(&self, sha256: &str) -> Result<Option<Stored>, StoreError> {
+        let row: Option<Vec<u8>> = self
+            .lock()
+            .query_row(
+                "SELECT content FROM blobs WHERE sha256 = ?1",
+                [sha256],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())?;
+        Ok(row.map(|bytes| {
+            if bytes.is_empty() && sha256 != cairn_lang::source::sha256(b"") {
+                Stored::Beside(self.path.with_file_name("blobs").join(sha256))
+            } else {
+                Stored::Row(bytes)
+            }
+        }))
+    }
+
+    /// The contents files had before a run first changed them, from the
+    /// `file_original` events [`History::originals`] lists: what a resumed
+    /// run's compensation puts back.
+    #[allow(clippy::type_complexity)]
+    pub fn originals(
+        &self,
+        logged: &[(String, String, Option<String>)],
+    ) -> Result<Vec<(String, PathBuf, Option<Vec<u8>>)>, StoreError> {
+        logged
+            .iter()
+            .map(|(step, path, sha256)| {
+                let content = match sha256 {
+                    None => None,
+                    Some(sha256) => Some(self.blob(sha256)?.ok_or_else(|| {
+                        StoreError::NotFound(format!(
+                            "the contents `{path}` had before step `{step}` changed it (sha256 {sha256}) are not in the store"
+                        ))
+                    })?),
+                };
+                Ok((step.clone(), PathBuf::from(path), content))
+            })
+            .collect()
+    }
+
+    /// What a run's log says each step did, for resume and replay.
+    pub fn history(&self, run: &str) -> Result<History, StoreError> {
+        let mut history = History::default();
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT e.body, e.seq {EVENTS_OF_RUN} ORDER BY e.id"
+            ))
+            .map_err(self.err())?;
+        // Each body is folded where SQLite holds it, without a copy.
+        let mut rows = stmt.query(params![run, 0]).map_err(self.err())?;
+        while let Some(row) = rows.next().map_err(self.err())? {
+            let seq: i64 = row.get(1).unwrap_or_default();
+            match row.get_ref(0).and_then(|v| Ok(v.as_str()?)) {
+                Ok(body) => history.fold_row(seq, body),
+                Err(_) => history.fold_row(seq, ""),
+            }
+        }
+        // Said once per read, where whoever reads it (resume, replay) sees
+        // it: a step whose settling event is lost runs again.
+        for problem in history.unreadable() {
+            tracing::warn!("run {run}: {problem}; it is skipped");
+        }
+        Ok(history)
+    }
+
+    /// Runs, newest first.
+    pub fn runs(&self, limit: usize, offset: usize) -> Result<Vec<RunRow>, StoreError> {
+        self.select_runs("1", &[], limit, offset, Progress::Count)
+    }
+
+    /// Runs matching `filter` (SQL over `runs`, with `args`), newest first,
+    /// each with how many of its steps have settled if `progress` says so.
+    fn select_runs(
+        &self,
+        filter: &str,
+        args: &[&dyn rusqlite::ToSql],
+        limit: usize,
+        offset: usize,
+        progress: Progress,
+    ) -> Result<Vec<RunRow>, StoreError> {
+        let conn = self.lock();
+        // A step is done once an event settled it (steps run again after a
+        // crash count once). This reads every event of the run.
+        let done = match progress {
+            // In one pass, with the events that are not JSON SQLite reads
+            // (malformed, or nested past its 1,000 levels) counted in the
+            // high bits instead of failing the whole listing.
+            Progress::Count => {
+                "(SELECT count(DISTINCT CASE WHEN json_valid(body)
+                     AND json_extract(body, '$.event') IN
+                     ('step_succeeded', 'step_failed', 'step_skipped', 'decision_made',
+                      'gate_approved', 'gate_rejected')
+                     THEN json_extract(body, '$.step') END)
+                   + (coalesce(sum(NOT json_valid(body)), 0) << 32)
+                 FROM events
+                 WHERE events.id BETWEEN runs.no << 32 AND (runs.no << 32) | 4294967295)"
+            }
+            Progress::Skip => "NULL",
+        };
+        let sql = format!(
+            "SELECT id, plan, file, status, message, steps, started_at, finished_at, {done}, cwd
+             FROM runs WHERE {filter} ORDER BY started_at DESC, id DESC LIMIT {} OFFSET {}",
+            limit.min(i64::MAX as usize),
+            offset.min(i64::MAX as usize)
+        );
+        let mut stmt = conn.prepare(&sql).map_err(self.err())?;
+        let rows = stmt
+            .query_map(args, |r| {
+                Ok(RunRow {
+                    id: r.get(0)?,
+                    plan: r.get(1)?,
+                    file: r.get(2)?,
+                    cwd: r.get(9)?,
+                    status: r.get(3)?,
+                    message: r.get(4)?,
+                    steps: r.get(5)?,
+                    started_at: r.get(6)?,
+                    finished_at: r.get(7)?,
+                    done: r.get::<_, Option<i64>>(8)?.map(|n| n & 0xffff_ffff),
+                    unreadable: r
+                        .get::<_, Option<i64>>(8)?
+                        .map(|n| n >> 32)
+                        .filter(|&n| n > 0),
+                })
+            })
+            .map_err(self.err())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err())?;
+        Ok(rows)
+    }
+
+    /// The run with this id (a unique prefix is enough), or the newest,
+    /// with its progress.
+    pub fn run(&self, id: Option<&str>) -> Result<RunRow, StoreError> {
+        self.matching(id, Progress::Count)
+    }
+
+    /// Like [`Store::run`], without counting the run's progress: what
+    /// `resume`, `approve` and `replay` need, at no cost per event.
+    pub fn find(&self, id: Option<&str>) -> Result<RunRow, StoreError> {
+        self.matching(id, Progress::Skip)
+    }
+
+    fn matching(&self, id: Option<&str>, progress: Progress) -> Result<RunRow, StoreError> {
+        let pattern = id.map(|id| format!("{}%", id.replace(['%', '_'], "")));
+        let mut matching = match &pattern {
+            Some(pattern) => self.select_runs("id LIKE ?1", &[pattern], 2, 0, progress)?,
+            None => self.select_runs("1", &[], 1, 0, progress)?,
+        };
+        match (matching.len(), id) {
+            (0, None) => Err(StoreError::NotFound("no runs recorded yet".into())),
+            (_, None) | (1, Some(_)) => Ok(matching.remove(0)),
+            (0, Some(id)) => Err(StoreError::NotFound(format!(
+                "no run `{id}`; `cairn runs` lists them"
+            ))),
+            (_, Some(id)) => Err(StoreError::NotFound(format!(
+                "`{id}` matches more than one run; give more of the id"
+            ))),
+        }
+    }
+
+    /// The newest run that has not ended (running, paused or interrupted).
+    pub fn newest_unfinished(&self) -> Result<Option<RunRow>, StoreError> {
+        Ok(self
+            .select_runs(
+                "status NOT IN ('succeeded', 'failed')",
+                &[],
+                1,
+                0,
+                Progress::Skip,
+            )?
+            .into_iter()
+            .next())
+    }
+
+    /// The steps of a run, in the order they were first recorded, folded
+    /// from its events.
+    pub fn steps(&self, run: &str) -> Result<Vec<StepRow>, StoreError> {
+        Ok(self.steps_and_unreadable(run)?.0)
+    }
+
+    /// [`Store::steps`], and the events that could not be read at all, in
+    /// words. An event that reads in part (a value in it nested too deep)
+    /// still moves its step, which says what was lost in `unreadable`.
+    pub fn steps_and_unreadable(
+        &self,
+        run: &str,
+    ) -> Result<(Vec<StepRow>, Vec<String>), StoreError> {
+        let mut steps: Vec<StepRow> = Vec::new();
+        let mut lost = Vec::new();
+        let mut index: std::collections::HashMap<String, usize> = Default::default();
+        // The words the summary of `cairn run` uses too.
+        use cairn_engine::run::StepStatus::*;
+        for row in self.events(run)? {
+            let (event, partly) = match serde_json::from_str::<serde_json::Value>(&row.body) {
+                Ok(event) => (event, None),
+                Err(error) => match serde_json::from_str::<history::Head>(&row.body) {
+                    Ok(head) if head.step.is_some() => {
+                        let event = serde_json::json!({
+                            "event": head.event,
+                            "step": head.step,
+                            "at_ms": head.at_ms,
+                            "attempts": head.attempts,
+                        });
+                        let what = if head.event == "step_succeeded" {
+                            "output"
+                        } else {
+                            "event"
+                        };
+                        (
+                            event,
+                            Some(format!("unreadable {what} (event {}: {error})", row.seq)),
+                        )
+                    }
+                    _ => {
+                        lost.push(history::unreadable(row.seq, &row.body, &error));
+                        continue;
+                    }
+                },
+            };
+            let Some(id) = event["step"].as_str() else {
+                continue;
+            };
+            let at = event["at_ms"].as_i64();
+            let index = match index.get(id) {
+                Some(&i) => i,
+                None => {
+                    index.insert(id.to_owned(), steps.len());
+                    steps.push(StepRow {
+                        step: id.to_owned(),
+                        status: String::new(),
+                        attempts: 0,
+                        output: None,
+                        error: None,
+                        unreadable: None,
+                        started_ms: None,
+                        finished_ms: None,
+                    });
+                    steps.len() - 1
+                }
+            };
+            let step = &mut steps[index];
+            let attempts = event["attempts"].as_i64();
+            let (status, output, error) = match event["event"].as_str().unwrap_or_default() {
+                "step_started" => {
+                    step.started_ms = at;
+                    step.error = None;
+                    step.output = None;
+                    step.unreadable = None;
+                    ("running", None, None)
+                }
+                "step_succeeded" if partly.is_some() => (Succeeded.word(None), None, None),
+                "step_succeeded" => (
+                    Succeeded.word(None),
+                    Some(event["output"].to_string()),
+                    None,
+                ),
+                "step_failed" => (
+                    Failed.word(None),
+                    None,
+                    event["error"].as_str().map(str::to_owned),
+                ),
+                "step_recovered" => (Recovered.word(None), None, None),
+                "step_cancelled" => (
+                    Failed.word(Some("cancelled")),
+                    None,
+                    Some("cancelled".to_owned()),
+                ),
+                "step_reset" => {
+                    step.output = None;
+                    step.error = None;
+                    step.attempts = 0;
+                    (NotRun.word(None), None, None)
+                }
+                "step_skipped" => (Skipped.word(None), None, None),
+                "decision_made" => (
+                    Succeeded.word(None),
+                    Some(event["target"].to_string()),
+                    None,
+                ),
+                "gate_waiting" => (Waiting.word(None), None, None),
+                "gate_approved" => (Succeeded.word(None), None, None),
+                "gate_rejected" => (
+                    Failed.word(None),
+                    None,
+                    Some(format!(
+                        "rejected by {}: {}",
+                        event["by"].as_str().unwrap_or("?"),
+                        event["reason"].as_str().unwrap_or("")
+                    )),
+                ),
+                "compensated" => (Compensated.word(None), None, None),
+                _ => continue,
+            };
+            step.status = status.to_owned();
+            if status != "running" {
+                step.finished_ms = at;
+            }
+            if let Some(n) = attempts {
+                step.attempts = n;
+            } else if matches!(status, "waiting" | "succeeded" | "failed") && step.attempts == 0 {
+                step.attempts = 1;
+            }
+            step.output = output.or(step.output.take());
+            step.error = error.or(step.error.take());
+            if partly.is_some() {
+                step.unreadable = partly;
+            }
+        }
+        Ok((steps, lost))
+    }
+
+    /// A run's events in order.
+    pub fn events(&self, run: &str) -> Result<Vec<EventRow>, StoreError> {
+        self.events_after(run, 0)
+    }
+
+    /// A run's events after position `seq`, in order (`0`: all of them).
+    pub fn events_after(&self, run: &str, seq: i64) -> Result<Vec<EventRow>, StoreError> {
+        let conn = self.lock();
+        // In key order, which is the order they were appended in: a row
+        // whose `seq` was edited shows up where it was, out of place.
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT e.seq, e.body, e.hash {EVENTS_OF_RUN} ORDER BY e.id"
+            ))
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![run, seq.max(0)], |r| {
+                Ok(EventRow {
+                    seq: r.get(0)?,
+                    body: r.get(1)?,
+                    hash: r.get(2)?,
+                })
+            })
+            .map_err(self.err())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err())?;
+        Ok(rows)
+    }
+
+    /// Checks a run's record: its hash chain (the first row that was
+    /// edited, removed or moved), and that its row, stored plan, params and
+    /// artifacts are what the chain recorded.
+    pub fn verify(&self, run: &str) -> Result<Result<Verified, AuditError>, StoreError> {
+        type Row = (
+            String,
+            Option<String>,
+            i64,
+            String,
+            String,
+            String,
+            i64,
+            String,
+            Option<Vec<u8>>,
+        );
+        let row: Row = self
+            .lock()
+            .query_row(
+                "SELECT r.status, r.message, r.events, r.last_hash, r.file, r.params, r.seed,
+                        p.source, CAST(p.body AS BLOB)
+                 FROM runs r JOIN plans p ON p.run_id = r.id WHERE r.id = ?1",
+                [run],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                    ))
+                },
+            )
+            .map_err(self.err())?;
+        let (status, message, count, last, file, params, seed, source, plan) = row;
+        // One pass over the rows as SQLite reads them: each is hashed where
+        // it lies, and only the few the rest of the check reads are kept.
+        let mut chain = audit::Chain::default();
+        let mut logged = Vec::new();
+        {
+            // A connection of its own where it can have one: a resume folds
+            // the log on another thread meanwhile, through the shared one.
+            let own = Connection::open_with_flags(
+                &self.path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .ok()
+            // One that opens but cannot read (no WAL index where nothing can
+            // be written) is not used.
+            .filter(|c| {
+                c.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+                    .is_ok()
+            });
+            let shared;
+            let conn: &Connection = match &own {
+                Some(own) => own,
+                None => {
+                    shared = self.lock();
+                    &shared
+                }
+            };
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT e.seq, e.body, e.hash {EVENTS_OF_RUN} ORDER BY e.id"
+                ))
+                .map_err(self.err())?;
+            let mut rows = stmt.query(params![run, 0]).map_err(self.err())?;
+            while let Some(r) = rows.next().map_err(self.err())? {
+                let seq: i64 = r.get(0).map_err(self.err())?;
+                // Text as SQLite holds it; a row edited to another type has
+                // none, and fails its hash.
+                let text = |i| match r.get_ref(i) {
+                    Ok(rusqlite::types::ValueRef::Text(t)) => std::str::from_utf8(t).unwrap_or(""),
+                    _ => "",
+                };
+                let (body, hash) = (text(1), text(2));
+                if let Err(problem) = chain.push(seq, body, hash) {
+                    return Ok(Err(problem));
+                }
+                if anchor::wanted(body) {
+                    logged.push(EventRow {
+                        seq,
+                        body: body.to_owned(),
+                        hash: hash.to_owned(),
+                    });
+                }
+            }
+        }
+        // The run row learns the chain's head when the run stops; while it
+        // runs (or after it crashed) only the chain is checked.
+        let (count, last) = if status == "running" {
+            let (walked, head) = chain.so_far();
+            (walked, head.to_owned())
+        } else {
+            (count, last)
+        };
+        let (events, head) = match chain.finish(count, &last) {
+            Ok(end) => end,
+            Err(problem) => return Ok(Err(problem)),
+        };
+        let artifacts = self.artifacts(run)?;
+        let recorded = anchor::Recorded {
+            status: &status,
+            message: message.as_deref(),
+            file: &file,
+            params: &params,
+            seed: seed as u64,
+            source: &source,
+            plan: plan.as_deref(),
+            artifacts: &artifacts,
+        };
+        Ok(anchor::check(&logged, events, head, &recorded, |sha| {
+            self.digest(sha)
+        }))
+    }
+
+    /// sha256 of a blob's content as stored now (`None`: it is gone),
+    /// streamed for the large ones kept beside the database.
+    fn digest(&self, sha256: &str) -> Option<String> {
+        use sha2::{Digest, Sha256};
+        match self.stored(sha256).ok()?? {
+            Stored::Row(bytes) => Some(cairn_lang::source::sha256(bytes)),
+            Stored::Beside(file) => {
+                let mut file = std::fs::File::open(file).ok()?;
+                let mut hasher = Sha256::new();
+                std::io::copy(&mut file, &mut hasher).ok()?;
+                Some(format!("{:x}", hasher.finalize()))
+            }
+        }
+    }
+}
+
+/// Where a blob's content is kept.
+enum Stored {
+    Row(Vec<u8>),
+    Beside(PathBuf),
+}
+
+/// Records a run's inputs as they are stored now (`run_inputs`) in its log.
+fn record_inputs(tx: &Connection, run: &str) -> rusqlite::Result<()> {
+    let (file, params, seed, source, plan): (String, String, i64, String, Option<Vec<u8>>) = tx
+        .query_row(
+            "SELECT r.file, r.params, r.seed, p.source, CAST(p.body AS BLOB)
+             FROM runs r JOIN plans p ON p.run_id = r.id WHERE r.id = ?1",
+            [run],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )?;
+    let inputs = anchor::inputs(&file, &source, plan.as_deref(), &params, seed as u64);
+    write_batch(tx, vec![(run.to_owned(), inputs)])
+}
+
+/// Refuses to upgrade the schema under a run an older cairn is running: it
+/// would go on writing with the old schema's statements.
+fn refuse_upgrade_under_running(
+    conn: &Connection,
+    path: &Path,
+    found: i64,
+) -> Result<(), StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.display().to_string(),
+        source,
+    };
+    let running: Vec<String> = conn
+        .prepare("SELECT id FROM runs WHERE status = 'running'")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(err)?;
+    let locks = path.with_file_name("locks");
+    for run in running {
+        let held = if found >= schema::LEASES {
+            lease::holder(conn, &run)
+                .map_err(err)?
+                .is_some_and(|holder| lease::alive(&holder))
+        } else {
+            lease::held_by_older_cairn(&locks, &run)
+        };
+        if held {
+            return Err(StoreError::UpgradeBusy {
+                path: path.display().to_string(),
+                run,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Held while a process runs a run; see [`Store::claim`]. Dropping it gives
+/// the run back.
+pub struct RunClaim {
+    conn: Arc<Mutex<Connection>>,
+    lease: lease::Lease,
+}
+
+impl Drop for RunClaim {
+    fn drop(&mut self) {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        // If this fails, the row stays until this process exits, and is
+        // stale from then on.
+        let _ = lease::release(&conn, &self.lease);
+    }
+}
+
+impl std::fmt::Debug for RunClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunClaim")
+            .field("run", &self.lease.run)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The count and last hash of a run's log, as committed.
+/// Appends a batch of events to their runs' chains (inside a transaction).
+fn write_batch(tx: &Connection, batch: Vec<(String, Event)>) -> rusqlite::Result<()> {
+    // Each run's head is read inside the transaction, not cached: another
+    // process may have appended (an approval) since, and a commit that
+    // fails must leave nothing behind.
+    let mut heads: std::collections::HashMap<String, (i64, i64, String)> = Default::default();
+    for (run, event) in batch {
+        let body = serde_json::to_string(&event).expect("events serialize");
+        if !heads.contains_key(&run) {
+            let head = head(tx, &run)?;
+            heads.insert(run.clone(), head);
+        }
+        let (no, count, last) = heads.get_mut(&run).expect("just inserted");
+        *count += 1;
+        if *count > i64::from(u32::MAX) {
+            // The position is the key's low 32 bits; one more would land in
+            // the next run's range.
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                Some(format!(
+                    "run {run} has {} events, the most one run can log",
+                    u32::MAX
+                )),
+            ));
+        }
+        *last = audit::chain(last, *count, &body);
+        tx.prepare_cached(
+            "INSERT INTO events (id, run_id, seq, body, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![(*no << 32) | *count, run, *count, body, *last])?;
+        match &event {
+            Event::RunFinished {
+                status, message, ..
+            } => {
+                // The run row keeps the chain's head, so a removed last
+                // event is found; it is written when the run stops.
+                let status = serde_json::to_value(status).expect("status serializes");
+                let status = status.as_str().unwrap_or("failed");
+                tx.prepare_cached(
+                    "UPDATE runs SET status = ?2, message = ?3, finished_at = ?4, \
+                     events = ?5, last_hash = ?6 WHERE id = ?1",
+                )?
+                .execute(params![
+                    run,
+                    status,
+                    message,
+                    now_ms(),
+                    *count,
+                    *last
+                ])?;
+            }
+            Event::RunResumed { .. } => {
+                tx.prepare_cached(
+                    "UPDATE runs SET status = 'running', message = NULL, finished_at = NULL \
+                     WHERE id = ?1",
+                )?
+                .execute(params![run])?;
+            }
+            Event::FileOriginal {
+                sha256: Some(sha256),
+                content: Some(content),
+                ..
+            } => {
+                tx.prepare_cached("INSERT OR IGNORE INTO blobs (sha256, content) VALUES (?1, ?2)")?
+                    .execute(params![sha256, content.as_slice()])?;
+            }
+            Event::Artifact {
+                step,
+                name,
+                sha256,
+                content,
+                ..
+            } => {
+                // A kept command output is too large to hold: it stays in
+                // `blobs/<sha256>` beside the database, where it was streamed,
+                // and its row here is empty (see `Store::blob`).
+                let bytes: &[u8] = match content {
+                    cairn_engine::script::context::ArtifactBody::Bytes(bytes) => bytes,
+                    cairn_engine::script::context::ArtifactBody::File { .. } => &[],
+                };
+                tx.prepare_cached("INSERT OR IGNORE INTO blobs (sha256, content) VALUES (?1, ?2)")?
+                    .execute(params![sha256, bytes])?;
+                tx.prepare_cached(
+                    "INSERT INTO artifacts (run_id, step, name, sha256, bytes, seq) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    run,
+                    step,
+                    name,
+                    sha256,
+                    content.len() as i64,
+                    *count
+                ])?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Keeps a run's plan, its source and its checked form, replacing the one
+/// it had.
+fn store_plan(tx: &Connection, run: &str, source: &str, encoded: &[u8]) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO plans (run_id, source, format, body) VALUES (?1, ?2, ?3, ?4)",
+        params![run, source, plans::FORMAT, encoded],
+    )
+    .map(drop)
+}
+
+/// Runs `f` in a write transaction, committed if it succeeds and rolled
+/// back if anything fails. `BEGIN IMMEDIATE` takes the write lock up front
+/// (no upgrade from a read lock that could fail half-way), and both
+/// statements are cached: a commit per step parses nothing.
+fn transaction(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    let result = f(conn).and_then(|()| conn.prepare_cached("COMMIT")?.execute([]).map(drop));
+    if result.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    result
+}
+
+/// The events of run `?1` after position `?2`, as `e`, for a SELECT.
+const EVENTS_OF_RUN: &str = "FROM runs r JOIN events e
+    ON e.id > (r.no << 32) | ?2 AND e.id <= (r.no << 32) | 4294967295
+    WHERE r.id = ?1";
+
+/// A run's number and the position and hash of its last event.
+fn head(conn: &Connection, run: &str) -> rusqlite::Result<(i64, i64, String)> {
+    // Cached: it runs once per run in every commit.
+    conn.prepare_cached(
+        "SELECT r.no, coalesce(e.id & 4294967295, 0), coalesce(e.hash, '') FROM runs r
+         LEFT JOIN events e ON e.id = (SELECT id FROM events
+             WHERE id BETWEEN r.no << 32 AND (r.no << 32) | 4294967295
+             ORDER BY id DESC LIMIT 1)
+         WHERE r.id = ?1",
+    )?
+    .query_row([run], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+}
+
+/// Records one run into the store: the scheduler's [`cairn_engine::run::Recorder`].
+pub struct RunRecorder {
+    /// The store.
+    pub store: std::sync::Arc<Store>,
+    /// The run's id.
+    pub run: String,
+}
+
+impl cairn_engine::run::Recorder for RunRecorder {
+    fn record(&self, event: &Event) -> Result<(), String> {
+        self.store
+            .record(&self.run, event)
+            .map_err(|e| e.to_string())
+    }
+
+    fn sync(&self) -> Result<(), String> {
+        self.store.sync().map_err(|e| e.to_string())
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Durability, Store, StoreError};
+
+    fn leases(dir: &std::path::Path) -> Vec<(String, i64, Option<i64>)> {
+        let conn = rusqlite::Connection::open(dir.join("state.db")).expect("open");
+        let mut stmt = conn
+            .prepare("SELECT run_id, pid, start_time FROM leases ORDER BY run_id")
+            .expect("query");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+
+    /// One claim per run at a time, in this process too (through this store
+    /// or another one on the same directory), as an `flock` per open file
+    /// gave; the lease row names this process and goes when the claim drops.
+    #[test]
+    fn a_run_is_claimed_once_at_a_time_and_given_back_on_drop() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), Durability::Normal).expect("opens");
+        let other = Store::open(dir.path(), Durability::Normal).expect("opens");
+        let claim = store.claim("r1").expect("claims");
+        let me = super::lease::me();
+        assert_eq!(leases(dir.path()), [("r1".to_owned(), me.pid, me.start)]);
+        for store in [&store, &other] {
+            let Err(StoreError::Busy { run }) = store.claim("r1") else {
+                panic!("claimed twice");
+            };
+            assert_eq!(run, "r1");
+        }
+        let second = other.claim("r2").expect("another run is free");
+        drop(claim);
+        assert_eq!(leases(dir.path()).len(), 1);
+        let again = other.claim("r1").expect("free once dropped");
+        drop((again, second));
+        assert!(leases(dir.path()).is_empty());
+    }
+
+    /// A row whose holder is gone (exited, or a reused pid) is taken over;
+    /// and a claim that was taken over does not remove its successor's row
+    /// when it drops.
+    #[test]
+    fn a_dead_holders_lease_is_taken_over_and_kept_by_its_new_holder() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), Durability::Normal).expect("opens");
+        let claim = store.claim("r").expect("claims");
+        let me = super::lease::me();
+        let mut child = std::process::Command::new("true").spawn().expect("spawns");
+        let exited = i64::from(child.id());
+        child.wait().expect("exits");
+        let conn = rusqlite::Connection::open(dir.path().join("state.db")).expect("open");
+        for (pid, start) in [(exited, me.start), (me.pid, me.start.map(|s| s + 1))] {
+            conn.execute(
+                "UPDATE leases SET pid = ?1, start_time = ?2, token = 0",
+                rusqlite::params![pid, start],
+            )
+            .expect("a dead holder");
+            let taken = store.claim("r").expect("taken over");
+            assert_eq!(leases(dir.path()), [("r".to_owned(), me.pid, me.start)]);
+            drop(taken);
+            assert!(leases(dir.path()).is_empty());
+            conn.execute(
+                "INSERT INTO leases (run_id, pid, start_time, boot_id, pid_ns, token, taken_at)
+                 VALUES ('r', ?1, ?2, ?3, ?4, 0, 0)",
+                rusqlite::params![me.pid, me.start, me.boot, me.pid_ns],
+            )
+            .expect("a live holder again");
+        }
+        // `claim` was taken over by the rows above; dropping it leaves the
+        // current holder's row.
+        drop(claim);
+        assert_eq!(leases(dir.path()).len(), 1);
+    }
+
+    /// Runs begun in the same millisecond by one process get distinct ids.
+    #[test]
+    fn runs_begun_together_get_distinct_ids() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), Durability::Normal).expect("opens");
+        let source =
+            cairn_lang::source::Source::new("p.plan", "plan p \"P\"\n\ntask a \"A\"\n".to_owned());
+        let plan = cairn_lang::check::check(&source).plan.expect("checks");
+        let ids: std::collections::HashSet<String> = (0..50)
+            .map(|_| store.begin(&plan, "p.plan", "", &[], 0).expect("begins"))
+            .collect();
+        assert_eq!(ids.len(), 50);
+    }
+}
+
+/// `docs/embedding.md`, compiled and run as a doctest so its program stays
+/// true (here, in the crate that depends on every other library crate).
+#[doc = include_str!("../../../docs/embedding.md")]
+#[cfg(doctest)]
+pub struct EmbeddingGuide;

@@ -1,5 +1,6 @@
 //! Integration tests: every test drives the real `cairn` binary through [`Test`].
 
+mod architecture;
 mod audit;
 mod check;
 mod damage;

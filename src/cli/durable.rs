@@ -6,10 +6,11 @@ use std::sync::Arc;
 use super::report;
 use super::run::{plan_dir, Session};
 use crate::error::Error;
+use cairn_engine::run::StepStatus;
 use cairn_engine::run::{self, Changes, Event, Options, Replay, Resume, Settled};
 use cairn_lang::plan::Plan;
 use cairn_lang::source::Source;
-use cairn_store::{Durability, Encoded, RunRow, Store, StoreError};
+use cairn_store::{Durability, Encoded, RunRow, StepState, Store, StoreError};
 
 fn open(dir: &Path, durability: Durability) -> Result<Arc<Store>, Error> {
     Ok(Arc::new(super::runs::existing(dir, durability)?))
@@ -23,7 +24,7 @@ fn unfinished(store: &Store, id: Option<&str>) -> Result<RunRow, Error> {
             StoreError::NotFound("no unfinished run to resume (`cairn runs` lists them)".to_owned())
         })?,
     };
-    if matches!(run.status.as_str(), "succeeded" | "failed") {
+    if run.status.is_over() {
         return Err(Error::Usage(format!(
             "run {} has {}; only paused, interrupted or crashed runs go on (start a new one with `cairn run {}`)",
             run.id, run.status, run.file
@@ -314,7 +315,7 @@ pub fn answer(
     let steps = store.steps(&row.id)?;
     let waiting: Vec<&str> = steps
         .iter()
-        .filter(|s| s.status == "waiting")
+        .filter(|s| s.status == StepState::At(StepStatus::Waiting))
         .map(|s| s.step.as_str())
         .collect();
     if !waiting.contains(&gate.as_str()) {

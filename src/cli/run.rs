@@ -439,12 +439,7 @@ pub fn summary(report: &Report) -> String {
             &rows,
         ));
     }
-    let verdict = match report.status {
-        RunStatus::Succeeded => "succeeded",
-        RunStatus::Failed => "failed",
-        RunStatus::Paused => "paused",
-        RunStatus::Interrupted => "interrupted",
-    };
+    let verdict = report.status.word();
     match &report.message {
         Some(message) => out.push_str(&format!("\nrun {verdict}: {message}\n")),
         None => out.push_str(&format!("\nrun {verdict}\n")),

@@ -7,7 +7,8 @@ use serde_json::json;
 
 use super::report;
 use crate::error::Error;
-use cairn_store::{RunRow, Store};
+use cairn_engine::run::StepStatus;
+use cairn_store::{RunRow, StepState, Store};
 
 /// The store in `dir`, which must exist (reading commands never create
 /// one); read-only where it cannot be written (an archive, a read-only mount).
@@ -53,7 +54,7 @@ pub fn list(dir: &Path, limit: usize, offset: usize, as_json: bool) -> Result<()
                 [
                     r.id.clone(),
                     r.plan.clone(),
-                    r.status.clone(),
+                    r.status.to_string(),
                     format!("{}/{}", r.done.unwrap_or_default(), r.steps),
                     r.file.clone(),
                 ]
@@ -100,7 +101,7 @@ pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> 
             };
             [
                 s.step.clone(),
-                s.status.clone(),
+                s.status.to_string(),
                 s.attempts.to_string(),
                 time,
                 s.error
@@ -117,7 +118,7 @@ pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> 
     ));
     let waiting: Vec<&str> = steps
         .iter()
-        .filter(|s| s.status == "waiting")
+        .filter(|s| s.status == StepState::At(StepStatus::Waiting))
         .map(|s| s.step.as_str())
         .collect();
     if !waiting.is_empty() {

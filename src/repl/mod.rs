@@ -20,9 +20,10 @@ use crate::error::Error;
 use cairn_engine::run::{self, Event, Options, Report, RunStatus};
 use cairn_lang::plan::{Plan, StepKind};
 
+use cairn_engine::run::StepStatus;
 use cairn_engine::script::Sandbox;
 use cairn_lang::source::Source;
-use cairn_store::{Durability, RunProcesses, RunRecorder, Store};
+use cairn_store::{Durability, RunProcesses, RunRecorder, StepState, Store};
 
 use input::{Input, Known, Line};
 
@@ -519,7 +520,7 @@ impl Session {
             .steps(&self.run_id)
             .unwrap_or_default()
             .into_iter()
-            .filter(|s| s.status == "waiting")
+            .filter(|s| s.status == StepState::At(StepStatus::Waiting))
             .map(|s| s.step)
             .collect()
     }

@@ -17,7 +17,7 @@ impl Session {
                 let status = steps
                     .iter()
                     .find(|s| s.step == t.id)
-                    .map_or("not run", |s| s.status.as_str())
+                    .map_or("not run", |s| s.status.word())
                     .to_owned();
                 let status = if probe.ready.contains(&t.id) && history.settled(&t.id).is_none() {
                     "ready".to_owned()
@@ -97,10 +97,7 @@ impl Session {
         let steps = self.store.steps(&self.run_id).map_err(|e| e.to_string())?;
         let row = steps.iter().find(|s| s.step == step);
         println!("{} \"{}\" ({:?})", task.id, task.title, task.step);
-        println!(
-            "  status    {}",
-            row.map_or("not run", |r| r.status.as_str())
-        );
+        println!("  status    {}", row.map_or("not run", |r| r.status.word()));
         if let Some(row) = row {
             println!("  attempts  {}", row.attempts);
             if let (Some(a), Some(b)) = (row.started_ms, row.finished_ms) {

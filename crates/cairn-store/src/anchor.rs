@@ -5,8 +5,8 @@
 use serde::Deserialize;
 
 use super::audit::{AuditError, Where};
-use super::{ArtifactRow, EventRow};
-use cairn_engine::run::Event;
+use super::{ArtifactRow, EventRow, RunState};
+use cairn_engine::run::{Event, EventKind};
 use cairn_lang::source::sha256;
 
 /// The `run_inputs` event for these inputs, as the store records them.
@@ -79,12 +79,21 @@ struct Fields {
 /// Whether a logged event is one [`check`] reads (the name leads each
 /// body): the run's inputs and status, artifacts, kept file contents.
 pub fn wanted(body: &str) -> bool {
-    const WANTED: [&str; 3] = [
-        "{\"event\":\"run_",
-        "{\"event\":\"artifact",
-        "{\"event\":\"file_original",
+    const WANTED: [EventKind; 6] = [
+        EventKind::RunInputs,
+        EventKind::RunStarted,
+        EventKind::RunResumed,
+        EventKind::RunFinished,
+        EventKind::Artifact,
+        EventKind::FileOriginal,
     ];
-    WANTED.iter().any(|p| body.starts_with(p))
+    let Some(name) = body
+        .strip_prefix("{\"event\":\"")
+        .and_then(|rest| rest.split('"').next())
+    else {
+        return false;
+    };
+    WANTED.iter().any(|kind| kind.name() == name)
 }
 
 /// Checks a run whose chain is intact (`events` rows, ending at `head`)
@@ -98,24 +107,30 @@ pub fn check(
     digest: impl Fn(&str) -> Option<String>,
 ) -> Result<Verified, AuditError> {
     let mut inputs: Option<(i64, Fields)> = None;
-    let mut status: (String, Option<String>) = ("running".to_owned(), None);
+    // The status the log says, as the row would hold it (a word this
+    // build does not know is kept as written, so it still compares).
+    let running = || (RunState::Running.word().to_owned(), None);
+    let mut status: (String, Option<String>) = running();
     let mut artifacts = Vec::new();
     let mut originals = Vec::new();
     for event in logged {
         let Ok(fields) = serde_json::from_str::<Fields>(&event.body) else {
             continue;
         };
-        match fields.event.as_str() {
-            "run_inputs" => inputs = Some((event.seq, fields)),
-            "run_started" | "run_resumed" => status = ("running".to_owned(), None),
-            "run_finished" => {
+        let Some(kind) = EventKind::from_name(&fields.event) else {
+            continue;
+        };
+        match kind {
+            EventKind::RunInputs => inputs = Some((event.seq, fields)),
+            EventKind::RunStarted | EventKind::RunResumed => status = running(),
+            EventKind::RunFinished => {
                 status = (
                     fields.status.clone().unwrap_or_default(),
                     fields.message.clone(),
                 )
             }
-            "artifact" => artifacts.push((event.seq, fields)),
-            "file_original" => originals.push((event.seq, fields)),
+            EventKind::Artifact => artifacts.push((event.seq, fields)),
+            EventKind::FileOriginal => originals.push((event.seq, fields)),
             _ => {}
         }
     }

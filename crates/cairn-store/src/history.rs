@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
-use cairn_engine::run::{Approval, Call, Kept, Resume, Settled, StepMap};
+use cairn_engine::run::{Approval, Call, EventKind, Kept, Resume, Settled, StepMap};
 use cairn_engine::script::context::Tally;
 
 /// What a run's events say, step by step.
@@ -142,8 +142,13 @@ impl History {
                 return;
             }
         };
+        // A kind this build does not know (a newer cairn's) says nothing
+        // it could use.
+        let Some(kind) = EventKind::from_name(&event.event) else {
+            return;
+        };
         // Each process counts `at_ms` from its own start.
-        if matches!(event.event.as_ref(), "run_started" | "run_resumed") {
+        if matches!(kind, EventKind::RunStarted | EventKind::RunResumed) {
             self.spent_ms += std::mem::take(&mut self.segment_ms);
         } else if let Some(at) = event.at_ms {
             self.segment_ms = self.segment_ms.max(at);
@@ -153,7 +158,6 @@ impl History {
         };
         let text = |field: &Option<Cow<str>>| field.as_deref().unwrap_or_default().to_owned();
         let attempts = event.attempts.unwrap_or(1);
-        let name = event.event.as_ref();
         let slot = match self.steps.get_index_of(step) {
             Some(slot) => slot,
             None => {
@@ -163,11 +167,11 @@ impl History {
         };
         let kept = &mut self.steps[slot];
         let log = &mut self.logs[slot];
-        if matches!(name, "step_succeeded" | "step_failed") {
+        if matches!(kind, EventKind::StepSucceeded | EventKind::StepFailed) {
             log.spent = event.spent.unwrap_or_default();
         }
-        let settled = match name {
-            "step_started" | "step_reset" => {
+        let settled = match kind {
+            EventKind::StepStarted | EventKind::StepReset => {
                 // Started again (a rerun after a crash or a changed plan) or
                 // reset: what it did before no longer counts.
                 *kept = Kept::default();
@@ -180,12 +184,12 @@ impl History {
                 }
                 // A gate waits afresh after a reset; a restart of the same
                 // gate (a resume) keeps its first deadline.
-                if name == "step_reset" {
+                if kind == EventKind::StepReset {
                     log.gate_expiry = None;
                 }
                 return;
             }
-            "gate_waiting" => {
+            EventKind::GateWaiting => {
                 match event.expires_at {
                     Some(at) => {
                         log.gate_expiry.get_or_insert(at);
@@ -195,7 +199,7 @@ impl History {
                 }
                 return;
             }
-            "call" => {
+            EventKind::Call => {
                 if let Ok(call) = serde_json::from_str::<Call>(body) {
                     let attempt = event.attempt.unwrap_or(1);
                     if !log.call_attempts.contains(&attempt) {
@@ -208,7 +212,7 @@ impl History {
                 }
                 return;
             }
-            "file_original" => {
+            EventKind::FileOriginal => {
                 self.originals.push((
                     step.to_owned(),
                     text(&event.path),
@@ -216,7 +220,7 @@ impl History {
                 ));
                 return;
             }
-            "evidence" => {
+            EventKind::Evidence => {
                 log.gave_evidence = true;
                 self.evidence.push((
                     step.to_owned(),
@@ -225,34 +229,34 @@ impl History {
                 ));
                 return;
             }
-            "step_succeeded" => Settled::Succeeded {
+            EventKind::StepSucceeded => Settled::Succeeded {
                 output: event.output,
                 attempts,
             },
-            "step_failed" => Settled::Failed {
+            EventKind::StepFailed => Settled::Failed {
                 error: text(&event.error),
                 attempts,
             },
-            "step_skipped" => Settled::Skipped {
+            EventKind::StepSkipped => Settled::Skipped {
                 reason: text(&event.reason),
             },
-            "decision_made" => Settled::Chose {
+            EventKind::DecisionMade => Settled::Chose {
                 branch: text(&event.branch),
                 target: text(&event.target),
             },
-            "gate_approved" | "gate_rejected" => Settled::Answered(Approval {
-                approved: name == "gate_approved",
+            EventKind::GateApproved | EventKind::GateRejected => Settled::Answered(Approval {
+                approved: kind == EventKind::GateApproved,
                 by: text(&event.by),
                 reason: text(&event.reason),
             }),
-            "step_recovered" | "compensated" => {
-                kept.logged.insert(name);
+            EventKind::StepRecovered | EventKind::Compensated => {
+                kept.logged.insert(kind);
                 return;
             }
             _ => return,
         };
         log.gate_expiry = None;
-        kept.logged.insert(name);
+        kept.logged.insert(kind);
         if kept.settled.is_none() {
             self.settlings += 1;
             log.settled_as = self.settlings;
@@ -393,7 +397,7 @@ mod tests {
     use serde_json::json;
 
     use super::History;
-    use cairn_engine::run::Settled;
+    use cairn_engine::run::{EventKind, Settled};
 
     fn fold(events: &[serde_json::Value]) -> History {
         let mut history = History::default();
@@ -455,8 +459,11 @@ mod tests {
         ]);
         let resume = history.resume(&["edited".to_owned()]);
         assert_eq!(resume.kept(), 2);
-        assert!(resume.logged("a", "step_failed") && resume.logged("a", "step_recovered"));
-        assert!(!resume.logged("a", "step_succeeded"));
+        assert!(
+            resume.logged("a", EventKind::StepFailed)
+                && resume.logged("a", EventKind::StepRecovered)
+        );
+        assert!(!resume.logged("a", EventKind::StepSucceeded));
         assert!(resume.settled("edited").is_none() && resume.settled("running").is_none());
         assert_eq!(resume.invalidated, ["edited"]);
         assert_eq!(resume.gate_expiry.get("ship"), Some(&99));

@@ -8,6 +8,7 @@ mod open;
 mod plans;
 mod processes;
 mod schema;
+mod states;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -22,9 +23,21 @@ pub use history::{unreadable, History};
 pub use open::writable;
 pub use plans::Encoded;
 pub use processes::{Group, RunProcesses, Stopped};
+pub use states::{RunState, StepState};
 
-use cairn_engine::run::Event;
+use cairn_engine::run::{Event, EventKind, RunStatus};
 use cairn_lang::plan::Plan;
+
+/// The names of the events that settle a step, quoted for SQL's `IN (…)`
+/// (names are `[a-z_]` only).
+fn settling_names() -> String {
+    EventKind::ALL
+        .iter()
+        .filter(|kind| kind.settles())
+        .map(|kind| format!("'{}'", kind.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Errors from the run store, each saying which database and what went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -171,8 +184,8 @@ pub struct RunRow {
     /// named relative to it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
-    /// `running`, `succeeded`, `failed`, `paused` or `interrupted`.
-    pub status: String,
+    /// Running, or how it stopped.
+    pub status: RunState,
     /// Why it failed or paused.
     pub message: Option<String>,
     /// Steps in the plan.
@@ -224,8 +237,8 @@ enum Progress {
 pub struct StepRow {
     /// The step's id.
     pub step: String,
-    /// Its last recorded status.
-    pub status: String,
+    /// Its last recorded state.
+    pub status: StepState,
     /// Attempts made.
     pub attempts: i64,
     /// The step's output as JSON text, if it produced one.
@@ -358,9 +371,9 @@ impl Store {
                 let id = format!("{now:x}{:04x}", pid.wrapping_add(bump) & 0xffff);
                 let inserted = tx.execute(
                     "INSERT INTO runs (id, plan, file, source_hash, params, seed, steps, status, started_at, events, last_hash, no, cwd)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, 0, '',
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?10, ?8, 0, '',
                              (SELECT coalesce(max(no), 0) + 1 FROM runs), ?9)",
-                    params![id, plan.id, file, hash, params, seed as i64, plan.tasks.len() as i64, now, cwd],
+                    params![id, plan.id, file, hash, params, seed as i64, plan.tasks.len() as i64, now, cwd, RunState::Running],
                 );
                 match inserted {
                     Err(rusqlite::Error::SqliteFailure(e, _))
@@ -655,17 +668,16 @@ impl Store {
             // In one pass, with the events that are not JSON SQLite reads
             // (malformed, or nested past its 1,000 levels) counted in the
             // high bits instead of failing the whole listing.
-            Progress::Count => {
+            Progress::Count => format!(
                 "(SELECT count(DISTINCT CASE WHEN json_valid(body)
-                     AND json_extract(body, '$.event') IN
-                     ('step_succeeded', 'step_failed', 'step_skipped', 'decision_made',
-                      'gate_approved', 'gate_rejected')
+                     AND json_extract(body, '$.event') IN ({})
                      THEN json_extract(body, '$.step') END)
                    + (coalesce(sum(NOT json_valid(body)), 0) << 32)
                  FROM events
-                 WHERE events.id BETWEEN runs.no << 32 AND (runs.no << 32) | 4294967295)"
-            }
-            Progress::Skip => "NULL",
+                 WHERE events.id BETWEEN runs.no << 32 AND (runs.no << 32) | 4294967295)",
+                settling_names()
+            ),
+            Progress::Skip => "NULL".to_owned(),
         };
         let sql = format!(
             "SELECT id, plan, file, status, message, steps, started_at, finished_at, {done}, cwd
@@ -733,8 +745,11 @@ impl Store {
     pub fn newest_unfinished(&self) -> Result<Option<RunRow>, StoreError> {
         Ok(self
             .select_runs(
-                "status NOT IN ('succeeded', 'failed')",
-                &[],
+                "status NOT IN (?1, ?2)",
+                &[
+                    &RunState::Stopped(RunStatus::Succeeded),
+                    &RunState::Stopped(RunStatus::Failed),
+                ],
                 1,
                 0,
                 Progress::Skip,
@@ -759,8 +774,8 @@ impl Store {
         let mut steps: Vec<StepRow> = Vec::new();
         let mut lost = Vec::new();
         let mut index: std::collections::HashMap<String, usize> = Default::default();
-        // The words the summary of `cairn run` uses too.
         use cairn_engine::run::StepStatus::*;
+        use StepState::At;
         for row in self.events(run)? {
             let (event, partly) = match serde_json::from_str::<serde_json::Value>(&row.body) {
                 Ok(event) => (event, None),
@@ -772,7 +787,7 @@ impl Store {
                             "at_ms": head.at_ms,
                             "attempts": head.attempts,
                         });
-                        let what = if head.event == "step_succeeded" {
+                        let what = if head.event == EventKind::StepSucceeded.name() {
                             "output"
                         } else {
                             "event"
@@ -798,7 +813,7 @@ impl Store {
                     index.insert(id.to_owned(), steps.len());
                     steps.push(StepRow {
                         step: id.to_owned(),
-                        status: String::new(),
+                        status: At(NotRun),
                         attempts: 0,
                         output: None,
                         error: None,
@@ -811,47 +826,40 @@ impl Store {
             };
             let step = &mut steps[index];
             let attempts = event["attempts"].as_i64();
-            let (status, output, error) = match event["event"].as_str().unwrap_or_default() {
-                "step_started" => {
+            let Some(kind) = event["event"].as_str().and_then(EventKind::from_name) else {
+                continue;
+            };
+            let (status, output, error) = match kind {
+                EventKind::StepStarted => {
                     step.started_ms = at;
                     step.error = None;
                     step.output = None;
                     step.unreadable = None;
-                    ("running", None, None)
+                    (StepState::Running, None, None)
                 }
-                "step_succeeded" if partly.is_some() => (Succeeded.word(None), None, None),
-                "step_succeeded" => (
-                    Succeeded.word(None),
-                    Some(event["output"].to_string()),
-                    None,
-                ),
-                "step_failed" => (
-                    Failed.word(None),
-                    None,
-                    event["error"].as_str().map(str::to_owned),
-                ),
-                "step_recovered" => (Recovered.word(None), None, None),
-                "step_cancelled" => (
-                    Failed.word(Some("cancelled")),
-                    None,
-                    Some("cancelled".to_owned()),
-                ),
-                "step_reset" => {
+                EventKind::StepSucceeded if partly.is_some() => (At(Succeeded), None, None),
+                EventKind::StepSucceeded => {
+                    (At(Succeeded), Some(event["output"].to_string()), None)
+                }
+                EventKind::StepFailed => {
+                    (At(Failed), None, event["error"].as_str().map(str::to_owned))
+                }
+                EventKind::StepRecovered => (At(Recovered), None, None),
+                EventKind::StepCancelled => {
+                    (StepState::Cancelled, None, Some("cancelled".to_owned()))
+                }
+                EventKind::StepReset => {
                     step.output = None;
                     step.error = None;
                     step.attempts = 0;
-                    (NotRun.word(None), None, None)
+                    (At(NotRun), None, None)
                 }
-                "step_skipped" => (Skipped.word(None), None, None),
-                "decision_made" => (
-                    Succeeded.word(None),
-                    Some(event["target"].to_string()),
-                    None,
-                ),
-                "gate_waiting" => (Waiting.word(None), None, None),
-                "gate_approved" => (Succeeded.word(None), None, None),
-                "gate_rejected" => (
-                    Failed.word(None),
+                EventKind::StepSkipped => (At(Skipped), None, None),
+                EventKind::DecisionMade => (At(Succeeded), Some(event["target"].to_string()), None),
+                EventKind::GateWaiting => (At(Waiting), None, None),
+                EventKind::GateApproved => (At(Succeeded), None, None),
+                EventKind::GateRejected => (
+                    At(Failed),
                     None,
                     Some(format!(
                         "rejected by {}: {}",
@@ -859,16 +867,16 @@ impl Store {
                         event["reason"].as_str().unwrap_or("")
                     )),
                 ),
-                "compensated" => (Compensated.word(None), None, None),
+                EventKind::Compensated => (At(Compensated), None, None),
                 _ => continue,
             };
-            step.status = status.to_owned();
-            if status != "running" {
+            step.status = status;
+            if status != StepState::Running {
                 step.finished_ms = at;
             }
             if let Some(n) = attempts {
                 step.attempts = n;
-            } else if matches!(status, "waiting" | "succeeded" | "failed") && step.attempts == 0 {
+            } else if matches!(status, At(Waiting | Succeeded | Failed)) && step.attempts == 0 {
                 step.attempts = 1;
             }
             step.output = output.or(step.output.take());
@@ -1002,8 +1010,9 @@ impl Store {
             }
         }
         // The run row learns the chain's head when the run stops; while it
-        // runs (or after it crashed) only the chain is checked.
-        let (count, last) = if status == "running" {
+        // runs (or after it crashed) only the chain is checked. The row's
+        // status is read as written: an edited one is a finding, not an error.
+        let (count, last) = if status == RunState::Running.word() {
             let (walked, head) = chain.so_far();
             (walked, head.to_owned())
         } else {
@@ -1076,8 +1085,8 @@ fn refuse_upgrade_under_running(
         source,
     };
     let running: Vec<String> = conn
-        .prepare("SELECT id FROM runs WHERE status = 'running'")
-        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .prepare("SELECT id FROM runs WHERE status = ?1")
+        .and_then(|mut s| s.query_map([RunState::Running], |r| r.get(0))?.collect())
         .map_err(err)?;
     let locks = path.with_file_name("locks");
     for run in running {
@@ -1159,8 +1168,7 @@ fn write_batch(tx: &Connection, batch: Vec<(String, Event)>) -> rusqlite::Result
             } => {
                 // The run row keeps the chain's head, so a removed last
                 // event is found; it is written when the run stops.
-                let status = serde_json::to_value(status).expect("status serializes");
-                let status = status.as_str().unwrap_or("failed");
+                let status = RunState::Stopped(*status);
                 tx.prepare_cached(
                     "UPDATE runs SET status = ?2, message = ?3, finished_at = ?4, \
                      events = ?5, last_hash = ?6 WHERE id = ?1",
@@ -1176,10 +1184,10 @@ fn write_batch(tx: &Connection, batch: Vec<(String, Event)>) -> rusqlite::Result
             }
             Event::RunResumed { .. } => {
                 tx.prepare_cached(
-                    "UPDATE runs SET status = 'running', message = NULL, finished_at = NULL \
+                    "UPDATE runs SET status = ?2, message = NULL, finished_at = NULL \
                      WHERE id = ?1",
                 )?
-                .execute(params![run])?;
+                .execute(params![run, RunState::Running])?;
             }
             Event::FileOriginal {
                 sha256: Some(sha256),

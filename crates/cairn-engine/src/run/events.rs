@@ -49,42 +49,35 @@ impl Event {
 
     /// The event's name as written in JSON (`step_succeeded`).
     pub fn name(&self) -> &'static str {
-        match self {
-            Event::RunInputs { .. } => "run_inputs",
-            Event::RunStarted { .. } => "run_started",
-            Event::RunResumed { .. } => "run_resumed",
-            Event::StepStarted { .. } => "step_started",
-            Event::AttemptFailed { .. } => "attempt_failed",
-            Event::Retrying { .. } => "retrying",
-            Event::StepSucceeded { .. } => "step_succeeded",
-            Event::StepFailed { .. } => "step_failed",
-            Event::StepCancelled { .. } => "step_cancelled",
-            Event::StepReset { .. } => "step_reset",
-            Event::StepRecovered { .. } => "step_recovered",
-            Event::StepSkipped { .. } => "step_skipped",
-            Event::DecisionMade { .. } => "decision_made",
-            Event::GateWaiting { .. } => "gate_waiting",
-            Event::GateApproved { .. } => "gate_approved",
-            Event::GateRejected { .. } => "gate_rejected",
-            Event::Log { .. } => "log",
-            Event::Call { .. } => "call",
-            Event::Artifact { .. } => "artifact",
-            Event::FileOriginal { .. } => "file_original",
-            Event::Evidence { .. } => "evidence",
-            Event::Compensating { .. } => "compensating",
-            Event::Compensated { .. } => "compensated",
-            Event::RunFinished { .. } => "run_finished",
-        }
+        self.kind().name()
     }
 
     /// Whether the event settles its step for good: a resumed run keeps it
     /// and never records it twice.
     pub fn settles(&self) -> bool {
-        super::Settlings::settling(self.name())
+        self.kind().settles()
     }
 }
 
 impl RunStatus {
+    /// Every status.
+    pub const ALL: &'static [RunStatus] = &[
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Paused,
+        RunStatus::Interrupted,
+    ];
+
+    /// The word for it, as the log's `run_finished` and `cairn runs` write it.
+    pub fn word(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Paused => "paused",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+
     /// The process exit code for this outcome.
     pub fn exit_code(self) -> i32 {
         match self {
@@ -132,6 +125,90 @@ impl StepStatus {
             StepStatus::Waiting => "waiting",
             StepStatus::Compensated => "compensated",
         }
+    }
+}
+
+/// Which event an [`Event`] is, without its fields: what the store's fold,
+/// its queries and the audit check match on. The one list of event names:
+/// `kinds!` makes the enum, [`EventKind::name`], [`EventKind::from_name`] and
+/// [`Event::kind`] from it, and a test holds the names to serde's (the JSON
+/// tag of [`Event`] is its variant's name in snake case, as each name here).
+macro_rules! kinds {
+    ($($variant:ident = $name:literal,)*) => {
+        /// An event's kind: [`Event`] without its fields.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum EventKind {
+            $(
+                #[doc = concat!("`", $name, "`: see [`Event::", stringify!($variant), "`].")]
+                $variant,
+            )*
+        }
+
+        impl EventKind {
+            /// Every kind, in the order [`Event`] declares them.
+            pub const ALL: &'static [EventKind] = &[$(EventKind::$variant),*];
+
+            /// The name the log writes (`step_succeeded`).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(EventKind::$variant => $name,)*
+                }
+            }
+
+            /// The kind a logged name stands for; `None` for a name this
+            /// build does not know (a newer cairn's, or a damaged row).
+            pub fn from_name(name: &str) -> Option<Self> {
+                match name {
+                    $($name => Some(EventKind::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl Event {
+            /// Which event this is.
+            pub fn kind(&self) -> EventKind {
+                match self {
+                    $(Event::$variant { .. } => EventKind::$variant,)*
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    RunInputs = "run_inputs",
+    RunStarted = "run_started",
+    RunResumed = "run_resumed",
+    StepStarted = "step_started",
+    AttemptFailed = "attempt_failed",
+    Retrying = "retrying",
+    StepSucceeded = "step_succeeded",
+    StepFailed = "step_failed",
+    StepCancelled = "step_cancelled",
+    StepReset = "step_reset",
+    StepRecovered = "step_recovered",
+    StepSkipped = "step_skipped",
+    DecisionMade = "decision_made",
+    GateWaiting = "gate_waiting",
+    GateApproved = "gate_approved",
+    GateRejected = "gate_rejected",
+    Log = "log",
+    Call = "call",
+    Artifact = "artifact",
+    FileOriginal = "file_original",
+    Evidence = "evidence",
+    Compensating = "compensating",
+    Compensated = "compensated",
+    RunFinished = "run_finished",
+}
+
+impl EventKind {
+    /// Whether an event of this kind settles its step for good: a resumed
+    /// run keeps it and never records it twice.
+    pub fn settles(self) -> bool {
+        super::Settlings::bit(self).is_some()
     }
 }
 
@@ -412,4 +489,32 @@ pub enum Event {
         /// Milliseconds since the run started.
         at_ms: u64,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventKind;
+
+    /// The names `kinds!` lists are serde's for the same variants, so the
+    /// log's `event` tag and [`EventKind::name`] never disagree.
+    #[test]
+    fn every_kind_is_named_as_serde_names_it() {
+        for kind in EventKind::ALL {
+            let tag = serde_json::to_value(kind).expect("serializes");
+            assert_eq!(tag, kind.name(), "{kind:?}");
+            assert_eq!(EventKind::from_name(kind.name()), Some(*kind));
+            let back: EventKind = serde_json::from_value(tag).expect("deserializes");
+            assert_eq!(back, *kind);
+        }
+        assert_eq!(EventKind::from_name("step_exploded"), None);
+    }
+
+    /// A run status's word is serde's name for it.
+    #[test]
+    fn run_status_words_are_serde_names() {
+        for status in super::RunStatus::ALL {
+            let name = serde_json::to_value(status).expect("serializes");
+            assert_eq!(name, status.word());
+        }
+    }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 pub use crate::script::context::{Call, Divergence, ProcessLog};
 pub use changes::Changes;
 pub use dry::explain;
-pub use events::{Event, RunStatus, StepStatus};
+pub use events::{Event, EventKind, RunStatus, StepStatus};
 pub use interrupt::Interrupter;
 pub use params::{check_params, param_values};
 pub use resume::{Kept, Resume, Settled, Settlings, StepMap};

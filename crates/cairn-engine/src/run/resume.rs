@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::Approval;
+use super::{Approval, EventKind};
 
 /// A map keyed by step id, in the order keys were first inserted. Resuming
 /// a long run looks up every step's id several times: the hash is a fast
@@ -49,36 +49,31 @@ pub enum Settled {
 pub struct Settlings(u8);
 
 impl Settlings {
-    /// The bit for a settling event's name; `None` for other events.
-    fn bit(name: &str) -> Option<u8> {
-        let index = match name {
-            "step_succeeded" => 0,
-            "step_failed" => 1,
-            "step_recovered" => 2,
-            "step_skipped" => 3,
-            "decision_made" => 4,
-            "gate_approved" => 5,
-            "gate_rejected" => 6,
-            "compensated" => 7,
+    /// The bit for a settling event's kind; `None` for other kinds.
+    pub(super) fn bit(kind: EventKind) -> Option<u8> {
+        let index = match kind {
+            EventKind::StepSucceeded => 0,
+            EventKind::StepFailed => 1,
+            EventKind::StepRecovered => 2,
+            EventKind::StepSkipped => 3,
+            EventKind::DecisionMade => 4,
+            EventKind::GateApproved => 5,
+            EventKind::GateRejected => 6,
+            EventKind::Compensated => 7,
             _ => return None,
         };
         Some(1 << index)
     }
 
-    /// Whether `name` (`step_succeeded`, …) is a settling event.
-    pub fn settling(name: &str) -> bool {
-        Self::bit(name).is_some()
+    /// Notes that an event of this kind was logged; other than settling
+    /// events are ignored.
+    pub fn insert(&mut self, kind: EventKind) {
+        self.0 |= Self::bit(kind).unwrap_or(0);
     }
 
-    /// Notes that the event `name` was logged; other than settling events
-    /// are ignored.
-    pub fn insert(&mut self, name: &str) {
-        self.0 |= Self::bit(name).unwrap_or(0);
-    }
-
-    /// Whether the settling event `name` was logged.
-    pub fn contains(self, name: &str) -> bool {
-        Self::bit(name).is_some_and(|bit| self.0 & bit != 0)
+    /// Whether a settling event of this kind was logged.
+    pub fn contains(self, kind: EventKind) -> bool {
+        Self::bit(kind).is_some_and(|bit| self.0 & bit != 0)
     }
 
     /// Whether none was logged.
@@ -138,27 +133,45 @@ impl Resume {
         self.steps.values().filter(|k| k.settled.is_some()).count()
     }
 
-    /// Whether the settling event `name` is already logged for `step`.
-    pub fn logged(&self, step: &str, name: &str) -> bool {
+    /// Whether a settling event of this kind is already logged for `step`.
+    pub fn logged(&self, step: &str, kind: EventKind) -> bool {
         self.steps
             .get(step)
-            .is_some_and(|kept| kept.logged.contains(name))
+            .is_some_and(|kept| kept.logged.contains(kind))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Settlings;
+    use super::{EventKind, Settlings};
 
     #[test]
     fn settlings_hold_settling_events_only() {
         let mut logged = Settlings::default();
         assert!(logged.is_empty());
-        logged.insert("step_failed");
-        logged.insert("step_recovered");
-        logged.insert("step_started");
-        assert!(logged.contains("step_failed") && logged.contains("step_recovered"));
-        assert!(!logged.contains("step_succeeded") && !logged.contains("step_started"));
-        assert!(Settlings::settling("compensated") && !Settlings::settling("log"));
+        logged.insert(EventKind::StepFailed);
+        logged.insert(EventKind::StepRecovered);
+        logged.insert(EventKind::StepStarted);
+        assert!(
+            logged.contains(EventKind::StepFailed) && logged.contains(EventKind::StepRecovered)
+        );
+        assert!(
+            !logged.contains(EventKind::StepSucceeded) && !logged.contains(EventKind::StepStarted)
+        );
+        assert!(EventKind::Compensated.settles() && !EventKind::Log.settles());
+    }
+
+    /// Each settling kind has a bit of its own.
+    #[test]
+    fn settling_kinds_have_distinct_bits() {
+        let bits: Vec<u8> = EventKind::ALL
+            .iter()
+            .filter_map(|k| Settlings::bit(*k))
+            .collect();
+        let mut distinct = bits.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(bits.len(), distinct.len());
+        assert_eq!(bits.len(), 8);
     }
 }

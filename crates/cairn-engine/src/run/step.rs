@@ -60,7 +60,7 @@ impl Shared {
     /// be resumed.
     pub fn emit(&self, event: Event) {
         if let (Some(resume), Some(step)) = (&self.already, event.step()) {
-            if event.settles() && resume.logged(step, event.name()) {
+            if event.settles() && resume.logged(step, event.kind()) {
                 return;
             }
         }

@@ -1,9 +1,21 @@
 #!/usr/bin/env python3
 """Writes the plan `cargo bench --bench check` checks (benches/check.rs,
-`generate`), with N tasks, to stdout: for measuring a whole `cairn check`."""
+`generate`), with N tasks, to stdout: for measuring a whole `cairn check`.
+With --small, each task is only a header and one `needs:` (the smallest
+tasks a plan can have)."""
 import sys
 
-tasks = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+args = [a for a in sys.argv[1:] if a != "--small"]
+tasks = int(args[0]) if args else 100_000
+if "--small" in sys.argv[1:]:
+    out = ["plan generated \"Generated plan\"\n\n"]
+    for i in range(tasks):
+        out.append(f"task t{i} \"Step number {i}\"\n")
+        if i > 0:
+            out.append(f"  needs: t{i - 1}\n")
+        out.append("\n")
+    sys.stdout.write("".join(out))
+    sys.exit(0)
 bodies = [
     "  input:\n    rounds: 3\n    label: \"load test\"\n"
     "  run: |\n    let total = 0;\n    for i in 0..input.rounds * params.scale {\n"

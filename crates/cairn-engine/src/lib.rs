@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod clock;
 mod engine;
 pub mod error;
 pub mod read;

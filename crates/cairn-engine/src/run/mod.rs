@@ -1,13 +1,14 @@
 //! Stage 4, run: executing a checked plan — scheduling, steps, routing, gates.
 
 mod changes;
+mod driver;
 mod dry;
 pub mod events;
 mod interrupt;
+pub mod machine;
 mod outbox;
 mod params;
 mod resume;
-mod scheduler;
 mod step;
 
 use std::path::PathBuf;
@@ -15,12 +16,12 @@ use std::sync::Arc;
 
 pub use crate::script::context::{Call, Divergence, ProcessLog};
 pub use changes::Changes;
+pub use driver::run;
 pub use dry::explain;
 pub use events::{Event, EventKind, RunStatus, StepStatus};
 pub use interrupt::Interrupter;
 pub use params::{check_params, param_values};
 pub use resume::{Kept, Resume, Settled, Settlings, StepMap};
-pub use scheduler::run;
 pub use step::describe as describe_error;
 
 /// A gate asking for a decision.
@@ -137,6 +138,9 @@ pub struct Options {
     /// Interrupts the run from outside (a host's Ctrl-C handling): the
     /// library itself installs no signal handler.
     pub interrupter: Option<Interrupter>,
+    /// The run's time: its events' `at_ms`, gate deadlines, `now()`,
+    /// `sleep()` and retry backoff (the system's clock when `None`).
+    pub clock: Option<Arc<dyn crate::clock::Clock>>,
     /// Extra capabilities: name → registration of their functions.
     pub registrars: std::collections::HashMap<String, crate::script::Registrar>,
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use rhai::{Dynamic, Engine, EvalAltResult, Map, Scope};
 
 use super::events::Event;
+use super::machine::Outcome;
 use crate::script::context::{
     self, CostMeter, Hypotheses, Journal, Note, NoteSink, SplitMix64, StepContext, Tape,
 };
@@ -43,7 +44,9 @@ pub struct Shared {
     pub already: Option<Arc<super::Resume>>,
     /// The first error the recorder returned.
     pub record_error: Mutex<Option<String>>,
-    pub started: Instant,
+    /// The run's clock, and its monotonic reading when the run began.
+    pub clock: Arc<dyn crate::clock::Clock>,
+    pub started_ms: u64,
     /// The plan's hypotheses and the evidence weighed so far.
     pub hypotheses: Arc<Hypotheses>,
     /// In a replay: each (step, attempt)'s recorded calls, and the first divergence.
@@ -52,7 +55,7 @@ pub struct Shared {
 
 impl Shared {
     pub fn at_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        self.clock.monotonic_ms().saturating_sub(self.started_ms)
     }
 
     /// Records the event (durably, if a recorder is set) and reports it.
@@ -187,38 +190,14 @@ impl Shared {
 
 /// One step to run, with what its code may read.
 pub struct Job {
+    /// The scheduler's node.
     pub index: usize,
+    /// The plan task it runs.
+    pub task: usize,
     pub engine: Arc<Engine>,
     pub outputs: Map,
     /// For a fallback: the step that failed and its error.
     pub failure: Option<(String, String)>,
-}
-
-/// How a step ended.
-#[derive(Debug)]
-pub enum Outcome {
-    Skipped(String),
-    Succeeded {
-        output: serde_json::Value,
-        attempts: u32,
-    },
-    Failed {
-        error: String,
-        attempts: u32,
-    },
-    /// A decision chose a branch: its index, or `None` for `else`.
-    Chose {
-        branch: Option<usize>,
-        target: String,
-    },
-    /// The run was cancelled while the step ran.
-    Cancelled {
-        attempts: u32,
-    },
-    /// A gate's answer (`None`: nobody could answer).
-    Gate(Option<super::Approval>),
-    /// A gate whose `when:` held: it may open.
-    GateOpen,
 }
 
 /// The stack a step's code runs on. Rhai clones, compares, prints and drops
@@ -279,7 +258,7 @@ pub fn run(shared: &Arc<Shared>, job: Job) -> Outcome {
 }
 
 fn run_here(shared: &Arc<Shared>, job: Job) -> Outcome {
-    let task = &shared.plan.tasks[job.index];
+    let task = &shared.plan.tasks[job.task];
     let ctx = |attempt: u32, deadline: Option<Instant>| {
         shared.context(task, attempt, deadline, Arc::clone(&shared.cancel))
     };
@@ -483,6 +462,7 @@ fn compensate_here(
     let ctx = shared.context(task, 0, deadline, Arc::new(AtomicBool::new(false)));
     let job = Job {
         index,
+        task: index,
         engine: Arc::clone(engine),
         outputs: Map::new(),
         failure: None,

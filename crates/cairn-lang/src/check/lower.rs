@@ -801,6 +801,8 @@ impl<'a> Lowering<'a> {
             let code = &mut refs.code;
             match &field.value {
                 FieldValue::Needs(ids) => {
+                    task.needs.reserve_exact(ids.len());
+                    refs.needs.reserve(ids.len());
                     for id in ids {
                         task.needs.push(id.value.clone());
                         refs.needs.push(id.clone());

@@ -33,6 +33,7 @@ impl Session {
             );
         }
         let ctx = Arc::new(StepContext {
+            clock: Arc::new(cairn_engine::clock::SystemClock::default()),
             task: "repl".to_owned(),
             dir: crate::cli::plan_dir(Path::new(&self.file)),
             confinement: Arc::new(cairn_engine::script::confine::Confinement::new(

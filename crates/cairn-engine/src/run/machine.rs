@@ -5,109 +5,25 @@
 //! Ready steps start in a fixed order (higher `priority` first, then file
 //! order), at most `max_parallel` at once and within the plan's resources.
 //! The node table may grow while the run goes on ([`Machine::add_step`]).
+//!
+//! (The routing is one piece of logic, so it is one file; gates, the end of a
+//! run, the inputs and outputs and the tests are beside it in `machine/`.)
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use petgraph::visit::EdgeRef;
 
-use super::events::{Event, RunStatus, StepStatus};
-use super::{Approval, Settled};
+mod end;
+mod gates;
+mod io;
+#[cfg(test)]
+mod tests;
+
+pub use io::{kept_outcome, Action, Finished, Now, Outcome, Policy};
+
+use super::events::{Event, StepStatus};
 use cairn_lang::plan::{EdgeKind, FailurePolicy, Plan, StepKind, Task};
-
-/// How a step ended, as the driver reports it.
-#[derive(Debug)]
-pub enum Outcome {
-    /// Not run, for this reason (`when:` was false).
-    Skipped(String),
-    /// Its attempt passed.
-    Succeeded {
-        /// The `run:` body's value.
-        output: serde_json::Value,
-        /// Attempts it took.
-        attempts: u32,
-    },
-    /// Its last attempt failed.
-    Failed {
-        /// Why.
-        error: String,
-        /// Attempts made (0 when `when:` or `input:` failed).
-        attempts: u32,
-    },
-    /// A decision chose a branch.
-    Chose {
-        /// The branch's index, or `None` for `else`.
-        branch: Option<usize>,
-        /// The step the branch routes to.
-        target: String,
-    },
-    /// The run was cancelled while the step ran.
-    Cancelled {
-        /// Attempts started, the cancelled one included.
-        attempts: u32,
-    },
-    /// A gate's answer (`None`: nobody could answer).
-    Gate(Option<Approval>),
-    /// A gate whose `when:` held: it may open.
-    GateOpen,
-}
-
-/// When something happened: what the driver's clock said.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Now {
-    /// Milliseconds since the run started (its events' `at_ms`).
-    pub at_ms: u64,
-    /// Milliseconds since 1970 (gate deadlines outlive the process).
-    pub unix_ms: u64,
-}
-
-/// What the run was asked to do beyond the plan, fixed for the run.
-#[derive(Clone, Debug, Default)]
-pub struct Policy {
-    /// At most this many steps at once.
-    pub max_parallel: usize,
-    /// Gates approved up front (`--approve`).
-    pub approvals: Vec<String>,
-    /// Whether someone can be asked about a gate; if not, it waits.
-    pub can_ask: bool,
-    /// Start at most this many steps (the REPL steps one at a time).
-    pub start_limit: Option<usize>,
-    /// Start only these steps (kept outcomes still settle).
-    pub only: Option<HashSet<String>>,
-    /// In a replay: the steps the recording settled, the only ones started.
-    pub replayed: Option<Arc<HashSet<String>>>,
-    /// Deadlines of gates that waited before, by id (ms since 1970).
-    pub gate_expiry: HashMap<String, u64>,
-}
-
-/// What the machine asks the driver to do.
-#[derive(Debug, PartialEq)]
-pub enum Action {
-    /// Run the step's code on a worker. `failure` is, for a fallback, the
-    /// step that failed and its error.
-    Run {
-        /// The node to run.
-        node: usize,
-        /// For a fallback: the step that failed, and its error.
-        failure: Option<(String, String)>,
-    },
-    /// Ask whether gate `node` is approved (someone can be asked).
-    Ask {
-        /// The gate's node.
-        node: usize,
-        /// When the gate is rejected if still unanswered (ms since 1970).
-        expires_at: Option<u64>,
-    },
-}
-
-/// What the driver knew when a step finished, beside its outcome.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Finished {
-    /// What the step reported with `spend`, if anything.
-    pub spent: Option<f64>,
-    /// Whether the run's cost budget is now exceeded.
-    pub over_budget: bool,
-}
 
 /// An edge of the node table.
 #[derive(Clone, Copy, Debug)]
@@ -207,23 +123,6 @@ pub struct Machine {
     unstuck: HashSet<(usize, usize)>,
     /// Steps started in this run (kept outcomes of a resumed run aside).
     started_count: usize,
-}
-
-/// The outcome a resumed run keeps for `task`, as the machine takes it.
-pub fn kept_outcome(task: &Task, settled: &Settled) -> Outcome {
-    match settled.clone() {
-        Settled::Succeeded { output, attempts } => Outcome::Succeeded { output, attempts },
-        Settled::Failed { error, attempts } => Outcome::Failed { error, attempts },
-        Settled::Skipped { reason } => Outcome::Skipped(reason),
-        Settled::Chose { branch, target } => Outcome::Chose {
-            branch: task
-                .branches
-                .iter()
-                .position(|b| format!("when {}", b.condition.text) == branch),
-            target,
-        },
-        Settled::Answered(approval) => Outcome::Gate(Some(approval)),
-    }
 }
 
 impl Machine {
@@ -701,128 +600,6 @@ impl Machine {
         }
     }
 
-    /// Approved up front, asked by a worker, or left waiting; rejected if
-    /// its `timeout:` has passed since it first waited.
-    fn open_gate(&mut self, i: usize) -> Option<Action> {
-        self.nodes[i].started = true;
-        self.nodes[i].attempts = 1;
-        let plan = Arc::clone(&self.plan);
-        let task = &plan.tasks[self.nodes[i].task];
-        if let Some(timeout) = task.timeout_ms {
-            let recorded = self.policy.gate_expiry.get(&task.id).copied();
-            let now = self.now.unix_ms;
-            let expires_at = recorded.unwrap_or_else(|| now.saturating_add(timeout));
-            if now >= expires_at {
-                self.answer(i, Some(Approval::timed_out(timeout)));
-                return None;
-            }
-            self.gate_expiry.insert(i, expires_at);
-        }
-        if self.policy.approvals.contains(&task.id) {
-            let approval = Approval {
-                approved: true,
-                by: "--approve".to_owned(),
-                reason: "approved on the command line".to_owned(),
-            };
-            self.answer(i, Some(approval));
-            return None;
-        }
-        if !self.policy.can_ask {
-            self.answer(i, None);
-            return None;
-        }
-        if self.gate_expiry.contains_key(&i) {
-            // Logged before the question, so a crash while it is asked
-            // keeps the deadline.
-            let waiting = self.gate_waiting(i);
-            self.emit(waiting);
-        }
-        Some(Action::Ask {
-            node: i,
-            expires_at: self.gate_expiry.get(&i).copied(),
-        })
-    }
-
-    fn answer(&mut self, i: usize, approval: Option<Approval>) {
-        match approval {
-            Some(a) if a.approved => {
-                self.emit(Event::GateApproved {
-                    step: self.id(i).to_owned(),
-                    by: a.by,
-                    reason: a.reason,
-                    at_ms: self.now.at_ms,
-                });
-                self.nodes[i].status = StepStatus::Succeeded;
-                self.completed.push(i);
-                self.resolve_failure_routes(i, false);
-                self.settle(i);
-            }
-            Some(a) => {
-                self.emit(Event::GateRejected {
-                    step: self.id(i).to_owned(),
-                    by: a.by.clone(),
-                    reason: a.reason.clone(),
-                    at_ms: self.now.at_ms,
-                });
-                self.nodes[i].status = StepStatus::Failed;
-                self.nodes[i].error = Some(format!("rejected by {}: {}", a.by, a.reason));
-                self.after_failure(i);
-            }
-            None => {
-                self.nodes[i].status = StepStatus::Waiting;
-                self.waiting_gates.push(i);
-                self.new_deadline |= self.gate_expiry.contains_key(&i);
-                let waiting = self.gate_waiting(i);
-                self.emit(waiting);
-            }
-        }
-    }
-
-    /// The event of gate `i` waiting for an answer, with its deadline.
-    fn gate_waiting(&self, i: usize) -> Event {
-        let task = self.task(i);
-        Event::GateWaiting {
-            step: task.id.clone(),
-            title: task.title.clone(),
-            checks: task.checks.clone(),
-            expires_at: self.gate_expiry.get(&i).copied(),
-            at_ms: self.now.at_ms,
-        }
-    }
-
-    /// Rejects every waiting gate whose `timeout:` has passed.
-    fn expire_gates(&mut self) {
-        if self.waiting_gates.is_empty() || self.stopping {
-            return;
-        }
-        let now = self.now.unix_ms;
-        let expired: Vec<usize> = self
-            .waiting_gates
-            .iter()
-            .copied()
-            .filter(|g| self.gate_expiry.get(g).is_some_and(|&at| now >= at))
-            .collect();
-        for &gate in &expired {
-            self.waiting_gates.retain(|&g| g != gate);
-            let timeout = self.task(gate).timeout_ms.unwrap_or_default();
-            self.answer(gate, Some(Approval::timed_out(timeout)));
-        }
-    }
-
-    /// When the next waiting gate expires (ms since 1970), if one has a
-    /// timeout and the run still answers gates.
-    pub fn next_gate_expiry(&self) -> Option<u64> {
-        if self.stopping {
-            // Nothing is answered any more; waking for it would spin.
-            return None;
-        }
-        self.waiting_gates
-            .iter()
-            .filter_map(|g| self.gate_expiry.get(g))
-            .min()
-            .copied()
-    }
-
     fn after_failure(&mut self, i: usize) {
         // A fallback that already ran for an earlier step is not this one's.
         let has_fallback = self.nodes[i]
@@ -937,134 +714,5 @@ impl Machine {
                 }
             }
         }
-    }
-
-    /// Stops the run: nothing more starts (`interrupted`: by the caller,
-    /// not a failure).
-    pub fn cancel(&mut self, message: String, interrupted: bool) {
-        tracing::info!(%message, "cancelling the run");
-        self.stopping = true;
-        self.failed |= !interrupted;
-        self.interrupted |= interrupted;
-        self.message.get_or_insert(message);
-    }
-
-    /// The run's steps are done: a fallback that never ran (say it also
-    /// needs the step it stands in for) leaves that step failed for good.
-    /// Then, under `compensate`, what to undo: (node, whether it completed),
-    /// failed steps first (only their file edits are undone), then completed
-    /// ones, newest first.
-    pub fn wind_down(&mut self) -> Vec<(usize, bool)> {
-        // (A fallback that is ready but held back by a stepping caller will
-        // still run when the run goes on.)
-        let held: HashSet<usize> = self.ready.iter().map(|&(_, i)| i).collect();
-        let orphaned: Vec<usize> = self
-            .awaiting
-            .drain()
-            .filter(|(fallback, _)| !held.contains(fallback))
-            .flat_map(|(_, failed)| failed)
-            .collect();
-        for failed in orphaned {
-            self.fail_for_good(failed);
-        }
-        if !self.compensate {
-            return Vec::new();
-        }
-        let failed = (0..self.nodes.len()).filter(|&i| self.nodes[i].status == StepStatus::Failed);
-        let completed = self
-            .completed
-            .iter()
-            .rev()
-            .copied()
-            .filter(|&i| self.nodes[i].status == StepStatus::Succeeded);
-        failed
-            .map(|i| (i, false))
-            .chain(completed.map(|i| (i, true)))
-            .filter(|&(i, _)| self.task(i).step == StepKind::Task)
-            .collect()
-    }
-
-    /// Node `i`'s output, if it has one.
-    pub fn output(&self, i: usize) -> Option<&serde_json::Value> {
-        self.nodes[i].output.as_ref()
-    }
-
-    /// Node `i`'s compensation succeeded (`completed`: it had completed).
-    pub fn compensated(&mut self, i: usize, completed: bool) {
-        if completed {
-            self.nodes[i].status = StepStatus::Compensated;
-        }
-    }
-
-    /// Adds to why the run failed.
-    pub fn note(&mut self, note: &str) {
-        self.message.get_or_insert_with(String::new).push_str(note);
-    }
-
-    /// Ends the run: its status (recording failed with `record_error`, if
-    /// it did), with the `run_finished` event.
-    pub fn conclude(&mut self, record_error: Option<String>, now: Now) -> RunStatus {
-        self.now = now;
-        if let Some(error) = record_error {
-            self.failed = true;
-            self.interrupted = false;
-            self.message = Some(format!(
-                "the run could not be recorded ({error}), so it was stopped"
-            ));
-        }
-        let status = if self.interrupted {
-            RunStatus::Interrupted
-        } else if self.failed {
-            RunStatus::Failed
-        } else if !self.waiting_gates.is_empty() {
-            let ids: Vec<String> = self
-                .waiting_gates
-                .iter()
-                .map(|&g| format!("`{}`", self.id(g)))
-                .collect();
-            self.message = Some(format!("waiting for approval of {}", ids.join(", ")));
-            RunStatus::Paused
-        } else if !self.ready.is_empty() {
-            // Held back by `start_limit` or `only`: the run goes on later.
-            self.message = Some(format!("{} steps ready, held back", self.ready.len()));
-            RunStatus::Paused
-        } else {
-            RunStatus::Succeeded
-        };
-        self.emit(Event::RunFinished {
-            status,
-            message: self.message.clone(),
-            at_ms: self.now.at_ms,
-        });
-        status
-    }
-
-    /// Why the run failed, paused or was interrupted.
-    pub fn message(&self) -> Option<&str> {
-        self.message.as_deref()
-    }
-
-    /// The ids of steps ready and held back.
-    pub fn held_back(&self) -> Vec<String> {
-        self.ready
-            .iter()
-            .map(|&(_, i)| self.id(i).to_owned())
-            .collect()
-    }
-
-    /// Each node's report, in node order.
-    pub fn into_steps(self) -> Vec<super::StepReport> {
-        let plan = self.plan;
-        self.nodes
-            .into_iter()
-            .map(|node| super::StepReport {
-                id: plan.tasks[node.task].id.clone(),
-                status: node.status,
-                attempts: node.attempts,
-                duration_ms: node.duration_ms,
-                error: node.error,
-                output: node.output,
-            })
-            .collect()
     }
 }

@@ -157,6 +157,7 @@ impl Shared {
             None => Tape::Off,
         };
         Arc::new(StepContext {
+            clock: Arc::clone(&self.clock),
             task: task.id.clone(),
             dir: self.dir.clone(),
             confinement: Arc::clone(&self.confinement),

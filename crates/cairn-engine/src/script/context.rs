@@ -426,6 +426,9 @@ pub trait ProcessLog: Send + Sync {
 
 /// The step a host function runs for.
 pub struct StepContext {
+    /// The run's clock: `now()`, `sleep()` and retry backoff read and
+    /// wait on it.
+    pub clock: Arc<dyn crate::clock::Clock>,
     /// The step's id; log lines and journal entries are filed under it.
     pub task: String,
     /// The plan's directory: `sh` runs there and relative paths resolve there.

@@ -1,7 +1,7 @@
 //! Functions every step has: `log`, `fail`, `now`, `rand`, `sleep`, `spend`,
 //! `artifact`, and `evidence`, `confidence`, `best_hypothesis`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rhai::{Dynamic, Engine, EvalAltResult};
 
@@ -25,11 +25,7 @@ pub fn always(engine: &mut Engine) {
         Err(runtime(message.to_string()))
     });
     engine.register_fn("now", || -> Result<i64> {
-        outside("now", json!([]), |_| {
-            Ok(SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64))
-        })
+        outside("now", json!([]), |ctx| Ok(ctx.clock.unix_ms() as i64))
     });
     engine.register_fn("rand", || -> Result<f64> {
         outside("rand", json!([]), |ctx| {
@@ -152,7 +148,10 @@ pub fn pause(total: Duration) -> Result<()> {
     if ctx.replaying() {
         return Ok(());
     }
-    let end = std::time::Instant::now() + total;
+    let clock = &ctx.clock;
+    let end = clock
+        .monotonic_ms()
+        .saturating_add(total.as_millis() as u64);
     loop {
         if let Some(i) = ctx.interrupted() {
             return Err(Box::new(EvalAltResult::ErrorTerminated(
@@ -160,10 +159,11 @@ pub fn pause(total: Duration) -> Result<()> {
                 rhai::Position::NONE,
             )));
         }
-        let now = std::time::Instant::now();
+        let now = clock.monotonic_ms();
         if now >= end {
             return Ok(());
         }
-        std::thread::sleep((end - now).min(Duration::from_millis(10)));
+        // In slices, so a cancel or a timeout ends the wait within 10 ms.
+        clock.sleep(Duration::from_millis((end - now).min(10)));
     }
 }

@@ -1,0 +1,139 @@
+//! How a run ends in the state machine: cancelling, what compensation
+//! undoes and in which order, the final status and the steps' report.
+
+use std::collections::HashSet;
+
+use super::{Machine, Now};
+use crate::run::events::{Event, RunStatus, StepStatus};
+use cairn_lang::plan::StepKind;
+
+impl Machine {
+    /// Stops the run: nothing more starts (`interrupted`: by the caller,
+    /// not a failure).
+    pub fn cancel(&mut self, message: String, interrupted: bool) {
+        tracing::info!(%message, "cancelling the run");
+        self.stopping = true;
+        self.failed |= !interrupted;
+        self.interrupted |= interrupted;
+        self.message.get_or_insert(message);
+    }
+
+    /// The run's steps are done: a fallback that never ran (say it also
+    /// needs the step it stands in for) leaves that step failed for good.
+    /// Then, under `compensate`, what to undo: (node, whether it completed),
+    /// failed steps first (only their file edits are undone), then completed
+    /// ones, newest first.
+    pub fn wind_down(&mut self) -> Vec<(usize, bool)> {
+        // (A fallback that is ready but held back by a stepping caller will
+        // still run when the run goes on.)
+        let held: HashSet<usize> = self.ready.iter().map(|&(_, i)| i).collect();
+        let orphaned: Vec<usize> = self
+            .awaiting
+            .drain()
+            .filter(|(fallback, _)| !held.contains(fallback))
+            .flat_map(|(_, failed)| failed)
+            .collect();
+        for failed in orphaned {
+            self.fail_for_good(failed);
+        }
+        if !self.compensate {
+            return Vec::new();
+        }
+        let failed = (0..self.nodes.len()).filter(|&i| self.nodes[i].status == StepStatus::Failed);
+        let completed = self
+            .completed
+            .iter()
+            .rev()
+            .copied()
+            .filter(|&i| self.nodes[i].status == StepStatus::Succeeded);
+        failed
+            .map(|i| (i, false))
+            .chain(completed.map(|i| (i, true)))
+            .filter(|&(i, _)| self.task(i).step == StepKind::Task)
+            .collect()
+    }
+
+    /// Node `i`'s output, if it has one.
+    pub fn output(&self, i: usize) -> Option<&serde_json::Value> {
+        self.nodes[i].output.as_ref()
+    }
+
+    /// Node `i`'s compensation succeeded (`completed`: it had completed).
+    pub fn compensated(&mut self, i: usize, completed: bool) {
+        if completed {
+            self.nodes[i].status = StepStatus::Compensated;
+        }
+    }
+
+    /// Adds to why the run failed.
+    pub fn note(&mut self, note: &str) {
+        self.message.get_or_insert_with(String::new).push_str(note);
+    }
+
+    /// Ends the run: its status (recording failed with `record_error`, if
+    /// it did), with the `run_finished` event.
+    pub fn conclude(&mut self, record_error: Option<String>, now: Now) -> RunStatus {
+        self.now = now;
+        if let Some(error) = record_error {
+            self.failed = true;
+            self.interrupted = false;
+            self.message = Some(format!(
+                "the run could not be recorded ({error}), so it was stopped"
+            ));
+        }
+        let status = if self.interrupted {
+            RunStatus::Interrupted
+        } else if self.failed {
+            RunStatus::Failed
+        } else if !self.waiting_gates.is_empty() {
+            let ids: Vec<String> = self
+                .waiting_gates
+                .iter()
+                .map(|&g| format!("`{}`", self.id(g)))
+                .collect();
+            self.message = Some(format!("waiting for approval of {}", ids.join(", ")));
+            RunStatus::Paused
+        } else if !self.ready.is_empty() {
+            // Held back by `start_limit` or `only`: the run goes on later.
+            self.message = Some(format!("{} steps ready, held back", self.ready.len()));
+            RunStatus::Paused
+        } else {
+            RunStatus::Succeeded
+        };
+        self.emit(Event::RunFinished {
+            status,
+            message: self.message.clone(),
+            at_ms: self.now.at_ms,
+        });
+        status
+    }
+
+    /// Why the run failed, paused or was interrupted.
+    pub fn message(&self) -> Option<&str> {
+        self.message.as_deref()
+    }
+
+    /// The ids of steps ready and held back.
+    pub fn held_back(&self) -> Vec<String> {
+        self.ready
+            .iter()
+            .map(|&(_, i)| self.id(i).to_owned())
+            .collect()
+    }
+
+    /// Each node's report, in node order.
+    pub fn into_steps(self) -> Vec<crate::run::StepReport> {
+        let plan = self.plan;
+        self.nodes
+            .into_iter()
+            .map(|node| crate::run::StepReport {
+                id: plan.tasks[node.task].id.clone(),
+                status: node.status,
+                attempts: node.attempts,
+                duration_ms: node.duration_ms,
+                error: node.error,
+                output: node.output,
+            })
+            .collect()
+    }
+}

@@ -117,7 +117,6 @@ pub async fn run(
         max_parallel,
     );
     books.machine.begin(books.now());
-    books.flush();
     let pool = Arc::new(Pool {
         state: Mutex::new(books),
         wake: Condvar::new(),
@@ -426,6 +425,9 @@ struct Books {
     /// The engine of each task's capability set, by plan task.
     engines: Vec<Arc<rhai::Engine>>,
     approver: Option<Approver>,
+    /// Whether any gate has a `timeout:`: only then does the machine read
+    /// the time of day (a system call the busiest loops can do without).
+    timed_gates: bool,
 }
 
 impl Books {
@@ -462,8 +464,15 @@ impl Books {
             .iter()
             .map(|t| sandbox.engine(&t.using))
             .collect();
+        let mut machine = Machine::new(plan, policy, kept);
+        // Recorded and reported as they happen, in the lock, as before the
+        // step that follows them starts.
+        let reporter = Arc::clone(&shared);
+        machine.report_to(Box::new(move |event| reporter.emit(event)));
+        let timed_gates = plan_has_timed_gates(&shared.plan);
         Self {
-            machine: Machine::new(plan, policy, kept),
+            timed_gates,
+            machine,
             shared,
             engines,
             approver: options.approver,
@@ -473,7 +482,11 @@ impl Books {
     fn now(&self) -> Now {
         Now {
             at_ms: self.shared.at_ms(),
-            unix_ms: self.shared.clock.unix_ms(),
+            unix_ms: if self.timed_gates {
+                self.shared.clock.unix_ms()
+            } else {
+                0
+            },
         }
     }
 
@@ -481,17 +494,9 @@ impl Books {
         self.shared.cost.exceeded.load(Ordering::SeqCst)
     }
 
-    /// Reports what the machine said happened (recorded first).
-    fn flush(&mut self) {
-        for event in self.machine.take_events() {
-            self.shared.emit(event);
-        }
-    }
-
     fn tick(&mut self) {
         let (now, over_budget) = (self.now(), self.over_budget());
         self.machine.tick(now, over_budget);
-        self.flush();
     }
 
     fn finished(&mut self, i: usize, outcome: Outcome) {
@@ -501,13 +506,10 @@ impl Books {
         };
         let now = self.now();
         self.machine.finished(i, outcome, finished, now);
-        self.flush();
     }
 
     fn unstick(&mut self) -> bool {
-        let unstuck = self.machine.unstick();
-        self.flush();
-        unstuck
+        self.machine.unstick()
     }
 
     fn cancel(&mut self, message: String, interrupted: bool) {
@@ -564,7 +566,6 @@ impl Books {
     /// Compensation, the final event and the report.
     async fn finish(mut self, events: &Outbox, observe: &mut impl FnMut(&Event)) -> Report {
         let order = self.machine.wind_down();
-        self.flush();
         for (i, completed) in order {
             let task = self.machine.task(i);
             let edits = self
@@ -608,7 +609,6 @@ impl Books {
         events.drain(observe);
         let now = self.now();
         let status = self.machine.conclude(self.shared.record_error(), now);
-        self.flush();
         self.shared.sync();
         events.drain(observe);
         // The last commit may have failed too (a full disk stays full).
@@ -633,6 +633,13 @@ impl Books {
             steps: self.machine.into_steps(),
         }
     }
+}
+
+/// Whether a gate of the plan has a `timeout:`.
+fn plan_has_timed_gates(plan: &Plan) -> bool {
+    plan.tasks
+        .iter()
+        .any(|t| t.step == cairn_lang::plan::StepKind::Gate && t.timeout_ms.is_some())
 }
 
 /// The plan's hypotheses, with the evidence a resumed run weighed before.

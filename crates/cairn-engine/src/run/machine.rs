@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use petgraph::visit::EdgeRef;
+use petgraph::Direction;
 
 mod end;
 mod gates;
@@ -58,6 +59,8 @@ struct Node {
     settled: bool,
     /// In a resumed run, the outcome it keeps from before, taken when it starts.
     kept: Option<Outcome>,
+    /// Edges beyond the plan's graph (to and from nodes added while the
+    /// run goes on); the plan's own are read from the plan, not copied.
     outgoing: Vec<Edge>,
     incoming: Vec<Edge>,
     /// The steps its code names in `outputs[…]`.
@@ -89,6 +92,14 @@ impl Node {
     }
 }
 
+/// Where the machine's events go.
+enum Events {
+    /// Kept until taken.
+    Kept(Vec<Event>),
+    /// Handed on as they happen.
+    Reported(Box<dyn FnMut(Event) + Send>),
+}
+
 /// The scheduler's books.
 pub struct Machine {
     plan: Arc<Plan>,
@@ -100,8 +111,8 @@ pub struct Machine {
     running: usize,
     /// Work asked for and not yet taken by the driver, in start order.
     actions: VecDeque<Action>,
-    /// Events to report, in order, since the driver last took them.
-    events: Vec<Event>,
+    /// Where events go: kept until taken, or reported as they happen.
+    events: Events,
     now: Now,
     in_use: HashMap<String, f64>,
     /// A failed step waiting for its fallback: fallback → failed steps.
@@ -130,25 +141,19 @@ impl Machine {
     /// resumed run, each task's outcome from before (by task; empty
     /// otherwise).
     pub fn new(plan: Arc<Plan>, policy: Policy, kept: Vec<Option<Outcome>>) -> Self {
-        let mut nodes: Vec<Node> = (0..plan.tasks.len()).map(Node::new).collect();
-        for edge in plan.graph.edge_references() {
-            let (from, to) = (edge.source().index(), edge.target().index());
-            let kind = edge.weight().kind;
-            nodes[from].outgoing.push(Edge { node: to, kind });
-            nodes[to].incoming.push(Edge { node: from, kind });
-        }
-        // petgraph lists a node's edges newest first; the machine resolves
-        // them in that order, as the plan's graph gives them.
-        for node in &mut nodes {
-            node.outgoing.reverse();
-            node.incoming.reverse();
-            node.unresolved = node.incoming.len();
-            node.ordering = node
-                .incoming
-                .iter()
-                .filter(|e| !e.kind.is_conditional())
-                .count();
-        }
+        let mut nodes: Vec<Node> = (0..plan.tasks.len())
+            .map(|i| {
+                let mut node = Node::new(i);
+                for edge in plan
+                    .graph
+                    .edges_directed(Plan::node(i), Direction::Incoming)
+                {
+                    node.unresolved += 1;
+                    node.ordering += usize::from(!edge.weight().kind.is_conditional());
+                }
+                node
+            })
+            .collect();
         // Only built when some code reads outputs by name.
         if plan.tasks.iter().any(|t| !t.reads.is_empty()) {
             let index: HashMap<&str, usize> = plan
@@ -175,7 +180,7 @@ impl Machine {
             ready: BTreeSet::new(),
             running: 0,
             actions: VecDeque::new(),
-            events: Vec::new(),
+            events: Events::Kept(Vec::new()),
             now: Now::default(),
             in_use: HashMap::new(),
             awaiting: HashMap::new(),
@@ -223,6 +228,34 @@ impl Machine {
             self.decide(node);
         }
         node
+    }
+
+    /// Node `i`'s outgoing edges: the plan's (newest first, as its graph
+    /// lists them), then any added since.
+    fn outgoing(&self, i: usize) -> impl Iterator<Item = Edge> + '_ {
+        self.plan_edges(i, Direction::Outgoing)
+            .chain(self.nodes[i].outgoing.iter().copied())
+    }
+
+    /// Node `i`'s incoming edges, the plan's first.
+    fn incoming(&self, i: usize) -> impl Iterator<Item = Edge> + '_ {
+        self.plan_edges(i, Direction::Incoming)
+            .chain(self.nodes[i].incoming.iter().copied())
+    }
+
+    fn plan_edges(&self, i: usize, direction: Direction) -> impl Iterator<Item = Edge> + '_ {
+        let in_plan = i < self.plan.graph.node_count();
+        in_plan
+            .then(|| self.plan.graph.edges_directed(Plan::node(i), direction))
+            .into_iter()
+            .flatten()
+            .map(move |e| Edge {
+                node: match direction {
+                    Direction::Outgoing => e.target().index(),
+                    Direction::Incoming => e.source().index(),
+                },
+                kind: e.weight().kind,
+            })
     }
 
     /// How many nodes there are.
@@ -279,9 +312,21 @@ impl Machine {
         !self.actions.is_empty()
     }
 
-    /// The events since the last call, in order.
-    pub fn take_events(&mut self) -> std::vec::Drain<'_, Event> {
-        self.events.drain(..)
+    /// Hands every event from now on to `report` as it happens, instead of
+    /// keeping it for [`Machine::take_events`]: a long run of steps that
+    /// settle without a thread (no code, kept outcomes) is reported while
+    /// it goes on, not all at once at its end.
+    pub fn report_to(&mut self, report: Box<dyn FnMut(Event) + Send>) {
+        self.events = Events::Reported(report);
+    }
+
+    /// The events kept since the last call, in order (none once they are
+    /// reported as they happen).
+    pub fn take_events(&mut self) -> Vec<Event> {
+        match &mut self.events {
+            Events::Kept(events) => std::mem::take(events),
+            Events::Reported(_) => Vec::new(),
+        }
     }
 
     /// Whether a gate began waiting with a deadline since the last call.
@@ -305,7 +350,10 @@ impl Machine {
     }
 
     fn emit(&mut self, event: Event) {
-        self.events.push(event);
+        match &mut self.events {
+            Events::Kept(events) => events.push(event),
+            Events::Reported(report) => report(event),
+        }
     }
 
     /// All incoming edges are resolved: run the step, or skip it.
@@ -336,9 +384,8 @@ impl Machine {
 
     /// Resolves this step's `on failure ->` edges: taken only if it failed.
     fn resolve_failure_routes(&mut self, i: usize, failed: bool) {
-        let targets: Vec<usize> = self.nodes[i]
-            .outgoing
-            .iter()
+        let targets: Vec<usize> = self
+            .outgoing(i)
             .filter(|e| e.kind == EdgeKind::OnFailure)
             .map(|e| e.node)
             .filter(|&t| !self.unstuck.contains(&(i, t)))
@@ -357,10 +404,8 @@ impl Machine {
         self.nodes[i].settled = true;
         let status = self.nodes[i].status;
         let chosen = self.nodes[i].chosen;
-        let edges: Vec<Edge> = self.nodes[i]
-            .outgoing
-            .iter()
-            .copied()
+        let edges: Vec<Edge> = self
+            .outgoing(i)
             .filter(|e| e.kind != EdgeKind::OnFailure)
             .collect();
         for Edge { node: t, kind } in edges {
@@ -453,7 +498,7 @@ impl Machine {
             if self.nodes[fallback].started || self.nodes[fallback].unresolved == 0 {
                 continue;
             }
-            for edge in &self.nodes[fallback].incoming {
+            for edge in self.incoming(fallback) {
                 let source = edge.node;
                 if edge.kind == EdgeKind::OnFailure
                     && !self.nodes[source].started
@@ -588,7 +633,7 @@ impl Machine {
             .import
             .as_ref()
             .map(|alias| format!("{alias}."));
-        let predecessors = node.incoming.iter().map(|e| e.node);
+        let predecessors = self.incoming(i).map(|e| e.node);
         for j in predecessors.chain(node.reads.iter().copied()) {
             if let Some(output) = &self.nodes[j].output {
                 let id = self.id(j);
@@ -602,9 +647,8 @@ impl Machine {
 
     fn after_failure(&mut self, i: usize) {
         // A fallback that already ran for an earlier step is not this one's.
-        let has_fallback = self.nodes[i]
-            .outgoing
-            .iter()
+        let has_fallback = self
+            .outgoing(i)
             .any(|e| e.kind == EdgeKind::OnFailure && !self.unstuck.contains(&(i, e.node)));
         self.resolve_failure_routes(i, true);
         if !has_fallback {

@@ -105,7 +105,7 @@ pub fn bring_in(
             identity,
             shown: text.name().to_owned(),
         });
-        let (mut found, plan) = super::run(&text, capabilities, resolver, &deeper);
+        let (mut found, plan) = super::run(&text, capabilities, resolver, &deeper, None);
         let failed = found.iter().any(Diagnostic::is_error);
         diagnostics.append(&mut found);
         let Some(plan) = plan.filter(|_| !failed) else {

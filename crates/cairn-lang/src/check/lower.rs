@@ -64,6 +64,8 @@ pub struct Header<'a> {
     pub default_timeout_ms: u64,
     pub metadata: Metadata,
     pub hypotheses: Vec<Hypothesis>,
+    /// Each hypothesis's id where it is declared, in order.
+    pub hypothesis_ids: Vec<Spanned<String>>,
     pub uses: Vec<Use>,
 }
 
@@ -504,6 +506,7 @@ impl<'a> Lowering<'a> {
             default_timeout_ms: DEFAULT_TIMEOUT_MS,
             metadata: Metadata::default(),
             hypotheses: Vec::new(),
+            hypothesis_ids: Vec::new(),
             uses: Vec::new(),
         };
         self.header_attrs(item);
@@ -593,6 +596,7 @@ impl<'a> Lowering<'a> {
                         id: id.value.clone(),
                         statement: statement.value.clone(),
                     });
+                    header.hypothesis_ids.push(id.clone());
                 }
                 FieldValue::MaxParallel(token) => {
                     if let Some(n) = self.integer(token, "max_parallel", 1, 10_000) {

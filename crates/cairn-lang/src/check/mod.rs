@@ -3,6 +3,7 @@
 mod fields;
 mod graph;
 mod imports;
+mod index;
 mod lower;
 mod resolve;
 mod rules;
@@ -19,6 +20,7 @@ use crate::source::Source;
 use crate::syntax::{self, ast::ItemKeyword};
 
 pub use graph::width;
+pub use index::{Index, NameKind, Site};
 pub use lower::DEFAULT_MAX_PARALLEL;
 pub use resolve::{Found, Resolver};
 pub use scripts::{LeftOut, LEFT_OUT};
@@ -58,8 +60,31 @@ pub fn check_using(
     capabilities: &Capabilities,
     resolver: &dyn Resolver,
 ) -> Checked {
+    checked(source, capabilities, resolver, None)
+}
+
+/// [`check_using`], and where each name of the file is defined and used
+/// (for an editor: go to definition, references, rename). The index is
+/// built only here: checking alone keeps no spans it does not need.
+pub fn check_indexed(
+    source: &Arc<Source>,
+    capabilities: &Capabilities,
+    resolver: &dyn Resolver,
+) -> (Checked, Index) {
+    let mut index = Index::default();
+    let checked = checked(source, capabilities, resolver, Some(&mut index));
+    index.finish();
+    (checked, index)
+}
+
+fn checked(
+    source: &Arc<Source>,
+    capabilities: &Capabilities,
+    resolver: &dyn Resolver,
+    index: Option<&mut Index>,
+) -> Checked {
     let chain = [imports::start(source, resolver)];
-    let (mut diagnostics, plan) = run(source, capabilities, resolver, &chain);
+    let (mut diagnostics, plan) = run(source, capabilities, resolver, &chain, index);
     diagnostics.sort_by_key(|d| (d.offset(), d.severity));
     Checked {
         plan: plan.filter(|_| !diagnostics.iter().any(Diagnostic::is_error)),
@@ -74,6 +99,7 @@ fn run(
     capabilities: &Capabilities,
     resolver: &dyn Resolver,
     chain: &[imports::Link],
+    index: Option<&mut Index>,
 ) -> (Vec<Diagnostic>, Option<Plan>) {
     let (document, mut diagnostics) = syntax::parse(source);
     if diagnostics.iter().any(Diagnostic::is_error) {
@@ -136,6 +162,7 @@ fn run(
         HashMap::with_capacity(items.len());
     let mut tasks = imported.tasks;
     let mut refs = imported.refs;
+    let local_refs = refs.len();
     // Tasks are large; growing the vectors step by step copied them over
     // and over (a fifth of checking a 100,000-task plan).
     tasks.reserve(items.len());
@@ -194,6 +221,9 @@ fn run(
     let Some(header) = header else {
         return (diagnostics, None);
     };
+    if let Some(index) = index {
+        indexed(index, source, items, &header, &refs[local_refs..]);
+    }
     rules::check(
         source,
         &header,
@@ -230,4 +260,62 @@ fn run(
         graph: std::mem::take(&mut graph),
     };
     (diagnostics, Some(plan))
+}
+
+/// Fills `index` with the file's own definitions and references (imported
+/// steps' are in their own files).
+fn indexed(
+    index: &mut Index,
+    source: &Source,
+    items: &[syntax::ast::Item],
+    header: &lower::Header<'_>,
+    refs: &[lower::StepRefs<'_>],
+) {
+    let mut seen = std::collections::HashSet::new();
+    for item in items
+        .iter()
+        .filter(|i| i.keyword.value != ItemKeyword::Plan)
+    {
+        if seen.insert(item.id.value.as_str()) {
+            index.define(NameKind::Step, &item.id.value, item.id.span);
+        }
+    }
+    for (name, _) in &header.params {
+        index.define(NameKind::Param, &name.value, name.span);
+    }
+    for id in &header.hypothesis_ids {
+        index.define(NameKind::Hypothesis, &id.value, id.span);
+    }
+    for import in &header.uses {
+        index.define(NameKind::Alias, &import.alias.value, import.alias.span);
+    }
+    let code_refs = |index: &mut Index, uses: &[lower::CodeUse<'_>]| {
+        for code in uses {
+            for (id, position) in &code.analysis.outputs {
+                let span = scripts::find_after(source, code.code, *position, id);
+                index.refer(NameKind::Step, id, span);
+            }
+            for (name, position) in &code.analysis.params {
+                let span = scripts::find_after(source, code.code, *position, name);
+                index.refer(NameKind::Param, name, span);
+            }
+        }
+    };
+    code_refs(index, &header.param_code);
+    for r in refs {
+        let routes = r.needs.iter().chain(&r.fallback).chain(&r.on_success);
+        for target in routes.chain(&r.branches).chain(&r.else_target) {
+            index.refer(NameKind::Step, &target.value, target.span);
+            // `alias.id` names the alias too.
+            if let Some((alias, _)) = target.value.split_once('.') {
+                let span =
+                    crate::span::Span::new(target.span.start, target.span.start + alias.len());
+                index.refer(NameKind::Alias, alias, span);
+            }
+        }
+        for capability in &r.using {
+            index.refer(NameKind::Capability, &capability.value, capability.span);
+        }
+        code_refs(index, &r.code);
+    }
 }

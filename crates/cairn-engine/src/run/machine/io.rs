@@ -49,7 +49,9 @@ pub enum Outcome {
 pub struct Now {
     /// Milliseconds since the run started (its events' `at_ms`).
     pub at_ms: u64,
-    /// Milliseconds since 1970 (gate deadlines outlive the process).
+    /// Milliseconds since 1970 (gate deadlines outlive the process); read
+    /// only for gates with a `timeout:`, so a driver may leave it 0 when
+    /// the plan has none.
     pub unix_ms: u64,
 }
 

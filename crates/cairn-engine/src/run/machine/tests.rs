@@ -78,6 +78,7 @@ fn fail(machine: &mut Machine, id: &str, ms: u64) {
 fn events(machine: &mut Machine) -> Vec<String> {
     machine
         .take_events()
+        .iter()
         .map(|e| match e.step() {
             Some(step) => format!("{} {step}", e.name()),
             None => e.name().to_owned(),

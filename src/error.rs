@@ -45,6 +45,21 @@ pub enum Error {
     Output(#[source] std::io::Error),
 }
 
+impl From<cairn_store::services::ServiceError> for Error {
+    fn from(error: cairn_store::services::ServiceError) -> Self {
+        use cairn_store::services::ServiceError;
+        match error {
+            ServiceError::Store(e) => Error::Store(e),
+            ServiceError::Engine(e) => Error::Engine(e),
+            ServiceError::Invalid(diagnostics) => {
+                Error::Engine(cairn_engine::Error::Check(diagnostics))
+            }
+            ServiceError::Tampered { run, problem } => Error::Tampered { run, problem },
+            ServiceError::Refused(message) => Error::Usage(message),
+        }
+    }
+}
+
 impl Error {
     /// The process exit code: 2 for invalid plans and bad input.
     pub fn exit_code(&self) -> i32 {

@@ -8,6 +8,7 @@ mod open;
 mod plans;
 mod processes;
 mod schema;
+pub mod services;
 mod states;
 
 use std::path::{Path, PathBuf};

@@ -80,7 +80,7 @@ fn check(bencher: Bencher, tasks: usize) {
     bencher
         .counter(BytesCount::new(source.text().len()))
         .bench(|| {
-            let checked = cairn_lang::check::check(&source);
+            let checked = cairn_engine::check(&source);
             assert!(!checked.has_errors(), "{:?}", checked.diagnostics.first());
             checked
         });
@@ -132,7 +132,7 @@ fn unknown_needs(steps: usize) -> Arc<Source> {
 /// Checks a broken plan and renders every diagnostic as `cairn check` does
 /// (miette, no colour, 100 columns): the whole cost of reporting it.
 fn check_and_render(source: &Arc<Source>) -> usize {
-    let checked = cairn_lang::check::check(source);
+    let checked = cairn_engine::check(source);
     assert!(checked.has_errors());
     let handler =
         miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())

@@ -17,8 +17,7 @@ fn main() {
 mod shapes;
 
 fn plan(shape: &str, body: &str) -> Arc<Plan> {
-    let checked =
-        cairn_lang::check::check(&Source::new("bench.plan", shapes::plan_text(shape, body)));
+    let checked = cairn_engine::check(&Source::new("bench.plan", shapes::plan_text(shape, body)));
     Arc::new(checked.plan.expect("the benchmark plan checks"))
 }
 

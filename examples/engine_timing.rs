@@ -17,10 +17,8 @@ fn main() {
         .expect("runtime");
     for (label, body) in [("no_code", ""), ("trivial_body", "  run: ()\n")] {
         for shape in ["chain", "fan", "lattice"] {
-            let checked = cairn_lang::check::check(&Source::new(
-                "bench.plan",
-                shapes::plan_text(shape, body),
-            ));
+            let checked =
+                cairn_engine::check(&Source::new("bench.plan", shapes::plan_text(shape, body)));
             let plan = Arc::new(checked.plan.expect("checks"));
             let mut times: Vec<f64> = (0..7)
                 .map(|_| {

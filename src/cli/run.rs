@@ -39,7 +39,8 @@ pub fn run(args: Args) -> Result<i32, Error> {
     if args.dry_run {
         run::check_params(&plan, &params)?;
         let width = args.max_parallel.unwrap_or(plan.max_parallel);
-        print!("{}", run::explain(&plan, width));
+        let registry = cairn_engine::stdlib::registry();
+        print!("{}", run::explain(&plan, width, registry.capabilities()));
         return Ok(0);
     }
     run::check_params(&plan, &params)?;
@@ -123,9 +124,9 @@ impl Session {
         // Each command's process group is in the store while it runs.
         options.processes = Some(Arc::clone(&processes) as Arc<dyn run::ProcessLog>);
         options.approver = interactive.then(|| Arc::new(approver) as run::Approver);
-        if options.registrars.is_empty() {
-            options.registrars = cairn_engine::stdlib::registrars();
-        }
+        options
+            .capabilities
+            .get_or_insert_with(cairn_engine::stdlib::registry);
         // With `--events -` the JSON lines own stdout and progress goes to stderr.
         let mut events_out: Option<Box<dyn Write>> = match self.events.as_deref() {
             None => None,

@@ -56,6 +56,7 @@ impl Session {
             tape: context::Tape::Off,
             calls: Default::default(),
             using: Vec::new(),
+            capabilities: Arc::new(cairn_engine::stdlib::registry().capabilities().clone()),
             output_limit: context::DEFAULT_OUTPUT_LIMIT,
             blobs: Some(Arc::from(self.state_dir.join("blobs"))),
             // No capabilities at the prompt: no commands to record.

@@ -151,7 +151,7 @@ impl Session {
     ) -> Result<Self, Error> {
         let claim = store.claim(&run_id)?;
         crate::cli::stop_left_running(&store, &run_id)?;
-        let sandbox = Sandbox::new([&[][..]], &cairn_engine::stdlib::registrars());
+        let sandbox = Sandbox::new([&[][..]], &cairn_engine::Registry::empty());
         Ok(Self {
             store,
             state_dir: state_dir.to_path_buf(),
@@ -210,7 +210,7 @@ impl Session {
             dir: crate::cli::plan_dir(Path::new(&self.file)),
             state_dir: Some(self.state_dir.clone()),
             resume: Some(Arc::new(history.resume(&[]))),
-            registrars: cairn_engine::stdlib::registrars(),
+            capabilities: Some(cairn_engine::stdlib::registry()),
             ..Options::default()
         })
     }

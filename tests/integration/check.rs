@@ -759,7 +759,6 @@ fn twenty_thousand_unknown_needs_are_reported_with_suggestions() {
 /// so plans held in memory (an editor's unsaved buffers) import each other.
 #[test]
 fn imports_resolve_through_the_resolver_given() {
-    use cairn_engine::script::Capabilities;
     use cairn_lang::check::{check_using, Found, Resolver};
     use cairn_lang::source::Source;
 
@@ -792,14 +791,18 @@ fn imports_resolve_through_the_resolver_given() {
             .to_owned(),
     );
     // Neither file exists on disk.
-    let checked = check_using(&main, &Capabilities::builtin(), &Buffers);
+    let checked = check_using(
+        &main,
+        cairn_engine::Registry::builtin().capabilities(),
+        &Buffers,
+    );
     assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
     let plan = checked.plan.expect("a plan");
     assert!(plan.tasks.iter().any(|t| t.id == "lib.build"));
     // The stdlib-only resolver reads no file either: a file import fails.
     let checked = check_using(
         &main,
-        &Capabilities::builtin(),
+        cairn_engine::Registry::builtin().capabilities(),
         &cairn_lang::templates::Templates,
     );
     assert!(

@@ -56,6 +56,79 @@ fn an_unknown_capability_name_is_a_check_error_without_registration() {
     );
 }
 
+/// A host capability is described like the built-in ones: one that takes
+/// scopes may be narrowed in `allow:`, one that does not is refused there.
+#[test]
+fn a_host_capability_says_whether_it_takes_scopes() {
+    let mut engine = engine();
+    engine.register(
+        cairn_engine::script::Capability::new("queue", &["enqueue"]).scoped("<queue>"),
+        |rhai| {
+            rhai.register_fn("enqueue", |job: &str| format!("queued {job}"));
+        },
+    );
+    let plan = "plan p \"P\"\n  allow: queue(builds), tickets\n\ntask t \"T\" using:queue\n  run: enqueue(\"x\")\n";
+    let plan = engine.load_str("p.plan", plan).expect("queue takes scopes");
+    let report = engine
+        .run_blocking(plan, Options::default(), |_| {})
+        .expect("runs");
+    assert_eq!(report.steps[0].output, Some(serde_json::json!("queued x")));
+    let err = engine
+        .load_str("p.plan", "plan p \"P\"\n  allow: tickets(a)\n")
+        .expect_err("tickets takes no scopes");
+    let cairn_engine::Error::Check(diagnostics) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+    assert_eq!(diagnostics[0].message, "`tickets` cannot be narrowed");
+    assert_eq!(
+        diagnostics[0].help.as_deref(),
+        Some("only `fs.read(<glob>, …)`, `fs.write(<glob>, …)`, `http(host, …)` and `queue(<queue>, …)` take scopes")
+    );
+}
+
+/// The built-in capabilities are registry entries like a host's: a host may
+/// replace one, and its tasks then call the host's functions.
+#[test]
+fn a_host_may_replace_a_built_in_capability() {
+    let mut engine = Engine::new();
+    engine.register_capability("sh", &["sh"], |rhai| {
+        rhai.register_fn("sh", |command: &str| format!("would run {command}"));
+    });
+    let plan = engine
+        .load_str(
+            "p.plan",
+            "plan p \"P\"\n  allow: sh\n\ntask t \"T\" using:sh\n  run: sh(\"rm -rf /\")\n",
+        )
+        .expect("checks");
+    let report = engine
+        .run_blocking(plan, Options::default(), |_| {})
+        .expect("runs");
+    assert_eq!(
+        report.steps[0].output,
+        Some(serde_json::json!("would run rm -rf /"))
+    );
+}
+
+/// A host function reached by name at run time (past the checker) from a
+/// task that did not declare its capability is named as such.
+#[test]
+fn a_dynamic_call_to_an_undeclared_host_function_names_its_capability() {
+    let plan = engine()
+        .load_str(
+            "p.plan",
+            "plan p \"P\"\n  allow: tickets\n\ntask t \"T\"\n  run: call(Fn(\"ticket_\" + \"open\"), \"x\")\n",
+        )
+        .expect("checks");
+    let report = engine()
+        .run_blocking(plan, Options::default(), |_| {})
+        .expect("runs");
+    assert_eq!(
+        report.steps[0].error.as_deref(),
+        Some("`ticket_open` is not available: the task does not declare `using:tickets`")
+    );
+}
+
 #[test]
 fn the_embed_example_runs() {
     // Integration tests live in target/<profile>/deps; examples beside them.

@@ -40,7 +40,7 @@ proptest! {
     #[test]
     fn random_dags_lower_with_their_edges(needs in dags(), commas in any::<bool>()) {
         let text = render(&needs, if commas { ", " } else { " " });
-        let checked = cairn_lang::check::check(&Source::new("random.plan", text));
+        let checked = cairn_engine::check(&Source::new("random.plan", text));
         prop_assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
         let plan = checked.plan.expect("a plan");
         let expected: BTreeSet<(usize, usize)> = needs
@@ -61,7 +61,7 @@ proptest! {
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         let text = String::from_utf8_lossy(&bytes).into_owned();
-        let _ = cairn_lang::check::check(&Source::new("random.plan", text));
+        let _ = cairn_engine::check(&Source::new("random.plan", text));
     }
 
     #[test]
@@ -77,7 +77,7 @@ proptest! {
         Just("  budget: time 1m"), Just("  labels: a, b"), Just("  on failure ->"), Just("  expect: #{a: 1}"),
     ], 0..40)) {
         let text: String = parts.concat();
-        let _ = cairn_lang::check::check(&Source::new("random.plan", text));
+        let _ = cairn_engine::check(&Source::new("random.plan", text));
     }
 }
 

@@ -35,7 +35,7 @@ fn plan(dag: &[(Vec<usize>, i64)], max_parallel: usize) -> Arc<cairn_lang::plan:
             text.push_str(&format!("  needs: {}\n", ids.join(", ")));
         }
     }
-    let checked = cairn_lang::check::check(&Source::new("random.plan", text));
+    let checked = cairn_engine::check(&Source::new("random.plan", text));
     Arc::new(checked.plan.expect("random DAGs check"))
 }
 

@@ -71,6 +71,22 @@ fn the_other_templates_dry_run() {
     }
 }
 
+/// The dry run names the stdlib tools' calls from the same registry entry
+/// the checker and the sandbox use, as it names `sh` or `http`.
+#[test]
+fn the_dry_run_names_host_capability_calls() {
+    let test = Test::new();
+    let run = cairn(&test, &["run", "debug-500", "--dry-run"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("would call simulated_service()  [simulate]")
+            && run.stdout.contains("would call load_test(…, …)  [load]"),
+        "{}",
+        run.stdout
+    );
+}
+
 #[test]
 fn debug_500_finds_pool_exhaustion_and_writes_a_postmortem() {
     let test = Test::new();

@@ -1,12 +1,12 @@
 //! The embedding API: load plans, register host capabilities, run, observe.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::capability::Registry;
 use crate::error::Error;
 use crate::run::{self, Event, Options, Report};
-use crate::script::{Capabilities, Capability, Registrar};
+use crate::script::Capability;
 use cairn_lang::check::Checked;
 use cairn_lang::plan::Plan;
 use cairn_lang::source::Source;
@@ -29,8 +29,7 @@ use cairn_lang::source::Source;
 /// ```
 #[derive(Clone, Default)]
 pub struct Engine {
-    capabilities: Capabilities,
-    registrars: HashMap<String, Registrar>,
+    registry: Registry,
 }
 
 impl Engine {
@@ -39,10 +38,11 @@ impl Engine {
         Self::default()
     }
 
-    /// Adds a capability: plans name it in `using:` and `allow:`, and
-    /// `register` adds its `functions` to the sandbox of the tasks that
-    /// declare it (and only to theirs). The checker reports a call to one of
-    /// `functions` from a task that does not declare the capability.
+    /// Adds a capability that takes no scopes: plans name it in `using:`
+    /// and `allow:`, and `register` adds its `functions` to the sandbox of
+    /// the tasks that declare it (and only to theirs). The checker reports a
+    /// call to one of `functions` from a task that does not declare the
+    /// capability. [`Engine::register`] takes a full [`Capability`].
     ///
     /// To fail the calling task, return an error from the function, for
     /// example with [`crate::script::context::runtime`].
@@ -52,23 +52,28 @@ impl Engine {
         functions: &[&str],
         register: impl Fn(&mut rhai::Engine) + Send + Sync + 'static,
     ) -> &mut Self {
-        self.capabilities.add(Capability {
-            name: name.to_owned(),
-            functions: functions.iter().map(|f| (*f).to_owned()).collect(),
-        });
-        self.registrars.insert(name.to_owned(), Arc::new(register));
+        self.register(Capability::new(name, functions), register)
+    }
+
+    /// Adds a capability, or replaces the one of that name (a built-in one
+    /// too), as [`Registry::register`] does.
+    pub fn register(
+        &mut self,
+        capability: Capability,
+        register: impl Fn(&mut rhai::Engine) + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.registry.register(capability, register);
         self
     }
 
-    /// The registrations of the capabilities added with
-    /// [`Engine::register_capability`], by name (for [`Options::registrars`]).
-    pub fn registrars(&self) -> &HashMap<String, Registrar> {
-        &self.registrars
+    /// Every capability plans run by this engine may declare.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// Checks plan text, with this engine's capabilities.
     pub fn check(&self, source: &Arc<Source>) -> Checked {
-        crate::check_with(source, &self.capabilities)
+        crate::check_with(source, self.registry.capabilities())
     }
 
     /// Reads and checks a plan file; its diagnostics are in the error.
@@ -94,12 +99,9 @@ impl Engine {
         mut options: Options,
         observe: impl FnMut(&Event),
     ) -> Result<Report, Error> {
-        for (name, register) in &self.registrars {
-            options
-                .registrars
-                .entry(name.clone())
-                .or_insert_with(|| Arc::clone(register));
-        }
+        options
+            .capabilities
+            .get_or_insert_with(|| self.registry.clone());
         run::run(Arc::new(plan), options, observe).await
     }
 

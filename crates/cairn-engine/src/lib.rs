@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod capability;
 pub mod clock;
 mod engine;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod stdlib;
 
 /// The front end the engine runs plans from.
 pub use cairn_lang as lang;
+pub use capability::Registry;
 pub use engine::Engine;
 pub use error::Error;
 /// The Rhai crate, for registering host functions.
@@ -33,7 +35,7 @@ use cairn_lang::source::Source;
 /// Checks plan text with the built-in capabilities; `use` finds stdlib
 /// templates and plan files beside this one.
 pub fn check(source: &Arc<Source>) -> Checked {
-    check_with(source, &Capabilities::builtin())
+    check_with(source, Registry::builtin().capabilities())
 }
 
 /// Checks plan text; `capabilities` adds an embedding application's tools.

@@ -1386,7 +1386,7 @@ mod tests {
         let store = Store::open(dir.path(), Durability::Normal).expect("opens");
         let source =
             cairn_lang::source::Source::new("p.plan", "plan p \"P\"\n\ntask a \"A\"\n".to_owned());
-        let plan = cairn_lang::check::check(&source).plan.expect("checks");
+        let plan = cairn_engine::check(&source).plan.expect("checks");
         let ids: std::collections::HashSet<String> = (0..50)
             .map(|_| store.begin(&plan, "p.plan", "", &[], 0).expect("begins"))
             .collect();

@@ -31,12 +31,13 @@ pub async fn run(
     options: Options,
     mut observe: impl FnMut(&Event),
 ) -> Result<Report, Error> {
+    let registry = options.capabilities.clone().unwrap_or_default();
     let sandbox = Arc::new(Sandbox::new(
         plan.tasks
             .iter()
             .map(|t| t.using.as_slice())
             .chain([&[][..]]),
-        &options.registrars,
+        &registry,
     ));
     let (params, import_params) = evaluate_params(&plan, &options, &sandbox).await?;
     let clock: Arc<dyn Clock> = options
@@ -63,6 +64,7 @@ pub async fn run(
         plan: Arc::clone(&plan),
         dir,
         confinement,
+        capabilities: Arc::new(registry.capabilities().clone()),
         blobs: options
             .state_dir
             .as_ref()

@@ -12,7 +12,7 @@ use cairn_lang::plan::{EdgeKind, Plan, Script, StepKind, Task};
 /// Explains a run without running it: waves of steps that could run
 /// together, why each would run, be skipped or depend on a decision, and
 /// the capability calls its code would make.
-pub fn explain(plan: &Plan, max_parallel: usize) -> String {
+pub fn explain(plan: &Plan, max_parallel: usize, capabilities: &Capabilities) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -25,7 +25,6 @@ pub fn explain(plan: &Plan, max_parallel: usize) -> String {
             "steps"
         }
     );
-    let capabilities = Capabilities::builtin();
     let waves = waves(plan);
     // A step may be skipped if it is conditional, has `when:`, or needs
     // only steps that may be skipped; waves are in dependency order.
@@ -52,7 +51,7 @@ pub fn explain(plan: &Plan, max_parallel: usize) -> String {
                 task.id,
                 reason(plan, i, &maybe_skipped)
             );
-            for call in calls(task, &capabilities) {
+            for call in calls(task, capabilities) {
                 let _ = writeln!(out, "  {:width$}    would call {call}", "");
             }
         }

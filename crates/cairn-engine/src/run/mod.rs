@@ -141,8 +141,10 @@ pub struct Options {
     /// The run's time: its events' `at_ms`, gate deadlines, `now()`,
     /// `sleep()` and retry backoff (the system's clock when `None`).
     pub clock: Option<Arc<dyn crate::clock::Clock>>,
-    /// Extra capabilities: name → registration of their functions.
-    pub registrars: std::collections::HashMap<String, crate::script::Registrar>,
+    /// The capabilities steps may declare, with their registrations.
+    /// `None`: [`crate::Engine::run`] uses the engine's, [`run`] the
+    /// built-in ones.
+    pub capabilities: Option<crate::Registry>,
 }
 
 /// What one step did.

@@ -6,8 +6,6 @@
 //! the text as it is. The text is never evaluated as Rhai, so `--set n=1+1`
 //! is refused for an integer param and is the string `"1+1"` for a string one.
 
-use std::collections::HashMap;
-
 use rhai::{Dynamic, Map};
 
 use super::step;
@@ -22,7 +20,7 @@ pub fn check_params(plan: &Plan, params: &[(String, String)]) -> Result<(), Erro
         return Ok(());
     }
     // The engine the run evaluates defaults with: no capabilities.
-    let sandbox = crate::script::Sandbox::new([&[][..]], &HashMap::new());
+    let sandbox = crate::script::Sandbox::new([&[][..]], &crate::Registry::empty());
     param_values(plan, params, &sandbox.engine(&[])).map(|_| ())
 }
 

@@ -13,7 +13,7 @@ use super::machine::Outcome;
 use crate::script::context::{
     self, CostMeter, Hypotheses, Journal, Note, NoteSink, SplitMix64, StepContext, Tape,
 };
-use crate::script::{Capabilities, MAX_OPERATIONS};
+use crate::script::MAX_OPERATIONS;
 use cairn_lang::plan::{Grant, Plan, Script, StepKind, Task};
 
 /// What every step of one run shares.
@@ -24,6 +24,8 @@ pub struct Shared {
     pub blobs: Option<Arc<std::path::Path>>,
     /// Where commands' process groups are recorded while they run.
     pub processes: Option<Arc<dyn context::ProcessLog>>,
+    /// What each capability of the run provides.
+    pub capabilities: Arc<cairn_lang::script::Capabilities>,
     /// Where file capabilities may reach, built once per run.
     pub confinement: Arc<crate::script::confine::Confinement>,
     pub grants: Arc<Vec<Grant>>,
@@ -185,6 +187,7 @@ impl Shared {
             tape,
             calls: Default::default(),
             using: task.using.clone(),
+            capabilities: Arc::clone(&self.capabilities),
         })
     }
 }
@@ -612,9 +615,9 @@ fn describe_in(error: &EvalAltResult) -> String {
     }
     if let EvalAltResult::ErrorFunctionNotFound(signature, _) = inner {
         let name = signature.split([' ', '(']).next().unwrap_or(signature);
-        let declared = capability_of(name)
-            .zip(context::try_current())
-            .is_some_and(|(capability, ctx)| ctx.using.contains(&capability));
+        let declared = context::try_current().is_some_and(|ctx| {
+            capability_of(name).is_some_and(|capability| ctx.using.contains(&capability))
+        });
         if declared {
             let args = signature.trim_start_matches(name).trim();
             return format!("`{name}` cannot take {args}: check the arguments' types");
@@ -649,8 +652,9 @@ pub fn describe(error: &EvalAltResult) -> String {
     }
 }
 
+/// The capability of the running step's run that provides `function`.
 fn capability_of(function: &str) -> Option<String> {
-    Capabilities::builtin()
-        .providing(function)
-        .map(|c| c.name.clone())
+    let ctx = context::try_current()?;
+    let capability = ctx.capabilities.providing(function)?;
+    Some(capability.name.clone())
 }

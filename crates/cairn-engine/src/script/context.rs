@@ -461,6 +461,9 @@ pub struct StepContext {
     pub calls: std::sync::atomic::AtomicU32,
     /// The capabilities the step declared (`using:`).
     pub using: Vec<String>,
+    /// What every capability of the run provides: an error names the
+    /// capability a missing function belongs to.
+    pub capabilities: Arc<cairn_lang::script::Capabilities>,
     /// How much of a command's stdout and stderr the result keeps
     /// (`output_limit:`); the middle of a longer output is left out.
     pub output_limit: usize,

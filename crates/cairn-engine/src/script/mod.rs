@@ -9,8 +9,9 @@ mod sandbox;
 pub mod shell;
 pub mod web;
 
+pub use crate::capability::Registrar;
 pub use cairn_lang::script::{
     compile, Capabilities, Capability, CompileMode, MAX_OPERATIONS, SCOPE_VARIABLES,
 };
 pub use host::{pause, url_encode};
-pub use sandbox::{Registrar, Sandbox};
+pub use sandbox::Sandbox;

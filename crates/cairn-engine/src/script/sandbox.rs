@@ -11,10 +11,7 @@ use rhai::Engine;
 
 use super::context;
 use super::host;
-
-/// A host capability registered by an embedding application: a name plans
-/// use in `using:` and `allow:`, and the functions it brings.
-pub type Registrar = Arc<dyn Fn(&mut Engine) + Send + Sync>;
+use crate::capability::Registry;
 
 /// Engines for every distinct `using:` set of a plan, built once per run.
 /// A function whose capability a task did not declare is not registered in
@@ -24,19 +21,16 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// Builds an engine for each capability set in `sets`; `extra` holds
-    /// host capabilities by name.
-    pub fn new<'a>(
-        sets: impl IntoIterator<Item = &'a [String]>,
-        extra: &HashMap<String, Registrar>,
-    ) -> Self {
+    /// Builds an engine for each capability set in `sets`, installing each
+    /// capability as `registry` registers it.
+    pub fn new<'a>(sets: impl IntoIterator<Item = &'a [String]>, registry: &Registry) -> Self {
         let mut engines = HashMap::new();
         for set in sets {
             let mut key = set.to_vec();
             key.sort();
             key.dedup();
             if let std::collections::hash_map::Entry::Vacant(slot) = engines.entry(key) {
-                let engine = build(slot.key(), extra);
+                let engine = build(slot.key(), registry);
                 slot.insert(Arc::new(engine));
             }
         }
@@ -56,7 +50,7 @@ impl Sandbox {
     }
 }
 
-fn build(capabilities: &[String], extra: &HashMap<String, Registrar>) -> Engine {
+fn build(capabilities: &[String], registry: &Registry) -> Engine {
     let mut engine = Engine::new_raw();
     // Only pure packages: nothing that reads the clock or the environment
     // (`timestamp()` would make replay diverge); `now()` is the host's.
@@ -83,17 +77,7 @@ fn build(capabilities: &[String], extra: &HashMap<String, Registrar>) -> Engine 
     });
     host::always(&mut engine);
     for capability in capabilities {
-        match capability.as_str() {
-            "sh" => super::shell::register(&mut engine),
-            "fs.read" => super::files::register_read(&mut engine),
-            "fs.write" => super::files::register_write(&mut engine),
-            "http" => super::web::register(&mut engine),
-            other => {
-                if let Some(register) = extra.get(other) {
-                    register(&mut engine);
-                }
-            }
-        }
+        registry.install(capability, &mut engine);
     }
     engine
 }
@@ -110,7 +94,7 @@ mod tests {
     /// long before the operations limit would stop it.
     #[test]
     fn code_outside_a_step_stops_at_its_time_limit() {
-        let sandbox = Sandbox::new([&[][..]], &HashMap::new());
+        let sandbox = Sandbox::new([&[][..]], &Registry::empty());
         let engine = sandbox.engine(&[]);
         let started = Instant::now();
         let result = context::within(Duration::from_millis(50), || {
@@ -161,7 +145,7 @@ mod tests {
             uses.iter().map(|(name, _)| *name).collect::<Vec<_>>()
         );
         let standard = rhai::Engine::new();
-        let sandbox = Sandbox::new([&[][..]], &HashMap::new());
+        let sandbox = Sandbox::new([&[][..]], &Registry::empty());
         let sandbox = sandbox.engine(&[]);
         for (name, code) in uses {
             assert!(code.contains(name), "{code}");
@@ -174,7 +158,7 @@ mod tests {
                 "{code}: {err}"
             );
             let plan = format!("plan p \"P\"\n\ntask a \"A\"\n  run: |\n    {code}\n");
-            let checked = cairn_lang::check::check(&Source::new("p.plan", plan));
+            let checked = crate::check(&Source::new("p.plan", plan));
             assert!(
                 checked
                     .diagnostics

@@ -5,8 +5,6 @@
 mod load;
 mod service;
 
-use std::sync::Arc;
-
 use rhai::Map;
 use serde_json::json;
 
@@ -36,11 +34,7 @@ pub fn engine() -> crate::Engine {
     engine
 }
 
-/// The stdlib tools as run options need them.
-pub fn registrars() -> std::collections::HashMap<String, crate::script::Registrar> {
-    engine()
-        .registrars()
-        .iter()
-        .map(|(k, v)| (k.clone(), Arc::clone(v)))
-        .collect()
+/// The built-in capabilities and the stdlib's tools, as run options take them.
+pub fn registry() -> crate::Registry {
+    engine().registry().clone()
 }

@@ -97,7 +97,7 @@ impl Index {
 mod tests {
     use super::*;
     use crate::check::{Found, Resolver};
-    use crate::script::Capabilities;
+    use crate::script::capabilities::builtin_for_tests;
     use crate::source::Source;
 
     /// One imported plan, `lib`, held in memory.
@@ -153,7 +153,7 @@ task fix "Fix"
     #[test]
     fn definitions_and_references_cover_exactly_their_names() {
         let source = Source::new("p.plan", PLAN);
-        let (checked, index) = super::super::check_indexed(&source, &Capabilities::builtin(), &Lib);
+        let (checked, index) = super::super::check_indexed(&source, &builtin_for_tests(), &Lib);
         assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
         use NameKind::*;
         assert_eq!(

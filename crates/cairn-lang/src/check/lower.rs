@@ -697,21 +697,33 @@ impl<'a> Lowering<'a> {
 
     fn grant(&mut self, grant: &ast::Grant) -> Option<Grant> {
         let name = &grant.capability;
-        if self.capabilities.get(&name.value).is_none() {
+        let Some(capability) = self.capabilities.get(&name.value) else {
             self.unknown_capability(name);
             return None;
-        }
-        if !grant.scopes.is_empty()
-            && !matches!(name.value.as_str(), "http" | "fs.read" | "fs.write")
-        {
+        };
+        if !grant.scopes.is_empty() && capability.scope.is_none() {
+            let scoped: Vec<String> = self
+                .capabilities
+                .iter()
+                .filter_map(|c| Some(format!("`{}({}, …)`", c.name, c.scope.as_ref()?)))
+                .collect();
+            let help = match scoped.split_last() {
+                None => "no capability takes scopes".to_owned(),
+                Some((last, [])) => format!("only {last} takes scopes"),
+                Some((last, rest)) => format!("only {} and {last} take scopes", rest.join(", ")),
+            };
             self.error(
                 DiagCode::BadValue,
                 grant.span,
                 format!("`{}` cannot be narrowed", name.value),
                 "no scopes for this capability",
-                Some("only `http(host, …)`, `fs.read(<glob>, …)` and `fs.write(<glob>, …)` take scopes".into()),
+                Some(help),
             );
-            return None;
+            // Still a grant, so the steps using it are not reported too.
+            return Some(Grant {
+                capability: name.value.clone(),
+                scopes: Vec::new(),
+            });
         }
         Some(Grant {
             capability: name.value.clone(),

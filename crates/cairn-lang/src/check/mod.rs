@@ -43,16 +43,6 @@ impl Checked {
     }
 }
 
-/// Checks plan text with the built-in capabilities; `use` finds only stdlib
-/// templates (the engine's `check` also finds plan files beside this one).
-pub fn check(source: &Arc<Source>) -> Checked {
-    check_using(
-        source,
-        &Capabilities::builtin(),
-        &crate::templates::Templates,
-    )
-}
-
 /// Checks plan text, finding what `use` imports through `resolver`: the
 /// check itself reads no file.
 pub fn check_using(

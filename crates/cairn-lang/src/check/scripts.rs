@@ -292,11 +292,8 @@ mod tests {
             "p.plan",
             "plan p \"P\"\n  allow: clock\n\ntask a \"A\" using:clock\n  run: timestamp()\n",
         );
-        let mut capabilities = Capabilities::builtin();
-        capabilities.add(Capability {
-            name: "clock".to_owned(),
-            functions: vec!["timestamp".to_owned()],
-        });
+        let mut capabilities = Capabilities::new();
+        capabilities.add(Capability::new("clock", &["timestamp"]));
         let checked =
             crate::check::check_using(&source, &capabilities, &crate::templates::Templates);
         assert!(!checked.has_errors(), "{:?}", checked.diagnostics);

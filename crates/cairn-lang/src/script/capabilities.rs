@@ -1,41 +1,54 @@
-//! Capabilities: named groups of host functions that a task must declare.
+//! Capabilities as the checker knows them: named groups of host functions that a task must declare.
 
-/// One capability and the functions it brings into scope.
+/// What the checker, the dry run and error messages know of one capability.
+/// The engine's registry pairs each with how its functions register.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Capability {
     /// The name plans write in `using:` and `allow:`, e.g. `fs.read`.
     pub name: String,
     /// The Rhai functions it provides; the checker reports calls to them from tasks that do not declare it.
     pub functions: Vec<String>,
+    /// What one scope in `allow: name(…)` is, as help text shows it (`host`,
+    /// `<glob>`); `None`: the capability cannot be narrowed.
+    pub scope: Option<String>,
 }
 
-/// The capabilities a plan may name in `using:` and `allow:`.
-#[derive(Clone, Debug)]
+impl Capability {
+    /// A capability that provides `functions` and takes no scopes.
+    pub fn new(name: &str, functions: &[&str]) -> Self {
+        Self {
+            name: name.to_owned(),
+            functions: functions.iter().map(|f| (*f).to_owned()).collect(),
+            scope: None,
+        }
+    }
+
+    /// The same capability, narrowed in `allow:` by scopes of this shape.
+    pub fn scoped(mut self, scope: &str) -> Self {
+        self.scope = Some(scope.to_owned());
+        self
+    }
+}
+
+/// The capabilities a plan may name in `using:` and `allow:`, in the order
+/// they were added.
+#[derive(Clone, Debug, Default)]
 pub struct Capabilities {
     list: Vec<Capability>,
 }
 
 impl Capabilities {
-    /// The built-in capabilities: `sh`, `fs.read`, `fs.write` and `http`.
-    pub fn builtin() -> Self {
-        let cap = |name: &str, functions: &[&str]| Capability {
-            name: name.to_owned(),
-            functions: functions.iter().map(|f| (*f).to_owned()).collect(),
-        };
-        Self {
-            list: vec![
-                cap("sh", &["sh", "sh_try"]),
-                cap("fs.read", &["read_file", "exists", "list_dir"]),
-                cap("fs.write", &["write_file", "edit_file", "restore_file"]),
-                cap("http", &["http_get", "http_post"]),
-            ],
-        }
+    /// None at all.
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// Adds a capability (an embedding application's tool).
+    /// Adds a capability, replacing one of the same name in its place.
     pub fn add(&mut self, capability: Capability) {
-        self.list.retain(|c| c.name != capability.name);
-        self.list.push(capability);
+        match self.list.iter_mut().find(|c| c.name == capability.name) {
+            Some(slot) => *slot = capability,
+            None => self.list.push(capability),
+        }
     }
 
     /// The capability with this name.
@@ -50,14 +63,28 @@ impl Capabilities {
             .find(|c| c.functions.iter().any(|f| f == function))
     }
 
+    /// Every capability, in the order added.
+    pub fn iter(&self) -> impl Iterator<Item = &Capability> {
+        self.list.iter()
+    }
+
     /// Every capability name.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.list.iter().map(|c| c.name.as_str())
     }
 }
 
-impl Default for Capabilities {
-    fn default() -> Self {
-        Self::builtin()
-    }
+/// The built-in capabilities as the engine describes them, for the front
+/// end's own tests (which cannot depend on the engine).
+#[cfg(test)]
+pub(crate) fn builtin_for_tests() -> Capabilities {
+    let mut capabilities = Capabilities::new();
+    capabilities.add(Capability::new("sh", &["sh", "sh_try"]));
+    capabilities
+        .add(Capability::new("fs.read", &["read_file", "exists", "list_dir"]).scoped("<glob>"));
+    capabilities.add(
+        Capability::new("fs.write", &["write_file", "edit_file", "restore_file"]).scoped("<glob>"),
+    );
+    capabilities.add(Capability::new("http", &["http_get", "http_post"]).scoped("host"));
+    capabilities
 }

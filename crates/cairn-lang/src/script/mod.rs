@@ -1,7 +1,7 @@
 //! Plan code as the checker sees it: compiling Rhai with the sandbox's
 //! limits, and the capabilities a plan may name.
 
-mod capabilities;
+pub(crate) mod capabilities;
 mod compile;
 
 pub use capabilities::{Capabilities, Capability};

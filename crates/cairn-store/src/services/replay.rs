@@ -67,7 +67,7 @@ pub fn replay(store: &Store, state_dir: &Path, id: Option<&str>) -> Result<Repla
         state_dir: Some(state_dir.to_path_buf()),
         resume: Some(Arc::new(gates)),
         replay: Some(replay.clone()),
-        registrars: cairn_engine::stdlib::registrars(),
+        capabilities: Some(cairn_engine::stdlib::registry()),
         ..Options::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

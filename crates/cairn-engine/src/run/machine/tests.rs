@@ -7,7 +7,7 @@ use cairn_lang::source::Source;
 
 fn plan(body: &str) -> Arc<Plan> {
     let text = format!("plan p \"P\"\n{body}");
-    let checked = cairn_lang::check::check(&Source::new("p.plan", text));
+    let checked = crate::check(&Source::new("p.plan", text));
     Arc::new(
         checked
             .plan

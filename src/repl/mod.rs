@@ -18,7 +18,7 @@ use petgraph::Direction;
 use crate::cli::report;
 use crate::error::Error;
 use cairn_engine::run::{self, Event, Options, Report, RunStatus};
-use cairn_lang::plan::{Plan, StepKind};
+use cairn_lang::plan::{Plan, Step};
 
 use cairn_engine::run::StepStatus;
 use cairn_engine::script::Sandbox;
@@ -249,7 +249,7 @@ impl Session {
                 .plan
                 .tasks
                 .iter()
-                .filter(|t| t.step == StepKind::Gate)
+                .filter(|t| matches!(t.step, Step::Gate(_)))
                 .map(|t| t.id.clone())
                 .collect(),
             params: self.plan.params.iter().map(|p| p.name.clone()).collect(),

@@ -122,9 +122,23 @@ fn json_is_the_checked_plan() {
     assert_eq!(conditional, ["widen", "rollback"]);
     let edges = plan["graph"]["edges"].as_array().expect("edges");
     assert_eq!(edges.len(), 6);
-    // The JSON reads back into a plan.
+    // Each step is one flat object: `step` names the kind, beside what
+    // only that kind has (empty for the others).
+    assert_eq!(tasks[1]["step"], "decision");
+    assert_eq!(tasks[1]["branches"][0]["target"], "widen");
+    assert_eq!(tasks[1]["else_target"], "rollback");
+    assert_eq!(tasks[2]["step"], "gate");
+    assert_eq!(tasks[2]["checks"], serde_json::json!(["dashboards green"]));
+    assert_eq!(tasks[0]["step"], "task");
+    assert_eq!(tasks[0]["branches"], serde_json::json!([]));
+    assert_eq!(tasks[0]["checks"], serde_json::json!([]));
+    // The JSON reads back into a plan, each step of its kind.
     let back: cairn_lang::plan::Plan = serde_json::from_str(&run.stdout).expect("round trip");
     assert_eq!(back.tasks.len(), 6);
+    let kinds: Vec<&str> = back.tasks.iter().map(|t| t.kind().word()).collect();
+    assert_eq!(kinds, ["task", "decision", "gate", "task", "task", "task"]);
+    assert_eq!(back.tasks[1].branch(0).target, "widen");
+    assert_eq!(back.tasks[2].checks(), ["dashboards green"]);
 }
 
 #[test]

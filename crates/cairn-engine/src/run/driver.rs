@@ -550,7 +550,7 @@ impl Books {
                 let request = GateRequest {
                     id: task.id.clone(),
                     title: task.title.clone(),
-                    checks: task.checks.clone(),
+                    checks: task.checks().to_vec(),
                     cancelled: Arc::clone(&self.shared.cancel),
                     expires_at: expires_at
                         .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms)),
@@ -641,7 +641,7 @@ impl Books {
 fn plan_has_timed_gates(plan: &Plan) -> bool {
     plan.tasks
         .iter()
-        .any(|t| t.step == cairn_lang::plan::StepKind::Gate && t.timeout_ms.is_some())
+        .any(|t| matches!(t.step, cairn_lang::plan::Step::Gate(_)) && t.timeout_ms.is_some())
 }
 
 /// The plan's hypotheses, with the evidence a resumed run weighed before.

@@ -7,7 +7,7 @@ use petgraph::Direction;
 use rhai::{ASTNode, Expr};
 
 use crate::script::Capabilities;
-use cairn_lang::plan::{EdgeKind, Plan, Script, StepKind, Task};
+use cairn_lang::plan::{EdgeKind, Plan, Script, Step, Task};
 
 /// Explains a run without running it: waves of steps that could run
 /// together, why each would run, be skipped or depend on a decision, and
@@ -110,17 +110,14 @@ fn reason(plan: &Plan, i: usize, maybe_skipped: &[bool]) -> String {
             EdgeKind::OnFailure => routes.push(format!("if `{}` fails", from.id)),
             EdgeKind::Branch { index } => routes.push(format!(
                 "if `{}` chooses it (when {})",
-                from.id, from.branches[index].condition.text
+                from.id,
+                from.branch(index).condition.text
             )),
             EdgeKind::Else => routes.push(format!("if `{}` takes its `else`", from.id)),
         }
     }
     let mut parts = Vec::new();
-    parts.push(match task.step {
-        StepKind::Task => "task".to_owned(),
-        StepKind::Decision => "decision".to_owned(),
-        StepKind::Gate => "gate".to_owned(),
-    });
+    parts.push(task.kind().word().to_owned());
     if !needs.is_empty() {
         parts.push(format!("after {}", needs.join(", ")));
     } else if routes.is_empty() {
@@ -147,28 +144,28 @@ fn reason(plan: &Plan, i: usize, maybe_skipped: &[bool]) -> String {
     if let Some(when) = &task.when {
         parts.push(format!("skipped unless `{}`", when.text));
     }
-    match task.step {
-        StepKind::Decision => {
-            let mut choices: Vec<String> = task
+    match &task.step {
+        Step::Decision(decision) => {
+            let mut choices: Vec<String> = decision
                 .branches
                 .iter()
                 .map(|b| format!("`{}` when {}", b.target, b.condition.text))
                 .collect();
-            match &task.else_target {
+            match &decision.else_target {
                 Some(e) => choices.push(format!("else `{e}`")),
                 None => choices.push("fails if none holds".to_owned()),
             }
             parts.push(format!("chooses {}", choices.join(", ")));
         }
-        StepKind::Gate => {
-            let checks = if task.checks.is_empty() {
+        Step::Gate(gate) => {
+            let checks = if gate.checks.is_empty() {
                 String::new()
             } else {
-                format!(" (checks: {})", task.checks.join("; "))
+                format!(" (checks: {})", gate.checks.join("; "))
             };
             parts.push(format!("waits for approval{checks}"));
         }
-        StepKind::Task => {
+        Step::Task => {
             if task.retry.count > 0 {
                 parts.push(format!("up to {} attempts", task.retry.count + 1));
             }

@@ -24,7 +24,7 @@ mod tests;
 pub use io::{kept_outcome, Action, Finished, Now, Outcome, Policy};
 
 use super::events::{Event, StepStatus};
-use cairn_lang::plan::{EdgeKind, FailurePolicy, Plan, StepKind, Task};
+use cairn_lang::plan::{EdgeKind, FailurePolicy, Plan, Step, Task};
 
 /// An edge of the node table.
 #[derive(Clone, Copy, Debug)]
@@ -571,14 +571,14 @@ impl Machine {
         if let Some(outcome) = self.nodes[i].kept.take() {
             self.take_resources(i);
             self.nodes[i].started = true;
-            if self.task(i).step == StepKind::Gate {
+            if matches!(self.task(i).step, Step::Gate(_)) {
                 self.nodes[i].attempts = 1;
             }
             self.record(i, outcome, Finished::default());
             return None;
         }
         let task = self.task(i);
-        if task.step == StepKind::Gate && task.when.is_none() {
+        if matches!(task.step, Step::Gate(_)) && task.when.is_none() {
             return self.open_gate(i);
         }
         // A step with no code has nothing to block on: it completes here.
@@ -586,7 +586,7 @@ impl Machine {
             && task.when.is_none()
             && task.input.is_empty()
             && task.expect.is_empty()
-            && task.step == StepKind::Task;
+            && matches!(task.step, Step::Task);
         self.take_resources(i);
         let node = &mut self.nodes[i];
         node.started = true;
@@ -714,7 +714,7 @@ impl Machine {
                 self.completed.push(i);
                 let label = branch.map_or_else(
                     || "else".to_owned(),
-                    |b| format!("when {}", task.branches[b].condition.text),
+                    |b| format!("when {}", task.branch(b).condition.text),
                 );
                 self.emit(Event::DecisionMade {
                     step: task.id.clone(),

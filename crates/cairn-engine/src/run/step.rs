@@ -14,7 +14,7 @@ use crate::script::context::{
     self, CostMeter, Hypotheses, Journal, Note, NoteSink, SplitMix64, StepContext, Tape,
 };
 use crate::script::MAX_OPERATIONS;
-use cairn_lang::plan::{Grant, Plan, Script, StepKind, Task};
+use cairn_lang::plan::{Decision, Grant, Plan, Script, Step, Task};
 
 /// What every step of one run shares.
 pub struct Shared {
@@ -280,10 +280,10 @@ fn run_here(shared: &Arc<Shared>, job: Job) -> Outcome {
             Err(e) => return failed_or_cancelled(shared, format!("when: {e}"), 0),
         }
     }
-    match task.step {
-        StepKind::Decision => return decide(shared, &job, task, &first),
-        StepKind::Gate => return Outcome::GateOpen,
-        StepKind::Task => {}
+    match &task.step {
+        Step::Decision(decision) => return decide(shared, &job, task, decision, &first),
+        Step::Gate(_) => return Outcome::GateOpen,
+        Step::Task => {}
     }
     let mut input = Map::new();
     for (key, script) in &task.input {
@@ -410,9 +410,15 @@ fn attempt_once(
     Ok(output)
 }
 
-fn decide(shared: &Shared, job: &Job, task: &Task, ctx: &Arc<StepContext>) -> Outcome {
+fn decide(
+    shared: &Shared,
+    job: &Job,
+    task: &Task,
+    decision: &Decision,
+    ctx: &Arc<StepContext>,
+) -> Outcome {
     let mut scope = base_scope(shared, job, task, 1, &Dynamic::UNIT);
-    for (index, branch) in task.branches.iter().enumerate() {
+    for (index, branch) in decision.branches.iter().enumerate() {
         match context::enter(ctx, || truth(&job.engine, &mut scope, &branch.condition)) {
             Ok(true) => {
                 return Outcome::Chose {
@@ -430,7 +436,7 @@ fn decide(shared: &Shared, job: &Job, task: &Task, ctx: &Arc<StepContext>) -> Ou
             }
         }
     }
-    match &task.else_target {
+    match &decision.else_target {
         Some(target) => Outcome::Chose {
             branch: None,
             target: target.clone(),

@@ -188,9 +188,11 @@ fn add(
         task.needs = task.needs.iter().map(|n| prefix(n)).collect();
         task.fallback = task.fallback.as_deref().map(prefix);
         task.on_success = task.on_success.as_deref().map(prefix);
-        task.else_target = task.else_target.as_deref().map(prefix);
-        for branch in &mut task.branches {
-            branch.target = prefix(&branch.target);
+        if let Some(decision) = task.step.decision_mut() {
+            decision.else_target = decision.else_target.as_deref().map(prefix);
+            for branch in &mut decision.branches {
+                branch.target = prefix(&branch.target);
+            }
         }
         task.reads = task.reads.iter().map(|r| prefix(r)).collect();
         task.import = Some(
@@ -203,8 +205,14 @@ fn add(
             needs: task.needs.iter().map(|n| at(n)).collect(),
             fallback: task.fallback.as_deref().map(at),
             on_success: task.on_success.as_deref().map(at),
-            branches: task.branches.iter().map(|b| at(&b.target)).collect(),
-            else_target: task.else_target.as_deref().map(at),
+            branches: task.step.decision().map_or_else(Vec::new, |d| {
+                d.branches.iter().map(|b| at(&b.target)).collect()
+            }),
+            else_target: task
+                .step
+                .decision()
+                .and_then(|d| d.else_target.as_deref())
+                .map(at),
             using: Vec::new(),
             resources: Vec::new(),
             code: Vec::new(),

@@ -8,8 +8,8 @@ use super::scripts::{self, Analysis, Compiler, LeftOut, Refused};
 use super::suggest;
 use crate::diagnostic::{Code as DiagCode, Diagnostic};
 use crate::plan::{
-    Branch, Budget, FailurePolicy, Grant, Hypothesis, Metadata, Param, Resources, Retry, Script,
-    StepKind, Task,
+    Branch, Budget, FailurePolicy, Gate, Grant, Hypothesis, Metadata, Param, Resources, Retry,
+    Script, Step, Task,
 };
 use crate::script::{Capabilities, CompileMode, SCOPE_VARIABLES};
 use crate::source::Source;
@@ -761,9 +761,9 @@ impl<'a> Lowering<'a> {
             id: item.id.value.clone(),
             title: item.title.value.clone(),
             step: match keyword {
-                ItemKeyword::Decision => StepKind::Decision,
-                ItemKeyword::Gate => StepKind::Gate,
-                _ => StepKind::Task,
+                ItemKeyword::Decision => Step::Decision(Box::default()),
+                ItemKeyword::Gate => Step::Gate(Gate::default()),
+                ItemKeyword::Task | ItemKeyword::Plan => Step::Task,
             },
             kind: item.kind.as_ref().map(|k| k.value.clone()),
             using: Vec::new(),
@@ -781,9 +781,6 @@ impl<'a> Lowering<'a> {
             compensate: None,
             priority: 0,
             resources: Resources::default(),
-            branches: Vec::new(),
-            else_target: None,
-            checks: Vec::new(),
             metadata: Metadata::default(),
             conditional: false,
             reads: Vec::new(),
@@ -817,8 +814,10 @@ impl<'a> Lowering<'a> {
             let code = &mut refs.code;
             match &field.value {
                 FieldValue::Needs(ids) => {
+                    // Exactly: a vector's first growth makes room for four,
+                    // and a large plan holds every step's at once.
                     task.needs.reserve_exact(ids.len());
-                    refs.needs.reserve(ids.len());
+                    refs.needs.reserve_exact(ids.len());
                     for id in ids {
                         task.needs.push(id.value.clone());
                         refs.needs.push(id.clone());
@@ -894,19 +893,27 @@ impl<'a> Lowering<'a> {
                 FieldValue::Branch { condition, target } => {
                     let script =
                         self.script(condition, CompileMode::Expression, Role::Branch, code);
-                    task.branches.push(Branch {
-                        condition: script,
-                        target: target.value.clone(),
-                    });
+                    // `admit` took branches, `else` and `checks` only
+                    // where their kind has them.
+                    if let Some(decision) = task.step.decision_mut() {
+                        decision.branches.push(Branch {
+                            condition: script,
+                            target: target.value.clone(),
+                        });
+                    }
                     refs.branches.push(target.clone());
                 }
                 FieldValue::Else(target) => {
-                    task.else_target = Some(target.value.clone());
+                    if let Some(decision) = task.step.decision_mut() {
+                        decision.else_target = Some(target.value.clone());
+                    }
                     refs.else_target = Some(target.clone());
                 }
                 FieldValue::Checks(list) => {
                     self.not_empty(field, list.is_empty(), "`- \"what to check\"`");
-                    task.checks = list.iter().map(|c| c.value.clone()).collect()
+                    if let Step::Gate(gate) = &mut task.step {
+                        gate.checks = list.iter().map(|c| c.value.clone()).collect();
+                    }
                 }
                 FieldValue::Other { value, lines } => {
                     let name = field.name.value.to_string();

@@ -10,7 +10,7 @@ use super::lower::{CodeUse, Header, Role, StepRefs};
 use super::scripts;
 use super::suggest;
 use crate::diagnostic::{Code, Diagnostic};
-use crate::plan::{Edge, EdgeKind, StepKind, Task};
+use crate::plan::{Edge, EdgeKind, Step, Task};
 use crate::script::Capabilities;
 use crate::source::Source;
 use petgraph::visit::EdgeRef;
@@ -106,12 +106,12 @@ impl<'a> Rules<'a> {
             let span =
                 scripts::span_at(self.source, code.code, *position, function.chars().count());
             let (message, help) = match task {
-                Some(t) if t.step == StepKind::Task => (
+                Some(t) if matches!(t.step, Step::Task) => (
                     format!("`{function}` needs the `{}` capability, which task `{}` does not declare", capability.name, t.id),
                     format!("add `using:{}` to the task's header line", capability.name),
                 ),
                 Some(t) => (
-                    format!("`{function}` needs the `{}` capability, but {} `{}` cannot use capabilities", capability.name, step_word(t.step), t.id),
+                    format!("`{function}` needs the `{}` capability, but {} `{}` cannot use capabilities", capability.name, t.kind().word(), t.id),
                     "move the call into a task with `using:` and read its result through `outputs`".to_owned(),
                 ),
                 None => (
@@ -336,10 +336,10 @@ impl<'a> Rules<'a> {
     }
 
     fn decision(&mut self, task: &Task) {
-        if task.step != StepKind::Decision {
+        let Some(decision) = task.step.decision() else {
             return;
-        }
-        if task.branches.is_empty() {
+        };
+        if decision.branches.is_empty() {
             self.diagnostics.push(
                 Diagnostic::error(
                     Code::EmptyDecision,
@@ -349,21 +349,13 @@ impl<'a> Rules<'a> {
                 .label(task.span, "no branches")
                 .help("add lines like `when outputs[\"check\"] -> fix` under it"),
             );
-        } else if task.else_target.is_none() {
+        } else if decision.else_target.is_none() {
             self.diagnostics.push(
                 Diagnostic::warning(Code::DecisionWithoutElse, self.source, format!("decision `{}` has no `else` branch", task.id))
                     .label(task.span, "no `else`")
                     .help("if no condition holds the decision fails; add `else -> <id>` to choose a default"),
             );
         }
-    }
-}
-
-fn step_word(step: StepKind) -> &'static str {
-    match step {
-        StepKind::Task => "task",
-        StepKind::Decision => "decision",
-        StepKind::Gate => "gate",
     }
 }
 

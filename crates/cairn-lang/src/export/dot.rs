@@ -14,7 +14,7 @@ pub fn dot(plan: &Plan) -> String {
     let _ = writeln!(out, "  label={};\n  labelloc=t;", quote(&plan.title));
     out.push_str("  rankdir=TB;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n  edge [fontname=\"Helvetica\", fontsize=10];\n");
     for task in &plan.tasks {
-        let shape = match task.step {
+        let shape = match task.kind() {
             StepKind::Task => "box",
             StepKind::Decision => "diamond",
             StepKind::Gate => "hexagon",

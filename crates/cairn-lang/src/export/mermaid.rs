@@ -18,7 +18,7 @@ pub fn mermaid(plan: &Plan) -> String {
             .map(|l| escape(l))
             .collect::<Vec<_>>()
             .join("<br/>");
-        let (open, close) = match task.step {
+        let (open, close) = match task.kind() {
             StepKind::Task => ("[", "]"),
             StepKind::Decision => ("{", "}"),
             StepKind::Gate => ("{{", "}}"),

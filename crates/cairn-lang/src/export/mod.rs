@@ -43,7 +43,7 @@ fn edge_label(from: &Task, kind: EdgeKind) -> Option<String> {
         EdgeKind::Needs => None,
         EdgeKind::OnSuccess => Some("on success".to_owned()),
         EdgeKind::OnFailure => Some("on failure".to_owned()),
-        EdgeKind::Branch { index } => Some(from.branches[index].condition.text.to_string()),
+        EdgeKind::Branch { index } => Some(from.branch(index).condition.text.to_string()),
         EdgeKind::Else => Some("else".to_owned()),
     }
 }
@@ -51,7 +51,7 @@ fn edge_label(from: &Task, kind: EdgeKind) -> Option<String> {
 /// The lines of a node's label: id, title, and kind if any.
 fn node_lines(task: &Task) -> Vec<String> {
     let mut lines = vec![task.id.clone(), task.title.clone()];
-    let kind = match (task.step, &task.kind) {
+    let kind = match (task.kind(), &task.kind) {
         (StepKind::Task, Some(kind)) => Some(kind.clone()),
         (StepKind::Task, None) => None,
         (StepKind::Decision, _) => Some("decision".to_owned()),

@@ -248,7 +248,12 @@ impl Builder<'_> {
                     .collect(),
             ),
             Rule::failure_policy => FieldValue::FailurePolicy(self.next_text(&mut inner)),
-            Rule::needs => FieldValue::Needs(inner.map(|p| self.text(p)).collect()),
+            Rule::needs => {
+                // Most `needs:` name one or two ids; see `item`'s fields.
+                let mut ids: Vec<_> = inner.map(|p| self.text(p)).collect();
+                ids.shrink_to_fit();
+                FieldValue::Needs(ids)
+            }
             Rule::input => FieldValue::Input(
                 inner
                     .map(|entry| {

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use super::{Machine, Now};
 use crate::run::events::{Event, RunStatus, StepStatus};
-use cairn_lang::plan::StepKind;
+use cairn_lang::plan::Step;
 
 impl Machine {
     /// Stops the run: nothing more starts (`interrupted`: by the caller,
@@ -49,7 +49,7 @@ impl Machine {
         failed
             .map(|i| (i, false))
             .chain(completed.map(|i| (i, true)))
-            .filter(|&(i, _)| self.task(i).step == StepKind::Task)
+            .filter(|&(i, _)| matches!(self.task(i).step, Step::Task))
             .collect()
     }
 

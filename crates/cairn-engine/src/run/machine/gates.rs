@@ -91,7 +91,7 @@ impl Machine {
         Event::GateWaiting {
             step: task.id.clone(),
             title: task.title.clone(),
-            checks: task.checks.clone(),
+            checks: task.checks().to_vec(),
             expires_at: self.gate_expiry.get(&i).copied(),
             at_ms: self.now.at_ms,
         }

@@ -110,10 +110,12 @@ pub fn kept_outcome(task: &Task, settled: &Settled) -> Outcome {
         Settled::Failed { error, attempts } => Outcome::Failed { error, attempts },
         Settled::Skipped { reason } => Outcome::Skipped(reason),
         Settled::Chose { branch, target } => Outcome::Chose {
-            branch: task
-                .branches
-                .iter()
-                .position(|b| format!("when {}", b.condition.text) == branch),
+            branch: task.step.decision().and_then(|decision| {
+                let branches = &decision.branches;
+                branches
+                    .iter()
+                    .position(|b| format!("when {}", b.condition.text) == branch)
+            }),
             target,
         },
         Settled::Answered(approval) => Outcome::Gate(Some(approval)),

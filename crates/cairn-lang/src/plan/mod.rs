@@ -6,6 +6,8 @@ use std::sync::Arc;
 use petgraph::graph::DiGraph;
 use serde::{Deserialize, Serialize};
 
+mod shape;
+
 use crate::script::CompileMode;
 use crate::span::Span;
 
@@ -112,9 +114,13 @@ impl Plan {
                 expect,
                 when,
                 compensate,
-                branches,
+                step,
                 ..
             } = task;
+            let branches: &mut [Branch] = match step {
+                Step::Decision(decision) => &mut decision.branches,
+                Step::Task | Step::Gate(_) => &mut [],
+            };
             let expressions = input
                 .iter_mut()
                 .map(|(_, value)| value)
@@ -258,7 +264,7 @@ pub struct Metadata {
     pub labels: Vec<String>,
 }
 
-/// Which keyword declared a step.
+/// Which keyword declared a step, as a word (`"task"`, `"decision"`, `"gate"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StepKind {
@@ -270,15 +276,83 @@ pub enum StepKind {
     Gate,
 }
 
-/// A task, decision or gate.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+impl StepKind {
+    /// The keyword: `task`, `decision` or `gate`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Task => "task",
+            Self::Decision => "decision",
+            Self::Gate => "gate",
+        }
+    }
+}
+
+/// What a step is, with what only that kind has: a new kind is found by
+/// every `match` that must handle it.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// `task`: runs code (or nothing) and produces an output.
+    Task,
+    /// `decision`: routes to one of its targets (boxed: most steps are tasks).
+    Decision(Box<Decision>),
+    /// `gate`: waits for a person's approval.
+    Gate(Gate),
+}
+
+impl Step {
+    /// Which keyword declared it.
+    pub fn kind(&self) -> StepKind {
+        match self {
+            Self::Task => StepKind::Task,
+            Self::Decision(_) => StepKind::Decision,
+            Self::Gate(_) => StepKind::Gate,
+        }
+    }
+
+    /// The decision's branches and `else`, if this is a decision.
+    pub fn decision(&self) -> Option<&Decision> {
+        match self {
+            Self::Decision(decision) => Some(decision),
+            Self::Task | Self::Gate(_) => None,
+        }
+    }
+
+    /// [`Step::decision`], to change.
+    pub fn decision_mut(&mut self) -> Option<&mut Decision> {
+        match self {
+            Self::Decision(decision) => Some(decision),
+            Self::Task | Self::Gate(_) => None,
+        }
+    }
+}
+
+/// A decision's routes.
+#[derive(Clone, Debug, Default)]
+pub struct Decision {
+    /// The `when <condition> -> <id>` lines, in order; the first that holds wins.
+    pub branches: Vec<Branch>,
+    /// The `else -> <id>` target, taken when no branch holds.
+    pub else_target: Option<String>,
+}
+
+/// What a gate shows whoever approves it.
+#[derive(Clone, Debug, Default)]
+pub struct Gate {
+    /// The `checks:` list.
+    pub checks: Vec<String>,
+}
+
+/// A task, decision or gate. In JSON (and a run's stored plan) it is one
+/// flat object, with `step` naming the kind beside `branches`,
+/// `else_target` and `checks` (see `plan/shape.rs`).
+#[derive(Clone, Debug)]
 pub struct Task {
     /// The step's id, unique in the plan.
     pub id: String,
     /// The quoted title on the header line, escapes resolved.
     pub title: String,
-    /// Whether this is a task, decision or gate.
-    pub step: StepKind,
+    /// Whether this is a task, decision or gate, with what only that kind has.
+    pub step: Step,
     /// `kind:<name>`: what sort of work this is (free-form).
     pub kind: Option<String>,
     /// `using:` capabilities the step's code may call, deduplicated, in written order.
@@ -312,12 +386,6 @@ pub struct Task {
     pub priority: i64,
     /// `resources:` the task holds while it runs.
     pub resources: Resources,
-    /// A decision's `when <condition> -> <id>` lines, in order; the first that holds wins.
-    pub branches: Vec<Branch>,
-    /// A decision's `else -> <id>` target, taken when no branch holds.
-    pub else_target: Option<String>,
-    /// A gate's `checks:` list, shown to whoever approves it.
-    pub checks: Vec<String>,
     /// The step's `description:`, `owner:` and `labels:`.
     pub metadata: Metadata,
     /// Runs only when routed to (by `on failure ->` or a decision branch).
@@ -325,10 +393,35 @@ pub struct Task {
     /// Ids this step's code names in `outputs[…]`, sorted.
     pub reads: Vec<String>,
     /// The alias of the `use` that brought this step in (`None`: the plan's own).
-    #[serde(default)]
     pub import: Option<String>,
     /// The header line, from the keyword to the end of the title or attributes.
     pub span: Span,
+}
+
+impl Task {
+    /// Whether this is a task, decision or gate.
+    pub fn kind(&self) -> StepKind {
+        self.step.kind()
+    }
+
+    /// A gate's `checks:` (empty for other steps).
+    pub fn checks(&self) -> &[String] {
+        match &self.step {
+            Step::Gate(gate) => &gate.checks,
+            Step::Task | Step::Decision(_) => &[],
+        }
+    }
+
+    /// The decision's `index`-th `when` branch, which an
+    /// [`EdgeKind::Branch`] edge from this step names.
+    ///
+    /// # Panics
+    /// If this is not a decision with that many branches: the checker
+    /// makes branch edges only from decisions' branches.
+    pub fn branch(&self, index: usize) -> &Branch {
+        let decision = self.step.decision().expect("branch edges leave decisions");
+        &decision.branches[index]
+    }
 }
 
 /// `retry: <n> backoff <dur> factor <f> max <dur>`.

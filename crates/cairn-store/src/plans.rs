@@ -86,7 +86,7 @@ mod tests {
             let compiled = |p: &cairn_lang::plan::Plan| {
                 p.tasks
                     .iter()
-                    .flat_map(|t| t.run.iter().chain(&t.expect).chain(&t.when))
+                    .flat_map(|t| t.run.iter().chain(&t.expect).chain(t.when.as_deref()))
                     .all(|s| s.ast.is_some())
             };
             assert!(compiled(&back), "{}: code left uncompiled", plan.id);

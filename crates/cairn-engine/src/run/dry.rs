@@ -184,7 +184,7 @@ fn calls(task: &Task, capabilities: &Capabilities) -> Vec<String> {
         .iter()
         .chain(task.input.iter().map(|(_, s)| s))
         .chain(task.expect.iter())
-        .chain(task.when.iter())
+        .chain(task.when.as_deref())
         .collect();
     let mut out = Vec::new();
     for script in scripts {

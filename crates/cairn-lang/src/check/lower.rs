@@ -545,11 +545,12 @@ impl<'a> Lowering<'a> {
                         },
                     ));
                 }
-                FieldValue::Use {
-                    reference,
-                    alias,
-                    with,
-                } => {
+                FieldValue::Use(spec) => {
+                    let ast::UseSpec {
+                        reference,
+                        alias,
+                        with,
+                    } = &**spec;
                     if header.uses.iter().any(|u| u.alias.value == alias.value) {
                         let diagnostic = Diagnostic::error(
                             DiagCode::DuplicateId,
@@ -852,8 +853,8 @@ impl<'a> Lowering<'a> {
                     task.run = Some(self.script(body, CompileMode::Script, Role::Body, code))
                 }
                 FieldValue::Compensate(body) => {
-                    task.compensate =
-                        Some(self.script(body, CompileMode::Script, Role::Compensate, code))
+                    let script = self.script(body, CompileMode::Script, Role::Compensate, code);
+                    task.compensate = Some(Box::new(script));
                 }
                 FieldValue::Expect(list) => {
                     self.not_empty(field, list.is_empty(), "`- <expression>`");
@@ -863,8 +864,8 @@ impl<'a> Lowering<'a> {
                     }
                 }
                 FieldValue::When(condition) => {
-                    task.when =
-                        Some(self.script(condition, CompileMode::Expression, Role::When, code))
+                    let script = self.script(condition, CompileMode::Expression, Role::When, code);
+                    task.when = Some(Box::new(script));
                 }
                 FieldValue::Retry(spec) => self.retry(spec, &mut task.retry),
                 FieldValue::Timeout(token) => task.timeout_ms = self.duration(token),
@@ -925,7 +926,7 @@ impl<'a> Lowering<'a> {
         (task, refs)
     }
 
-    fn retry(&mut self, spec: &Result<ast::RetrySpec, Spanned<String>>, retry: &mut Retry) {
+    fn retry(&mut self, spec: &Result<Box<ast::RetrySpec>, Spanned<String>>, retry: &mut Retry) {
         const SHAPE: &str = "write `retry: <n> [backoff <duration> [factor <number>] [max <duration>]]`, e.g. `retry: 3 backoff 1s factor 2 max 30s`";
         let spec = match spec {
             Ok(spec) => spec,

@@ -125,10 +125,10 @@ impl Plan {
                 .iter_mut()
                 .map(|(_, value)| value)
                 .chain(expect.iter_mut())
-                .chain(when.iter_mut())
+                .chain(when.as_deref_mut())
                 .chain(branches.iter_mut().map(|b| &mut b.condition))
                 .map(|s| (s, Expression));
-            let bodies = run.iter_mut().chain(compensate.iter_mut());
+            let bodies = run.iter_mut().chain(compensate.as_deref_mut());
             expressions.chain(bodies.map(|s| (s, Body)))
         });
         header.chain(steps)
@@ -365,8 +365,10 @@ pub struct Task {
     pub run: Option<Script>,
     /// `expect:` conditions over `result`; a false one fails the attempt.
     pub expect: Vec<Script>,
-    /// `when:` condition, evaluated once before the first attempt; false skips the step.
-    pub when: Option<Script>,
+    /// `when:` condition, evaluated once before the first attempt; false
+    /// skips the step. Boxed, as `compensate:` is: most steps have neither,
+    /// and a large plan holds every step at once.
+    pub when: Option<Box<Script>>,
     /// `retry:` settings (default: no retries).
     pub retry: Retry,
     /// `timeout:` in milliseconds, per attempt of `run:` and `expect:`, and for `compensate:`; `when:`, `input:` and gates are not timed.
@@ -381,7 +383,7 @@ pub struct Task {
     /// `on success -> id`.
     pub on_success: Option<String>,
     /// `compensate:` body, run with `result` in scope when the plan compensates.
-    pub compensate: Option<Script>,
+    pub compensate: Option<Box<Script>>,
     /// `priority:` (default 0); among ready steps, higher starts first.
     pub priority: i64,
     /// `resources:` the task holds while it runs.
@@ -555,5 +557,17 @@ impl<'de> Deserialize<'de> for Edge {
             _ => return Err(serde::de::Error::custom(format!("no edge kind {number}"))),
         };
         Ok(Self { kind, span })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Checking a large plan holds every step at once (2 KB per step at
+    /// most, with everything else checking keeps): a step growing past
+    /// this (a rare field not boxed) costs every step of such a plan.
+    #[test]
+    fn steps_stay_small() {
+        let task = std::mem::size_of::<super::Task>();
+        assert!(task <= 576, "Task is {task} bytes");
     }
 }

@@ -78,6 +78,17 @@ pub struct Code {
     pub line_offsets: Vec<usize>,
 }
 
+/// `use "<template or path>" as <alias> [with k = v, …]`.
+#[derive(Clone, Debug)]
+pub struct UseSpec {
+    /// The template name or path, unquoted.
+    pub reference: Spanned<String>,
+    /// The prefix its steps get (`alias.id`).
+    pub alias: Spanned<String>,
+    /// `with` values: param name and a Rhai expression.
+    pub with: Vec<(Spanned<String>, Code)>,
+}
+
 /// `retry: <n> [backoff <dur> [factor <f>] [max <dur>]]`.
 #[derive(Clone, Debug)]
 pub struct RetrySpec {
@@ -113,30 +124,26 @@ pub struct Grant {
 
 /// What a field holds, by the shape the grammar recognised.
 #[derive(Clone, Debug)]
+///
+/// Variants larger than a [`Code`] keep their bulk in a box: a large plan
+/// holds every field at once, and each is as large as the largest variant.
 pub enum FieldValue {
     /// `param <name> = <value>`.
     Param {
         /// The param's name.
         name: Spanned<String>,
         /// The default-value expression.
-        value: Code,
+        value: Box<Code>,
     },
     /// `hypothesis <id> "statement"`.
     Hypothesis {
         /// The hypothesis's id.
         id: Spanned<String>,
         /// What it claims, escapes resolved.
-        statement: Spanned<String>,
+        statement: Box<Spanned<String>>,
     },
     /// `use "<template or path>" as <alias> [with k = v, …]`.
-    Use {
-        /// The template name or path, unquoted.
-        reference: Spanned<String>,
-        /// The prefix its steps get (`alias.id`).
-        alias: Spanned<String>,
-        /// `with` values: param name and a Rhai expression.
-        with: Vec<(Spanned<String>, Code)>,
-    },
+    Use(Box<UseSpec>),
     /// The value as written; the checker reads it.
     MaxParallel(Spanned<String>),
     /// The value as written; the checker reads it.
@@ -162,7 +169,7 @@ pub enum FieldValue {
     /// `when:` condition.
     When(Code),
     /// `retry:`; `Err` holds the value when it does not have the retry shape.
-    Retry(Result<RetrySpec, Spanned<String>>),
+    Retry(Result<Box<RetrySpec>, Spanned<String>>),
     /// The value as written; the checker reads it.
     Timeout(Spanned<String>),
     /// `default_timeout:` as written; the checker reads it.
@@ -178,7 +185,7 @@ pub enum FieldValue {
     /// A decision's `when <condition> -> <id>` line.
     Branch {
         /// The expression between `when` and `->`.
-        condition: Code,
+        condition: Box<Code>,
         /// The id after `->`.
         target: Spanned<String>,
     },
@@ -193,4 +200,16 @@ pub enum FieldValue {
         /// Each line nested under the field, without indentation or trailing spaces.
         lines: Vec<Spanned<String>>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    /// A plan's every item and field are held at once while it is checked:
+    /// a field growing past this (a large variant not boxed) costs every
+    /// step of a large plan.
+    #[test]
+    fn fields_stay_small() {
+        let field = std::mem::size_of::<super::Field>();
+        assert!(field <= 136, "Field is {field} bytes");
+    }
 }

@@ -200,13 +200,16 @@ impl Builder<'_> {
                 let value = self.expr(inner.next().expect("param has a value"));
                 FieldValue::Param {
                     name: param_name,
-                    value,
+                    value: Box::new(value),
                 }
             }
             Rule::hypothesis => {
                 let id = self.text(inner.next().expect("hypothesis has an id"));
                 let statement = self.string(inner.next().expect("hypothesis has a statement"));
-                FieldValue::Hypothesis { id, statement }
+                FieldValue::Hypothesis {
+                    id,
+                    statement: Box::new(statement),
+                }
             }
             Rule::use_field => {
                 let reference = self.string(inner.next().expect("use has a reference"));
@@ -219,11 +222,11 @@ impl Builder<'_> {
                         (name, value)
                     })
                     .collect();
-                FieldValue::Use {
+                FieldValue::Use(Box::new(UseSpec {
                     reference,
                     alias,
                     with,
-                }
+                }))
             }
             Rule::max_parallel => FieldValue::MaxParallel(self.next_text(&mut inner)),
             Rule::seed => FieldValue::Seed(self.next_text(&mut inner)),
@@ -297,12 +300,12 @@ impl Builder<'_> {
                                 _ => max = Some(self.text(p)),
                             }
                         }
-                        Ok(RetrySpec {
+                        Ok(Box::new(RetrySpec {
                             count,
                             backoff,
                             factor,
                             max,
-                        })
+                        }))
                     }
                     _ => Err(self.text(value)),
                 })
@@ -312,7 +315,7 @@ impl Builder<'_> {
             Rule::branch => {
                 let condition = self.expr(inner.next().expect("branch has a condition"));
                 FieldValue::Branch {
-                    condition,
+                    condition: Box::new(condition),
                     target: self.next_text(&mut inner),
                 }
             }

@@ -68,17 +68,8 @@ pub fn build(
         for need in &r.needs {
             link(need, EdgeKind::Needs, &mut graph);
         }
-        if let Some(t) = &r.fallback {
-            link(t, EdgeKind::OnFailure, &mut graph);
-        }
-        if let Some(t) = &r.on_success {
-            link(t, EdgeKind::OnSuccess, &mut graph);
-        }
-        for (b, t) in r.branches.iter().enumerate() {
-            link(t, EdgeKind::Branch { index: b }, &mut graph);
-        }
-        if let Some(t) = &r.else_target {
-            link(t, EdgeKind::Else, &mut graph);
+        for (kind, target) in &r.routes {
+            link(target, *kind, &mut graph);
         }
     }
     let mut ids = suggest::Ids::new(tasks.iter().map(|t| t.id.as_str()));

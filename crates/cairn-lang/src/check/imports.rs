@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::lower::{Header, StepRefs, Use};
 use super::resolve::{Found, Resolver};
 use crate::diagnostic::{Code, Diagnostic};
-use crate::plan::{Hypothesis, Import, Task};
+use crate::plan::{EdgeKind, Hypothesis, Import, Task};
 use crate::script::Capabilities;
 use crate::source::Source;
 use crate::span::{Span, Spanned};
@@ -201,18 +201,19 @@ fn add(
         );
         // Spans inside the imported file mean nothing here.
         task.span = Span::new(import.span.start, import.span.start);
+        let fallback = task.fallback.iter().map(|t| (EdgeKind::OnFailure, at(t)));
+        let on_success = task.on_success.iter().map(|t| (EdgeKind::OnSuccess, at(t)));
+        let decision = task.step.decision();
+        let branches = decision
+            .into_iter()
+            .flat_map(|d| d.branches.iter().enumerate());
+        let branches = branches.map(|(index, b)| (EdgeKind::Branch { index }, at(&b.target)));
+        let otherwise = decision.and_then(|d| d.else_target.as_ref());
+        let otherwise = otherwise.map(|t| (EdgeKind::Else, at(t)));
+        let routes = fallback.chain(on_success).chain(branches).chain(otherwise);
         imported.refs.push(StepRefs {
             needs: task.needs.iter().map(|n| at(n)).collect(),
-            fallback: task.fallback.as_deref().map(at),
-            on_success: task.on_success.as_deref().map(at),
-            branches: task.step.decision().map_or_else(Vec::new, |d| {
-                d.branches.iter().map(|b| at(&b.target)).collect()
-            }),
-            else_target: task
-                .step
-                .decision()
-                .and_then(|d| d.else_target.as_deref())
-                .map(at),
+            routes: routes.collect(),
             using: Vec::new(),
             resources: Vec::new(),
             code: Vec::new(),

@@ -8,8 +8,8 @@ use super::scripts::{self, Analysis, Compiler, LeftOut, Refused};
 use super::suggest;
 use crate::diagnostic::{Code as DiagCode, Diagnostic};
 use crate::plan::{
-    Branch, Budget, FailurePolicy, Gate, Grant, Hypothesis, Metadata, Param, Resources, Retry,
-    Script, Step, Task,
+    Branch, Budget, EdgeKind, FailurePolicy, Gate, Grant, Hypothesis, Metadata, Param, Resources,
+    Retry, Script, Step, Task,
 };
 use crate::script::{Capabilities, CompileMode, SCOPE_VARIABLES};
 use crate::source::Source;
@@ -40,10 +40,10 @@ pub struct CodeUse<'a> {
 #[derive(Default)]
 pub struct StepRefs<'a> {
     pub needs: Vec<Spanned<String>>,
-    pub fallback: Option<Spanned<String>>,
-    pub on_success: Option<Spanned<String>>,
-    pub branches: Vec<Spanned<String>>,
-    pub else_target: Option<Spanned<String>>,
+    /// `on failure ->`, `on success ->`, branches and `else`, in that order
+    /// (the graph's edges of a step keep it), each with the edge it makes.
+    /// One list: most steps have none, and a large plan holds every step's.
+    pub routes: Vec<(EdgeKind, Spanned<String>)>,
     pub using: Vec<Spanned<String>>,
     pub resources: Vec<(Spanned<String>, f64)>,
     pub code: Vec<CodeUse<'a>>,
@@ -873,11 +873,11 @@ impl<'a> Lowering<'a> {
                 FieldValue::FailurePolicy(word) => task.on_failure = self.policy(word),
                 FieldValue::FailureRoute(target) => {
                     task.fallback = Some(target.value.clone());
-                    refs.fallback = Some(target.clone());
+                    refs.routes.push((EdgeKind::OnFailure, target.clone()));
                 }
                 FieldValue::SuccessRoute(target) => {
                     task.on_success = Some(target.value.clone());
-                    refs.on_success = Some(target.clone());
+                    refs.routes.push((EdgeKind::OnSuccess, target.clone()));
                 }
                 FieldValue::Priority(token) => {
                     if let Some(p) = self.integer(token, "priority", -1_000_000, 1_000_000) {
@@ -902,13 +902,19 @@ impl<'a> Lowering<'a> {
                             target: target.value.clone(),
                         });
                     }
-                    refs.branches.push(target.clone());
+                    let index = refs
+                        .routes
+                        .iter()
+                        .filter(|(kind, _)| matches!(kind, EdgeKind::Branch { .. }))
+                        .count();
+                    refs.routes
+                        .push((EdgeKind::Branch { index }, target.clone()));
                 }
                 FieldValue::Else(target) => {
                     if let Some(decision) = task.step.decision_mut() {
                         decision.else_target = Some(target.value.clone());
                     }
-                    refs.else_target = Some(target.clone());
+                    refs.routes.push((EdgeKind::Else, target.clone()));
                 }
                 FieldValue::Checks(list) => {
                     self.not_empty(field, list.is_empty(), "`- \"what to check\"`");
@@ -923,6 +929,12 @@ impl<'a> Lowering<'a> {
                 _ => unreachable!("admit() rejects plan settings in steps"),
             }
         }
+        refs.routes.sort_by_key(|(kind, _)| match kind {
+            EdgeKind::Needs | EdgeKind::OnFailure => 0,
+            EdgeKind::OnSuccess => 1,
+            EdgeKind::Branch { .. } => 2,
+            EdgeKind::Else => 3,
+        });
         (task, refs)
     }
 

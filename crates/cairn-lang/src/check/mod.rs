@@ -199,11 +199,7 @@ fn run(
         };
         for r in &mut refs {
             r.needs.retain(|n| !inside_failed(&n.value));
-            for route in [&mut r.fallback, &mut r.on_success, &mut r.else_target] {
-                if route.as_ref().is_some_and(|t| inside_failed(&t.value)) {
-                    *route = None;
-                }
-            }
+            r.routes.retain(|(_, t)| !inside_failed(&t.value));
         }
     }
     let mut graph = graph::build(source, &tasks, &refs, &mut diagnostics);
@@ -293,8 +289,7 @@ fn indexed(
     };
     code_refs(index, &header.param_code);
     for r in refs {
-        let routes = r.needs.iter().chain(&r.fallback).chain(&r.on_success);
-        for target in routes.chain(&r.branches).chain(&r.else_target) {
+        for target in r.needs.iter().chain(r.routes.iter().map(|(_, t)| t)) {
             index.refer(NameKind::Step, &target.value, target.span);
             // `alias.id` names the alias too.
             if let Some((alias, _)) = target.value.split_once('.') {

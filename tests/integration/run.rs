@@ -1243,3 +1243,24 @@ fn the_summary_says_cancelled_like_status() {
     let status = crate::status_step(&test, "slow");
     assert_eq!(status["status"], words[1]);
 }
+
+/// An `--events` file that cannot be created stops the run before any step
+/// starts, and says which file and why.
+#[test]
+fn an_events_file_that_cannot_be_created_stops_the_run_first() {
+    let test = Test::new()
+        .file(
+            "p.plan",
+            "plan p \"P\"\n  allow: fs.write\n\ntask a \"A\" using:fs.write\n  run: write_file(\"ran.txt\", \"yes\")\n",
+        )
+        .args(["run", "p.plan", "--events", "missing/events.jsonl"]);
+    let run = test.run();
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("cannot create `missing/events.jsonl`: No such file or directory"),
+        "{}",
+        run.stderr
+    );
+    assert!(!test.path().join("ran.txt").exists(), "no step ran");
+}

@@ -124,9 +124,6 @@ impl Session {
         // Each command's process group is in the store while it runs.
         options.processes = Some(Arc::clone(&processes) as Arc<dyn run::ProcessLog>);
         options.approver = interactive.then(|| Arc::new(approver) as run::Approver);
-        options
-            .capabilities
-            .get_or_insert_with(cairn_engine::stdlib::registry);
         // With `--events -` the JSON lines own stdout and progress goes to stderr.
         let mut events_out: Option<Box<dyn Write>> = match self.events.as_deref() {
             None => None,
@@ -151,7 +148,8 @@ impl Session {
         let (interrupter, _listening) = super::signals::interrupter(&runtime, true);
         options.interrupter = Some(interrupter);
         let mut write_failed = None;
-        let report = runtime.block_on(run::run(Arc::clone(&plan), options, |event| {
+        let engine = cairn_engine::stdlib::engine();
+        let report = runtime.block_on(engine.run(Arc::clone(&plan), options, |event| {
             if let Some(out) = events_out.as_mut() {
                 let line = serde_json::to_string(event).expect("events serialize");
                 if let Err(e) = writeln!(out, "{line}") {

@@ -1,7 +1,7 @@
 //! Evaluating a Rhai line at the prompt, in the plan's scope.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rhai::{Dynamic, Map};
 
@@ -32,37 +32,20 @@ impl Session {
                 rhai::serde::to_dynamic(&value).unwrap_or(Dynamic::UNIT),
             );
         }
+        let dir = crate::cli::plan_dir(Path::new(&self.file));
         let ctx = Arc::new(StepContext {
-            clock: Arc::new(cairn_engine::clock::SystemClock::default()),
-            task: "repl".to_owned(),
-            dir: crate::cli::plan_dir(Path::new(&self.file)),
             confinement: Arc::new(cairn_engine::script::confine::Confinement::new(
-                &crate::cli::plan_dir(Path::new(&self.file)),
+                &dir,
                 Some(&self.state_dir),
             )),
-            grants: Arc::new(Vec::new()),
-            cancel: Arc::default(),
-            deadline: None,
-            rng: Mutex::new(context::SplitMix64::new(inputs.seed)),
-            cost: Arc::default(),
-            journal: Arc::default(),
             on_note: Some(Arc::new(|_: &str, note: context::Note<'_>| {
                 if let context::Note::Log(line) = note {
                     println!("log: {line}");
                 }
             })),
-            hypotheses: Arc::new(context::Hypotheses::new(Vec::new())),
-            attempt: 0,
-            tape: context::Tape::Off,
-            calls: Default::default(),
-            using: Vec::new(),
             capabilities: Arc::new(cairn_engine::stdlib::registry().capabilities().clone()),
-            output_limit: context::DEFAULT_OUTPUT_LIMIT,
             blobs: Some(Arc::from(self.state_dir.join("blobs"))),
-            // No capabilities at the prompt: no commands to record.
-            processes: None,
-            stored: Default::default(),
-            logged: Default::default(),
+            ..StepContext::outside_a_run("repl", &dir, inputs.seed)
         });
         let mut scope = std::mem::take(&mut self.vars);
         scope.set_or_push("params", params.clone());

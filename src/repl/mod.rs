@@ -117,6 +117,8 @@ struct Session {
     history: Vec<String>,
     /// For evaluating expressions: the sandbox engine with no capabilities.
     engine: Arc<rhai::Engine>,
+    /// What runs the plan's steps: the library's engine with the stdlib's tools.
+    runner: cairn_engine::Engine,
     /// Variables `let` at the prompt, kept from one line to the next.
     vars: rhai::Scope<'static>,
     runtime: tokio::runtime::Runtime,
@@ -162,6 +164,7 @@ impl Session {
             at_break: None,
             history: Vec::new(),
             engine: sandbox.engine(&[]),
+            runner: cairn_engine::stdlib::engine(),
             vars: rhai::Scope::new(),
             runtime: runtime()?,
             _claim: claim,
@@ -210,7 +213,6 @@ impl Session {
             dir: crate::cli::plan_dir(Path::new(&self.file)),
             state_dir: Some(self.state_dir.clone()),
             resume: Some(Arc::new(history.resume(&[]))),
-            capabilities: Some(cairn_engine::stdlib::registry()),
             ..Options::default()
         })
     }
@@ -231,7 +233,7 @@ impl Session {
         options.start_limit = Some(0);
         options.replay = Some(run::Replay::default());
         self.runtime
-            .block_on(run::run(Arc::clone(&self.plan), options, |_| {}))
+            .block_on(self.runner.run(Arc::clone(&self.plan), options, |_| {}))
             .unwrap_or_else(|_| Report {
                 status: RunStatus::Paused,
                 message: None,
@@ -280,21 +282,21 @@ impl Session {
         // editor reads it as a key).
         let (interrupter, _listening) = crate::cli::interrupter(&self.runtime, false);
         options.interrupter = Some(interrupter);
-        let report = self
-            .runtime
-            .block_on(run::run(Arc::clone(&self.plan), options, |event| {
-                if matches!(event, Event::RunStarted { .. } | Event::RunResumed { .. }) {
-                    return;
-                }
-                if let Some(line) = crate::cli::describe(event) {
-                    println!("{line}");
-                }
-                if let Event::StepSucceeded { output, .. } = event {
-                    if !output.is_null() {
-                        println!("            = {}", compact(output));
+        let report =
+            self.runtime
+                .block_on(self.runner.run(Arc::clone(&self.plan), options, |event| {
+                    if matches!(event, Event::RunStarted { .. } | Event::RunResumed { .. }) {
+                        return;
                     }
-                }
-            }));
+                    if let Some(line) = crate::cli::describe(event) {
+                        println!("{line}");
+                    }
+                    if let Event::StepSucceeded { output, .. } = event {
+                        if !output.is_null() {
+                            println!("            = {}", compact(output));
+                        }
+                    }
+                }));
         processes.flush();
         let report = report.map_err(|e| e.to_string())?;
         match report.status {

@@ -91,24 +91,26 @@ impl Engine {
         checked.plan.ok_or(Error::Check(checked.diagnostics))
     }
 
-    /// Runs a plan on the current tokio runtime, calling `observe` for
-    /// every event in order. Scripts run on blocking threads.
+    /// Runs a plan (owned or shared) on the current tokio runtime, calling
+    /// `observe` for every event in order. Scripts run on blocking threads.
+    /// The run may call this engine's capabilities unless
+    /// [`Options::capabilities`] names others.
     pub async fn run(
         &self,
-        plan: Plan,
+        plan: impl Into<Arc<Plan>>,
         mut options: Options,
         observe: impl FnMut(&Event),
     ) -> Result<Report, Error> {
         options
             .capabilities
             .get_or_insert_with(|| self.registry.clone());
-        run::run(Arc::new(plan), options, observe).await
+        run::run(plan.into(), options, observe).await
     }
 
     /// [`Engine::run`] on a runtime of its own, for callers without one.
     pub fn run_blocking(
         &self,
-        plan: Plan,
+        plan: impl Into<Arc<Plan>>,
         options: Options,
         observe: impl FnMut(&Event),
     ) -> Result<Report, Error> {

@@ -500,6 +500,36 @@ const LOG_LINE_BYTES: usize = 16 << 10;
 pub const DEFAULT_OUTPUT_LIMIT: usize = 1 << 20;
 
 impl StepContext {
+    /// A context for code evaluated outside any run (a REPL's prompt): no
+    /// grants, no capabilities, no recording, the system's clock, files
+    /// confined to `dir`. Change what differs with struct update syntax.
+    pub fn outside_a_run(name: &str, dir: &std::path::Path, seed: u64) -> Self {
+        Self {
+            clock: Arc::new(crate::clock::SystemClock::default()),
+            task: name.to_owned(),
+            dir: dir.to_path_buf(),
+            grants: Arc::new(Vec::new()),
+            confinement: Arc::new(super::confine::Confinement::new(dir, None)),
+            cancel: Arc::default(),
+            deadline: None,
+            rng: Mutex::new(SplitMix64::new(seed)),
+            cost: Arc::default(),
+            journal: Arc::default(),
+            on_note: None,
+            hypotheses: Arc::new(Hypotheses::new(Vec::new())),
+            attempt: 0,
+            tape: Tape::Off,
+            calls: Default::default(),
+            using: Vec::new(),
+            capabilities: Arc::default(),
+            output_limit: DEFAULT_OUTPUT_LIMIT,
+            blobs: None,
+            processes: None,
+            stored: Default::default(),
+            logged: Default::default(),
+        }
+    }
+
     /// Whether the step must stop, and why.
     pub fn interrupted(&self) -> Option<Interrupt> {
         if self.cancel.load(Ordering::Relaxed) {

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use cairn_engine::run::{self, Options, Replay, Resume, Settled};
+use cairn_engine::run::{Options, Replay, Resume, Settled};
 
 use super::plans::{plans, Edited};
 use super::ServiceError;
@@ -67,7 +67,6 @@ pub fn replay(store: &Store, state_dir: &Path, id: Option<&str>) -> Result<Repla
         state_dir: Some(state_dir.to_path_buf()),
         resume: Some(Arc::new(gates)),
         replay: Some(replay.clone()),
-        capabilities: Some(cairn_engine::stdlib::registry()),
         ..Options::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -75,7 +74,8 @@ pub fn replay(store: &Store, state_dir: &Path, id: Option<&str>) -> Result<Repla
         .build()
         .map_err(|e| cairn_engine::Error::Usage(format!("cannot start the runtime: {e}")))?;
     let mut again = History::default();
-    runtime.block_on(run::run(Arc::new(plan), options, |event| {
+    let engine = cairn_engine::stdlib::engine();
+    runtime.block_on(engine.run(plan, options, |event| {
         if let Ok(text) = serde_json::to_string(event) {
             again.fold(&text);
         }

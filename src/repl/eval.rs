@@ -61,7 +61,11 @@ impl Session {
                     for name in ["input", "task", "result", "failure"] {
                         s.push_dynamic(name, Dynamic::UNIT);
                     }
-                    self.engine.eval_with_scope::<Dynamic>(&mut s, &script.text)
+                    match &script.ast {
+                        // Compiled with the plan's functions in.
+                        Some(ast) => self.engine.eval_ast_with_scope::<Dynamic>(&mut s, ast),
+                        None => self.engine.eval_with_scope::<Dynamic>(&mut s, &script.text),
+                    }
                 }) {
                     input.insert(key.as_str().into(), value);
                 }
@@ -71,8 +75,16 @@ impl Session {
         for name in ["task", "result", "failure"] {
             scope.set_or_push(name, Dynamic::UNIT);
         }
+        let functions = self.plan.functions.as_ref().and_then(|f| f.ast.clone());
         let result = context::enter(&ctx, || {
-            self.engine.eval_with_scope::<Dynamic>(&mut scope, code)
+            // The plan's `functions:` are callable at the prompt too.
+            let line = self.engine.compile_with_scope(&scope, code)?;
+            let line = match &functions {
+                Some(functions) => functions.merge(&line),
+                None => line,
+            };
+            self.engine
+                .eval_ast_with_scope::<Dynamic>(&mut scope, &line)
         });
         self.vars = scope;
         let value = result.map_err(|e| run::describe_error(&e))?;

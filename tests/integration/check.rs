@@ -324,7 +324,7 @@ const IMPORT_REFUSED: &str = r#"cairn::script
  11 │     h::greet()
     ╰────
   help: to run another plan's steps, add `use "file.plan" as <alias>` to the plan header; to reuse
-        code, define it with `fn` in this body (plans cannot share functions yet)
+        code, define it with `fn` under `functions:` in the plan header
 error: 1 error found
 "#;
 
@@ -374,7 +374,7 @@ fn import_in_a_function_a_closure_or_a_block_is_refused_too() {
  6 │     let f = || { import "b" as b; 2 };
    ╰────
   help: to run another plan's steps, add `use "file.plan" as <alias>` to the plan header; to reuse
-        code, define it with `fn` in this body (plans cannot share functions yet)
+        code, define it with `fn` under `functions:` in the plan header
 cairn::script
 
   × `import` is not available in plan code: plans cannot load Rhai modules
@@ -386,7 +386,7 @@ cairn::script
  7 │     if true { import "c"; }
    ╰────
   help: to run another plan's steps, add `use "file.plan" as <alias>` to the plan header; to reuse
-        code, define it with `fn` in this body (plans cannot share functions yet)
+        code, define it with `fn` under `functions:` in the plan header
 cairn::script
 
   × `import` is not available in plan code: plans cannot load Rhai modules
@@ -398,7 +398,7 @@ cairn::script
  8 │     load() + f.call()
    ╰────
   help: to run another plan's steps, add `use "file.plan" as <alias>` to the plan header; to reuse
-        code, define it with `fn` in this body (plans cannot share functions yet)
+        code, define it with `fn` under `functions:` in the plan header
 error: 3 errors found
 "#
     );

@@ -8,6 +8,7 @@ mod diagnostics;
 mod docs;
 mod durable;
 mod embed;
+mod functions;
 mod graph;
 mod processes;
 mod properties;

@@ -141,6 +141,23 @@ run … is saved; `cairn repl --resume …` (or `cairn resume …`) goes on
     assert_transcript(&session(&test, &["repl", "p.plan"], input), expected);
 }
 
+/// The plan's `functions:` are callable at the prompt, as in its steps.
+#[test]
+fn the_prompt_calls_the_plan_s_functions() {
+    let plan = "plan p \"P\"\n  functions: |\n    fn double(x) { x * 2 }\n\ntask a \"A\"\n  input:\n    n: double(4)\n  run: double(input.n)\n";
+    let test = Test::new().file("p.plan", plan);
+    let input = "double(21)\ninput.n\n:quit\n";
+    let expected = r#"run … of `p` (1 steps); `:help` lists the commands
+p 0/1> double(21)
+42
+p 0/1> input.n
+8
+p 0/1> :quit
+run … is saved; `cairn repl --resume …` (or `cairn resume …`) goes on
+"#;
+    assert_transcript(&session(&test, &["repl", "p.plan"], input), expected);
+}
+
 #[test]
 fn skip_retry_set_reload_and_quit_then_resume() {
     let test = Test::new().file("demo.plan", PLAN);

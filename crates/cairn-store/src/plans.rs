@@ -6,7 +6,7 @@ use cairn_lang::plan::Plan;
 /// A build that finds another format checks the recorded source instead, so
 /// bump the last number whenever a type a plan holds changes (the test
 /// below fails until then).
-pub const FORMAT: &str = concat!("postcard/", env!("CARGO_PKG_VERSION"), "/3");
+pub const FORMAT: &str = concat!("postcard/", env!("CARGO_PKG_VERSION"), "/4");
 
 /// A stored plan as read from the store, not yet decoded.
 pub struct Encoded {
@@ -73,6 +73,8 @@ mod tests {
         let repeated =
             "plan twice \"Twice\"\n\ntask a \"A\"\n  run: 40 + 2\n\ntask b \"B\"\n  run: 40 + 2\n";
         plans.push(checked("twice.plan", repeated));
+        let functions = "plan shared \"Shared\"\n  functions: |\n    fn double(x) { x * 2 }\n\ntask a \"A\"\n  run: double(21)\n  expect: result == double(21)\n";
+        plans.push(checked("shared.plan", functions));
         plans.push(checked("outer.plan", importing));
         assert!(!plans.last().expect("pushed").imports.is_empty());
         for plan in plans {
@@ -90,6 +92,14 @@ mod tests {
                     .all(|s| s.ast.is_some())
             };
             assert!(compiled(&back), "{}: code left uncompiled", plan.id);
+            if plan.id == "shared" {
+                // Decoded code is compiled with the plan's functions in.
+                let task = &back.tasks[0];
+                for script in task.run.iter().chain(&task.expect) {
+                    let ast = script.ast.as_ref().expect("compiled");
+                    assert!(ast.iter_functions().any(|f| f.name == "double"));
+                }
+            }
             if plan.id == "twice" {
                 let text = |i: usize| &back.tasks[i].run.as_ref().expect("run").text;
                 assert!(Arc::ptr_eq(text(0), text(1)), "equal texts are shared");
@@ -133,6 +143,8 @@ mod tests {
   param n = 2
   hypothesis h "It holds"
   use "debug-500" as dbg with requests = 5
+  functions: |
+    fn twice(x) { x * 2 }
 
 task a "A" kind:build using:sh
   input:
@@ -178,8 +190,8 @@ task f "F"
         assert_eq!(
             (FORMAT.rsplit('/').next(), hash.as_str()),
             (
-                Some("3"),
-                "e85b2a7c1e02be386c36e6e40ab4a853d231d34b2b1b66d8958d127c51f58d72"
+                Some("4"),
+                "23190ad11da3a1288b621351925a8d2de9750086f39e93ec3d399e5690ca669d"
             ),
             "the stored plan's encoding changed: if a type changed shape, bump FORMAT's last number; then update this hash"
         );

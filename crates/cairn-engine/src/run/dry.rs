@@ -26,6 +26,14 @@ pub fn explain(plan: &Plan, max_parallel: usize, capabilities: &Capabilities) ->
         }
     );
     let waves = waves(plan);
+    // What each function of `functions:` reaches (a dry run is rare: the
+    // check's own table is not kept in the plan).
+    let functions = plan
+        .functions
+        .as_ref()
+        .and_then(|f| f.ast.as_deref())
+        .map(cairn_lang::check::reachable_calls)
+        .unwrap_or_default();
     // A step may be skipped if it is conditional, has `when:`, or needs
     // only steps that may be skipped; waves are in dependency order.
     let mut maybe_skipped = vec![false; plan.tasks.len()];
@@ -51,7 +59,7 @@ pub fn explain(plan: &Plan, max_parallel: usize, capabilities: &Capabilities) ->
                 task.id,
                 reason(plan, i, &maybe_skipped)
             );
-            for call in calls(task, capabilities) {
+            for call in calls(task, capabilities, &functions) {
                 let _ = writeln!(out, "  {:width$}    would call {call}", "");
             }
         }
@@ -177,8 +185,13 @@ fn reason(plan: &Plan, i: usize, maybe_skipped: &[bool]) -> String {
     parts.join("; ")
 }
 
-/// The capability calls in a task's code, as `name("literal")` or `name(…)`.
-fn calls(task: &Task, capabilities: &Capabilities) -> Vec<String> {
+/// The capability calls in a task's code, as `name("literal")` or `name(…)`,
+/// and those it makes through the plan's `functions:` (`name(…) via f(…)`).
+fn calls(
+    task: &Task,
+    capabilities: &Capabilities,
+    functions: &std::collections::HashMap<String, Vec<String>>,
+) -> Vec<String> {
     let scripts: Vec<&Script> = task
         .run
         .iter()
@@ -189,7 +202,10 @@ fn calls(task: &Task, capabilities: &Capabilities) -> Vec<String> {
     let mut out = Vec::new();
     for script in scripts {
         let Some(ast) = &script.ast else { continue };
-        ast.walk(&mut |path: &[ASTNode]| {
+        // The script's own statements: its AST also holds every function
+        // of the plan, called or not.
+        let own = ast.clone_statements_only();
+        own.walk(&mut |path: &[ASTNode]| {
             if let Some(ASTNode::Expr(Expr::FnCall(call, _) | Expr::MethodCall(call, _))) =
                 path.last()
             {
@@ -204,6 +220,15 @@ fn calls(task: &Task, capabilities: &Capabilities) -> Vec<String> {
                         "{}({first}{more})  [{}]",
                         call.name, capability.name
                     ));
+                } else if let Some(reached) = functions.get(call.name.as_str()) {
+                    for called in reached {
+                        if let Some(capability) = capabilities.providing(called) {
+                            out.push(format!(
+                                "{called}(…) via {}(…)  [{}]",
+                                call.name, capability.name
+                            ));
+                        }
+                    }
                 }
             }
             true

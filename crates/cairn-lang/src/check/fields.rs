@@ -58,6 +58,11 @@ pub const FIELDS: &[FieldSpec] = &[
     ),
     spec!("seed", &[P], "a whole number, e.g. `seed: 42`"),
     spec!(
+        "functions",
+        &[P],
+        "`|` and an indented block of Rhai `fn` definitions"
+    ),
+    spec!(
         "default_timeout",
         &[P],
         "a duration, e.g. `default_timeout: 30m`"

@@ -169,6 +169,7 @@ fn add(
             .map(|(n, s)| (n.value.clone(), s.clone()))
             .collect(),
         allow: plan.allow,
+        functions: plan.functions,
         file,
         sha256,
     });

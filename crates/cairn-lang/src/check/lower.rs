@@ -21,6 +21,7 @@ use crate::units as values;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     Param,
+    Functions,
     Input,
     Body,
     Compensate,
@@ -67,6 +68,12 @@ pub struct Header<'a> {
     /// Each hypothesis's id where it is declared, in order.
     pub hypothesis_ids: Vec<Spanned<String>>,
     pub uses: Vec<Use>,
+    /// `functions:`, compiled; every other script of the plan has them.
+    pub functions: Option<Script>,
+    /// For each function `functions:` defines, every function it reaches.
+    pub function_calls: HashMap<String, Vec<String>>,
+    /// The `functions:` block's code, for its refusals and references.
+    pub function_code: Vec<CodeUse<'a>>,
 }
 
 /// `use "<reference>" as <alias> with …`, lowered.
@@ -96,6 +103,11 @@ pub struct Lowering<'a> {
     pub capabilities: &'a Capabilities,
     pub diagnostics: Vec<Diagnostic>,
     compiler: Compiler,
+    /// The plan's `functions:`, merged into every script compiled after it.
+    functions: Option<Arc<rhai::AST>>,
+    /// Each compiled script with the functions merged in, by the compiled
+    /// script's address: a text repeated in many steps is merged once.
+    merged: HashMap<usize, Arc<rhai::AST>>,
 }
 
 impl<'a> Lowering<'a> {
@@ -105,6 +117,8 @@ impl<'a> Lowering<'a> {
             capabilities,
             diagnostics: Vec::new(),
             compiler: Compiler::default(),
+            functions: None,
+            merged: HashMap::new(),
         }
     }
 
@@ -144,7 +158,17 @@ impl<'a> Lowering<'a> {
         }
         let analysis = self.compiler.analyse(code, mode);
         let ast = match &analysis.ast {
-            Ok(ast) => Some(Arc::clone(ast)),
+            Ok(ast) => Some(match &self.functions {
+                None => Arc::clone(ast),
+                Some(functions) => {
+                    let key = Arc::as_ptr(ast) as usize;
+                    let merged = self
+                        .merged
+                        .entry(key)
+                        .or_insert_with(|| Arc::new(functions.merge(ast)));
+                    Arc::clone(merged)
+                }
+            }),
             Err(error) => {
                 let len = error.variable.as_ref().map_or(1, |v| v.chars().count());
                 let span = if error.position.is_none() {
@@ -153,6 +177,10 @@ impl<'a> Lowering<'a> {
                     scripts::span_at(self.source, code, error.position, len)
                 };
                 let (label, help) = match &error.variable {
+                    Some(name) if role == Role::Functions && SCOPE_VARIABLES.contains(&name.as_str()) => (
+                        "not visible in a function",
+                        format!("a function sees only its arguments: pass `{name}` in from the step that calls it"),
+                    ),
                     Some(name) => (
                         "not declared",
                         suggest::did_you_mean(name, SCOPE_VARIABLES.iter().copied(), |c| format!("`{c}`"))
@@ -193,7 +221,7 @@ impl<'a> Lowering<'a> {
                     scripts::span_at(self.source, code, refusal.position, refusal.len),
                     "`import` is not available in plan code: plans cannot load Rhai modules".to_owned(),
                     "not available in plan code",
-                    "to run another plan's steps, add `use \"file.plan\" as <alias>` to the plan header; to reuse code, define it with `fn` in this body (plans cannot share functions yet)".to_owned(),
+                    "to run another plan's steps, add `use \"file.plan\" as <alias>` to the plan header; to reuse code, define it with `fn` under `functions:` in the plan header".to_owned(),
                 ),
                 Refused::Function(name, why) => {
                     // An embedding application's capability may bring it.
@@ -508,8 +536,19 @@ impl<'a> Lowering<'a> {
             hypotheses: Vec::new(),
             hypothesis_ids: Vec::new(),
             uses: Vec::new(),
+            functions: None,
+            function_calls: HashMap::new(),
+            function_code: Vec::new(),
         };
         self.header_attrs(item);
+        // Before any other code, which is compiled with the functions in.
+        let functions = item.fields.iter().find_map(|f| match &f.value {
+            FieldValue::Functions(code) => Some(code),
+            _ => None,
+        });
+        if let Some(code) = functions {
+            self.functions(code, &mut header);
+        }
         let mut seen = HashMap::new();
         for field in &item.fields {
             if self.admit(item, field, &mut seen).is_none() {
@@ -665,10 +704,59 @@ impl<'a> Lowering<'a> {
                     let name = field.name.value.to_string();
                     self.metadata(&name, value, lines, &mut header.metadata);
                 }
+                // Compiled before everything else, above.
+                FieldValue::Functions(_) => {}
                 _ => unreachable!("admit() rejects step fields in the plan header"),
             }
         }
         header
+    }
+
+    /// Compiles `functions:`: only `fn` definitions, merged into every
+    /// script compiled after it.
+    fn functions(&mut self, code: &'a Code, header: &mut Header<'a>) {
+        let script = self.script(
+            code,
+            CompileMode::Functions,
+            Role::Functions,
+            &mut header.function_code,
+        );
+        let Some(ast) = script.ast.clone() else {
+            return;
+        };
+        if let Some(statement) = ast.statements().first() {
+            let span = scripts::span_at(self.source, code, statement.position(), 1);
+            self.error(
+                DiagCode::Script,
+                span,
+                "`functions:` holds only `fn` definitions".into(),
+                "not a function definition",
+                Some("define functions as `fn name(a, b) { … }`; code that runs belongs in a task's `run:`".into()),
+            );
+            return;
+        }
+        // A plan function named like a capability's would stand in for it.
+        for function in ast.iter_functions() {
+            if let Some(capability) = self.capabilities.providing(function.name) {
+                let name = function.name.to_owned();
+                let written = &self.source.text()[code.span.start..code.span.end];
+                let position = written.find(&format!("fn {name}")).map_or(code.span, |at| {
+                    let start = code.span.start + at + "fn ".len();
+                    Span::new(start, start + name.len())
+                });
+                self.error(
+                    DiagCode::Script,
+                    position,
+                    format!("`functions:` cannot define `{name}`: it is a function of the `{}` capability", capability.name),
+                    "already a capability's",
+                    Some("give the function another name".into()),
+                );
+                return;
+            }
+        }
+        header.function_calls = scripts::reachable_calls(&ast);
+        header.functions = Some(script);
+        self.functions = Some(ast);
     }
 
     fn header_attrs(&mut self, item: &Item) {

@@ -23,7 +23,7 @@ pub use graph::width;
 pub use index::{Index, NameKind, Site};
 pub use lower::DEFAULT_MAX_PARALLEL;
 pub use resolve::{Found, Resolver};
-pub use scripts::{LeftOut, LEFT_OUT};
+pub use scripts::{reachable_calls, LeftOut, LEFT_OUT};
 pub use suggest::closest;
 
 /// The result of checking: the plan when there are no errors, and every
@@ -232,6 +232,7 @@ fn run(
         seed: header.seed,
         default_timeout_ms: header.default_timeout_ms,
         metadata: header.metadata,
+        functions: header.functions,
         imports: imported.imports,
         hypotheses: {
             let mut all = header.hypotheses;

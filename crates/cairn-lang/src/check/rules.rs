@@ -11,7 +11,7 @@ use super::scripts;
 use super::suggest;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::plan::{Edge, EdgeKind, Step, Task};
-use crate::script::Capabilities;
+use crate::script::{Capabilities, Capability};
 use crate::source::Source;
 use petgraph::visit::EdgeRef;
 
@@ -97,33 +97,50 @@ impl<'a> Rules<'a> {
         let analysis = &code.analysis;
         let task = owner.map(|i| &self.tasks[i]);
         for (function, position) in &analysis.calls {
-            let Some(capability) = self.capabilities.providing(function) else {
-                continue;
-            };
-            if task.is_some_and(|t| t.using.contains(&capability.name)) {
-                continue;
+            // A capability's own function, or one of `functions:` that
+            // reaches capability functions (each capability named once).
+            let mut needed: Vec<(&Capability, Option<&str>)> = Vec::new();
+            if let Some(capability) = self.capabilities.providing(function) {
+                needed.push((capability, None));
+            } else if let Some(reached) = self.header.function_calls.get(function) {
+                for called in reached {
+                    if let Some(capability) = self.capabilities.providing(called) {
+                        if !needed.iter().any(|(c, _)| c.name == capability.name) {
+                            needed.push((capability, Some(called)));
+                        }
+                    }
+                }
             }
-            let span =
-                scripts::span_at(self.source, code.code, *position, function.chars().count());
-            let (message, help) = match task {
-                Some(t) if matches!(t.step, Step::Task) => (
-                    format!("`{function}` needs the `{}` capability, which task `{}` does not declare", capability.name, t.id),
-                    format!("add `using:{}` to the task's header line", capability.name),
-                ),
-                Some(t) => (
-                    format!("`{function}` needs the `{}` capability, but {} `{}` cannot use capabilities", capability.name, t.kind().word(), t.id),
-                    "move the call into a task with `using:` and read its result through `outputs`".to_owned(),
-                ),
-                None => (
-                    format!("`{function}` needs the `{}` capability, but param defaults cannot use capabilities", capability.name),
-                    "compute the value in a task and read it through `outputs`".to_owned(),
-                ),
-            };
-            self.diagnostics.push(
-                Diagnostic::error(Code::UndeclaredCapability, self.source, message)
-                    .label(span, "capability call")
-                    .help(help),
-            );
+            for (capability, via) in needed {
+                if task.is_some_and(|t| t.using.contains(&capability.name)) {
+                    continue;
+                }
+                let span =
+                    scripts::span_at(self.source, code.code, *position, function.chars().count());
+                let what = match via {
+                    None => format!("`{function}`"),
+                    Some(called) => format!("`{function}` calls `{called}`, which"),
+                };
+                let (message, help) = match task {
+                    Some(t) if matches!(t.step, Step::Task) => (
+                        format!("{what} needs the `{}` capability, which task `{}` does not declare", capability.name, t.id),
+                        format!("add `using:{}` to the task's header line", capability.name),
+                    ),
+                    Some(t) => (
+                        format!("{what} needs the `{}` capability, but {} `{}` cannot use capabilities", capability.name, t.kind().word(), t.id),
+                        "move the call into a task with `using:` and read its result through `outputs`".to_owned(),
+                    ),
+                    None => (
+                        format!("{what} needs the `{}` capability, but param defaults cannot use capabilities", capability.name),
+                        "compute the value in a task and read it through `outputs`".to_owned(),
+                    ),
+                };
+                self.diagnostics.push(
+                    Diagnostic::error(Code::UndeclaredCapability, self.source, message)
+                        .label(span, "capability call")
+                        .help(help),
+                );
+            }
         }
         for (id, position) in &analysis.outputs {
             self.output(owner, code, id, *position);

@@ -101,6 +101,7 @@ pub struct ScriptError {
 #[derive(Default)]
 pub struct Compiler {
     scripts: HashMap<String, Arc<Analysis>>,
+    functions: HashMap<String, Arc<Analysis>>,
     expressions: HashMap<String, Arc<Analysis>>,
 }
 
@@ -108,6 +109,7 @@ impl Compiler {
     pub fn analyse(&mut self, code: &Code, mode: CompileMode) -> Arc<Analysis> {
         let cache = match mode {
             CompileMode::Script => &mut self.scripts,
+            CompileMode::Functions => &mut self.functions,
             CompileMode::Expression => &mut self.expressions,
         };
         if let Some(found) = cache.get(code.text.as_str()) {
@@ -168,6 +170,53 @@ fn analyse(text: &str, mode: CompileMode) -> Analysis {
         }
     }
     analysis
+}
+
+/// For each function `ast` defines, every function it calls, directly or
+/// through the others it defines (so a call to it is a call to all of them).
+pub fn reachable_calls(ast: &rhai::AST) -> HashMap<String, Vec<String>> {
+    let names: HashSet<String> = ast.iter_functions().map(|f| f.name.to_owned()).collect();
+    let direct: HashMap<&str, Vec<String>> = names
+        .iter()
+        .map(|name| {
+            // (`clone_functions_only_filtered` keeps every function.)
+            let mut body = ast.clone_functions_only();
+            body.retain_functions(|_, _, n, _| n == name);
+            let mut calls = Analysis {
+                text: Arc::from(""),
+                ast: Ok(Arc::new(rhai::AST::empty())),
+                calls: Vec::new(),
+                outputs: Vec::new(),
+                params: Vec::new(),
+                refused: Vec::new(),
+            };
+            body.walk(&mut |path: &[ASTNode]| {
+                if let Some(ASTNode::Expr(expr)) = path.last() {
+                    visit(expr, &mut calls);
+                }
+                true
+            });
+            let called = calls.calls.into_iter().map(|(name, _)| name).collect();
+            (name.as_str(), called)
+        })
+        .collect();
+    names
+        .iter()
+        .map(|name| {
+            let mut seen: HashSet<&str> = HashSet::new();
+            let mut stack = vec![name.as_str()];
+            while let Some(next) = stack.pop() {
+                for called in direct.get(next).into_iter().flatten() {
+                    if seen.insert(called) && names.contains(called) {
+                        stack.push(called);
+                    }
+                }
+            }
+            let mut all: Vec<String> = seen.into_iter().map(str::to_owned).collect();
+            all.sort();
+            (name.clone(), all)
+        })
+        .collect()
 }
 
 fn visit_statement(stmt: &Stmt, analysis: &mut Analysis) {
@@ -325,5 +374,31 @@ mod tests {
                 (Refused::Import, Some(4), Some(1), "import".len()),
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod reach_tests {
+    use crate::script::{compile, CompileMode};
+
+    /// A function reaches what it calls and what those call, and no more:
+    /// a sibling's calls are not its own.
+    #[test]
+    fn a_function_reaches_what_its_callees_call() {
+        let ast = compile(
+            "fn leaf() { sh(\"x\") }\nfn middle() { leaf() }\nfn top(xs) { xs.map(|x| middle()) }\nfn pure(a) { a + 1 }\nfn looped() { looped() }\n",
+            CompileMode::Functions,
+        )
+        .expect("compiles");
+        let reached = super::reachable_calls(&ast);
+        assert_eq!(reached["leaf"], ["sh"]);
+        assert_eq!(reached["middle"], ["leaf", "sh"]);
+        assert!(
+            reached["top"].contains(&"sh".to_owned()),
+            "{:?}",
+            reached["top"]
+        );
+        assert!(reached["pure"].is_empty(), "{:?}", reached["pure"]);
+        assert_eq!(reached["looped"], ["looped"]);
     }
 }

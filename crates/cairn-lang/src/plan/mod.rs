@@ -39,6 +39,10 @@ pub struct Plan {
     pub default_timeout_ms: u64,
     /// `description:`, `owner:` and `labels:` of the plan header.
     pub metadata: Metadata,
+    /// `functions:`: Rhai `fn` definitions, compiled into every other
+    /// script of the plan (not of the plans it imports: they have their own).
+    #[serde(default)]
+    pub functions: Option<Script>,
     /// Plans imported with `use`, outermost first: their steps are in
     /// `tasks` as `alias.id`, with [`Task::import`] naming the alias.
     #[serde(default)]
@@ -70,24 +74,43 @@ impl Plan {
     /// compiles the plans it returns; a plan read back from JSON or a run's
     /// record needs this before it runs.
     pub fn compile(&mut self) -> Result<(), CompileError> {
-        let mut compiled: HashMap<(Arc<str>, CompileMode), Arc<rhai::AST>> = HashMap::new();
-        for (script, mode) in self.scripts_mut() {
+        // Each plan's `functions:` first (the plan's own under `None`, an
+        // import's under its alias): every other script has its plan's.
+        let mut functions: HashMap<Option<String>, Arc<rhai::AST>> = HashMap::new();
+        let owners = std::iter::once((None, self.functions.as_mut())).chain(
+            self.imports
+                .iter_mut()
+                .map(|i| (Some(i.alias.clone()), i.functions.as_mut())),
+        );
+        for (owner, script) in owners {
+            if let Some(script) = script {
+                let ast = match &script.ast {
+                    Some(ast) => Arc::clone(ast),
+                    None => Arc::new(compile_one(script, CompileMode::Functions)?),
+                };
+                script.ast = Some(Arc::clone(&ast));
+                functions.insert(owner, ast);
+            }
+        }
+        type Key = (Arc<str>, CompileMode, Option<String>);
+        let mut compiled: HashMap<Key, Arc<rhai::AST>> = HashMap::new();
+        for (script, mode, owner) in self.scripts_mut() {
             if script.ast.is_some() {
                 continue;
             }
-            let key = (Arc::clone(&script.text), mode);
+            let key = (Arc::clone(&script.text), mode, owner.clone());
             let ast = match compiled.get_key_value(&key) {
-                Some(((text, _), ast)) => {
+                Some(((text, _, _), ast)) => {
                     script.text = Arc::clone(text);
                     Arc::clone(ast)
                 }
                 None => {
-                    let ast = crate::script::compile(&script.text, mode)
-                        .map(Arc::new)
-                        .map_err(|error| CompileError {
-                            span: script.span,
-                            message: error.to_string(),
-                        })?;
+                    let ast = compile_one(script, mode)?;
+                    let ast = match functions.get(&owner) {
+                        Some(functions) => functions.merge(&ast),
+                        None => ast,
+                    };
+                    let ast = Arc::new(ast);
                     compiled.insert(key, Arc::clone(&ast));
                     ast
                 }
@@ -97,16 +120,29 @@ impl Plan {
         Ok(())
     }
 
-    /// Every piece of code in the plan, with how it compiles.
-    fn scripts_mut(&mut self) -> impl Iterator<Item = (&mut Script, CompileMode)> {
+    /// Every piece of code in the plan but `functions:`, with how it
+    /// compiles and whose functions it calls (`None`: the plan's own, else
+    /// an import's alias).
+    fn scripts_mut(&mut self) -> impl Iterator<Item = (&mut Script, CompileMode, Option<String>)> {
         use CompileMode::{Expression, Script as Body};
         let imports = self.imports.iter_mut().flat_map(|import| {
-            let Import { params, with, .. } = import;
-            let defaults = params.iter_mut().map(|p| &mut p.default);
-            defaults.chain(with.iter_mut().map(|(_, value)| value))
+            let Import {
+                alias,
+                parent,
+                params,
+                with,
+                ..
+            } = import;
+            // Defaults are the imported plan's code; `with` values its parent's.
+            let defaults = params
+                .iter_mut()
+                .map(|p| (&mut p.default, Some(alias.clone())));
+            defaults.chain(with.iter_mut().map(|(_, value)| (value, parent.clone())))
         });
-        let params = self.params.iter_mut().map(|p| &mut p.default);
-        let header = params.chain(imports).map(|s| (s, Expression));
+        let params = self.params.iter_mut().map(|p| (&mut p.default, None));
+        let header = params
+            .chain(imports)
+            .map(|(s, owner)| (s, Expression, owner));
         let steps = self.tasks.iter_mut().flat_map(|task| {
             let Task {
                 input,
@@ -115,8 +151,10 @@ impl Plan {
                 when,
                 compensate,
                 step,
+                import,
                 ..
             } = task;
+            let owner = import.clone();
             let branches: &mut [Branch] = match step {
                 Step::Decision(decision) => &mut decision.branches,
                 Step::Task | Step::Gate(_) => &mut [],
@@ -129,10 +167,19 @@ impl Plan {
                 .chain(branches.iter_mut().map(|b| &mut b.condition))
                 .map(|s| (s, Expression));
             let bodies = run.iter_mut().chain(compensate.as_deref_mut());
-            expressions.chain(bodies.map(|s| (s, Body)))
+            expressions
+                .chain(bodies.map(|s| (s, Body)))
+                .map(move |(s, mode)| (s, mode, owner.clone()))
         });
         header.chain(steps)
     }
+}
+
+fn compile_one(script: &Script, mode: CompileMode) -> Result<rhai::AST, CompileError> {
+    crate::script::compile(&script.text, mode).map_err(|error| CompileError {
+        span: script.span,
+        message: error.to_string(),
+    })
 }
 
 /// A sequence in one allocation of the length the input gives. serde's own
@@ -187,6 +234,9 @@ pub struct Import {
     pub with: Vec<(String, Script)>,
     /// The imported plan's `allow:`, which scopes its steps' file and HTTP access.
     pub allow: Vec<Grant>,
+    /// The imported plan's `functions:`, which its own code calls.
+    #[serde(default)]
+    pub functions: Option<Script>,
     /// The file the imported plan was read from, as resolved (`None`: a
     /// stdlib template, which only changes with cairn).
     #[serde(default)]

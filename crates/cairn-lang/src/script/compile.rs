@@ -15,6 +15,9 @@ pub enum CompileMode {
     Script,
     /// A single expression (`when:`, `expect:`, `input:`, branches, param defaults).
     Expression,
+    /// `functions:`: `fn` definitions, which see only their arguments (so
+    /// the scope variables are not declared for them).
+    Functions,
 }
 
 /// Limits that bound what the parser accepts, shared with the runtime engine.
@@ -71,6 +74,7 @@ pub fn compile(text: &str, mode: CompileMode) -> Result<AST, rhai::ParseError> {
     }
     match mode {
         CompileMode::Script => compiler().compile_with_scope(&scope, text),
+        CompileMode::Functions => compiler().compile(text),
         CompileMode::Expression => compiler().compile_expression_with_scope(&scope, text),
     }
 }

@@ -162,6 +162,8 @@ pub enum FieldValue {
     Input(Vec<(Spanned<String>, Code)>),
     /// `run:` code, inline or a `|` block.
     Run(Code),
+    /// `functions:` in the plan header: Rhai `fn` definitions.
+    Functions(Code),
     /// `compensate:` code, inline or a `|` block.
     Compensate(Code),
     /// `expect:` expressions, inline or one per `- ` line.

@@ -176,6 +176,7 @@ impl Builder<'_> {
             Rule::priority => "priority",
             Rule::else_branch => "else",
             Rule::checks => "checks",
+            Rule::functions => "functions",
             _ => "",
         };
         let text = &self.file[span.start..span.end];
@@ -268,6 +269,9 @@ impl Builder<'_> {
                     .collect(),
             ),
             Rule::run => FieldValue::Run(self.body_of(inner.next().expect("body holds code"))),
+            Rule::functions => {
+                FieldValue::Functions(self.body_of(inner.next().expect("body holds code")))
+            }
             Rule::compensate => {
                 FieldValue::Compensate(self.body_of(inner.next().expect("body holds code")))
             }

@@ -399,6 +399,52 @@ task deploy "Deploy"
     );
 }
 
+/// Steps without capabilities are committed in groups, but never later
+/// than the start of a step that declares one: killed while that step
+/// runs, the store already holds every step before it, so on resume only
+/// the step that was running runs again.
+#[test]
+fn steps_before_a_step_with_a_capability_are_committed_when_it_starts() {
+    let mut plan = String::from("plan p \"P\"\n  allow: sh\n  max_parallel: 1\n");
+    for i in 0..50 {
+        let needs = if i > 0 {
+            format!("  needs: pure{}\n", i - 1)
+        } else {
+            String::new()
+        };
+        plan.push_str(&format!(
+            "\ntask pure{i} \"Pure {i}\"\n{needs}  run: {i} * 2\n"
+        ));
+    }
+    plan.push_str("\ntask slow \"Slow\" using:sh\n  needs: pure49\n  run: sh(\"echo started >> started.txt; sleep 30\").code\n");
+    let test = Test::new().file("p.plan", &plan);
+    let mut child = spawn(&test, &["run", "p.plan"]);
+    let started = test.path().join("started.txt");
+    wait_for(|| started.exists());
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    let succeeded = settles(&test, "step_succeeded");
+    for i in 0..50 {
+        assert_eq!(
+            succeeded.get(&format!("pure{i}")),
+            Some(&1),
+            "pure{i} was not committed before `slow` started"
+        );
+    }
+    std::fs::write(test.path().join("p.plan"), plan.replace("sleep 30", "true")).expect("edit");
+    let resumed = cairn(&test, &["resume", "--allow-changed"]);
+    assert_eq!(resumed.status, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    assert_eq!(settles(&test, "step_succeeded").get("pure0"), Some(&1));
+    assert_eq!(
+        std::fs::read_to_string(&started)
+            .expect("started")
+            .lines()
+            .count(),
+        2,
+        "only `slow` runs again"
+    );
+}
+
 /// `budget: time` counts the run's running time across processes: 1.2 s
 /// before a gate and 1.5 s after it cross a 2 s budget, though neither
 /// process ran that long.

@@ -175,6 +175,17 @@ enum Work {
     Gate(usize, GateRequest, Approver),
 }
 
+impl Work {
+    /// Whether it may act outside the run: a step that declares a
+    /// capability, or a person asked about a gate (who sees what ran).
+    fn reaches_outside(&self, plan: &Plan) -> bool {
+        match self {
+            Work::Step(job) => !plan.tasks[job.task].using.is_empty(),
+            Work::Gate(..) => true,
+        }
+    }
+}
+
 /// The scheduler's books, shared by its workers.
 struct Pool {
     state: Mutex<Books>,
@@ -303,9 +314,14 @@ fn work(pool: &Pool) {
             let work = state.work(action);
             let shared = Arc::clone(&state.shared);
             drop(state);
-            // Everything finished so far is committed before this step's
-            // effects begin (outside the lock: other workers go on).
-            shared.sync();
+            // Everything finished so far is committed before a step that
+            // can reach outside the run starts (outside the lock: other
+            // workers go on). A step that declares no capability changes
+            // nothing but the run's record: if a crash loses its outcome,
+            // resume runs it again, so its events wait for the next commit.
+            if work.reaches_outside(&shared.plan) {
+                shared.sync();
+            }
             // A panic (in a host's tool or approver, say) fails the step:
             // unwinding past here would leave the run waiting for it forever.
             let (i, outcome) = match work {
@@ -581,6 +597,8 @@ impl Books {
                 continue;
             }
             let id = task.id.clone();
+            // Compensation acts outside: what ran is committed first.
+            self.shared.sync();
             self.shared.emit(Event::Compensating {
                 step: id.clone(),
                 at_ms: self.shared.at_ms(),

@@ -75,8 +75,10 @@ pub trait Recorder: Send + Sync {
     /// Takes the next event, in order. It may be held back until [`Recorder::sync`].
     fn record(&self, event: &Event) -> Result<(), String>;
     /// Makes every event taken so far durable. The scheduler calls it before
-    /// a step with code starts, so every step finished before it is committed
-    /// first, and once more at the end of the run.
+    /// a step that declares a capability starts (and before a gate asks, a
+    /// file is changed, or compensation runs), so every step finished before
+    /// it is committed first, and once more at the end of the run. Steps
+    /// without capabilities in between are committed in groups.
     fn sync(&self) -> Result<(), String>;
 }
 

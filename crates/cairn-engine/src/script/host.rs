@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rhai::{Dynamic, Engine, EvalAltResult};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
 use serde_json::json;
 
@@ -108,6 +108,7 @@ pub fn always(engine: &mut Engine) {
         super::shell::quote(text)
     });
     engine.register_fn("url_encode", url_encode);
+    engine.register_fn("matrix", matrix);
     engine.register_fn("spend", |amount: f64| -> Result<f64> { spend(amount) });
     engine.register_fn("spend", |amount: i64| -> Result<f64> {
         spend(amount as f64)
@@ -128,6 +129,42 @@ pub fn url_encode(text: &str) -> String {
         }
     }
     out
+}
+
+/// `matrix(#{ os: ["linux", "mac"], rust: ["stable", "beta"] })`: every
+/// combination of one value per key, as maps, the first key (in sorted
+/// order) varying slowest, as GitHub Actions' `strategy.matrix` lists them.
+pub fn matrix(axes: Map) -> Result<Array> {
+    let mut count: usize = 1;
+    let mut columns: Vec<(rhai::ImmutableString, Array)> = Vec::with_capacity(axes.len());
+    for (key, values) in axes {
+        let type_name = values.type_name();
+        let values = values.try_cast::<Array>().ok_or_else(|| {
+            runtime(format!(
+                "matrix: `{key}` is {type_name}, not an array of its values"
+            ))
+        })?;
+        count = count.saturating_mul(values.len());
+        columns.push((key.as_str().into(), values));
+    }
+    // Checked before anything is built: a product can be vast.
+    let most = cairn_lang::script::MAX_ARRAY_SIZE;
+    if count > most {
+        return Err(runtime(format!(
+            "matrix: {count} combinations, more than the {most} an array may hold"
+        )));
+    }
+    let mut combinations = Array::with_capacity(count);
+    for n in 0..count {
+        let mut combination = Map::new();
+        let mut rest = n;
+        for (key, values) in columns.iter().rev() {
+            combination.insert(key.as_str().into(), values[rest % values.len()].clone());
+            rest /= values.len();
+        }
+        combinations.push(combination.into());
+    }
+    Ok(combinations)
 }
 
 /// Crossing the budget ends the script in a way `try`/`catch` cannot stop.
@@ -165,5 +202,50 @@ pub fn pause(total: Duration) -> Result<()> {
         }
         // In slices, so a cancel or a timeout ends the wait within 10 ms.
         clock.sleep(Duration::from_millis((end - now).min(10)));
+    }
+}
+
+#[cfg(test)]
+mod matrix_tests {
+    use super::matrix;
+
+    fn axes(text: &str) -> rhai::Map {
+        rhai::Engine::new().eval(text).expect("a map")
+    }
+
+    /// Every combination, the first key varying slowest.
+    #[test]
+    fn a_matrix_is_every_combination_in_order() {
+        let all = matrix(axes(
+            r#"#{ os: ["linux", "mac"], rust: ["stable", "beta"] }"#,
+        ))
+        .unwrap();
+        let shown: Vec<String> = all
+            .iter()
+            .map(|c| {
+                let c = c.clone().cast::<rhai::Map>();
+                format!("{}/{}", c["os"], c["rust"])
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            ["linux/stable", "linux/beta", "mac/stable", "mac/beta"]
+        );
+        assert_eq!(matrix(axes("#{}")).unwrap().len(), 1);
+        assert!(matrix(axes("#{ a: [1, 2], b: [] }")).unwrap().is_empty());
+    }
+
+    /// A product too large for an array is refused before it is built, and
+    /// a value that is not a list says which key.
+    #[test]
+    fn a_matrix_too_large_or_not_of_arrays_is_refused() {
+        let big = "let a = []; for i in 0..1000 { a.push(i) } #{ a: a, b: a }";
+        let error = matrix(axes(big)).unwrap_err().to_string();
+        assert!(
+            error.contains("1000000 combinations, more than the 100000"),
+            "{error}"
+        );
+        let error = matrix(axes(r#"#{ os: "linux" }"#)).unwrap_err().to_string();
+        assert!(error.contains("`os` is string, not an array"), "{error}");
     }
 }

@@ -26,7 +26,8 @@ const MAX_FN_EXPR_DEPTH: usize = 32;
 /// The longest string a script may hold: room for a command's kept output
 /// (`output_limit:`, at most 8 MiB) and a file read whole.
 pub const MAX_STRING_SIZE: usize = 16 << 20;
-const MAX_ARRAY_SIZE: usize = 100_000;
+/// The most elements an array may hold.
+pub const MAX_ARRAY_SIZE: usize = 100_000;
 const MAX_MAP_SIZE: usize = 10_000;
 const MAX_VARIABLES: usize = 1_000;
 const MAX_FUNCTIONS: usize = 256;

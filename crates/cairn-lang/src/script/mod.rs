@@ -5,4 +5,6 @@ pub(crate) mod capabilities;
 mod compile;
 
 pub use capabilities::{Capabilities, Capability};
-pub use compile::{compile, limit, CompileMode, MAX_OPERATIONS, MAX_STRING_SIZE, SCOPE_VARIABLES};
+pub use compile::{
+    compile, limit, CompileMode, MAX_ARRAY_SIZE, MAX_OPERATIONS, MAX_STRING_SIZE, SCOPE_VARIABLES,
+};

@@ -297,6 +297,14 @@ pub fn describe(event: &Event) -> Option<String> {
             line
         }
         Event::StepStarted { step, .. } => format!("  start     {step}"),
+        Event::StepFannedOut { step, items, .. } => {
+            let noun = if items.len() == 1 {
+                "instance"
+            } else {
+                "instances"
+            };
+            format!("  each      {step}: {} {noun}", items.len())
+        }
         Event::StepCancelled { step, .. } => format!("  cancelled {step}"),
         Event::StepReset { step, reason } => format!("  reset     {step}: {reason}"),
         Event::Call { .. } | Event::RunInputs { .. } | Event::FileOriginal { .. } => return None,

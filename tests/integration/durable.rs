@@ -770,7 +770,7 @@ fn crash_torture_loses_nothing_and_repeats_only_running_steps() {
     assert_eq!(verify.status, 0, "{}", verify.stdout);
 }
 
-fn wait_for(ready: impl Fn() -> bool) {
+pub(crate) fn wait_for(ready: impl Fn() -> bool) {
     for _ in 0..200 {
         if ready() {
             return;

@@ -7,6 +7,7 @@ mod damage;
 mod diagnostics;
 mod docs;
 mod durable;
+mod each;
 mod embed;
 mod functions;
 mod graph;

@@ -94,6 +94,8 @@ struct Logged<'a> {
     path: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     sha256: Option<Cow<'a, str>>,
+    #[serde(default)]
+    items: Option<Vec<Value>>,
 }
 
 /// What can be read of an event whose body does not read whole (a value in
@@ -244,6 +246,11 @@ impl History {
                 branch: text(&event.branch),
                 target: text(&event.target),
             },
+            // Not an outcome yet: what a resume fans out again, until the
+            // task's own outcome (later in the log) replaces it.
+            EventKind::StepFannedOut => Settled::FannedOut {
+                items: event.items.unwrap_or_default(),
+            },
             EventKind::GateApproved | EventKind::GateRejected => Settled::Answered(Approval {
                 approved: kind == EventKind::GateApproved,
                 by: text(&event.by),
@@ -349,7 +356,12 @@ impl History {
     /// What a resume keeps: every settled step except `invalidated` ones.
     pub fn resume(self, invalidated: &[String]) -> Resume {
         let dropped: HashSet<&str> = invalidated.iter().map(String::as_str).collect();
-        let keep = |step: &str| !dropped.contains(step);
+        // An instance of `each:` goes with its task.
+        let keep = |step: &str| {
+            !dropped.contains(step)
+                && cairn_lang::plan::Each::parse_instance_id(step)
+                    .is_none_or(|(task, _)| !dropped.contains(task))
+        };
         let spent_ms = self.spent_ms + self.segment_ms;
         let Self {
             mut steps,

@@ -6,7 +6,7 @@ use cairn_lang::plan::Plan;
 /// A build that finds another format checks the recorded source instead, so
 /// bump the last number whenever a type a plan holds changes (the test
 /// below fails until then).
-pub const FORMAT: &str = concat!("postcard/", env!("CARGO_PKG_VERSION"), "/4");
+pub const FORMAT: &str = concat!("postcard/", env!("CARGO_PKG_VERSION"), "/5");
 
 /// A stored plan as read from the store, not yet decoded.
 pub struct Encoded {
@@ -171,7 +171,9 @@ task b "B"
 
 task e "E"
   needs: a
-  run: outputs["a"]
+  each: [1, 2]
+  max_parallel: 1
+  run: outputs["a"] + item
 
 decision c "C"
   when outputs["a"] > 2 -> d
@@ -190,8 +192,8 @@ task f "F"
         assert_eq!(
             (FORMAT.rsplit('/').next(), hash.as_str()),
             (
-                Some("4"),
-                "23190ad11da3a1288b621351925a8d2de9750086f39e93ec3d399e5690ca669d"
+                Some("5"),
+                "5a09c9afaaef17689d1044a15e73f57cb9f903be17bc9ec2b4d3f78360d16727"
             ),
             "the stored plan's encoding changed: if a type changed shape, bump FORMAT's last number; then update this hash"
         );

@@ -483,6 +483,9 @@ impl Books {
             .map(|t| sandbox.engine(&t.using))
             .collect();
         let mut machine = Machine::new(plan, policy, kept);
+        if let Some(resume) = options.resume.as_deref() {
+            machine.keep_instances(kept_instances(&shared.plan, resume));
+        }
         // Recorded and reported as they happen, in the lock, as before the
         // step that follows them starts.
         let reporter = Arc::clone(&shared);
@@ -559,6 +562,11 @@ impl Books {
                     engine: Arc::clone(&self.engines[task]),
                     outputs,
                     failure,
+                    id: self.machine.id(node).to_owned(),
+                    instance: self
+                        .machine
+                        .instance(node)
+                        .map(|(index, item)| (index, item.clone())),
                 })
             }
             Action::Ask { node, expires_at } => {
@@ -586,17 +594,17 @@ impl Books {
         let order = self.machine.wind_down();
         for (i, completed) in order {
             let task = self.machine.task(i);
+            let id = self.machine.id(i).to_owned();
             let edits = self
                 .shared
                 .journal
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .by_task
-                .contains_key(&task.id);
+                .contains_key(&id);
             if (task.compensate.is_none() || !completed) && !edits {
                 continue;
             }
-            let id = task.id.clone();
             // Compensation acts outside: what ran is committed first.
             self.shared.sync();
             self.shared.emit(Event::Compensating {
@@ -605,10 +613,11 @@ impl Books {
             });
             let shared = Arc::clone(&self.shared);
             let index = self.machine.task_index(i);
+            let step_id = id.clone();
             let engine = Arc::clone(&self.engines[index]);
             let output = self.machine.output(i).cloned().unwrap_or_default();
             let result = tokio::task::spawn_blocking(move || {
-                step::compensate(&shared, index, &engine, &output, completed)
+                step::compensate(&shared, index, &step_id, &engine, &output, completed)
             })
             .await
             .expect("compensation does not panic");
@@ -653,6 +662,33 @@ impl Books {
             steps: self.machine.into_steps(),
         }
     }
+}
+
+/// The outcomes instances of `each:` keep in a resumed run, by id
+/// (`task[i]`), for the tasks that still have `each:`.
+fn kept_instances(plan: &Plan, resume: &super::Resume) -> HashMap<String, Outcome> {
+    let fanned: HashMap<&str, &cairn_lang::plan::Task> = plan
+        .tasks
+        .iter()
+        .filter(|t| t.each.is_some())
+        .map(|t| (t.id.as_str(), t))
+        .collect();
+    if fanned.is_empty() {
+        return HashMap::new();
+    }
+    let mut kept = HashMap::new();
+    for (id, step) in &resume.steps {
+        let Some(settled) = &step.settled else {
+            continue;
+        };
+        let Some(task) =
+            cairn_lang::plan::Each::parse_instance_id(id).and_then(|(task, _)| fanned.get(task))
+        else {
+            continue;
+        };
+        kept.insert(id.to_string(), kept_outcome(task, settled));
+    }
+    kept
 }
 
 /// Whether a gate of the plan has a `timeout:`.

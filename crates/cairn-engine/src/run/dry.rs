@@ -174,6 +174,17 @@ fn reason(plan: &Plan, i: usize, maybe_skipped: &[bool]) -> String {
             parts.push(format!("waits for approval{checks}"));
         }
         Step::Task => {
+            if let Some(each) = &task.each {
+                let limit = each
+                    .max_parallel
+                    .map(|n| format!(", at most {n} at once"))
+                    .unwrap_or_default();
+                parts.push(match static_count(&each.over) {
+                    Some(1) => format!("1 instance (`each: {}`){limit}", each.over.text),
+                    Some(n) => format!("{n} instances (`each: {}`){limit}", each.over.text),
+                    None => format!("one instance per element of `{}`{limit}", each.over.text),
+                });
+            }
             if task.retry.count > 0 {
                 parts.push(format!("up to {} attempts", task.retry.count + 1));
             }
@@ -183,6 +194,27 @@ fn reason(plan: &Plan, i: usize, maybe_skipped: &[bool]) -> String {
         }
     }
     parts.join("; ")
+}
+
+/// How many elements an `each:` has when the plan says it outright: a
+/// literal array, or `range(a, b)` of two whole numbers.
+fn static_count(over: &Script) -> Option<usize> {
+    let ast = over.ast.as_ref()?;
+    let [rhai::Stmt::Expr(expr)] = ast.statements() else {
+        return None;
+    };
+    match &**expr {
+        Expr::Array(items, _) => Some(items.len()),
+        Expr::FnCall(call, _) if call.name == "range" && call.args.len() == 2 => {
+            match (&call.args[0], &call.args[1]) {
+                (Expr::IntegerConstant(from, _), Expr::IntegerConstant(to, _)) => {
+                    Some(usize::try_from(to.saturating_sub(*from)).unwrap_or(0))
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 /// The capability calls in a task's code, as `name("literal")` or `name(…)`,

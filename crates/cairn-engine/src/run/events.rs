@@ -33,6 +33,7 @@ impl Event {
             | Event::StepReset { step, .. }
             | Event::StepRecovered { step, .. }
             | Event::StepSkipped { step, .. }
+            | Event::StepFannedOut { step, .. }
             | Event::DecisionMade { step, .. }
             | Event::GateWaiting { step, .. }
             | Event::GateApproved { step, .. }
@@ -190,6 +191,7 @@ kinds! {
     StepReset = "step_reset",
     StepRecovered = "step_recovered",
     StepSkipped = "step_skipped",
+    StepFannedOut = "step_fanned_out",
     DecisionMade = "decision_made",
     GateWaiting = "gate_waiting",
     GateApproved = "gate_approved",
@@ -344,6 +346,16 @@ pub enum Event {
         step: String,
         /// Why, in a sentence.
         reason: String,
+        /// Milliseconds since the run started.
+        at_ms: u64,
+    },
+    /// A task with `each:` listed its elements: one instance per element
+    /// runs next, as `step[0]`, `step[1]`, … (none: the task succeeds with `[]`).
+    StepFannedOut {
+        /// The task's id.
+        step: String,
+        /// The elements, in order: instance `i` has `item` = `items[i]`.
+        items: Vec<serde_json::Value>,
         /// Milliseconds since the run started.
         at_ms: u64,
     },

@@ -16,6 +16,7 @@ use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 
 mod end;
+mod fan;
 mod gates;
 mod io;
 #[cfg(test)]
@@ -65,6 +66,10 @@ struct Node {
     incoming: Vec<Edge>,
     /// The steps its code names in `outputs[…]`.
     reads: Vec<usize>,
+    /// An instance of a task with `each:`: which one.
+    instance: Option<Box<fan::Instance>>,
+    /// A task with `each:` that fanned out: its instances as they go.
+    fan: Option<Box<fan::Fan>>,
 }
 
 impl Node {
@@ -88,6 +93,8 @@ impl Node {
             outgoing: Vec::new(),
             incoming: Vec::new(),
             reads: Vec::new(),
+            instance: None,
+            fan: None,
         }
     }
 }
@@ -134,6 +141,9 @@ pub struct Machine {
     unstuck: HashSet<(usize, usize)>,
     /// Steps started in this run (kept outcomes of a resumed run aside).
     started_count: usize,
+    /// In a resumed run, the outcomes instances of `each:` keep, by id
+    /// (`task[i]`), taken when their task fans out again.
+    kept_instances: HashMap<String, Outcome>,
 }
 
 impl Machine {
@@ -196,7 +206,14 @@ impl Machine {
             new_deadline: false,
             unstuck: HashSet::new(),
             started_count: 0,
+            kept_instances: HashMap::new(),
         }
+    }
+
+    /// In a resumed run, the outcomes of instances of `each:` from before,
+    /// by id (`task[i]`): they are kept when their task fans out again.
+    pub fn keep_instances(&mut self, kept: HashMap<String, Outcome>) {
+        self.kept_instances = kept;
     }
 
     /// Adds a node running plan task `task` after the nodes `needs` (each
@@ -278,9 +295,12 @@ impl Machine {
         self.nodes[i].task
     }
 
-    /// Node `i`'s step id.
+    /// Node `i`'s step id (`task[3]` for an instance of `each:`).
     pub fn id(&self, i: usize) -> &str {
-        &self.task(i).id
+        match &self.nodes[i].instance {
+            Some(instance) => &instance.id,
+            None => &self.task(i).id,
+        }
     }
 
     /// Decides every step with nothing to wait for: the run begins.
@@ -586,6 +606,7 @@ impl Machine {
             && task.when.is_none()
             && task.input.is_empty()
             && task.expect.is_empty()
+            && task.each.is_none()
             && matches!(task.step, Step::Task);
         self.take_resources(i);
         let node = &mut self.nodes[i];
@@ -626,6 +647,8 @@ impl Machine {
     /// of every step its code names, so what a script sees never depends on
     /// timing. Each with the id the code uses for it.
     pub fn visible_outputs(&self, i: usize, mut visit: impl FnMut(&str, &serde_json::Value)) {
+        // An instance reads what its task reads.
+        let i = self.reader(i);
         let node = &self.nodes[i];
         // An imported step's code names its plan's steps without the alias.
         let local = self
@@ -682,13 +705,32 @@ impl Machine {
     fn outcome(&mut self, i: usize, outcome: Outcome, spent: Option<f64>) {
         let plan = Arc::clone(&self.plan);
         let task = &plan.tasks[self.nodes[i].task];
-        tracing::debug!(step = %task.id, ?outcome, "step finished");
+        tracing::debug!(step = %self.id(i), ?outcome, "step finished");
         for (name, amount) in &task.resources.amounts {
             *self.in_use.entry(name.clone()).or_default() -= amount;
+        }
+        if self.nodes[i].instance.is_some() {
+            return self.instance_outcome(i, outcome, spent);
+        }
+        if let Outcome::FannedOut(items) = outcome {
+            return self.fan_out(i, items);
         }
         let at_ms = self.now.at_ms;
         let node = &mut self.nodes[i];
         node.duration_ms = node.started_ms.map_or(0, |s| at_ms.saturating_sub(s));
+        self.settle_outcome_spent(i, outcome, spent);
+    }
+
+    /// A task's outcome: its status, its events, and what follows from it.
+    fn settle_outcome(&mut self, i: usize, outcome: Outcome) {
+        self.settle_outcome_spent(i, outcome, None);
+    }
+
+    fn settle_outcome_spent(&mut self, i: usize, outcome: Outcome, spent: Option<f64>) {
+        let plan = Arc::clone(&self.plan);
+        let task = &plan.tasks[self.nodes[i].task];
+        let at_ms = self.now.at_ms;
+        let node = &mut self.nodes[i];
         match outcome {
             Outcome::Skipped(reason) => self.skip(i, reason),
             Outcome::Succeeded { output, attempts } => {
@@ -757,6 +799,7 @@ impl Machine {
                     self.actions.push_back(action);
                 }
             }
+            Outcome::FannedOut(items) => self.fan_out(i, items),
         }
     }
 }

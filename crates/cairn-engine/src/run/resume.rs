@@ -41,16 +41,22 @@ pub enum Settled {
     },
     /// The gate was answered.
     Answered(Approval),
+    /// The task with `each:` listed these elements; its instances settle
+    /// on their own (it has not settled yet).
+    FannedOut {
+        /// The elements, in order.
+        items: Vec<serde_json::Value>,
+    },
 }
 
 /// The settling events ([`super::Event::settles`]) logged for one step: a
 /// resumed run does not log them again.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Settlings(u8);
+pub struct Settlings(u16);
 
 impl Settlings {
     /// The bit for a settling event's kind; `None` for other kinds.
-    pub(super) fn bit(kind: EventKind) -> Option<u8> {
+    pub(super) fn bit(kind: EventKind) -> Option<u16> {
         let index = match kind {
             EventKind::StepSucceeded => 0,
             EventKind::StepFailed => 1,
@@ -60,6 +66,7 @@ impl Settlings {
             EventKind::GateApproved => 5,
             EventKind::GateRejected => 6,
             EventKind::Compensated => 7,
+            EventKind::StepFannedOut => 8,
             _ => return None,
         };
         Some(1 << index)
@@ -164,7 +171,7 @@ mod tests {
     /// Each settling kind has a bit of its own.
     #[test]
     fn settling_kinds_have_distinct_bits() {
-        let bits: Vec<u8> = EventKind::ALL
+        let bits: Vec<u16> = EventKind::ALL
             .iter()
             .filter_map(|k| Settlings::bit(*k))
             .collect();
@@ -172,6 +179,6 @@ mod tests {
         distinct.sort_unstable();
         distinct.dedup();
         assert_eq!(bits.len(), distinct.len());
-        assert_eq!(bits.len(), 8);
+        assert_eq!(bits.len(), 9);
     }
 }

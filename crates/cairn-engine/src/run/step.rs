@@ -137,6 +137,7 @@ impl Shared {
     pub fn context(
         self: &Arc<Self>,
         task: &Task,
+        id: &str,
         attempt: u32,
         deadline: Option<Instant>,
         cancel: Arc<AtomicBool>,
@@ -150,7 +151,7 @@ impl Shared {
             Some(replay) => Tape::Replay {
                 calls: replay
                     .calls
-                    .get(&(task.id.clone(), attempt))
+                    .get(&(id.to_owned(), attempt))
                     .cloned()
                     .unwrap_or_default(),
                 divergence: Arc::clone(&replay.divergence),
@@ -160,7 +161,7 @@ impl Shared {
         };
         Arc::new(StepContext {
             clock: Arc::clone(&self.clock),
-            task: task.id.clone(),
+            task: id.to_owned(),
             dir: self.dir.clone(),
             confinement: Arc::clone(&self.confinement),
             output_limit: task.output_limit.unwrap_or(context::DEFAULT_OUTPUT_LIMIT),
@@ -177,7 +178,7 @@ impl Shared {
             cancel,
             deadline,
             rng: Mutex::new(SplitMix64::new(
-                self.seed ^ context::stable_hash(&[&task.id, &salt]),
+                self.seed ^ context::stable_hash(&[id, &salt]),
             )),
             cost: Arc::clone(&self.cost),
             journal: Arc::clone(&self.journal),
@@ -202,6 +203,10 @@ pub struct Job {
     pub outputs: Map,
     /// For a fallback: the step that failed and its error.
     pub failure: Option<(String, String)>,
+    /// The node's step id (`task[3]` for an instance of `each:`).
+    pub id: String,
+    /// For an instance of `each:`: its `index` and `item`.
+    pub instance: Option<(usize, serde_json::Value)>,
 }
 
 /// The stack a step's code runs on. Rhai clones, compares, prints and drops
@@ -263,15 +268,18 @@ pub fn run(shared: &Arc<Shared>, job: Job) -> Outcome {
 
 fn run_here(shared: &Arc<Shared>, job: Job) -> Outcome {
     let task = &shared.plan.tasks[job.task];
+    let id = job.id.as_str();
     let ctx = |attempt: u32, deadline: Option<Instant>| {
-        shared.context(task, attempt, deadline, Arc::clone(&shared.cancel))
+        shared.context(task, id, attempt, deadline, Arc::clone(&shared.cancel))
     };
     let scope = |attempt: u32, input: &Dynamic| base_scope(shared, &job, task, attempt, input);
     // `when:` and `input:` are evaluated once, before the first attempt.
     // They count against the first attempt's `timeout:` like the body does.
     let first_deadline = shared.deadline(task);
     let first = ctx(1, first_deadline);
-    if let Some(when) = &task.when {
+    // An instance of `each:` runs after its task's `when:` held.
+    let when = task.when.as_deref().filter(|_| job.instance.is_none());
+    if let Some(when) = when {
         match context::enter(&first, || {
             truth(&job.engine, &mut scope(1, &Dynamic::UNIT), when)
         }) {
@@ -284,6 +292,9 @@ fn run_here(shared: &Arc<Shared>, job: Job) -> Outcome {
         Step::Decision(decision) => return decide(shared, &job, task, decision, &first),
         Step::Gate(_) => return Outcome::GateOpen,
         Step::Task => {}
+    }
+    if let (Some(each), None) = (&task.each, &job.instance) {
+        return fan_out(shared, &job, task, each, &first);
     }
     let mut input = Map::new();
     for (key, script) in &task.input {
@@ -298,7 +309,7 @@ fn run_here(shared: &Arc<Shared>, job: Job) -> Outcome {
     }
     let input = Dynamic::from_map(input);
     let attempts = task.retry.count + 1;
-    let mut rng = SplitMix64::new(shared.seed ^ context::stable_hash(&[&task.id, "retry"]));
+    let mut rng = SplitMix64::new(shared.seed ^ context::stable_hash(&[id, "retry"]));
     for attempt in 1..=attempts {
         let deadline = if attempt == 1 {
             first_deadline
@@ -345,14 +356,14 @@ fn run_here(shared: &Arc<Shared>, job: Job) -> Outcome {
                     };
                 }
                 shared.emit(Event::AttemptFailed {
-                    step: task.id.clone(),
+                    step: id.to_owned(),
                     attempt,
                     error,
                     at_ms: shared.at_ms(),
                 });
                 let delay = backoff(task, attempt, &mut rng);
                 shared.emit(Event::Retrying {
-                    step: task.id.clone(),
+                    step: id.to_owned(),
                     attempt: attempt + 1,
                     delay_ms: delay.as_millis() as u64,
                     at_ms: shared.at_ms(),
@@ -453,34 +464,38 @@ fn decide(
 pub fn compensate(
     shared: &Arc<Shared>,
     index: usize,
+    id: &str,
     engine: &Arc<Engine>,
     output: &serde_json::Value,
     run_body: bool,
 ) -> Result<(), String> {
-    on_script_stack(|| compensate_here(shared, index, engine, output, run_body))
+    on_script_stack(|| compensate_here(shared, index, id, engine, output, run_body))
 }
 
 fn compensate_here(
     shared: &Arc<Shared>,
     index: usize,
+    id: &str,
     engine: &Arc<Engine>,
     output: &serde_json::Value,
     run_body: bool,
 ) -> Result<(), String> {
     let task = &shared.plan.tasks[index];
     let deadline = shared.deadline(task);
-    let ctx = shared.context(task, 0, deadline, Arc::new(AtomicBool::new(false)));
+    let ctx = shared.context(task, id, 0, deadline, Arc::new(AtomicBool::new(false)));
     let job = Job {
         index,
         task: index,
         engine: Arc::clone(engine),
         outputs: Map::new(),
         failure: None,
+        id: id.to_owned(),
+        instance: None,
     };
     // Files the step itself changed; what its compensation writes stays.
     let files = {
         let journal = shared.journal.lock().unwrap_or_else(|e| e.into_inner());
-        journal.by_task.get(&task.id).cloned().unwrap_or_default()
+        journal.by_task.get(id).cloned().unwrap_or_default()
     };
     let mut scope = base_scope(shared, &job, task, 1, &Dynamic::UNIT);
     let result = rhai::serde::to_dynamic(output).unwrap_or(Dynamic::UNIT);
@@ -562,7 +577,7 @@ fn base_scope(
 ) -> Scope<'static> {
     let mut scope = Scope::new();
     let mut info = Map::new();
-    info.insert("id".into(), task.id.clone().into());
+    info.insert("id".into(), job.id.clone().into());
     info.insert("title".into(), task.title.clone().into());
     info.insert(
         "kind".into(),
@@ -592,7 +607,102 @@ fn base_scope(
         .push_dynamic("task", Dynamic::from_map(info))
         .push_dynamic("result", Dynamic::UNIT)
         .push_dynamic("failure", failure);
+    let (index, item) = match &job.instance {
+        Some((index, item)) => (
+            Dynamic::from(*index as i64),
+            rhai::serde::to_dynamic(item).unwrap_or(Dynamic::UNIT),
+        ),
+        None => (Dynamic::UNIT, Dynamic::UNIT),
+    };
     scope
+        .push_dynamic("item", item)
+        .push_dynamic("index", index);
+    scope
+}
+
+/// A Rhai type name as a plan author knows it.
+fn friendly(type_name: &str) -> &str {
+    match type_name {
+        "string" | "ImmutableString" => "a string",
+        "i64" | "f64" => "a number",
+        "bool" => "true or false",
+        "map" => "a map",
+        "()" => "`()`",
+        other => other,
+    }
+}
+
+/// Evaluates a task's `each:`: its elements, for the instances to run.
+fn fan_out(
+    shared: &Shared,
+    job: &Job,
+    task: &Task,
+    each: &cairn_lang::plan::Each,
+    ctx: &Arc<StepContext>,
+) -> Outcome {
+    let mut scope = base_scope(shared, job, task, 1, &Dynamic::UNIT);
+    let value = match context::enter(ctx, || eval(&job.engine, &mut scope, &each.over)) {
+        Ok(value) => value,
+        Err(e) => return failed_or_cancelled(shared, format!("each: {e}"), 0),
+    };
+    let type_name = value.type_name();
+    let most = cairn_lang::script::MAX_ARRAY_SIZE as i64;
+    // `range(0, n)` is a fan-out of n, bounded as an array would be.
+    let range = if let Some(range) = value.read_lock::<std::ops::Range<i64>>() {
+        Some(range.clone())
+    } else {
+        value
+            .read_lock::<std::ops::RangeInclusive<i64>>()
+            .map(|r| *r.start()..r.end().saturating_add(1))
+    };
+    let elements: rhai::Array = match range {
+        Some(range) if range.end.saturating_sub(range.start) > most => {
+            return Outcome::Failed {
+                error: format!(
+                    "each: `{}` has more than the {most} elements an array may hold",
+                    each.over.text
+                ),
+                attempts: 0,
+            }
+        }
+        Some(range) => range.map(Dynamic::from).collect(),
+        None => match value.into_array() {
+            Ok(elements) => elements,
+            Err(_) => {
+                return Outcome::Failed {
+                    error: format!(
+                        "each: `{}` is {}, not an array",
+                        each.over.text,
+                        friendly(type_name)
+                    ),
+                    attempts: 0,
+                }
+            }
+        },
+    };
+    let mut items = Vec::with_capacity(elements.len());
+    for (index, element) in elements.iter().enumerate() {
+        let depth = context::nesting(element);
+        if depth > context::MAX_NESTING {
+            return Outcome::Failed {
+                error: format!(
+                    "each: element {index}: {}",
+                    context::nesting_error("the element", depth)
+                ),
+                attempts: 0,
+            };
+        }
+        match rhai::serde::from_dynamic::<serde_json::Value>(element) {
+            Ok(item) => items.push(item),
+            Err(e) => {
+                return Outcome::Failed {
+                    error: format!("each: element {index} cannot be stored as JSON: {e}"),
+                    attempts: 0,
+                }
+            }
+        }
+    }
+    Outcome::FannedOut(items)
 }
 
 fn eval(engine: &Engine, scope: &mut Scope, script: &Script) -> Result<Dynamic, String> {

@@ -43,8 +43,13 @@ pub const FIELDS: &[FieldSpec] = &[
     spec!("hypothesis", &[P], "`hypothesis <id> \"statement\"`", true),
     spec!(
         "max_parallel",
-        &[P],
+        &[P, T],
         "a whole number, e.g. `max_parallel: 4`"
+    ),
+    spec!(
+        "each",
+        &[T],
+        "an expression giving an array, e.g. `each: outputs[\"files\"]`"
     ),
     spec!(
         "allow",

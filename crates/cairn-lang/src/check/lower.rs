@@ -8,8 +8,8 @@ use super::scripts::{self, Analysis, Compiler, LeftOut, Refused};
 use super::suggest;
 use crate::diagnostic::{Code as DiagCode, Diagnostic};
 use crate::plan::{
-    Branch, Budget, EdgeKind, FailurePolicy, Gate, Grant, Hypothesis, Metadata, Param, Resources,
-    Retry, Script, Step, Task,
+    Branch, Budget, Each, EdgeKind, FailurePolicy, Gate, Grant, Hypothesis, Metadata, Param,
+    Resources, Retry, Script, Step, Task,
 };
 use crate::script::{Capabilities, CompileMode, SCOPE_VARIABLES};
 use crate::source::Source;
@@ -22,6 +22,7 @@ use crate::units as values;
 pub enum Role {
     Param,
     Functions,
+    Each,
     Input,
     Body,
     Compensate,
@@ -860,6 +861,7 @@ impl<'a> Lowering<'a> {
             input: Vec::new(),
             run: None,
             expect: Vec::new(),
+            each: None,
             when: None,
             retry: Retry::default(),
             timeout_ms: None,
@@ -896,6 +898,7 @@ impl<'a> Lowering<'a> {
             }
         }
         let mut seen = HashMap::new();
+        let mut instance_limit = None;
         for field in &item.fields {
             if self.admit(item, field, &mut seen).is_none() {
                 continue;
@@ -954,6 +957,16 @@ impl<'a> Lowering<'a> {
                 FieldValue::When(condition) => {
                     let script = self.script(condition, CompileMode::Expression, Role::When, code);
                     task.when = Some(Box::new(script));
+                }
+                FieldValue::Each(list) => {
+                    let over = self.script(list, CompileMode::Expression, Role::Each, code);
+                    task.each = Some(Box::new(Each {
+                        over,
+                        max_parallel: None,
+                    }));
+                }
+                FieldValue::MaxParallel(token) => {
+                    instance_limit = Some((token, field.span));
                 }
                 FieldValue::Retry(spec) => self.retry(spec, &mut task.retry),
                 FieldValue::Timeout(token) => task.timeout_ms = self.duration(token),
@@ -1015,6 +1028,19 @@ impl<'a> Lowering<'a> {
                     self.metadata(&name, value, lines, &mut task.metadata);
                 }
                 _ => unreachable!("admit() rejects plan settings in steps"),
+            }
+        }
+        if let Some((token, span)) = instance_limit {
+            let limit = self.integer(token, "max_parallel", 1, 10_000);
+            match task.each.as_deref_mut() {
+                Some(each) => each.max_parallel = limit.map(|n| n as usize),
+                None => self.error(
+                    DiagCode::MisplacedField,
+                    span,
+                    "a task's `max_parallel:` limits the instances of its `each:`, and this task has none".into(),
+                    "no `each:` here",
+                    Some("add `each: <array>` to run the task once per element, or set `max_parallel:` in the plan header".into()),
+                ),
             }
         }
         refs.routes.sort_by_key(|(kind, _)| match kind {

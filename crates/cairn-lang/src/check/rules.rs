@@ -142,6 +142,30 @@ impl<'a> Rules<'a> {
                 );
             }
         }
+        for (name, position) in &analysis.instance_reads {
+            let fans_out = task.is_some_and(|t| t.each.is_some());
+            let (why, help) = match code.role {
+                Role::Each => (
+                    "the list of `each:` is read before any instance exists",
+                    "build the list from `outputs`, `params` or literals; `item` and `index` are set in the instances' `input:`, `run:` and `expect:`",
+                ),
+                _ if fans_out => continue,
+                _ => (
+                    "it is set only in the instances of a task with `each:`",
+                    "add `each: <array>` to the task to run it once per element, with `item` and `index` in scope",
+                ),
+            };
+            let span = scripts::span_at(self.source, code.code, *position, name.chars().count());
+            self.diagnostics.push(
+                Diagnostic::error(
+                    Code::Script,
+                    self.source,
+                    format!("`{name}` is not set here: {why}"),
+                )
+                .label(span, "not set here")
+                .help(help),
+            );
+        }
         for (id, position) in &analysis.outputs {
             self.output(owner, code, id, *position);
         }

@@ -24,6 +24,9 @@ pub struct Analysis {
     pub params: Vec<(String, Position)>,
     /// What compiles but the run-time sandbox refuses.
     pub refused: Vec<Refusal>,
+    /// Reads of `item` and `index` from the scope (not of locals of those
+    /// names): only instances of a task with `each:` have them.
+    pub instance_reads: Vec<(String, Position)>,
 }
 
 /// Code that compiles but that the run-time sandbox would refuse when the
@@ -133,6 +136,7 @@ fn analyse(text: &str, mode: CompileMode) -> Analysis {
         outputs: Vec::new(),
         params: Vec::new(),
         refused: Vec::new(),
+        instance_reads: Vec::new(),
     };
     match script::compile(text, mode) {
         Ok(ast) => {
@@ -189,6 +193,7 @@ pub fn reachable_calls(ast: &rhai::AST) -> HashMap<String, Vec<String>> {
                 outputs: Vec::new(),
                 params: Vec::new(),
                 refused: Vec::new(),
+                instance_reads: Vec::new(),
             };
             body.walk(&mut |path: &[ASTNode]| {
                 if let Some(ASTNode::Expr(expr)) = path.last() {
@@ -249,6 +254,12 @@ fn visit_statement(stmt: &Stmt, analysis: &mut Analysis) {
 
 fn visit(expr: &Expr, analysis: &mut Analysis) {
     match expr {
+        // A scope variable, not a local: compiled without a stack slot.
+        Expr::Variable(x, _, pos)
+            if x.0.is_none() && script::INSTANCE_VARIABLES.contains(&x.1.as_str()) =>
+        {
+            analysis.instance_reads.push((x.1.to_string(), *pos));
+        }
         Expr::FnCall(call, pos) | Expr::MethodCall(call, pos) if !call.is_operator_call() => {
             analysis.calls.push((call.name.to_string(), *pos));
             // `Fn("sh")` makes a pointer to `sh`: count it as a call.

@@ -58,5 +58,9 @@ fn node_lines(task: &Task) -> Vec<String> {
         (StepKind::Gate, _) => Some("gate".to_owned()),
     };
     lines.extend(kind.map(|k| format!("({k})")));
+    // A fan-out is one node, marked: its instances exist only at run time.
+    if let Some(each) = &task.each {
+        lines.push(format!("for each of {}", each.over.text));
+    }
     lines
 }

@@ -152,6 +152,7 @@ impl Plan {
                 compensate,
                 step,
                 import,
+                each,
                 ..
             } = task;
             let owner = import.clone();
@@ -159,9 +160,11 @@ impl Plan {
                 Step::Decision(decision) => &mut decision.branches,
                 Step::Task | Step::Gate(_) => &mut [],
             };
+            let over = each.as_deref_mut().map(|each| &mut each.over);
             let expressions = input
                 .iter_mut()
                 .map(|(_, value)| value)
+                .chain(over)
                 .chain(expect.iter_mut())
                 .chain(when.as_deref_mut())
                 .chain(branches.iter_mut().map(|b| &mut b.condition))
@@ -376,6 +379,33 @@ impl Step {
     }
 }
 
+/// `each: <expr>` on a task: one instance of the task per element of the
+/// array the expression gives, as `task[0]`, `task[1]`, …, with `item` and
+/// `index` in scope; the task's output is the array of theirs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Each {
+    /// The expression, evaluated once the task's `needs` are met (and its
+    /// `when:` held), before any instance starts.
+    pub over: Script,
+    /// The task's `max_parallel:`: how many of its instances run at once
+    /// (`None`: as many as the plan's limit allows).
+    pub max_parallel: Option<usize>,
+}
+
+impl Each {
+    /// The id of the task's `index`-th instance: `convert[3]`.
+    pub fn instance_id(task: &str, index: usize) -> String {
+        format!("{task}[{index}]")
+    }
+
+    /// The task and index an instance id names (`convert[3]` → `convert`,
+    /// 3); `None` for any other id.
+    pub fn parse_instance_id(id: &str) -> Option<(&str, usize)> {
+        let (task, index) = id.strip_suffix(']')?.rsplit_once('[')?;
+        Some((task, index.parse().ok()?))
+    }
+}
+
 /// A decision's routes.
 #[derive(Clone, Debug, Default)]
 pub struct Decision {
@@ -415,6 +445,8 @@ pub struct Task {
     pub run: Option<Script>,
     /// `expect:` conditions over `result`; a false one fails the attempt.
     pub expect: Vec<Script>,
+    /// `each:` and the task's `max_parallel:`: the task runs once per element.
+    pub each: Option<Box<Each>>,
     /// `when:` condition, evaluated once before the first attempt; false
     /// skips the step. Boxed, as `compensate:` is: most steps have neither,
     /// and a large plan holds every step at once.

@@ -7,7 +7,8 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{
-    Branch, Decision, FailurePolicy, Gate, Metadata, Resources, Retry, Script, Step, StepKind, Task,
+    Branch, Decision, Each, FailurePolicy, Gate, Metadata, Resources, Retry, Script, Step,
+    StepKind, Task,
 };
 use crate::span::Span;
 
@@ -23,6 +24,7 @@ struct Written<'a> {
     input: &'a [(String, Script)],
     run: &'a Option<Script>,
     expect: &'a [Script],
+    each: &'a Option<Box<Each>>,
     when: &'a Option<Box<Script>>,
     retry: &'a Retry,
     timeout_ms: Option<u64>,
@@ -55,6 +57,8 @@ struct Read {
     input: Vec<(String, Script)>,
     run: Option<Script>,
     expect: Vec<Script>,
+    #[serde(default)]
+    each: Option<Box<Each>>,
     when: Option<Box<Script>>,
     retry: Retry,
     timeout_ms: Option<u64>,
@@ -94,6 +98,7 @@ impl Serialize for Task {
             input: &self.input,
             run: &self.run,
             expect: &self.expect,
+            each: &self.each,
             when: &self.when,
             retry: &self.retry,
             timeout_ms: self.timeout_ms,
@@ -140,6 +145,7 @@ impl<'de> Deserialize<'de> for Task {
             input: read.input,
             run: read.run,
             expect: read.expect,
+            each: read.each,
             when: read.when,
             retry: read.retry,
             timeout_ms: read.timeout_ms,

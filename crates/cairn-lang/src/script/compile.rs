@@ -5,7 +5,13 @@ use std::sync::OnceLock;
 use rhai::{Engine, OptimizationLevel, Scope, AST};
 
 /// The variables every piece of plan code may read (the brief's "scope").
-pub const SCOPE_VARIABLES: &[&str] = &["input", "params", "outputs", "task", "result", "failure"];
+/// (`item` and `index` are set in the instances of a task with `each:`.)
+pub const SCOPE_VARIABLES: &[&str] = &[
+    "input", "params", "outputs", "task", "result", "failure", "item", "index",
+];
+
+/// The scope variables only instances of a task with `each:` have.
+pub const INSTANCE_VARIABLES: &[&str] = &["item", "index"];
 
 /// Bodies are whole scripts; conditions, expectations and inputs are single
 /// expressions (no `let`, no statements).

@@ -6,5 +6,6 @@ mod compile;
 
 pub use capabilities::{Capabilities, Capability};
 pub use compile::{
-    compile, limit, CompileMode, MAX_ARRAY_SIZE, MAX_OPERATIONS, MAX_STRING_SIZE, SCOPE_VARIABLES,
+    compile, limit, CompileMode, INSTANCE_VARIABLES, MAX_ARRAY_SIZE, MAX_OPERATIONS,
+    MAX_STRING_SIZE, SCOPE_VARIABLES,
 };

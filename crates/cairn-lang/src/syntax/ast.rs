@@ -170,6 +170,8 @@ pub enum FieldValue {
     Expect(Vec<Code>),
     /// `when:` condition.
     When(Code),
+    /// `each:` list: the task runs once per element.
+    Each(Code),
     /// `retry:`; `Err` holds the value when it does not have the retry shape.
     Retry(Result<Box<RetrySpec>, Spanned<String>>),
     /// The value as written; the checker reads it.

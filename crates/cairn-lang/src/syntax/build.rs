@@ -177,6 +177,7 @@ impl Builder<'_> {
             Rule::else_branch => "else",
             Rule::checks => "checks",
             Rule::functions => "functions",
+            Rule::each_field => "each",
             _ => "",
         };
         let text = &self.file[span.start..span.end];
@@ -285,6 +286,7 @@ impl Builder<'_> {
                     })
                     .collect(),
             ),
+            Rule::each_field => FieldValue::Each(self.expr(inner.next().expect("each has a list"))),
             Rule::when_field => {
                 FieldValue::When(self.expr(inner.next().expect("when has a condition")))
             }

@@ -130,5 +130,6 @@ fn outcome(settled: Option<&Settled>) -> String {
         Some(Settled::Chose { target, .. }) => format!("chose `{target}`"),
         Some(Settled::Answered(a)) if a.approved => format!("approved by {}", a.by),
         Some(Settled::Answered(a)) => format!("rejected by {}", a.by),
+        Some(Settled::FannedOut { items }) => format!("{} instances, unfinished", items.len()),
     }
 }

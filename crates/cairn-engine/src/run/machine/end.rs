@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::{Machine, Now};
+use super::{Machine, Node, Now};
 use crate::run::events::{Event, RunStatus, StepStatus};
 use cairn_lang::plan::Step;
 
@@ -49,7 +49,10 @@ impl Machine {
         failed
             .map(|i| (i, false))
             .chain(completed.map(|i| (i, true)))
-            .filter(|&(i, _)| matches!(self.task(i).step, Step::Task))
+            // A task that fanned out is undone instance by instance.
+            .filter(|&(i, _)| {
+                matches!(self.task(i).step, Step::Task) && self.nodes[i].fan.is_none()
+            })
             .collect()
     }
 
@@ -122,12 +125,21 @@ impl Machine {
     }
 
     /// Each node's report, in node order.
+    /// (The instances of `each:` follow their task.)
     pub fn into_steps(self) -> Vec<crate::run::StepReport> {
         let plan = self.plan;
-        self.nodes
+        let mut nodes: Vec<(usize, Node)> = self.nodes.into_iter().enumerate().collect();
+        nodes.sort_by_key(|(i, node)| match &node.instance {
+            Some(instance) => (instance.parent, 1, instance.index),
+            None => (*i, 0, 0),
+        });
+        nodes
             .into_iter()
-            .map(|node| crate::run::StepReport {
-                id: plan.tasks[node.task].id.clone(),
+            .map(|(_, node)| crate::run::StepReport {
+                id: match node.instance {
+                    Some(instance) => instance.id,
+                    None => plan.tasks[node.task].id.clone(),
+                },
                 status: node.status,
                 attempts: node.attempts,
                 duration_ms: node.duration_ms,

@@ -42,6 +42,8 @@ pub enum Outcome {
     Gate(Option<Approval>),
     /// A gate whose `when:` held: it may open.
     GateOpen,
+    /// A task with `each:` gave its elements: its instances run next.
+    FannedOut(Vec<serde_json::Value>),
 }
 
 /// When something happened: what the driver's clock said.
@@ -119,5 +121,6 @@ pub fn kept_outcome(task: &Task, settled: &Settled) -> Outcome {
             target,
         },
         Settled::Answered(approval) => Outcome::Gate(Some(approval)),
+        Settled::FannedOut { items } => Outcome::FannedOut(items),
     }
 }

@@ -104,7 +104,7 @@ enum Command {
         durability: DurabilityArg,
     },
     /// Continue a paused, interrupted or crashed run (the newest unfinished
-    /// one if left out); completed steps never run again.
+    /// one if left out); steps whose end was committed never run again.
     Resume {
         /// The run's id (a unique prefix is enough).
         run: Option<String>,

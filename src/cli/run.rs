@@ -44,8 +44,8 @@ pub fn run(args: Args) -> Result<i32, Error> {
         return Ok(0);
     }
     run::check_params(&plan, &params)?;
-    // Every run is recorded: each step is committed before anything that
-    // depends on it starts.
+    // Every run is recorded: what ran is committed before any step that
+    // can reach outside starts (docs/durable.md, "What a commit promises").
     let store = Arc::new(Store::open(&args.state_dir, args.durability)?);
     let seed = args.seed.or(plan.seed).unwrap_or(0);
     let run_id = store.begin(&plan, source.name(), source.text(), &params, seed)?;

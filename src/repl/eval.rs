@@ -87,7 +87,8 @@ impl Session {
                 .eval_ast_with_scope::<Dynamic>(&mut scope, &line)
         });
         self.vars = scope;
-        let value = result.map_err(|e| run::describe_error(&e))?;
+        // In the context: an error names the capability a function belongs to.
+        let value = result.map_err(|e| context::enter(&ctx, || run::describe_error(&e)))?;
         match rhai::serde::from_dynamic::<serde_json::Value>(&value) {
             Ok(json) if !value.is_unit() => {
                 println!(

@@ -445,6 +445,39 @@ fn steps_before_a_step_with_a_capability_are_committed_when_it_starts() {
     );
 }
 
+/// A step with a capability is committed once it ends, though the steps
+/// after it declare none: killed during a long capability-free step, the
+/// resumed run does not run the step with the effect again.
+#[test]
+fn a_step_with_a_capability_is_committed_when_it_ends() {
+    let plan = "plan p \"P\"\n  allow: sh\n\ntask effect \"Effect\" using:sh\n  run: sh(\"echo ran >> effect.txt\").code\n\ntask pure \"Pure\"\n  needs: effect\n  run: sleep(if params.slow { 30000 } else { 0 })\n  \n";
+    let plan = plan.replace("plan p \"P\"\n", "plan p \"P\"\n  param slow = true\n");
+    let test = Test::new().file("p.plan", &plan);
+    let mut child = spawn(&test, &["run", "p.plan"]);
+    let effect = test.path().join("effect.txt");
+    wait_for(|| effect.exists());
+    // Time for the scheduler to start `pure` (its sleep) after `effect`.
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    assert_eq!(settles(&test, "step_succeeded").get("effect"), Some(&1));
+    std::fs::write(
+        test.path().join("p.plan"),
+        plan.replace("slow = true", "slow = false"),
+    )
+    .expect("edit");
+    let resumed = cairn(&test, &["resume", "--allow-changed"]);
+    assert_eq!(resumed.status, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&effect)
+            .expect("effect")
+            .lines()
+            .count(),
+        1,
+        "the step with the effect ran again"
+    );
+}
+
 /// `budget: time` counts the run's running time across processes: 1.2 s
 /// before a gate and 1.5 s after it cross a 2 s budget, though neither
 /// process ran that long.

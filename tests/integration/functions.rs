@@ -128,3 +128,67 @@ fn the_dry_run_names_calls_made_through_functions() {
         run.stdout
     );
 }
+
+/// Editing `functions:` edits every step of the plan for `resume`: it is
+/// refused without `--allow-changed`, and with it the steps run again with
+/// the new functions (never old results beside new code).
+#[test]
+fn an_edited_function_invalidates_the_steps_that_ran_with_it() {
+    let plan = "plan p \"P\"\n  functions: |\n    fn f() { \"old\" }\n\ntask a \"A\"\n  run: f()\n\ngate g \"G\"\n  needs: a\n\ntask b \"B\"\n  needs: g\n  run: outputs[\"a\"] + \"/\" + f()\n";
+    let test = Test::new().file("p.plan", plan);
+    assert_eq!(cairn(&test, &["run", "p.plan"]).status, 3);
+    std::fs::write(
+        test.path().join("p.plan"),
+        plan.replace("\"old\"", "\"new\""),
+    )
+    .expect("edit");
+    let refused = cairn(&test, &["resume", "--approve", "g"]);
+    assert_eq!(refused.status, 2, "{}", refused.stdout);
+    assert!(
+        refused
+            .stderr
+            .contains("this invalidates the recorded results of `a`"),
+        "{}",
+        refused.stderr
+    );
+    let resumed = cairn(&test, &["resume", "--approve", "g", "--allow-changed"]);
+    assert_eq!(resumed.status, 0, "{}{}", resumed.stdout, resumed.stderr);
+    assert_eq!(output(&test, "b"), serde_json::json!("new/new"));
+}
+
+/// The dry run lists calls in closures and a body's own `fn`s, and an
+/// imported step's calls through its own plan's functions.
+#[test]
+fn the_dry_run_finds_calls_in_closures_local_fns_and_imported_functions() {
+    let test = Test::new()
+        .file(
+            "lib.plan",
+            "plan lib \"Lib\"\n  allow: sh\n  functions: |\n    fn launch() { sh(\"true\").code }\n\ntask l \"L\" using:sh\n  run: launch()\n",
+        )
+        .file(
+            "p.plan",
+            "plan p \"P\"\n  allow: sh\n  use \"lib.plan\" as lib\n  functions: |\n    fn launch() { 1 }\n\ntask t \"T\" using:sh\n  run: |\n    fn local() { sh(\"local\") }\n    [\"x\"].map(|t| sh([\"echo\", t]).code)\n",
+        );
+    let run = cairn(&test, &["run", "p.plan", "--dry-run"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    for line in [
+        "would call sh(…)  [sh]",
+        "would call sh(\"local\")  [sh]",
+        "would call sh(…) via launch(…)  [sh]",
+    ] {
+        assert!(run.stdout.contains(line), "no `{line}` in:\n{}", run.stdout);
+    }
+}
+
+/// A plan function may take the name of a function the sandbox leaves out,
+/// and a body's own `fn` of a plan function's name takes its place (its
+/// calls are the body's, not the plan function's).
+#[test]
+fn plan_functions_and_body_functions_shadow_as_they_run() {
+    let plan = "plan p \"P\"\n  allow: sh\n  functions: |\n    fn timestamp() { 42 }\n    fn build_all(ts) { ts.map(|t| sh([\"echo\", t]).code) }\n\ntask a \"A\"\n  run: timestamp()\n\ntask b \"B\"\n  run: |\n    fn build_all(ts) { ts.len() }\n    build_all([\"a\"])\n";
+    let test = Test::new().file("p.plan", plan);
+    let run = cairn(&test, &["run", "p.plan"]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(output(&test, "a"), serde_json::json!(42));
+    assert_eq!(output(&test, "b"), serde_json::json!(1));
+}

@@ -25,14 +25,16 @@ impl Changes {
         let before: HashMap<&str, String> = old
             .tasks
             .iter()
-            .map(|t| (t.id.as_str(), fingerprint(t)))
+            .map(|t| (t.id.as_str(), fingerprint(old, t)))
             .collect();
         let after: HashMap<&str, &Task> = new.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
         let mut changes = Self::default();
         for task in &new.tasks {
             match before.get(task.id.as_str()) {
                 None => changes.added.push(task.id.clone()),
-                Some(print) if *print != fingerprint(task) => changes.edited.push(task.id.clone()),
+                Some(print) if *print != fingerprint(new, task) => {
+                    changes.edited.push(task.id.clone())
+                }
                 Some(_) => {}
             }
         }
@@ -84,11 +86,21 @@ impl Changes {
     }
 }
 
-/// The step's definition without source positions, as canonical JSON.
-fn fingerprint(task: &Task) -> String {
+/// The step's definition without source positions, as canonical JSON,
+/// with the `functions:` its code calls (its plan's, or its import's).
+fn fingerprint(plan: &Plan, task: &Task) -> String {
     let mut value = serde_json::to_value(task).expect("tasks serialize");
     strip_spans(&mut value);
-    value.to_string()
+    let functions = match &task.import {
+        None => plan.functions.as_ref(),
+        Some(alias) => plan
+            .imports
+            .iter()
+            .find(|i| &i.alias == alias)
+            .and_then(|i| i.functions.as_ref()),
+    };
+    let functions = functions.map_or("", |f| &*f.text);
+    format!("{value}\n{functions}")
 }
 
 fn strip_spans(value: &mut serde_json::Value) {

@@ -210,7 +210,13 @@ async fn drive(
     events: &Outbox,
     observe: &mut impl FnMut(&Event),
 ) {
-    let workers = max_parallel.min(plan.tasks.len()).clamp(1, MAX_WORKERS);
+    // A plan with `each:` has as many steps as its lists have elements.
+    let steps = if plan.tasks.iter().any(|t| t.each.is_some()) {
+        usize::MAX
+    } else {
+        plan.tasks.len()
+    };
+    let workers = max_parallel.min(steps).clamp(1, MAX_WORKERS);
     let crew = Arc::clone(pool);
     let mut done = tokio::task::spawn_blocking(move || {
         std::thread::scope(|scope| {
@@ -319,7 +325,8 @@ fn work(pool: &Pool) {
             // workers go on). A step that declares no capability changes
             // nothing but the run's record: if a crash loses its outcome,
             // resume runs it again, so its events wait for the next commit.
-            if work.reaches_outside(&shared.plan) {
+            let outside = work.reaches_outside(&shared.plan);
+            if outside {
                 shared.sync();
             }
             // A panic (in a host's tool or approver, say) fails the step:
@@ -350,6 +357,14 @@ fn work(pool: &Pool) {
             };
             state = pool.lock();
             state.finished(i, outcome);
+            if outside {
+                // Its outcome is committed before anything else starts
+                // here: what reached outside must not run again because a
+                // crash lost that it had (outside the lock, as above).
+                drop(state);
+                shared.sync();
+                state = pool.lock();
+            }
             // No wake-up here: this worker goes round again, starts what
             // became ready and wakes others only for work left over.
             continue;

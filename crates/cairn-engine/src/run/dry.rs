@@ -1,5 +1,6 @@
 //! `--dry-run`: the waves a plan would run in and why, with nothing executed.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use petgraph::visit::EdgeRef;
@@ -26,14 +27,23 @@ pub fn explain(plan: &Plan, max_parallel: usize, capabilities: &Capabilities) ->
         }
     );
     let waves = waves(plan);
-    // What each function of `functions:` reaches (a dry run is rare: the
-    // check's own table is not kept in the plan).
-    let functions = plan
-        .functions
-        .as_ref()
-        .and_then(|f| f.ast.as_deref())
-        .map(cairn_lang::check::reachable_calls)
-        .unwrap_or_default();
+    // What each function of each plan's `functions:` reaches, by owner
+    // (`None`: the plan's own; else an import's alias). A dry run is rare:
+    // the check's own tables are not kept in the plan.
+    let reach = |functions: Option<&Script>| {
+        functions
+            .and_then(|f| f.ast.as_deref())
+            .map(cairn_lang::check::reachable_calls)
+            .unwrap_or_default()
+    };
+    let functions: HashMap<Option<&str>, HashMap<String, Vec<String>>> =
+        std::iter::once((None, reach(plan.functions.as_ref())))
+            .chain(
+                plan.imports
+                    .iter()
+                    .map(|i| (Some(i.alias.as_str()), reach(i.functions.as_ref()))),
+            )
+            .collect();
     // A step may be skipped if it is conditional, has `when:`, or needs
     // only steps that may be skipped; waves are in dependency order.
     let mut maybe_skipped = vec![false; plan.tasks.len()];
@@ -59,7 +69,8 @@ pub fn explain(plan: &Plan, max_parallel: usize, capabilities: &Capabilities) ->
                 task.id,
                 reason(plan, i, &maybe_skipped)
             );
-            for call in calls(task, capabilities, &functions) {
+            let reached = functions.get(&task.import.as_deref());
+            for call in calls(task, capabilities, reached) {
                 let _ = writeln!(out, "  {:width$}    would call {call}", "");
             }
         }
@@ -222,21 +233,25 @@ fn static_count(over: &Script) -> Option<usize> {
 fn calls(
     task: &Task,
     capabilities: &Capabilities,
-    functions: &std::collections::HashMap<String, Vec<String>>,
+    functions: Option<&HashMap<String, Vec<String>>>,
 ) -> Vec<String> {
-    let scripts: Vec<&Script> = task
+    use cairn_lang::script::CompileMode::{Expression, Script as Body};
+    let scripts: Vec<(&Script, _)> = task
         .run
         .iter()
-        .chain(task.input.iter().map(|(_, s)| s))
-        .chain(task.expect.iter())
-        .chain(task.when.as_deref())
+        .map(|s| (s, Body))
+        .chain(task.input.iter().map(|(_, s)| (s, Expression)))
+        .chain(task.expect.iter().map(|s| (s, Expression)))
+        .chain(task.when.as_deref().map(|s| (s, Expression)))
+        .chain(task.each.as_deref().map(|e| (&e.over, Expression)))
         .collect();
     let mut out = Vec::new();
-    for script in scripts {
-        let Some(ast) = &script.ast else { continue };
-        // The script's own statements: its AST also holds every function
-        // of the plan, called or not.
-        let own = ast.clone_statements_only();
+    for (script, mode) in scripts {
+        // The script's own code, its closures and `fn`s with it: its
+        // compiled form also holds every function of the plan, called or not.
+        let Ok(own) = cairn_lang::script::compile(&script.text, mode) else {
+            continue;
+        };
         own.walk(&mut |path: &[ASTNode]| {
             if let Some(ASTNode::Expr(Expr::FnCall(call, _) | Expr::MethodCall(call, _))) =
                 path.last()
@@ -252,7 +267,7 @@ fn calls(
                         "{}({first}{more})  [{}]",
                         call.name, capability.name
                     ));
-                } else if let Some(reached) = functions.get(call.name.as_str()) {
+                } else if let Some(reached) = functions.and_then(|f| f.get(call.name.as_str())) {
                     for called in reached {
                         if let Some(capability) = capabilities.providing(called) {
                             out.push(format!(

@@ -225,8 +225,13 @@ impl<'a> Lowering<'a> {
                     "to run another plan's steps, add `use \"file.plan\" as <alias>` to the plan header; to reuse code, define it with `fn` under `functions:` in the plan header".to_owned(),
                 ),
                 Refused::Function(name, why) => {
-                    // An embedding application's capability may bring it.
-                    if self.capabilities.providing(name).is_some() {
+                    // An embedding application's capability, or the plan's
+                    // `functions:`, may bring it.
+                    let planned = self
+                        .functions
+                        .as_ref()
+                        .is_some_and(|f| f.iter_functions().any(|f| f.name == name));
+                    if self.capabilities.providing(name).is_some() || planned {
                         continue;
                     }
                     let (why, help) = match why {

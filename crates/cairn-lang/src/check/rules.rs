@@ -102,7 +102,18 @@ impl<'a> Rules<'a> {
             let mut needed: Vec<(&Capability, Option<&str>)> = Vec::new();
             if let Some(capability) = self.capabilities.providing(function) {
                 needed.push((capability, None));
-            } else if let Some(reached) = self.header.function_calls.get(function) {
+            } else if let Some(reached) = self
+                .header
+                .function_calls
+                .get(function)
+                // A body's own `fn` of that name takes the plan's place.
+                .filter(|_| {
+                    analysis
+                        .ast
+                        .as_ref()
+                        .is_ok_and(|ast| !ast.iter_functions().any(|f| f.name == function))
+                })
+            {
                 for called in reached {
                     if let Some(capability) = self.capabilities.providing(called) {
                         if !needed.iter().any(|(c, _)| c.name == capability.name) {

@@ -96,6 +96,17 @@ fn each_runs_an_instance_per_element_and_fans_in_in_order() {
             "report"
         ]
     );
+    // A replay makes the same instances, with the same outcomes, and the
+    // record verifies.
+    let replay = cairn(&test, &["replay"]);
+    assert_eq!(replay.status, 0, "{}{}", replay.stdout, replay.stderr);
+    assert!(
+        replay.stdout.contains("replayed 6 steps"),
+        "{}",
+        replay.stdout
+    );
+    assert!(replay.stdout.contains("identical"), "{}", replay.stdout);
+    assert_eq!(cairn(&test, &["audit", "verify"]).status, 0);
 }
 
 /// An empty list: no instance, and the task succeeds with `[]`; a literal

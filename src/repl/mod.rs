@@ -193,11 +193,21 @@ impl Session {
         Self::new(store, state_dir, row.id, file, plan)
     }
 
-    /// Steps settled so far.
+    /// The plan's steps settled so far (a task with `each:` once all of
+    /// its instances have).
     fn done(&self) -> usize {
-        self.store
-            .history(&self.run_id)
-            .map_or(0, |h| h.settled_count())
+        let Ok(history) = self.store.history(&self.run_id) else {
+            return 0;
+        };
+        self.plan
+            .tasks
+            .iter()
+            .filter(|t| {
+                history
+                    .settled(&t.id)
+                    .is_some_and(|s| !matches!(s, run::Settled::FannedOut { .. }))
+            })
+            .count()
     }
 
     /// The run's options for one segment: every settled step keeps its outcome.

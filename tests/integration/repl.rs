@@ -141,6 +141,40 @@ run … is saved; `cairn repl --resume …` (or `cairn resume …`) goes on
     assert_transcript(&session(&test, &["repl", "p.plan"], input), expected);
 }
 
+/// Stepping through a fan-out: `:next` starts one instance at a time, the
+/// count is of the plan's steps, and `:run` runs the rest of the instances.
+#[test]
+fn stepping_through_each_instance_by_instance() {
+    let plan = "plan p \"P\"\n\ntask sq \"Squares\"\n  each: [1, 2, 3]\n  max_parallel: 1\n  run: item * item\n\ntask sum \"Sum\"\n  needs: sq\n  run: outputs[\"sq\"].reduce(|a, b| a + b, 0)\n";
+    let test = Test::new().file("p.plan", plan);
+    let input = ":next\n:next\n:run\n:quit\n";
+    let expected = r#"run … of `p` (2 steps); `:help` lists the commands
+p 0/2> :next
+  start     sq
+  each      sq: 3 instances
+p 0/2> :next
+  start     sq[0]
+  ok        sq[0]
+            = 1
+p 0/2> :run
+  start     sq[1]
+  ok        sq[1]
+            = 4
+  start     sq[2]
+  ok        sq[2]
+            = 9
+  ok        sq
+            = [1,4,9]
+  start     sum
+  ok        sum
+            = 14
+run succeeded
+p 2/2> :quit
+run … is saved; `cairn repl --resume …` (or `cairn resume …`) goes on
+"#;
+    assert_transcript(&session(&test, &["repl", "p.plan"], input), expected);
+}
+
 /// The plan's `functions:` are callable at the prompt, as in its steps.
 #[test]
 fn the_prompt_calls_the_plan_s_functions() {

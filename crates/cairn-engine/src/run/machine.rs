@@ -556,12 +556,14 @@ impl Machine {
             }
             let allowed = |i: usize| {
                 let id = self.id(i);
+                // An instance of `each:` may start where its task may.
+                let task = &self.task(i).id;
                 self.keeps(i)
                     || (self
                         .policy
                         .only
                         .as_ref()
-                        .is_none_or(|only| only.contains(id))
+                        .is_none_or(|only| only.contains(id) || only.contains(task))
                         && replayed.as_ref().is_none_or(|settled| settled.contains(id)))
             };
             let &(key, i) = self

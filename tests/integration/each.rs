@@ -2,13 +2,7 @@
 //! array of their outputs downstream.
 
 use crate::durable::{spawn, wait_for};
-use crate::{cairn, status_json, status_step, Test};
-
-/// A step's output, as `cairn status --json` shows it (as JSON text).
-fn output(test: &Test, step: &str) -> serde_json::Value {
-    let text = status_step(test, step)["output"].clone();
-    serde_json::from_str(text.as_str().expect("output text")).expect("JSON")
-}
+use crate::{cairn, status_json, status_step, step_output as output, Test};
 
 /// The events of the newest run, as `--events -` wrote them.
 fn events(stdout: &str) -> Vec<serde_json::Value> {

@@ -1,13 +1,7 @@
 //! `functions:`: Rhai `fn` definitions in the plan header, callable from all
 //! of the plan's code and seen by the checker's capability analysis.
 
-use crate::{cairn, status_step, Test};
-
-/// A step's output, as `cairn status --json` shows it (as JSON text).
-fn output(test: &Test, step: &str) -> serde_json::Value {
-    let text = status_step(test, step)["output"].clone();
-    serde_json::from_str(text.as_str().expect("output text")).expect("JSON")
-}
+use crate::{cairn, step_output as output, Test};
 
 const RELEASE: &str = r#"plan release "Release"
   allow: sh

@@ -138,6 +138,13 @@ pub fn status_step(test: &Test, id: &str) -> serde_json::Value {
         .clone()
 }
 
+/// The newest run's step `id`'s output (`null` for none), read back from
+/// the JSON text `cairn status --json` shows it as.
+pub fn step_output(test: &Test, id: &str) -> serde_json::Value {
+    let text = status_step(test, id)["output"].clone();
+    serde_json::from_str(text.as_str().unwrap_or("null")).expect("output is JSON")
+}
+
 /// The test's run store, opened directly (to look at or tamper with).
 pub fn db(test: &Test) -> rusqlite::Connection {
     rusqlite::Connection::open(test.path().join(".cairn/state.db")).expect("open")

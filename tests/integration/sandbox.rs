@@ -4,7 +4,7 @@
 use std::os::unix::fs::symlink;
 use std::time::{Duration, Instant};
 
-use crate::{cairn, status_json, status_step, Run, Test};
+use crate::{cairn, status_json, status_step, step_output as output, Run, Test};
 
 /// A test directory with the plan in `plan/` and a precious file outside it,
 /// in `elsewhere/`.
@@ -30,12 +30,6 @@ fn error(test: &Test, step: &str) -> String {
         .as_str()
         .unwrap_or_default()
         .to_owned()
-}
-
-/// A step's output, as `cairn status --json` has it (JSON text).
-fn output(test: &Test, step: &str) -> serde_json::Value {
-    let text = status_step(test, step)["output"].clone();
-    serde_json::from_str(text.as_str().unwrap_or("null")).expect("output is JSON")
 }
 
 fn one_step(allow: &str, using: &str, body: &str) -> String {

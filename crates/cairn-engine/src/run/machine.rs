@@ -720,37 +720,23 @@ impl Machine {
         let at_ms = self.now.at_ms;
         let node = &mut self.nodes[i];
         node.duration_ms = node.started_ms.map_or(0, |s| at_ms.saturating_sub(s));
-        self.settle_outcome_spent(i, outcome, spent);
+        self.settle_outcome(i, outcome, spent);
     }
 
     /// A task's outcome: its status, its events, and what follows from it.
-    fn settle_outcome(&mut self, i: usize, outcome: Outcome) {
-        self.settle_outcome_spent(i, outcome, None);
-    }
-
-    fn settle_outcome_spent(&mut self, i: usize, outcome: Outcome, spent: Option<f64>) {
+    fn settle_outcome(&mut self, i: usize, outcome: Outcome, spent: Option<f64>) {
         let plan = Arc::clone(&self.plan);
         let task = &plan.tasks[self.nodes[i].task];
         let at_ms = self.now.at_ms;
-        let node = &mut self.nodes[i];
         match outcome {
             Outcome::Skipped(reason) => self.skip(i, reason),
             Outcome::Succeeded { output, attempts } => {
-                node.status = StepStatus::Succeeded;
-                node.attempts = attempts;
-                node.output = Some(output.clone());
-                self.completed.push(i);
-                self.emit(Event::StepSucceeded {
-                    step: task.id.clone(),
-                    attempts,
-                    output,
-                    spent,
-                    at_ms,
-                });
+                self.succeeded(i, output, attempts, spent);
                 self.resolve_failure_routes(i, false);
                 self.settle(i);
             }
             Outcome::Chose { branch, target } => {
+                let node = &mut self.nodes[i];
                 node.status = StepStatus::Succeeded;
                 node.attempts = 1;
                 node.chosen = Some(branch);
@@ -770,29 +756,11 @@ impl Machine {
                 self.settle(i);
             }
             Outcome::Failed { error, attempts } => {
-                node.status = StepStatus::Failed;
-                node.attempts = attempts;
-                node.error = Some(error.clone());
-                self.emit(Event::StepFailed {
-                    step: task.id.clone(),
-                    attempts,
-                    error,
-                    spent,
-                    at_ms,
-                });
+                self.failed(i, error, attempts, spent);
                 self.after_failure(i);
             }
             Outcome::Gate(approval) => self.answer(i, approval),
-            Outcome::Cancelled { attempts } => {
-                node.status = StepStatus::Failed;
-                node.attempts = attempts;
-                node.error = Some("cancelled".to_owned());
-                self.emit(Event::StepCancelled {
-                    step: task.id.clone(),
-                    attempts,
-                    at_ms,
-                });
-            }
+            Outcome::Cancelled { attempts } => self.cancelled(i, attempts),
             Outcome::GateOpen if self.stopping => {}
             Outcome::GateOpen => {
                 // The gate's `when:` held: open it now.
@@ -803,5 +771,56 @@ impl Machine {
             }
             Outcome::FannedOut(items) => self.fan_out(i, items),
         }
+    }
+
+    /// Node `i`'s work succeeded: its status, output and event (what
+    /// follows is the caller's).
+    fn succeeded(
+        &mut self,
+        i: usize,
+        output: serde_json::Value,
+        attempts: u32,
+        spent: Option<f64>,
+    ) {
+        let node = &mut self.nodes[i];
+        node.status = StepStatus::Succeeded;
+        node.attempts = attempts;
+        node.output = Some(output.clone());
+        self.completed.push(i);
+        self.emit(Event::StepSucceeded {
+            step: self.id(i).to_owned(),
+            attempts,
+            output,
+            spent,
+            at_ms: self.now.at_ms,
+        });
+    }
+
+    /// Node `i`'s work failed: its status, error and event.
+    fn failed(&mut self, i: usize, error: String, attempts: u32, spent: Option<f64>) {
+        let node = &mut self.nodes[i];
+        node.status = StepStatus::Failed;
+        node.attempts = attempts;
+        node.error = Some(error.clone());
+        self.emit(Event::StepFailed {
+            step: self.id(i).to_owned(),
+            attempts,
+            error,
+            spent,
+            at_ms: self.now.at_ms,
+        });
+    }
+
+    /// The run cancelled node `i`'s work: its status and event.
+    fn cancelled(&mut self, i: usize, attempts: u32) {
+        let node = &mut self.nodes[i];
+        node.status = StepStatus::Failed;
+        node.attempts = attempts;
+        node.error = Some("cancelled".to_owned());
+        self.emit(Event::StepCancelled {
+            step: self.id(i).to_owned(),
+            attempts,
+            at_ms: self.now.at_ms,
+        });
     }
 }

@@ -135,9 +135,11 @@ impl Resume {
         self.steps.get(step)?.settled.as_ref()
     }
 
-    /// How many steps keep a recorded outcome.
+    /// How many steps keep a recorded outcome (a task that only fanned
+    /// out has none yet).
     pub fn kept(&self) -> usize {
-        self.steps.values().filter(|k| k.settled.is_some()).count()
+        let outcome = |k: &Kept| !matches!(k.settled, None | Some(Settled::FannedOut { .. }));
+        self.steps.values().filter(|k| outcome(k)).count()
     }
 
     /// Whether a settling event of this kind is already logged for `step`.

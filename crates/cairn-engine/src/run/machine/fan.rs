@@ -10,8 +10,16 @@
 use std::collections::VecDeque;
 
 use super::{Machine, Node, Outcome};
-use crate::run::events::{Event, StepStatus};
+use crate::run::events::Event;
 use cairn_lang::plan::{Each, FailurePolicy};
+
+/// How an instance ended, for its task.
+enum Failure {
+    /// It failed for good, with this error (naming the instance).
+    Failed(String),
+    /// The run cancelled it.
+    Cancelled,
+}
 
 /// What an instance node is: which element of whose `each:`.
 #[derive(Debug)]
@@ -126,47 +134,22 @@ impl Machine {
         // from, or the end of the task.
         let failure = match outcome {
             Outcome::Succeeded { output, attempts } => {
-                node.status = StepStatus::Succeeded;
-                node.attempts = attempts;
-                node.output = Some(output.clone());
-                self.completed.push(i);
-                self.emit(Event::StepSucceeded {
-                    step: id,
-                    attempts,
-                    output: output.clone(),
-                    spent,
-                    at_ms,
-                });
                 // (Its task may have failed already, its outputs handed on.)
                 let fan = self.nodes[parent].fan.as_deref_mut();
                 if let Some(slot) = fan.and_then(|fan| fan.outputs.get_mut(index)) {
-                    *slot = output;
+                    *slot = output.clone();
                 }
+                self.succeeded(i, output, attempts, spent);
                 None
             }
             Outcome::Failed { error, attempts } => {
-                node.status = StepStatus::Failed;
-                node.attempts = attempts;
-                node.error = Some(error.clone());
-                self.emit(Event::StepFailed {
-                    step: id.clone(),
-                    attempts,
-                    error: error.clone(),
-                    spent,
-                    at_ms,
-                });
-                Some(format!("`{id}` failed: {error}"))
+                let failure = format!("`{id}` failed: {error}");
+                self.failed(i, error, attempts, spent);
+                Some(Failure::Failed(failure))
             }
             Outcome::Cancelled { attempts } => {
-                node.status = StepStatus::Failed;
-                node.attempts = attempts;
-                node.error = Some("cancelled".to_owned());
-                self.emit(Event::StepCancelled {
-                    step: id,
-                    attempts,
-                    at_ms,
-                });
-                Some("cancelled".to_owned())
+                self.cancelled(i, attempts);
+                Some(Failure::Cancelled)
             }
             // Instances have no `when:`, gates or branches of their own.
             Outcome::Skipped(_)
@@ -187,23 +170,14 @@ impl Machine {
         }
         fan.pending -= 1;
         match failure {
-            Some(error) if error == "cancelled" => {
+            Some(Failure::Cancelled) => {
                 fan.over = true;
-                let parent_node = &mut self.nodes[parent];
-                parent_node.status = StepStatus::Failed;
-                parent_node.error = Some("cancelled".to_owned());
-                let step = self.id(parent).to_owned();
-                self.emit(Event::StepCancelled {
-                    step,
-                    attempts: 1,
-                    at_ms,
-                });
-                return;
+                return self.cancelled(parent, 1);
             }
             Some(_) if policy == FailurePolicy::Continue && !has_fallback && !self.over_budget => {
                 fan.failed += 1;
             }
-            Some(error) => {
+            Some(Failure::Failed(error)) => {
                 fan.over = true;
                 let outputs = std::mem::take(&mut fan.outputs);
                 self.nodes[parent].output = Some(serde_json::Value::Array(outputs));
@@ -245,7 +219,7 @@ impl Machine {
         let at_ms = self.now.at_ms;
         let node = &mut self.nodes[i];
         node.duration_ms = node.started_ms.map_or(0, |s| at_ms.saturating_sub(s));
-        self.settle_outcome(i, outcome);
+        self.settle_outcome(i, outcome, None);
         if self.nodes[i].output.is_none() {
             self.nodes[i].output = kept_output;
         }

@@ -305,6 +305,9 @@ pub fn describe(event: &Event) -> Option<String> {
             };
             format!("  each      {step}: {} {noun}", items.len())
         }
+        Event::StepLooping { step, max, .. } => {
+            format!("  repeat    {step}: at most {max} iterations")
+        }
         Event::StepCancelled { step, .. } => format!("  cancelled {step}"),
         Event::StepReset { step, reason } => format!("  reset     {step}: {reason}"),
         Event::Call { .. } | Event::RunInputs { .. } | Event::FileOriginal { .. } => return None,
@@ -328,6 +331,14 @@ pub fn describe(event: &Event) -> Option<String> {
             "  artifact  {step}: {name} ({bytes} bytes, sha256 {})",
             &sha256[..12]
         ),
+        Event::StepSucceeded {
+            step,
+            until: Some(held),
+            ..
+        } => {
+            let until = if *held { "holds" } else { "does not hold yet" };
+            format!("  ok        {step} (`until` {until})")
+        }
         Event::StepSucceeded { step, attempts, .. } if *attempts > 1 => {
             format!("  ok        {step} (attempt {attempts})")
         }

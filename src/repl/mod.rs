@@ -193,8 +193,8 @@ impl Session {
         Self::new(store, state_dir, row.id, file, plan)
     }
 
-    /// The plan's steps settled so far (a task with `each:` once all of
-    /// its instances have).
+    /// The plan's steps settled so far (a task with `each:` or `repeat:`
+    /// once all of its parts have).
     fn done(&self) -> usize {
         let Ok(history) = self.store.history(&self.run_id) else {
             return 0;
@@ -202,11 +202,7 @@ impl Session {
         self.plan
             .tasks
             .iter()
-            .filter(|t| {
-                history
-                    .settled(&t.id)
-                    .is_some_and(|s| !matches!(s, run::Settled::FannedOut { .. }))
-            })
+            .filter(|t| history.settled(&t.id).is_some_and(run::Settled::is_outcome))
             .count()
     }
 

@@ -13,6 +13,7 @@ mod functions;
 mod graph;
 mod processes;
 mod properties;
+mod repeat;
 mod repl;
 mod run;
 mod sandbox;
@@ -127,6 +128,24 @@ pub fn status_json(test: &Test) -> serde_json::Value {
     let status = cairn(test, &["status", "--json"]);
     assert_eq!(status.status, 0, "{}", status.stderr);
     serde_json::from_str(&status.stdout).expect("status is JSON")
+}
+
+/// The newest run's step ids, in the order `cairn status --json` lists them.
+pub fn status_ids(test: &Test) -> Vec<String> {
+    status_json(test)["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["step"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+/// A replay of the newest run reproduces it, and its record verifies.
+pub fn assert_replays_identically(test: &Test) {
+    let replay = cairn(test, &["replay"]);
+    assert_eq!(replay.status, 0, "{}{}", replay.stdout, replay.stderr);
+    assert!(replay.stdout.contains("identical"), "{}", replay.stdout);
+    assert_eq!(cairn(test, &["audit", "verify"]).status, 0);
 }
 
 /// The newest run's step `id`, as `cairn status --json` shows it.

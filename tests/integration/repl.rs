@@ -175,6 +175,33 @@ run … is saved; `cairn repl --resume …` (or `cairn resume …`) goes on
     assert_transcript(&session(&test, &["repl", "p.plan"], input), expected);
 }
 
+/// A loop steps iteration by iteration: each is a step of its own.
+#[test]
+fn stepping_through_a_loop_iteration_by_iteration() {
+    let plan = "plan p \"P\"\n\ntask grow \"Grow\"\n  repeat: max 4 until result >= 2\n  run: iteration.index\n";
+    let test = Test::new().file("p.plan", plan);
+    let input = ":next\n:next\n:run\n:quit\n";
+    let expected = r#"run … of `p` (1 steps); `:help` lists the commands
+p 0/1> :next
+  start     grow
+  repeat    grow: at most 4 iterations
+p 0/1> :next
+  start     grow#1
+  ok        grow#1 (`until` does not hold yet)
+            = 1
+p 0/1> :run
+  start     grow#2
+  ok        grow#2 (`until` holds)
+            = 2
+  ok        grow
+            = 2
+run succeeded
+p 1/1> :quit
+run … is saved; `cairn repl --resume …` (or `cairn resume …`) goes on
+"#;
+    assert_transcript(&session(&test, &["repl", "p.plan"], input), expected);
+}
+
 /// The plan's `functions:` are callable at the prompt, as in its steps.
 #[test]
 fn the_prompt_calls_the_plan_s_functions() {

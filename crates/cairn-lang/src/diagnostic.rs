@@ -372,6 +372,8 @@ codes! {
     BadSize => "cairn::bad_size",
     /// A retry count out of range.
     BadRetry => "cairn::bad_retry",
+    /// A `repeat:` without its bound, or not of the loop's shape.
+    BadRepeat => "cairn::bad_repeat",
     /// A failure policy other than stop, continue or compensate.
     BadPolicy => "cairn::bad_policy",
     /// `needs:` names an id that does not exist.

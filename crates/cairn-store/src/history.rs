@@ -96,6 +96,8 @@ struct Logged<'a> {
     sha256: Option<Cow<'a, str>>,
     #[serde(default)]
     items: Option<Vec<Value>>,
+    #[serde(default)]
+    until: Option<bool>,
 }
 
 /// What can be read of an event whose body does not read whole (a value in
@@ -234,6 +236,7 @@ impl History {
             EventKind::StepSucceeded => Settled::Succeeded {
                 output: event.output,
                 attempts,
+                until: event.until,
             },
             EventKind::StepFailed => Settled::Failed {
                 error: text(&event.error),
@@ -251,6 +254,8 @@ impl History {
             EventKind::StepFannedOut => Settled::FannedOut {
                 items: event.items.unwrap_or_default(),
             },
+            // Likewise: what a resume begins looping again.
+            EventKind::StepLooping => Settled::Looping,
             EventKind::GateApproved | EventKind::GateRejected => Settled::Answered(Approval {
                 approved: kind == EventKind::GateApproved,
                 by: text(&event.by),
@@ -356,11 +361,10 @@ impl History {
     /// What a resume keeps: every settled step except `invalidated` ones.
     pub fn resume(self, invalidated: &[String]) -> Resume {
         let dropped: HashSet<&str> = invalidated.iter().map(String::as_str).collect();
-        // An instance of `each:` goes with its task.
+        // An instance of `each:` or iteration of `repeat:` goes with its task.
         let keep = |step: &str| {
             !dropped.contains(step)
-                && cairn_lang::plan::Each::parse_instance_id(step)
-                    .is_none_or(|(task, _)| !dropped.contains(task))
+                && cairn_lang::plan::part_of(step).is_none_or(|task| !dropped.contains(task))
         };
         let spent_ms = self.spent_ms + self.segment_ms;
         let Self {
@@ -452,7 +456,8 @@ mod tests {
             history.settled("a"),
             Some(&Settled::Succeeded {
                 output: json!(2),
-                attempts: 1
+                attempts: 1,
+                until: None,
             })
         );
         let first_named: Vec<&str> = history.settled_steps().map(|(s, _)| s).collect();

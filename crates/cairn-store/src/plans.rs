@@ -6,7 +6,7 @@ use cairn_lang::plan::Plan;
 /// A build that finds another format checks the recorded source instead, so
 /// bump the last number whenever a type a plan holds changes (the test
 /// below fails until then).
-pub const FORMAT: &str = concat!("postcard/", env!("CARGO_PKG_VERSION"), "/5");
+pub const FORMAT: &str = concat!("postcard/", env!("CARGO_PKG_VERSION"), "/6");
 
 /// A stored plan as read from the store, not yet decoded.
 pub struct Encoded {
@@ -175,6 +175,10 @@ task e "E"
   max_parallel: 1
   run: outputs["a"] + item
 
+task g "G"
+  repeat: max 3 until result > 1
+  run: iteration.index
+
 decision c "C"
   when outputs["a"] > 2 -> d
   else -> f
@@ -192,8 +196,8 @@ task f "F"
         assert_eq!(
             (FORMAT.rsplit('/').next(), hash.as_str()),
             (
-                Some("5"),
-                "5a09c9afaaef17689d1044a15e73f57cb9f903be17bc9ec2b4d3f78360d16727"
+                Some("6"),
+                "a1dc27fc907d44116910cde9d2e91e99ad2bc025ab75a45c37d5a6cb1b22dade"
             ),
             "the stored plan's encoding changed: if a type changed shape, bump FORMAT's last number; then update this hash"
         );

@@ -578,10 +578,7 @@ impl Books {
                     outputs,
                     failure,
                     id: self.machine.id(node).to_owned(),
-                    instance: self
-                        .machine
-                        .instance(node)
-                        .map(|(index, item)| (index, item.clone())),
+                    part: self.machine.part(node).cloned(),
                 })
             }
             Action::Ask { node, expires_at } => {
@@ -679,13 +676,15 @@ impl Books {
     }
 }
 
-/// The outcomes instances of `each:` keep in a resumed run, by id
-/// (`task[i]`), for the tasks that still have `each:`.
+/// The outcomes instances of `each:` and iterations of `repeat:` keep in a
+/// resumed run, by id (`task[i]`, `task#n`), for the tasks that still fan
+/// out or loop that way.
 fn kept_instances(plan: &Plan, resume: &super::Resume) -> HashMap<String, Outcome> {
+    use cairn_lang::plan::{Each, Repeat};
     let fanned: HashMap<&str, &cairn_lang::plan::Task> = plan
         .tasks
         .iter()
-        .filter(|t| t.each.is_some())
+        .filter(|t| t.each.is_some() || t.repeat.is_some())
         .map(|t| (t.id.as_str(), t))
         .collect();
     if fanned.is_empty() {
@@ -696,9 +695,12 @@ fn kept_instances(plan: &Plan, resume: &super::Resume) -> HashMap<String, Outcom
         let Some(settled) = &step.settled else {
             continue;
         };
-        let Some(task) =
-            cairn_lang::plan::Each::parse_instance_id(id).and_then(|(task, _)| fanned.get(task))
-        else {
+        let task = match (Each::parse_instance_id(id), Repeat::parse_iteration_id(id)) {
+            (Some((task, _)), _) => fanned.get(task).filter(|t| t.each.is_some()),
+            (_, Some((task, _))) => fanned.get(task).filter(|t| t.repeat.is_some()),
+            _ => None,
+        };
+        let Some(task) = task else {
             continue;
         };
         kept.insert(id.to_string(), kept_outcome(task, settled));

@@ -196,6 +196,17 @@ fn reason(plan: &Plan, i: usize, maybe_skipped: &[bool]) -> String {
                     None => format!("one instance per element of `{}`{limit}", each.over.text),
                 });
             }
+            if let Some(repeat) = &task.repeat {
+                let max = repeat.max;
+                let times = if max == 1 { "time" } else { "times" };
+                parts.push(match &repeat.until {
+                    Some(until) => format!(
+                        "runs up to {max} {times} until `{}` (fails if it never holds)",
+                        until.text
+                    ),
+                    None => format!("runs {max} {times}"),
+                });
+            }
             if task.retry.count > 0 {
                 parts.push(format!("up to {} attempts", task.retry.count + 1));
             }

@@ -34,6 +34,7 @@ impl Event {
             | Event::StepRecovered { step, .. }
             | Event::StepSkipped { step, .. }
             | Event::StepFannedOut { step, .. }
+            | Event::StepLooping { step, .. }
             | Event::DecisionMade { step, .. }
             | Event::GateWaiting { step, .. }
             | Event::GateApproved { step, .. }
@@ -192,6 +193,7 @@ kinds! {
     StepRecovered = "step_recovered",
     StepSkipped = "step_skipped",
     StepFannedOut = "step_fanned_out",
+    StepLooping = "step_looping",
     DecisionMade = "decision_made",
     GateWaiting = "gate_waiting",
     GateApproved = "gate_approved",
@@ -296,6 +298,10 @@ pub enum Event {
         /// run's `budget: cost` counts on from it.
         #[serde(skip_serializing_if = "Option::is_none")]
         spent: Option<f64>,
+        /// For an iteration of `repeat:` with `until`: whether `until`
+        /// held over its output (the loop ends there).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        until: Option<bool>,
         /// Milliseconds since the run started.
         at_ms: u64,
     },
@@ -356,6 +362,16 @@ pub enum Event {
         step: String,
         /// The elements, in order: instance `i` has `item` = `items[i]`.
         items: Vec<serde_json::Value>,
+        /// Milliseconds since the run started.
+        at_ms: u64,
+    },
+    /// A task with `repeat:` began its loop (its `when:` held): its
+    /// iterations run next, one after another, as `step#1`, `step#2`, ….
+    StepLooping {
+        /// The task's id.
+        step: String,
+        /// The most iterations it may run.
+        max: u32,
         /// Milliseconds since the run started.
         at_ms: u64,
     },

@@ -19,10 +19,11 @@ mod end;
 mod fan;
 mod gates;
 mod io;
+mod repeat;
 #[cfg(test)]
 mod tests;
 
-pub use io::{kept_outcome, Action, Finished, Now, Outcome, Policy};
+pub use io::{kept_outcome, Action, Finished, Now, Outcome, Part, Policy};
 
 use super::events::{Event, StepStatus};
 use cairn_lang::plan::{EdgeKind, FailurePolicy, Plan, Step, Task};
@@ -66,7 +67,7 @@ struct Node {
     incoming: Vec<Edge>,
     /// The steps its code names in `outputs[…]`.
     reads: Vec<usize>,
-    /// An instance of a task with `each:`: which one.
+    /// Part of a task: an instance of `each:` or an iteration of `repeat:`.
     instance: Option<Box<fan::Instance>>,
     /// A task with `each:` that fanned out: its instances as they go.
     fan: Option<Box<fan::Fan>>,
@@ -295,7 +296,8 @@ impl Machine {
         self.nodes[i].task
     }
 
-    /// Node `i`'s step id (`task[3]` for an instance of `each:`).
+    /// Node `i`'s step id (`task[3]` for an instance of `each:`, `task#2`
+    /// for an iteration of `repeat:`).
     pub fn id(&self, i: usize) -> &str {
         match &self.nodes[i].instance {
             Some(instance) => &instance.id,
@@ -609,6 +611,7 @@ impl Machine {
             && task.input.is_empty()
             && task.expect.is_empty()
             && task.each.is_none()
+            && task.repeat.is_none()
             && matches!(task.step, Step::Task);
         self.take_resources(i);
         let node = &mut self.nodes[i];
@@ -711,11 +714,10 @@ impl Machine {
         for (name, amount) in &task.resources.amounts {
             *self.in_use.entry(name.clone()).or_default() -= amount;
         }
-        if self.nodes[i].instance.is_some() {
-            return self.instance_outcome(i, outcome, spent);
-        }
-        if let Outcome::FannedOut(items) = outcome {
-            return self.fan_out(i, items);
+        match self.nodes[i].instance.as_deref().map(|x| &x.part) {
+            Some(Part::Element { .. }) => return self.instance_outcome(i, outcome, spent),
+            Some(Part::Iteration { .. }) => return self.iteration_outcome(i, outcome, spent),
+            None => {}
         }
         let at_ms = self.now.at_ms;
         let node = &mut self.nodes[i];
@@ -731,7 +733,7 @@ impl Machine {
         match outcome {
             Outcome::Skipped(reason) => self.skip(i, reason),
             Outcome::Succeeded { output, attempts } => {
-                self.succeeded(i, output, attempts, spent);
+                self.succeeded(i, output, attempts, spent, None);
                 self.resolve_failure_routes(i, false);
                 self.settle(i);
             }
@@ -770,17 +772,28 @@ impl Machine {
                 }
             }
             Outcome::FannedOut(items) => self.fan_out(i, items),
+            Outcome::Looping => self.loop_begin(i),
+            // Only an iteration's own work gives this (see `iteration_outcome`).
+            Outcome::Iterated {
+                output, attempts, ..
+            } => {
+                self.succeeded(i, output, attempts, spent, None);
+                self.resolve_failure_routes(i, false);
+                self.settle(i);
+            }
         }
     }
 
     /// Node `i`'s work succeeded: its status, output and event (what
-    /// follows is the caller's).
+    /// follows is the caller's). `until`: for an iteration of `repeat:`
+    /// with `until`, whether it held.
     fn succeeded(
         &mut self,
         i: usize,
         output: serde_json::Value,
         attempts: u32,
         spent: Option<f64>,
+        until: Option<bool>,
     ) {
         let node = &mut self.nodes[i];
         node.status = StepStatus::Succeeded;
@@ -792,6 +805,7 @@ impl Machine {
             attempts,
             output,
             spent,
+            until,
             at_ms: self.now.at_ms,
         });
     }

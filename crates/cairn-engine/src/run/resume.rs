@@ -19,6 +19,8 @@ pub enum Settled {
         output: serde_json::Value,
         /// Attempts it took.
         attempts: u32,
+        /// For an iteration of `repeat:` with `until`: whether it held.
+        until: Option<bool>,
     },
     /// The task or decision failed (a fallback may have recovered it).
     Failed {
@@ -47,6 +49,17 @@ pub enum Settled {
         /// The elements, in order.
         items: Vec<serde_json::Value>,
     },
+    /// The task with `repeat:` began its loop; its iterations settle on
+    /// their own (it has not settled yet).
+    Looping,
+}
+
+impl Settled {
+    /// Whether it is the step's outcome: not a task that only fanned out
+    /// or began its loop, whose parts are still to settle.
+    pub fn is_outcome(&self) -> bool {
+        !matches!(self, Settled::FannedOut { .. } | Settled::Looping)
+    }
 }
 
 /// The settling events ([`super::Event::settles`]) logged for one step: a
@@ -67,6 +80,7 @@ impl Settlings {
             EventKind::GateRejected => 6,
             EventKind::Compensated => 7,
             EventKind::StepFannedOut => 8,
+            EventKind::StepLooping => 9,
             _ => return None,
         };
         Some(1 << index)
@@ -136,9 +150,9 @@ impl Resume {
     }
 
     /// How many steps keep a recorded outcome (a task that only fanned
-    /// out has none yet).
+    /// out or began its loop has none yet).
     pub fn kept(&self) -> usize {
-        let outcome = |k: &Kept| !matches!(k.settled, None | Some(Settled::FannedOut { .. }));
+        let outcome = |k: &Kept| k.settled.as_ref().is_some_and(Settled::is_outcome);
         self.steps.values().filter(|k| outcome(k)).count()
     }
 
@@ -181,6 +195,6 @@ mod tests {
         distinct.sort_unstable();
         distinct.dedup();
         assert_eq!(bits.len(), distinct.len());
-        assert_eq!(bits.len(), 9);
+        assert_eq!(bits.len(), 10);
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rhai::{Dynamic, Engine, EvalAltResult, Map, Scope};
 
 use super::events::Event;
-use super::machine::Outcome;
+use super::machine::{Outcome, Part};
 use crate::script::context::{
     self, CostMeter, Hypotheses, Journal, Note, NoteSink, SplitMix64, StepContext, Tape,
 };
@@ -203,10 +203,11 @@ pub struct Job {
     pub outputs: Map,
     /// For a fallback: the step that failed and its error.
     pub failure: Option<(String, String)>,
-    /// The node's step id (`task[3]` for an instance of `each:`).
+    /// The node's step id (`task[3]` for an instance of `each:`, `task#2`
+    /// for an iteration of `repeat:`).
     pub id: String,
-    /// For an instance of `each:`: its `index` and `item`.
-    pub instance: Option<(usize, serde_json::Value)>,
+    /// Which part of its task it runs, if it runs one.
+    pub part: Option<Part>,
 }
 
 /// The stack a step's code runs on. Rhai clones, compares, prints and drops
@@ -277,8 +278,9 @@ fn run_here(shared: &Arc<Shared>, job: Job) -> Outcome {
     // They count against the first attempt's `timeout:` like the body does.
     let first_deadline = shared.deadline(task);
     let first = ctx(1, first_deadline);
-    // An instance of `each:` runs after its task's `when:` held.
-    let when = task.when.as_deref().filter(|_| job.instance.is_none());
+    // A part of a task (an instance, an iteration) runs after its task's
+    // `when:` held.
+    let when = task.when.as_deref().filter(|_| job.part.is_none());
     if let Some(when) = when {
         match context::enter(&first, || {
             truth(&job.engine, &mut scope(1, &Dynamic::UNIT), when)
@@ -293,9 +295,17 @@ fn run_here(shared: &Arc<Shared>, job: Job) -> Outcome {
         Step::Gate(_) => return Outcome::GateOpen,
         Step::Task => {}
     }
-    if let (Some(each), None) = (&task.each, &job.instance) {
+    if let (Some(each), None) = (&task.each, &job.part) {
         return fan_out(shared, &job, task, each, &first);
     }
+    if let (Some(_), None) = (&task.repeat, &job.part) {
+        return Outcome::Looping;
+    }
+    // An iteration of a loop with `until` reads it over each result.
+    let until = match &job.part {
+        Some(Part::Iteration { .. }) => task.repeat.as_deref().and_then(|r| r.until.as_ref()),
+        _ => None,
+    };
     let mut input = Map::new();
     for (key, script) in &task.input {
         match context::enter(&first, || {
@@ -324,7 +334,7 @@ fn run_here(shared: &Arc<Shared>, job: Job) -> Outcome {
             ctx(attempt, deadline)
         };
         let mut result = context::enter(&step, || {
-            attempt_once(&job.engine, &mut scope(attempt, &input), task)
+            attempt_once(&job.engine, &mut scope(attempt, &input), task, until)
         });
         if let Some(divergence) = step.unused_calls() {
             result = Err(shared.diverged(divergence));
@@ -333,10 +343,17 @@ fn run_here(shared: &Arc<Shared>, job: Job) -> Outcome {
             result = result.map_err(|e| shared.explain_default_timeout(e));
         }
         match result {
-            Ok(output) => {
+            Ok((output, None)) => {
                 return Outcome::Succeeded {
                     output,
                     attempts: attempt,
+                }
+            }
+            Ok((output, Some(converged))) => {
+                return Outcome::Iterated {
+                    output,
+                    attempts: attempt,
+                    converged,
                 }
             }
             Err(error) => {
@@ -396,12 +413,14 @@ fn failed_or_cancelled(shared: &Shared, error: String, attempts: u32) -> Outcome
     }
 }
 
-/// The body, then every expectation over its result.
+/// The body, then every expectation over its result, then (for an
+/// iteration of `repeat:`) whether `until` holds over it.
 fn attempt_once(
     engine: &Engine,
     scope: &mut Scope,
     task: &Task,
-) -> Result<serde_json::Value, String> {
+    until: Option<&Script>,
+) -> Result<(serde_json::Value, Option<bool>), String> {
     let value = match &task.run {
         Some(body) => eval(engine, scope, body)?,
         None => Dynamic::UNIT,
@@ -418,7 +437,11 @@ fn attempt_once(
             return Err(format!("expectation failed: `{}`", expectation.text));
         }
     }
-    Ok(output)
+    let converged = match until {
+        Some(until) => Some(truth(engine, scope, until).map_err(|e| format!("until: {e}"))?),
+        None => None,
+    };
+    Ok((output, converged))
 }
 
 fn decide(
@@ -490,7 +513,7 @@ fn compensate_here(
         outputs: Map::new(),
         failure: None,
         id: id.to_owned(),
-        instance: None,
+        part: None,
     };
     // Files the step itself changed; what its compensation writes stays.
     let files = {
@@ -607,16 +630,28 @@ fn base_scope(
         .push_dynamic("task", Dynamic::from_map(info))
         .push_dynamic("result", Dynamic::UNIT)
         .push_dynamic("failure", failure);
-    let (index, item) = match &job.instance {
-        Some((index, item)) => (
+    let (index, item, iteration) = match &job.part {
+        Some(Part::Element { index, item }) => (
             Dynamic::from(*index as i64),
             rhai::serde::to_dynamic(item).unwrap_or(Dynamic::UNIT),
+            Dynamic::UNIT,
         ),
-        None => (Dynamic::UNIT, Dynamic::UNIT),
+        Some(Part::Iteration { number, previous }) => {
+            let mut map = Map::new();
+            map.insert("index".into(), Dynamic::from(i64::from(*number)));
+            let previous = match previous {
+                serde_json::Value::Null => Dynamic::UNIT,
+                value => rhai::serde::to_dynamic(value).unwrap_or(Dynamic::UNIT),
+            };
+            map.insert("previous".into(), previous);
+            (Dynamic::UNIT, Dynamic::UNIT, Dynamic::from_map(map))
+        }
+        None => (Dynamic::UNIT, Dynamic::UNIT, Dynamic::UNIT),
     };
     scope
         .push_dynamic("item", item)
-        .push_dynamic("index", index);
+        .push_dynamic("index", index)
+        .push_dynamic("iteration", iteration);
     scope
 }
 

@@ -52,6 +52,11 @@ pub const FIELDS: &[FieldSpec] = &[
         "an expression giving an array, e.g. `each: outputs[\"files\"]`"
     ),
     spec!(
+        "repeat",
+        &[T],
+        "`max <n>`, optionally followed by `until <condition over result>`, e.g. `repeat: max 5 until result.score >= 8`"
+    ),
+    spec!(
         "allow",
         &[P],
         "capabilities separated by commas, e.g. `allow: sh, fs.read, http(example.com)`"

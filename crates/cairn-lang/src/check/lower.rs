@@ -9,7 +9,7 @@ use super::suggest;
 use crate::diagnostic::{Code as DiagCode, Diagnostic};
 use crate::plan::{
     Branch, Budget, Each, EdgeKind, FailurePolicy, Gate, Grant, Hypothesis, Metadata, Param,
-    Resources, Retry, Script, Step, Task,
+    Repeat, Resources, Retry, Script, Step, Task,
 };
 use crate::script::{Capabilities, CompileMode, SCOPE_VARIABLES};
 use crate::source::Source;
@@ -23,6 +23,7 @@ pub enum Role {
     Param,
     Functions,
     Each,
+    Until,
     Input,
     Body,
     Compensate,
@@ -867,6 +868,7 @@ impl<'a> Lowering<'a> {
             run: None,
             expect: Vec::new(),
             each: None,
+            repeat: None,
             when: None,
             retry: Retry::default(),
             timeout_ms: None,
@@ -904,6 +906,8 @@ impl<'a> Lowering<'a> {
         }
         let mut seen = HashMap::new();
         let mut instance_limit = None;
+        // The spans of `each:` and `repeat:`: a task has one or the other.
+        let mut fan_and_loop = Vec::new();
         for field in &item.fields {
             if self.admit(item, field, &mut seen).is_none() {
                 continue;
@@ -964,11 +968,16 @@ impl<'a> Lowering<'a> {
                     task.when = Some(Box::new(script));
                 }
                 FieldValue::Each(list) => {
+                    fan_and_loop.push(field.span);
                     let over = self.script(list, CompileMode::Expression, Role::Each, code);
                     task.each = Some(Box::new(Each {
                         over,
                         max_parallel: None,
                     }));
+                }
+                FieldValue::Repeat(spec) => {
+                    fan_and_loop.push(field.span);
+                    task.repeat = self.repeat(spec, code).map(Box::new);
                 }
                 FieldValue::MaxParallel(token) => {
                     instance_limit = Some((token, field.span));
@@ -1034,6 +1043,15 @@ impl<'a> Lowering<'a> {
                 }
                 _ => unreachable!("admit() rejects plan settings in steps"),
             }
+        }
+        if let [_, second, ..] = fan_and_loop[..] {
+            self.error(
+                DiagCode::MisplacedField,
+                second,
+                "a task has either `each:` or `repeat:`, not both".into(),
+                "second of the two",
+                Some("keep one of them; to repeat work for each element, loop in the instances' body (Rhai's `while` or `for`)".into()),
+            );
         }
         if let Some((token, span)) = instance_limit {
             let limit = self.integer(token, "max_parallel", 1, 10_000);
@@ -1115,6 +1133,62 @@ impl<'a> Lowering<'a> {
                             .into(),
                     ),
                 );
+            }
+        }
+    }
+
+    /// `repeat: max <n> [until <expr>]`: the loop, if it has its bound.
+    fn repeat(
+        &mut self,
+        spec: &'a Result<Box<ast::RepeatSpec>, Spanned<String>>,
+        code: &mut Vec<CodeUse<'a>>,
+    ) -> Option<Repeat> {
+        const SHAPE: &str = "write `repeat: max <n>` or `repeat: max <n> until <condition over result>`, e.g. `repeat: max 5 until result.score >= 8`";
+        let spec = match spec {
+            Ok(spec) => spec,
+            Err(bad) => {
+                self.error(
+                    DiagCode::BadRepeat,
+                    bad.span,
+                    format!("cannot read `repeat: {}`", bad.value),
+                    "not a loop",
+                    Some(SHAPE.into()),
+                );
+                return None;
+            }
+        };
+        let until = spec
+            .until
+            .as_ref()
+            .map(|c| self.script(c, CompileMode::Expression, Role::Until, code));
+        let Some(max) = &spec.max else {
+            let span = spec.until.as_ref().map_or(Span::new(0, 0), |c| c.span);
+            self.error(
+                DiagCode::BadRepeat,
+                span,
+                "a loop needs a bound: `repeat:` has no `max`".into(),
+                "loops until this holds, with no limit",
+                Some("write `repeat: max <n> until …`: the body runs at most n times, and the task fails if the condition still does not hold".into()),
+            );
+            return None;
+        };
+        match values::integer(&max.value, 1, 10_000) {
+            Ok(n) => Some(Repeat {
+                max: n as u32,
+                until,
+            }),
+            Err(message) => {
+                self.error(
+                    DiagCode::BadRepeat,
+                    max.span,
+                    format!("bad `repeat:` bound: {message}"),
+                    "the most iterations",
+                    Some(
+                        "`max` is how many times the body may run: a whole number from 1 to 10000"
+                            .into(),
+                    ),
+                );
+                None
             }
         }
     }

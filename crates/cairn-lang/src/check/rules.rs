@@ -154,13 +154,25 @@ impl<'a> Rules<'a> {
             }
         }
         for (name, position) in &analysis.instance_reads {
-            let fans_out = task.is_some_and(|t| t.each.is_some());
+            let looping = name == "iteration";
+            let has_parts = task.is_some_and(|t| match looping {
+                true => t.repeat.is_some(),
+                false => t.each.is_some(),
+            });
             let (why, help) = match code.role {
                 Role::Each => (
                     "the list of `each:` is read before any instance exists",
                     "build the list from `outputs`, `params` or literals; `item` and `index` are set in the instances' `input:`, `run:` and `expect:`",
                 ),
-                _ if fans_out => continue,
+                Role::When if has_parts => (
+                    "`when:` is read once for the whole task, before any of its parts runs",
+                    "test it in the body instead, or move the test to a decision before the task",
+                ),
+                _ if has_parts => continue,
+                _ if looping => (
+                    "it is set only in the iterations of a task with `repeat:`",
+                    "add `repeat: max <n> [until <condition>]` to the task to run its body as a loop, with `iteration` (`#{ index, previous }`) in scope",
+                ),
                 _ => (
                     "it is set only in the instances of a task with `each:`",
                     "add `each: <array>` to the task to run it once per element, with `item` and `index` in scope",
@@ -234,7 +246,7 @@ impl<'a> Rules<'a> {
                 "params are fixed before any task runs".to_owned(),
             ),
             (Some(me), Some(_)) if self.tasks[me].id == id => {
-                if matches!(code.role, Role::Expect | Role::Compensate) {
+                if matches!(code.role, Role::Expect | Role::Until | Role::Compensate) {
                     return self.own_output_hint(span, id);
                 }
                 (

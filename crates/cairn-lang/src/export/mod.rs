@@ -62,5 +62,12 @@ fn node_lines(task: &Task) -> Vec<String> {
     if let Some(each) = &task.each {
         lines.push(format!("for each of {}", each.over.text));
     }
+    // So is a loop: its iterations exist only at run time.
+    if let Some(repeat) = &task.repeat {
+        lines.push(match &repeat.until {
+            Some(until) => format!("repeat at most {} until {}", repeat.max, until.text),
+            None => format!("repeat {} times", repeat.max),
+        });
+    }
     lines
 }

@@ -153,6 +153,7 @@ impl Plan {
                 step,
                 import,
                 each,
+                repeat,
                 ..
             } = task;
             let owner = import.clone();
@@ -161,10 +162,12 @@ impl Plan {
                 Step::Task | Step::Gate(_) => &mut [],
             };
             let over = each.as_deref_mut().map(|each| &mut each.over);
+            let until = repeat.as_deref_mut().and_then(|r| r.until.as_mut());
             let expressions = input
                 .iter_mut()
                 .map(|(_, value)| value)
                 .chain(over)
+                .chain(until)
                 .chain(expect.iter_mut())
                 .chain(when.as_deref_mut())
                 .chain(branches.iter_mut().map(|b| &mut b.condition))
@@ -406,6 +409,42 @@ impl Each {
     }
 }
 
+/// `repeat: max <n> [until <expr>]` on a task: its body runs again and
+/// again, each time as a step of its own (`task#1`, `task#2`, …) with
+/// `iteration` (`#{ index, previous }`) in scope, until `until` holds over
+/// `result` or `max` iterations have run; the task's output is the last
+/// iteration's.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Repeat {
+    /// The most iterations (at least 1).
+    pub max: u32,
+    /// The condition over `result` that ends the loop; without it the body
+    /// runs exactly `max` times.
+    pub until: Option<Script>,
+}
+
+impl Repeat {
+    /// The id of the task's `number`-th iteration, from 1: `improve#2`.
+    pub fn iteration_id(task: &str, number: u32) -> String {
+        format!("{task}#{number}")
+    }
+
+    /// The task and number an iteration id names (`improve#2` → `improve`,
+    /// 2); `None` for any other id.
+    pub fn parse_iteration_id(id: &str) -> Option<(&str, u32)> {
+        let (task, number) = id.rsplit_once('#')?;
+        Some((task, number.parse().ok()?))
+    }
+}
+
+/// The task a step id is part of when it is an instance of `each:` or an
+/// iteration of `repeat:` (`convert[3]`, `improve#2`); `None` otherwise.
+pub fn part_of(id: &str) -> Option<&str> {
+    Each::parse_instance_id(id)
+        .map(|(task, _)| task)
+        .or_else(|| Repeat::parse_iteration_id(id).map(|(task, _)| task))
+}
+
 /// A decision's routes.
 #[derive(Clone, Debug, Default)]
 pub struct Decision {
@@ -447,6 +486,8 @@ pub struct Task {
     pub expect: Vec<Script>,
     /// `each:` and the task's `max_parallel:`: the task runs once per element.
     pub each: Option<Box<Each>>,
+    /// `repeat:`: the task's body runs as a bounded loop of iterations.
+    pub repeat: Option<Box<Repeat>>,
     /// `when:` condition, evaluated once before the first attempt; false
     /// skips the step. Boxed, as `compensate:` is: most steps have neither,
     /// and a large plan holds every step at once.
@@ -647,9 +688,10 @@ mod tests {
     /// Checking a large plan holds every step at once (2 KB per step at
     /// most, with everything else checking keeps): a step growing past
     /// this (a rare field not boxed) costs every step of such a plan.
+    /// (Each rare field boxed costs a pointer: `repeat:` took it to 584.)
     #[test]
     fn steps_stay_small() {
         let task = std::mem::size_of::<super::Task>();
-        assert!(task <= 576, "Task is {task} bytes");
+        assert!(task <= 584, "Task is {task} bytes");
     }
 }

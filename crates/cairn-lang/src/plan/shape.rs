@@ -7,7 +7,7 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{
-    Branch, Decision, Each, FailurePolicy, Gate, Metadata, Resources, Retry, Script, Step,
+    Branch, Decision, Each, FailurePolicy, Gate, Metadata, Repeat, Resources, Retry, Script, Step,
     StepKind, Task,
 };
 use crate::span::Span;
@@ -25,6 +25,7 @@ struct Written<'a> {
     run: &'a Option<Script>,
     expect: &'a [Script],
     each: &'a Option<Box<Each>>,
+    repeat: &'a Option<Box<Repeat>>,
     when: &'a Option<Box<Script>>,
     retry: &'a Retry,
     timeout_ms: Option<u64>,
@@ -59,6 +60,8 @@ struct Read {
     expect: Vec<Script>,
     #[serde(default)]
     each: Option<Box<Each>>,
+    #[serde(default)]
+    repeat: Option<Box<Repeat>>,
     when: Option<Box<Script>>,
     retry: Retry,
     timeout_ms: Option<u64>,
@@ -99,6 +102,7 @@ impl Serialize for Task {
             run: &self.run,
             expect: &self.expect,
             each: &self.each,
+            repeat: &self.repeat,
             when: &self.when,
             retry: &self.retry,
             timeout_ms: self.timeout_ms,
@@ -146,6 +150,7 @@ impl<'de> Deserialize<'de> for Task {
             run: read.run,
             expect: read.expect,
             each: read.each,
+            repeat: read.repeat,
             when: read.when,
             retry: read.retry,
             timeout_ms: read.timeout_ms,

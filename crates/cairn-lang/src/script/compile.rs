@@ -5,13 +5,24 @@ use std::sync::OnceLock;
 use rhai::{Engine, OptimizationLevel, Scope, AST};
 
 /// The variables every piece of plan code may read (the brief's "scope").
-/// (`item` and `index` are set in the instances of a task with `each:`.)
+/// (`item` and `index` are set in the instances of a task with `each:`,
+/// `iteration` in the iterations of a task with `repeat:`.)
 pub const SCOPE_VARIABLES: &[&str] = &[
-    "input", "params", "outputs", "task", "result", "failure", "item", "index",
+    "input",
+    "params",
+    "outputs",
+    "task",
+    "result",
+    "failure",
+    "item",
+    "index",
+    "iteration",
 ];
 
-/// The scope variables only instances of a task with `each:` have.
-pub const INSTANCE_VARIABLES: &[&str] = &["item", "index"];
+/// The scope variables only the parts of a task have: instances of a task
+/// with `each:` (`item`, `index`), iterations of one with `repeat:`
+/// (`iteration`).
+pub const INSTANCE_VARIABLES: &[&str] = &["item", "index", "iteration"];
 
 /// Bodies are whole scripts; conditions, expectations and inputs are single
 /// expressions (no `let`, no statements).

@@ -102,6 +102,15 @@ pub struct RetrySpec {
     pub max: Option<Spanned<String>>,
 }
 
+/// `repeat: max <n> [until <expr>]`.
+#[derive(Clone, Debug)]
+pub struct RepeatSpec {
+    /// The most iterations, as written; `None` when `max` is missing.
+    pub max: Option<Spanned<String>>,
+    /// The condition over `result` that ends the loop.
+    pub until: Option<Code>,
+}
+
 /// `<name> <amount>` in `resources:` and `budget:`.
 #[derive(Clone, Debug)]
 pub struct Quantity {
@@ -172,6 +181,8 @@ pub enum FieldValue {
     When(Code),
     /// `each:` list: the task runs once per element.
     Each(Code),
+    /// `repeat:`; `Err` holds the value when it does not have the loop's shape.
+    Repeat(Result<Box<RepeatSpec>, Spanned<String>>),
     /// `retry:`; `Err` holds the value when it does not have the retry shape.
     Retry(Result<Box<RetrySpec>, Spanned<String>>),
     /// The value as written; the checker reads it.

@@ -178,6 +178,7 @@ impl Builder<'_> {
             Rule::checks => "checks",
             Rule::functions => "functions",
             Rule::each_field => "each",
+            Rule::repeat_field => "repeat",
             _ => "",
         };
         let text = &self.file[span.start..span.end];
@@ -287,6 +288,27 @@ impl Builder<'_> {
                     .collect(),
             ),
             Rule::each_field => FieldValue::Each(self.expr(inner.next().expect("each has a list"))),
+            Rule::repeat_field => {
+                let mut max = None;
+                let mut until = None;
+                let mut bad = None;
+                for part in inner {
+                    match part.as_rule() {
+                        Rule::repeat_max => max = Some(self.next_text(&mut part.into_inner())),
+                        Rule::repeat_until => {
+                            until =
+                                Some(self.expr(
+                                    part.into_inner().next().expect("until holds a condition"),
+                                ))
+                        }
+                        _ => bad = Some(self.text(part)),
+                    }
+                }
+                FieldValue::Repeat(match bad {
+                    Some(value) => Err(value),
+                    None => Ok(Box::new(RepeatSpec { max, until })),
+                })
+            }
             Rule::when_field => {
                 FieldValue::When(self.expr(inner.next().expect("when has a condition")))
             }

@@ -131,5 +131,6 @@ fn outcome(settled: Option<&Settled>) -> String {
         Some(Settled::Answered(a)) if a.approved => format!("approved by {}", a.by),
         Some(Settled::Answered(a)) => format!("rejected by {}", a.by),
         Some(Settled::FannedOut { items }) => format!("{} instances, unfinished", items.len()),
+        Some(Settled::Looping) => "looping, unfinished".to_owned(),
     }
 }

@@ -49,9 +49,11 @@ impl Machine {
         failed
             .map(|i| (i, false))
             .chain(completed.map(|i| (i, true)))
-            // A task that fanned out is undone instance by instance.
+            // A task that fanned out or looped is undone part by part.
             .filter(|&(i, _)| {
-                matches!(self.task(i).step, Step::Task) && self.nodes[i].fan.is_none()
+                let task = self.task(i);
+                let whole = task.each.is_some() || task.repeat.is_some();
+                matches!(task.step, Step::Task) && !(whole && self.nodes[i].instance.is_none())
             })
             .collect()
     }
@@ -125,12 +127,12 @@ impl Machine {
     }
 
     /// Each node's report, in node order.
-    /// (The instances of `each:` follow their task.)
+    /// (The instances of `each:` and iterations of `repeat:` follow their task.)
     pub fn into_steps(self) -> Vec<crate::run::StepReport> {
         let plan = self.plan;
         let mut nodes: Vec<(usize, Node)> = self.nodes.into_iter().enumerate().collect();
         nodes.sort_by_key(|(i, node)| match &node.instance {
-            Some(instance) => (instance.parent, 1, instance.index),
+            Some(instance) => (instance.parent, 1, instance.part.position()),
             None => (*i, 0, 0),
         });
         nodes

@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 
-use super::{Machine, Node, Outcome};
+use super::{Machine, Node, Outcome, Part};
 use crate::run::events::Event;
 use cairn_lang::plan::{Each, FailurePolicy};
 
@@ -21,16 +21,15 @@ enum Failure {
     Cancelled,
 }
 
-/// What an instance node is: which element of whose `each:`.
+/// What a node that runs part of a task is: an instance of `each:` or an
+/// iteration of `repeat:`, and whose.
 #[derive(Debug)]
 pub(super) struct Instance {
-    /// The node of the task whose `each:` made it.
+    /// The node of the task it is part of.
     pub parent: usize,
-    /// Its element's position.
-    pub index: usize,
-    /// Its element.
-    pub item: serde_json::Value,
-    /// `task[index]`.
+    /// Which part.
+    pub part: Part,
+    /// `task[index]` or `task#number`.
     pub id: String,
 }
 
@@ -82,8 +81,7 @@ impl Machine {
             node.kept = self.kept_instances.remove(&instance_id);
             node.instance = Some(Box::new(Instance {
                 parent: i,
-                index,
-                item,
+                part: Part::Element { index, item },
                 id: instance_id,
             }));
             self.nodes.push(node);
@@ -124,10 +122,13 @@ impl Machine {
     pub(super) fn instance_outcome(&mut self, i: usize, outcome: Outcome, spent: Option<f64>) {
         let at_ms = self.now.at_ms;
         let id = self.id(i).to_owned();
-        let Some(parent) = self.nodes[i].instance.as_ref().map(|x| x.parent) else {
+        let Some((parent, index)) = self.nodes[i]
+            .instance
+            .as_ref()
+            .map(|x| (x.parent, x.part.position()))
+        else {
             return;
         };
-        let index = self.nodes[i].instance.as_ref().map_or(0, |x| x.index);
         let node = &mut self.nodes[i];
         node.duration_ms = node.started_ms.map_or(0, |s| at_ms.saturating_sub(s));
         // What the task makes of it: a slot filled, a failure to carry on
@@ -139,7 +140,7 @@ impl Machine {
                 if let Some(slot) = fan.and_then(|fan| fan.outputs.get_mut(index)) {
                     *slot = output.clone();
                 }
-                self.succeeded(i, output, attempts, spent);
+                self.succeeded(i, output, attempts, spent, None);
                 None
             }
             Outcome::Failed { error, attempts } => {
@@ -151,12 +152,14 @@ impl Machine {
                 self.cancelled(i, attempts);
                 Some(Failure::Cancelled)
             }
-            // Instances have no `when:`, gates or branches of their own.
+            // Instances have no `when:`, gates, branches or loops of their own.
             Outcome::Skipped(_)
             | Outcome::Chose { .. }
             | Outcome::Gate(_)
             | Outcome::GateOpen
-            | Outcome::FannedOut(_) => None,
+            | Outcome::FannedOut(_)
+            | Outcome::Looping
+            | Outcome::Iterated { .. } => None,
         };
         let task = self.task(parent);
         let policy = task.on_failure.unwrap_or(self.plan.on_failure);
@@ -214,7 +217,7 @@ impl Machine {
 
     /// The task's own outcome, as any other task's: the output it already
     /// holds (a failed fan-out's partial outputs) stays.
-    fn outcome_of_task(&mut self, i: usize, outcome: Outcome) {
+    pub(super) fn outcome_of_task(&mut self, i: usize, outcome: Outcome) {
         let kept_output = self.nodes[i].output.take();
         let at_ms = self.now.at_ms;
         let node = &mut self.nodes[i];
@@ -225,13 +228,12 @@ impl Machine {
         }
     }
 
-    /// The task and its element of instance node `i`, if it is one.
-    pub fn instance(&self, i: usize) -> Option<(usize, &serde_json::Value)> {
-        let instance = self.nodes[i].instance.as_deref()?;
-        Some((instance.index, &instance.item))
+    /// Which part of its task node `i` runs, if it runs one.
+    pub fn part(&self, i: usize) -> Option<&Part> {
+        Some(&self.nodes[i].instance.as_deref()?.part)
     }
 
-    /// The node whose outputs node `i`'s code reads: its task's, for an instance.
+    /// The node whose outputs node `i`'s code reads: its task's, for a part.
     pub(super) fn reader(&self, i: usize) -> usize {
         self.nodes[i].instance.as_ref().map_or(i, |x| x.parent)
     }

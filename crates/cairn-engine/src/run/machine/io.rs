@@ -44,6 +44,47 @@ pub enum Outcome {
     GateOpen,
     /// A task with `each:` gave its elements: its instances run next.
     FannedOut(Vec<serde_json::Value>),
+    /// A task with `repeat:` may loop (its `when:` held): its first
+    /// iteration runs next.
+    Looping,
+    /// An iteration of `repeat:` with `until` passed, and `until` was read.
+    Iterated {
+        /// The body's value.
+        output: serde_json::Value,
+        /// Attempts it took.
+        attempts: u32,
+        /// Whether `until` held over it: the loop ends here.
+        converged: bool,
+    },
+}
+
+/// What part of its task a node runs, when it runs one.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Part {
+    /// An instance of `each:`: its element and the element's position.
+    Element {
+        /// The position, from 0.
+        index: usize,
+        /// The element.
+        item: serde_json::Value,
+    },
+    /// An iteration of `repeat:`: its number and the output before it.
+    Iteration {
+        /// The number, from 1.
+        number: u32,
+        /// The previous iteration's output (`()` for the first).
+        previous: serde_json::Value,
+    },
+}
+
+impl Part {
+    /// Where it sorts among its task's parts.
+    pub fn position(&self) -> usize {
+        match self {
+            Part::Element { index, .. } => *index,
+            Part::Iteration { number, .. } => *number as usize,
+        }
+    }
 }
 
 /// When something happened: what the driver's clock said.
@@ -108,7 +149,18 @@ pub struct Finished {
 /// The outcome a resumed run keeps for `task`, as the machine takes it.
 pub fn kept_outcome(task: &Task, settled: &Settled) -> Outcome {
     match settled.clone() {
-        Settled::Succeeded { output, attempts } => Outcome::Succeeded { output, attempts },
+        Settled::Succeeded {
+            output,
+            attempts,
+            until: Some(converged),
+        } => Outcome::Iterated {
+            output,
+            attempts,
+            converged,
+        },
+        Settled::Succeeded {
+            output, attempts, ..
+        } => Outcome::Succeeded { output, attempts },
         Settled::Failed { error, attempts } => Outcome::Failed { error, attempts },
         Settled::Skipped { reason } => Outcome::Skipped(reason),
         Settled::Chose { branch, target } => Outcome::Chose {
@@ -122,5 +174,6 @@ pub fn kept_outcome(task: &Task, settled: &Settled) -> Outcome {
         },
         Settled::Answered(approval) => Outcome::Gate(Some(approval)),
         Settled::FannedOut { items } => Outcome::FannedOut(items),
+        Settled::Looping => Outcome::Looping,
     }
 }

@@ -379,3 +379,105 @@ fn a_cost_budget_crossed_stops_the_run() {
     assert_eq!(m.conclude(None, at(1)), RunStatus::Failed);
     assert_eq!(m.message(), Some("the cost budget of 1 was exceeded"));
 }
+
+fn iterated(machine: &mut Machine, id: &str, output: i64, converged: bool, ms: u64) {
+    let i = node(machine, id);
+    let outcome = Outcome::Iterated {
+        output: serde_json::json!(output),
+        attempts: 1,
+        converged,
+    };
+    machine.finished(i, outcome, Finished::default(), at(ms));
+}
+
+const LOOP: &str = "\ntask l \"L\"\n  repeat: max 3 until result > 1\n  run: iteration.index\n\ntask after \"After\"\n  needs: l\n  run: 1\n";
+
+/// A loop's iterations start one at a time, each once the one before it
+/// passed, with its output as `previous`; `until` holding ends the loop
+/// and settles the task with the last output.
+#[test]
+fn a_loop_runs_one_iteration_after_another_until_it_converges() {
+    let mut m = machine(LOOP, wide(4));
+    assert_eq!(started(&mut m, 0), ["l"]);
+    let l = node(&m, "l");
+    m.finished(l, Outcome::Looping, Finished::default(), at(1));
+    assert_eq!(started(&mut m, 1), ["l#1"]);
+    assert_eq!(
+        m.part(node(&m, "l#1")),
+        Some(&Part::Iteration {
+            number: 1,
+            previous: serde_json::Value::Null
+        })
+    );
+    iterated(&mut m, "l#1", 1, false, 2);
+    assert_eq!(started(&mut m, 2), ["l#2"]);
+    assert_eq!(
+        m.part(node(&m, "l#2")),
+        Some(&Part::Iteration {
+            number: 2,
+            previous: serde_json::json!(1)
+        })
+    );
+    iterated(&mut m, "l#2", 2, true, 3);
+    assert_eq!(started(&mut m, 3), ["after"]);
+    assert_eq!(m.output(l), Some(&serde_json::json!(2)));
+    succeed(&mut m, "after", 4);
+    assert_eq!(m.conclude(None, at(4)), RunStatus::Succeeded);
+    assert_eq!(
+        statuses(m),
+        [
+            ("l".to_owned(), StepStatus::Succeeded),
+            ("l#1".to_owned(), StepStatus::Succeeded),
+            ("l#2".to_owned(), StepStatus::Succeeded),
+            ("after".to_owned(), StepStatus::Succeeded),
+        ]
+    );
+}
+
+/// Reaching `max` without `until` holding fails the task (its dependents
+/// do not run); no iteration past `max` starts.
+#[test]
+fn a_loop_that_reaches_max_fails_its_task() {
+    let mut m = machine(LOOP, wide(4));
+    started(&mut m, 0);
+    let l = node(&m, "l");
+    m.finished(l, Outcome::Looping, Finished::default(), at(1));
+    for n in 1..=3 {
+        assert_eq!(started(&mut m, n), [format!("l#{n}")]);
+        iterated(&mut m, &format!("l#{n}"), 0, false, n);
+    }
+    assert!(started(&mut m, 4).is_empty());
+    assert_eq!(m.conclude(None, at(4)), RunStatus::Failed);
+    assert_eq!(
+        m.message(),
+        Some("`l` failed: did not converge after 3 iterations: `until result > 1` is still false")
+    );
+}
+
+/// A resumed loop settles its kept iterations without a worker and asks
+/// only for the first one that had not finished.
+#[test]
+fn a_resumed_loop_starts_from_the_first_iteration_not_kept() {
+    let mut m = Machine::new(plan(LOOP), wide(4), Vec::new());
+    let kept = |n: i64| Outcome::Iterated {
+        output: serde_json::json!(n),
+        attempts: 1,
+        converged: false,
+    };
+    m.keep_instances(HashMap::from([
+        ("l#1".to_owned(), kept(0)),
+        ("l#2".to_owned(), kept(1)),
+    ]));
+    m.begin(at(0));
+    assert_eq!(started(&mut m, 0), ["l"]);
+    let l = node(&m, "l");
+    m.finished(l, Outcome::Looping, Finished::default(), at(1));
+    assert_eq!(started(&mut m, 1), ["l#3"]);
+    assert_eq!(
+        m.part(node(&m, "l#3")),
+        Some(&Part::Iteration {
+            number: 3,
+            previous: serde_json::json!(1)
+        })
+    );
+}

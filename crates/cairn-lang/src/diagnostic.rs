@@ -410,6 +410,8 @@ codes! {
     DecisionWithoutElse => "cairn::decision_without_else",
     /// A param no code reads (warning).
     UnusedParam => "cairn::unused_param",
+    /// `each:` reads an output whose code says it is not an array (warning).
+    EachNotArray => "cairn::each_not_array",
 }
 
 impl fmt::Display for Code {

@@ -8,6 +8,7 @@ mod lower;
 mod resolve;
 mod rules;
 mod scripts;
+mod shape;
 mod suggest;
 
 use std::collections::HashMap;

@@ -8,6 +8,7 @@ use petgraph::graph::DiGraph;
 use super::graph::{self, Reach};
 use super::lower::{CodeUse, Header, Role, StepRefs};
 use super::scripts;
+use super::shape;
 use super::suggest;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::plan::{Edge, EdgeKind, Step, Task};
@@ -50,6 +51,7 @@ pub fn check(
         rules.resources(task, r);
         rules.decision(task);
         rules.fallback(i, task, graph);
+        rules.fan_out_over(task);
     }
     // Code that did not compile was not analysed, so its reads are unknown.
     let all_compiled = header
@@ -397,6 +399,34 @@ impl<'a> Rules<'a> {
                 }
             }
         }
+    }
+
+    /// An `each:` that reads an output its step's code says is not a list.
+    fn fan_out_over(&mut self, task: &Task) {
+        let Some(each) = &task.each else {
+            return;
+        };
+        let Some(id) = shape::output_read(&each.over) else {
+            return;
+        };
+        let Some(upstream) = self.index.get(id.as_str()).map(|&i| &self.tasks[i]) else {
+            return;
+        };
+        let Some(shape) = shape::not_an_array(upstream) else {
+            return;
+        };
+        let mut warning = Diagnostic::warning(
+            Code::EachNotArray,
+            self.source,
+            format!("`each:` reads the output of `{id}`, which is {shape}, not an array"),
+        )
+        .label(each.over.span, "not a list");
+        if let Some(run) = &upstream.run {
+            warning = warning.label(run.span, "its value");
+        }
+        self.diagnostics.push(warning.help(format!(
+            "make `{id}` give an array (`[…]`, `list_dir(…)`, `range(0, n)`); an `each:` over anything else fails its task when it runs"
+        )));
     }
 
     fn decision(&mut self, task: &Task) {

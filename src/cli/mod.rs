@@ -4,6 +4,7 @@ mod audit;
 mod check;
 mod durable;
 mod graph;
+mod outputs;
 pub(crate) mod report;
 mod run;
 mod runs;
@@ -155,6 +156,27 @@ enum Command {
         /// The run and its steps as one JSON object.
         #[arg(long)]
         json: bool,
+    },
+    /// Print a step's output as JSON (`--raw`: a string as its text).
+    Output {
+        /// `[run] <step>`: the run (the newest if left out) and the step
+        /// (`convert[2]`, `improve#3` for a part of a task).
+        #[arg(value_name = "RUN STEP", num_args = 1..=2, required = true)]
+        ids: Vec<String>,
+        /// Print a string output as its text, without quotes or escapes.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// List a run's artifacts, or write one's content to stdout or a file.
+    Artifact {
+        /// `[run] [name]`: the run (the newest if left out) and the
+        /// artifact; one argument is an artifact of the newest run if it
+        /// has one of that name, else a run.
+        #[arg(value_name = "RUN NAME", num_args = 0..=2)]
+        ids: Vec<String>,
+        /// Write the content to FILE (whole or not at all) instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Print a run's events in order (`--follow` while it goes on).
     Log {
@@ -328,6 +350,10 @@ pub fn main() -> i32 {
             json,
         } => runs::list(&cli.state_dir, limit, offset, json),
         Command::Status { run, json } => runs::status(&cli.state_dir, run.as_deref(), json),
+        Command::Output { ids, raw } => outputs::output(&cli.state_dir, &ids, raw),
+        Command::Artifact { ids, output } => {
+            outputs::artifact(&cli.state_dir, &ids, output.as_deref())
+        }
         Command::Log { run, json, follow } => {
             runs::log(&cli.state_dir, run.as_deref(), json, follow)
         }

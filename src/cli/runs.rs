@@ -73,6 +73,22 @@ pub fn list(dir: &Path, limit: usize, offset: usize, as_json: bool) -> Result<()
     out(&text)
 }
 
+/// A run's artifacts as a table: name, step, size, sha256.
+pub(super) fn artifact_table(artifacts: &[cairn_store::ArtifactRow]) -> String {
+    let rows: Vec<[String; 4]> = artifacts
+        .iter()
+        .map(|a| {
+            [
+                a.name.clone(),
+                a.step.clone(),
+                format!("{} bytes", a.bytes),
+                a.sha256.clone(),
+            ]
+        })
+        .collect();
+    report::table(["artifact", "step", "size", "sha256"], &rows)
+}
+
 /// `cairn status`: the step table of a run and its waiting gates.
 pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> {
     let store = open(dir)?;
@@ -150,22 +166,8 @@ pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> 
         ));
     }
     if !artifacts.is_empty() {
-        let rows: Vec<[String; 4]> = artifacts
-            .iter()
-            .map(|a| {
-                [
-                    a.name.clone(),
-                    a.step.clone(),
-                    format!("{} bytes", a.bytes),
-                    a.sha256.clone(),
-                ]
-            })
-            .collect();
         text.push('\n');
-        text.push_str(&report::table(
-            ["artifact", "step", "size", "sha256"],
-            &rows,
-        ));
+        text.push_str(&artifact_table(&artifacts));
     }
     out(&text)
 }

@@ -309,7 +309,7 @@ fn a_run_resumes_with_the_plan_it_began_with_even_without_its_files() {
         .expect("update");
     let resumed = cairn(&test, &["resume", "--approve", "ship"]);
     assert_eq!(resumed.status, 0, "{}\n{}", resumed.stdout, resumed.stderr);
-    assert_eq!(status_step(&test, "release")["output"], "\"released v2\"");
+    assert_eq!(status_step(&test, "release")["output"], "released v2");
 }
 
 /// What compensation undoes is in the store: a run that paused at a gate
@@ -545,7 +545,7 @@ fn a_run_resumes_and_replays_from_another_directory() {
     std::fs::write(test.path().join("sub/lib.plan"), lib).expect("restore");
     let resumed = elsewhere(&["resume", "--approve", "ship"]);
     assert_eq!(resumed.status, 0, "{}\n{}", resumed.stdout, resumed.stderr);
-    assert_eq!(status_step(&test, "release")["output"], "\"released v2\"");
+    assert_eq!(status_step(&test, "release")["output"], "released v2");
     let replayed = elsewhere(&["replay"]);
     assert_eq!(
         replayed.status, 0,
@@ -573,7 +573,7 @@ fn an_edited_import_is_a_changed_plan() {
     );
     let resumed = cairn(&test, &["resume", "--approve", "ship", "--allow-changed"]);
     assert_eq!(resumed.status, 0, "{}\n{}", resumed.stdout, resumed.stderr);
-    assert_eq!(status_step(&test, "release")["output"], "\"released v3\"");
+    assert_eq!(status_step(&test, "release")["output"], "released v3");
 }
 
 const RECORDED: &str = "plan p \"P\"\n  allow: sh, fs.read, fs.write\n  seed: 7\n\ntask stamp \"Stamp\" using:sh,fs.write\n  run: |\n    let t = now();\n    let r = rand();\n    let who = sh(\"echo $RANDOM-$$\").stdout;\n    write_file(\"out.txt\", `${t} ${r} ${who}`);\n    #{ t: t, r: r, who: who }\n\ntask report \"Report\" using:fs.read\n  needs: stamp\n  run: read_file(\"out.txt\")\n";
@@ -653,7 +653,7 @@ fn artifacts_are_stored_by_hash_with_their_step() {
     assert_eq!(artifact["step"], "write");
     assert_eq!(artifact["bytes"], 16);
     let hash = artifact["sha256"].as_str().expect("hash");
-    assert_eq!(value["steps"][0]["output"], format!("\"{hash}\""));
+    assert_eq!(value["steps"][0]["output"], hash);
     let content: Vec<u8> = db(&test)
         .query_row("SELECT content FROM blobs WHERE sha256 = ?1", [hash], |r| {
             r.get(0)

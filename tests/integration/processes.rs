@@ -356,7 +356,7 @@ fn commands_get_the_default_file_size_signal_back() {
     );
     let run = crate::cairn(&test, &["run", "p.plan"]);
     assert_eq!(run.status, 0, "{}", run.stdout);
-    assert_eq!(crate::status_step(&test, "a")["output"], "\"153\\n\"");
+    assert_eq!(crate::status_step(&test, "a")["output"], "153\n");
 }
 
 /// The supervisor stops only when cairn asks (or dies): a `kill 0` from the
@@ -371,7 +371,7 @@ fn a_command_signalling_its_own_group_is_not_stopped_by_its_supervisor() {
     );
     let run = crate::cairn(&test, &["run", "p.plan"]);
     assert_eq!(run.status, 0, "{}", run.stdout);
-    assert_eq!(crate::status_step(&test, "a")["output"], "\"survived\\n\"");
+    assert_eq!(crate::status_step(&test, "a")["output"], "survived\n");
 }
 
 /// A program killed by a core-dumping signal is reported by that signal,
@@ -386,6 +386,6 @@ fn a_program_that_aborts_is_reported_and_cairn_goes_on() {
     );
     let run = crate::cairn(&test, &["run", "p.plan"]);
     assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
-    assert_eq!(crate::status_step(&test, "a")["output"], "-1");
-    assert_eq!(crate::status_step(&test, "b")["output"], "\"after\"");
+    assert_eq!(crate::status_step(&test, "a")["output"], -1);
+    assert_eq!(crate::status_step(&test, "b")["output"], "after");
 }

@@ -39,7 +39,7 @@ fn runs_status_and_log_read_what_run_recorded() {
     let json: serde_json::Value =
         serde_json::from_str(&cairn(&test, &["status", "--json"]).stdout).expect("json");
     assert_eq!(json["run"]["status"], "paused");
-    assert_eq!(json["steps"][0]["output"], "1");
+    assert_eq!(json["steps"][0]["output"], 1);
     let log = cairn(&test, &["log", "--json"]);
     let events: Vec<serde_json::Value> = log
         .stdout

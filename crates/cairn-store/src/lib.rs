@@ -242,8 +242,8 @@ pub struct StepRow {
     pub status: StepState,
     /// Attempts made.
     pub attempts: i64,
-    /// The step's output as JSON text, if it produced one.
-    pub output: Option<String>,
+    /// The step's output, if it produced one (`null` for `()`).
+    pub output: Option<serde_json::Value>,
     /// Its error, if it failed.
     pub error: Option<String>,
     /// What of its log could not be read (`unreadable output (event 3: …)`):
@@ -778,7 +778,7 @@ impl Store {
         use cairn_engine::run::StepStatus::*;
         use StepState::At;
         for row in self.events(run)? {
-            let (event, partly) = match serde_json::from_str::<serde_json::Value>(&row.body) {
+            let (mut event, partly) = match serde_json::from_str::<serde_json::Value>(&row.body) {
                 Ok(event) => (event, None),
                 Err(error) => match serde_json::from_str::<history::Head>(&row.body) {
                     Ok(head) if head.step.is_some() => {
@@ -839,9 +839,7 @@ impl Store {
                     (StepState::Running, None, None)
                 }
                 EventKind::StepSucceeded if partly.is_some() => (At(Succeeded), None, None),
-                EventKind::StepSucceeded => {
-                    (At(Succeeded), Some(event["output"].to_string()), None)
-                }
+                EventKind::StepSucceeded => (At(Succeeded), Some(event["output"].take()), None),
                 EventKind::StepFailed => {
                     (At(Failed), None, event["error"].as_str().map(str::to_owned))
                 }
@@ -856,7 +854,7 @@ impl Store {
                     (At(NotRun), None, None)
                 }
                 EventKind::StepSkipped => (At(Skipped), None, None),
-                EventKind::DecisionMade => (At(Succeeded), Some(event["target"].to_string()), None),
+                EventKind::DecisionMade => (At(Succeeded), Some(event["target"].take()), None),
                 EventKind::GateWaiting => (At(Waiting), None, None),
                 EventKind::GateApproved => (At(Succeeded), None, None),
                 EventKind::GateRejected => (

@@ -145,6 +145,12 @@ enum Command {
         /// Skip this many of the newest first.
         #[arg(long, default_value_t = 0)]
         offset: usize,
+        /// Only runs in this state (`interrupted` includes runs whose process died).
+        #[arg(long, value_enum)]
+        status: Option<RunStateArg>,
+        /// Only runs of the plan with this id.
+        #[arg(long, value_name = "ID")]
+        plan: Option<String>,
         /// One JSON object per run, one per line.
         #[arg(long)]
         json: bool,
@@ -270,6 +276,34 @@ enum AuditCommand {
     },
 }
 
+/// `cairn runs --status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RunStateArg {
+    /// Being run by a live process.
+    Running,
+    /// Stopped at a gate that waits for approval.
+    Paused,
+    /// Stopped by Ctrl-C, or its process died.
+    Interrupted,
+    /// Ended with success.
+    Succeeded,
+    /// Ended with a failure.
+    Failed,
+}
+
+impl From<RunStateArg> for cairn_store::RunState {
+    fn from(arg: RunStateArg) -> Self {
+        use cairn_engine::run::RunStatus;
+        match arg {
+            RunStateArg::Running => Self::Running,
+            RunStateArg::Paused => Self::Stopped(RunStatus::Paused),
+            RunStateArg::Interrupted => Self::Stopped(RunStatus::Interrupted),
+            RunStateArg::Succeeded => Self::Stopped(RunStatus::Succeeded),
+            RunStateArg::Failed => Self::Stopped(RunStatus::Failed),
+        }
+    }
+}
+
 /// `--durability`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DurabilityArg {
@@ -347,8 +381,16 @@ pub fn main() -> i32 {
         Command::Runs {
             limit,
             offset,
+            status,
+            plan,
             json,
-        } => runs::list(&cli.state_dir, limit, offset, json),
+        } => {
+            let filter = cairn_store::RunFilter {
+                plan,
+                status: status.map(Into::into),
+            };
+            runs::list(&cli.state_dir, &filter, limit, offset, json)
+        }
         Command::Status { run, json } => runs::status(&cli.state_dir, run.as_deref(), json),
         Command::Output { ids, raw } => outputs::output(&cli.state_dir, &ids, raw),
         Command::Artifact { ids, output } => {

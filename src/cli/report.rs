@@ -144,3 +144,35 @@ pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String 
     }
     text
 }
+
+/// A span of time a person reads at a glance: `850ms`, `4.2s`, `3m05s`,
+/// `2h10m`, `3d4h` (a negative span, from a clock set back, is `0ms`).
+pub fn human_age(ms: i64) -> String {
+    let ms = ms.max(0) as u64;
+    let (s, m, h, d) = (ms / 1000, ms / 60_000, ms / 3_600_000, ms / 86_400_000);
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{m}m{:02}s", s % 60),
+        3_600_000..86_400_000 => format!("{h}h{:02}m", m % 60),
+        _ => format!("{d}d{}h", h % 24),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ages_read_at_a_glance() {
+        let cases = [
+            (-5, "0ms"),
+            (850, "850ms"),
+            (4_249, "4.2s"),
+            (185_000, "3m05s"),
+            (7_800_000, "2h10m"),
+            (3 * 86_400_000 + 4 * 3_600_000, "3d4h"),
+        ];
+        for (ms, text) in cases {
+            assert_eq!(super::human_age(ms), text);
+        }
+    }
+}

@@ -38,9 +38,19 @@ pub(super) fn out(text: &str) -> Result<(), Error> {
         .map_err(Error::Output)
 }
 
-/// `cairn runs`: newest first, with status and progress.
-pub fn list(dir: &Path, limit: usize, offset: usize, as_json: bool) -> Result<(), Error> {
-    let runs = open(dir)?.runs(limit, offset)?;
+/// `cairn runs`: newest first, with status, progress, when each began
+/// and how long it took.
+pub fn list(
+    dir: &Path,
+    filter: &cairn_store::RunFilter,
+    limit: usize,
+    offset: usize,
+    as_json: bool,
+) -> Result<(), Error> {
+    let runs = open(dir)?.runs_where(filter, limit, offset)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     let mut text = String::new();
     if as_json {
         for run in &runs {
@@ -48,7 +58,7 @@ pub fn list(dir: &Path, limit: usize, offset: usize, as_json: bool) -> Result<()
             text.push('\n');
         }
     } else {
-        let rows: Vec<[String; 5]> = runs
+        let rows: Vec<[String; 7]> = runs
             .iter()
             .map(|r| {
                 [
@@ -56,11 +66,18 @@ pub fn list(dir: &Path, limit: usize, offset: usize, as_json: bool) -> Result<()
                     r.plan.clone(),
                     r.status.to_string(),
                     format!("{}/{}", r.done.unwrap_or_default(), r.steps),
+                    format!("{} ago", report::human_age(now - r.started_at)),
+                    r.finished_at
+                        .map(|end| report::human_age(end - r.started_at))
+                        .unwrap_or_default(),
                     r.file.clone(),
                 ]
             })
             .collect();
-        text = report::table(["run", "plan", "status", "done", "file"], &rows);
+        text = report::table(
+            ["run", "plan", "status", "done", "started", "took", "file"],
+            &rows,
+        );
         for run in runs.iter().filter(|r| r.unreadable.is_some()) {
             let n = run.unreadable.unwrap_or_default();
             let s = if n == 1 { "" } else { "s" };

@@ -17,14 +17,72 @@ fn recorded() -> Test {
     test
 }
 
+/// `--status` and `--plan` filter the listing; a run whose process died
+/// shows `interrupted`, not `running`.
+#[test]
+fn runs_filter_by_status_and_plan_and_tell_a_dead_run_from_a_running_one() {
+    let test = recorded().file("q.plan", "plan q \"Q\"\n  allow: sh\n\ntask wait \"Wait\" using:sh\n  run: sh(\"touch started; sleep 30\")\n");
+    let listed = |args: &[&str]| -> Vec<String> {
+        let run = cairn(&test, &[&["runs"][..], args].concat());
+        assert_eq!(run.status, 0, "{}", run.stderr);
+        run.stdout
+            .lines()
+            .skip(1)
+            .map(|l| {
+                l.split_whitespace()
+                    .take(3)
+                    .skip(1)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    };
+    let mut child = crate::durable::spawn(&test, &["run", "q.plan"]);
+    crate::durable::wait_for(|| test.path().join("started").exists());
+    assert_eq!(listed(&[]), ["q running", "p paused"]);
+    assert_eq!(listed(&["--status", "running"]), ["q running"]);
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    assert_eq!(listed(&["--status", "running"]), Vec::<String>::new());
+    assert_eq!(listed(&["--status", "interrupted"]), ["q interrupted"]);
+    assert_eq!(listed(&["--status", "paused"]), ["p paused"]);
+    assert_eq!(listed(&["--plan", "p"]), ["p paused"]);
+    assert_eq!(
+        listed(&["--plan", "q", "--status", "paused"]),
+        Vec::<String>::new()
+    );
+    let json = cairn(&test, &["runs", "--json", "--status", "interrupted"]);
+    let row: serde_json::Value = serde_json::from_str(json.stdout.trim()).expect("json");
+    assert_eq!(row["status"], "interrupted");
+    assert!(
+        row["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("its process ended")),
+        "{row}"
+    );
+}
+
 #[test]
 fn runs_status_and_log_read_what_run_recorded() {
     let test = recorded();
     let runs = cairn(&test, &["runs"]);
     assert_eq!(runs.status, 0, "{}", runs.stderr);
+    let header: Vec<&str> = runs
+        .stdout
+        .lines()
+        .next()
+        .expect("header")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["run", "plan", "status", "done", "started", "took", "file"]
+    );
     let line = runs.stdout.lines().nth(1).expect("one run");
     let cells: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(&cells[1..], ["p", "paused", "2/3", "p.plan"]);
+    assert_eq!(&cells[1..4], ["p", "paused", "2/3"]);
+    assert!(cells[4].ends_with('s') && cells[5] == "ago", "{line}");
+    assert_eq!(cells.last(), Some(&"p.plan"));
     let status = cairn(&test, &["status"]);
     assert!(
         status.stdout.contains("test   failed     1"),

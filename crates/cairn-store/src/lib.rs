@@ -171,6 +171,15 @@ pub struct ArtifactRow {
     pub seq: i64,
 }
 
+/// Which runs [`Store::runs_where`] lists.
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    /// Only runs of the plan with this id.
+    pub plan: Option<String>,
+    /// Only runs in this state (`interrupted` includes runs whose process died).
+    pub status: Option<RunState>,
+}
+
 /// One recorded run.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunRow {
@@ -649,7 +658,45 @@ impl Store {
 
     /// Runs, newest first.
     pub fn runs(&self, limit: usize, offset: usize) -> Result<Vec<RunRow>, StoreError> {
-        self.select_runs("1", &[], limit, offset, Progress::Count)
+        self.runs_where(&RunFilter::default(), limit, offset)
+    }
+
+    /// The runs `filter` lets through, newest first.
+    pub fn runs_where(
+        &self,
+        filter: &RunFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<RunRow>, StoreError> {
+        use cairn_engine::run::RunStatus::Interrupted;
+        let plan = filter.plan.as_deref().unwrap_or_default();
+        let by_plan = if filter.plan.is_some() {
+            "plan = ?1"
+        } else {
+            "?1 = ?1"
+        };
+        // A run recorded as running whose process died is interrupted: those
+        // two are told apart after reading, so they are paged here.
+        let (by_status, after) = match filter.status {
+            None => ("1".to_owned(), false),
+            Some(RunState::Running) => ("status = 'running'".to_owned(), true),
+            Some(RunState::Stopped(Interrupted)) => {
+                ("status IN ('running', 'interrupted')".to_owned(), true)
+            }
+            // (A state's word is one of this build's own: no quoting needed.)
+            Some(state) => (format!("status = '{}'", state.word()), false),
+        };
+        let sql = format!("{by_plan} AND {by_status}");
+        if !after {
+            return self.select_runs(&sql, &[&plan], limit, offset, Progress::Count);
+        }
+        let rows = self.select_runs(&sql, &[&plan], usize::MAX, 0, Progress::Count)?;
+        Ok(rows
+            .into_iter()
+            .filter(|r| Some(r.status) == filter.status)
+            .skip(offset)
+            .take(limit)
+            .collect())
     }
 
     /// Runs matching `filter` (SQL over `runs`, with `args`), newest first,
@@ -709,6 +756,18 @@ impl Store {
             .map_err(self.err())?
             .collect::<Result<Vec<_>, _>>()
             .map_err(self.err())?;
+        let mut rows = rows;
+        for row in rows.iter_mut().filter(|r| r.status == RunState::Running) {
+            // A lease whose holder is gone: the process died mid-run.
+            let holder = lease::holder(&conn, &row.id).map_err(self.err())?;
+            if holder.is_some_and(|h| !lease::alive(&h)) {
+                row.status = RunState::Stopped(cairn_engine::run::RunStatus::Interrupted);
+                row.message.get_or_insert_with(|| {
+                    "its process ended before the run did (killed or crashed); `cairn resume` goes on"
+                        .to_owned()
+                });
+            }
+        }
         Ok(rows)
     }
 

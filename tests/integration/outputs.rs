@@ -62,7 +62,7 @@ fn output_prints_a_step_s_output() {
         .as_str()
         .expect("id")
         .to_owned();
-    let named = cairn(&test, &["output", &id[..10], "parts"]);
+    let named = cairn(&test, &["output", &id[..4], "parts"]);
     assert_eq!(named.stdout, "[\n  10,\n  20\n]\n");
 }
 

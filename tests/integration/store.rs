@@ -110,7 +110,7 @@ fn runs_status_and_log_read_what_run_recorded() {
     assert_eq!(events[1]["event"], "run_started");
     assert_eq!(events.last().expect("events")["event"], "run_finished");
     let id = cells[0];
-    let by_prefix = cairn(&test, &["status", &id[..8]]);
+    let by_prefix = cairn(&test, &["status", &id[..4]]);
     assert_eq!(by_prefix.status, 0, "{}", by_prefix.stderr);
 }
 

@@ -171,6 +171,28 @@ pub struct ArtifactRow {
     pub seq: i64,
 }
 
+/// A new run's id: seven characters of Crockford's base32 (digits and
+/// lowercase letters without `i`, `l`, `o`, `u`), drawn at random, so ids of
+/// runs begun close together differ from their first character and a short
+/// prefix names one. (Ids of runs recorded by earlier builds stay as they were.)
+fn run_id(now_ms: i64, draw: u32) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+    // `RandomState` is seeded from the system's randomness, per process.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_i64(now_ms);
+    hasher.write_u32(std::process::id());
+    hasher.write_u32(draw);
+    let mut bits = hasher.finish();
+    (0..7)
+        .map(|_| {
+            let c = ALPHABET[(bits & 31) as usize] as char;
+            bits >>= 5;
+            c
+        })
+        .collect()
+}
+
 /// Which runs [`Store::runs_where`] lists.
 #[derive(Clone, Debug, Default)]
 pub struct RunFilter {
@@ -373,12 +395,10 @@ impl Store {
         let conn = self.lock();
         let mut begun = None;
         transaction(&conn, |tx| {
-            // The id is the start time and the process id's low bits; two
-            // runs begun in the same millisecond by one process (or by two
-            // whose ids share those bits) take the next free suffix.
-            let pid = std::process::id();
+            // A short random id a person can type; one already taken (or
+            // an unlucky run of them) draws again.
             for bump in 0..=0xffff_u32 {
-                let id = format!("{now:x}{:04x}", pid.wrapping_add(bump) & 0xffff);
+                let id = run_id(now, bump);
                 let inserted = tx.execute(
                     "INSERT INTO runs (id, plan, file, source_hash, params, seed, steps, status, started_at, events, last_hash, no, cwd)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?10, ?8, 0, '',
@@ -729,7 +749,7 @@ impl Store {
         };
         let sql = format!(
             "SELECT id, plan, file, status, message, steps, started_at, finished_at, {done}, cwd
-             FROM runs WHERE {filter} ORDER BY started_at DESC, id DESC LIMIT {} OFFSET {}",
+             FROM runs WHERE {filter} ORDER BY started_at DESC, no DESC LIMIT {} OFFSET {}",
             limit.min(i64::MAX as usize),
             offset.min(i64::MAX as usize)
         );
@@ -1378,6 +1398,24 @@ mod tests {
     /// One claim per run at a time, in this process too (through this store
     /// or another one on the same directory), as an `flock` per open file
     /// gave; the lease row names this process and goes when the claim drops.
+    /// Run ids are short, typable and drawn afresh: two runs begun in the
+    /// same millisecond by one process differ.
+    #[test]
+    fn run_ids_are_seven_characters_a_person_can_type() {
+        let ids: std::collections::HashSet<String> = (0..64)
+            .map(|draw| super::run_id(1_796_240_000_000, draw))
+            .collect();
+        assert_eq!(ids.len(), 64);
+        for id in &ids {
+            assert_eq!(id.len(), 7, "{id}");
+            assert!(
+                id.chars()
+                    .all(|c| c.is_ascii_digit() || (c.is_ascii_lowercase() && !"ilou".contains(c))),
+                "{id}"
+            );
+        }
+    }
+
     #[test]
     fn a_run_is_claimed_once_at_a_time_and_given_back_on_drop() {
         let dir = tempfile::tempdir().expect("temp dir");

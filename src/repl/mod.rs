@@ -384,9 +384,15 @@ impl Session {
                     .collect();
                 self.segment(None, Some(only))?;
                 let after = self.probe();
-                if let Some(stop) = after.ready.iter().find(|r| self.breaks.contains(*r)) {
+                // A breakpoint at a task holds its instances and iterations too.
+                let task_of = |r: &str| cairn_lang::plan::part_of(r).unwrap_or(r).to_owned();
+                if let Some(stop) = after
+                    .ready
+                    .iter()
+                    .find(|r| self.breaks.contains(&task_of(r)))
+                {
                     println!("breakpoint: `{stop}` is next (`:run` goes on, `:inspect {stop}` looks first)");
-                    self.at_break = Some(stop.clone());
+                    self.at_break = Some(task_of(stop));
                 }
             }
             "break" | "b" => {
@@ -472,7 +478,9 @@ impl Session {
     }
 
     fn step_id(&self, word: &str) -> Result<String, String> {
-        if self.plan.task(word).is_some() {
+        // A plan's step, or an instance or iteration of one (`t[2]`, `t#3`).
+        let task = cairn_lang::plan::part_of(word).unwrap_or(word);
+        if self.plan.task(task).is_some() {
             return Ok(word.to_owned());
         }
         let close = cairn_lang::check::closest(word, self.plan.tasks.iter().map(|t| t.id.as_str()));
@@ -496,8 +504,17 @@ impl Session {
 
     fn not_ready(&self, step: &str, probe: &Report) -> String {
         let history = self.store.history(&self.run_id).unwrap_or_default();
-        if history.settled(step).is_some() {
-            return format!("`{step}` has already settled; `:retry {step}` runs it again");
+        match history.settled(step) {
+            Some(settled) if settled.is_outcome() => {
+                return format!("`{step}` has already settled; `:retry {step}` runs it again")
+            }
+            Some(_) => {
+                return format!(
+                    "`{step}` has begun; its instances or iterations run next (ready: {})",
+                    probe.ready.join(", ")
+                )
+            }
+            None => {}
         }
         let waits = self.waits_for(step, &history);
         if waits.is_empty() {

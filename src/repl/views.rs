@@ -90,13 +90,14 @@ impl Session {
     }
 
     pub(super) fn inspect(&self, step: &str) -> Result<(), String> {
+        // An instance or iteration is shown as its task, with its own record.
         let task = self
             .plan
-            .task(step)
+            .task(cairn_lang::plan::part_of(step).unwrap_or(step))
             .ok_or_else(|| format!("no step `{step}`"))?;
         let steps = self.store.steps(&self.run_id).map_err(|e| e.to_string())?;
         let row = steps.iter().find(|s| s.step == step);
-        println!("{} \"{}\" ({:?})", task.id, task.title, task.step);
+        println!("{step} \"{}\" ({:?})", task.title, task.step);
         println!("  status    {}", row.map_or("not run", |r| r.status.word()));
         if let Some(row) = row {
             println!("  attempts  {}", row.attempts);

@@ -125,12 +125,22 @@ task count "Count"
         "  run: if iteration.previous",
         "  retry: 1\n  run: if iteration.index == 2 { fail(\"no\") } else if iteration.previous",
     );
-    let test = Test::new().file("p.plan", failing);
+    let test = Test::new().file("p.plan", &failing);
     let run = cairn(&test, &["run", "p.plan"]);
     assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
     assert_eq!(status_step(&test, "count#2")["attempts"], 2);
+    // The iteration's own error is its own; the task's names the iteration.
+    assert_eq!(status_step(&test, "count#2")["error"], "no");
     assert_eq!(status_step(&test, "count")["error"], "`count#2` failed: no");
     assert!(!run.stdout.contains("start     count#3"), "{}", run.stdout);
+
+    // Under `continue`, its dependents read the last output an iteration gave.
+    let going_on = failing.replace("  retry: 1\n", "  retry: 1\n  on failure: continue\n")
+        + "\ntask after \"After\"\n  needs: count\n  run: outputs[\"count\"]\n";
+    let test = Test::new().file("p.plan", going_on);
+    let run = cairn(&test, &["run", "p.plan"]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(output(&test, "after"), serde_json::json!(1));
 }
 
 /// The graph shows a loop once, marked; the dry run says its bound.
@@ -198,5 +208,87 @@ task grow "Grow" using:sh
         !resumed.stdout.contains("start     grow#1"),
         "{}",
         resumed.stdout
+    );
+}
+
+/// Another step failing stops the run mid-loop: no next iteration starts,
+/// the loop is cancelled (not left "running"), `status` lists the
+/// iterations right after their task, and the progress counts plan steps.
+#[test]
+fn a_run_that_stops_mid_loop_cancels_the_loop() {
+    let plan = r#"plan p "P"
+  allow: sh
+
+task grow "Grow" using:sh
+  repeat: max 50 until false
+  run: sh("sleep 0.2").code
+
+task boom "Boom" using:sh
+  run: |
+    sh("sleep 0.5");
+    fail("boom")
+"#;
+    let test = Test::new().file("p.plan", plan);
+    let run = cairn(&test, &["run", "p.plan"]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(!run.stdout.contains("not run"), "{}", run.stdout);
+    assert_eq!(status_step(&test, "grow")["status"], "cancelled");
+    let ids = status_ids(&test);
+    assert_eq!(ids[0], "grow");
+    assert_eq!(ids.last().map(String::as_str), Some("boom"));
+    assert!(
+        ids[1..ids.len() - 1]
+            .iter()
+            .all(|id| id.starts_with("grow#")),
+        "{ids:?}"
+    );
+    let runs = cairn(&test, &["runs"]);
+    let cells: Vec<&str> = runs
+        .stdout
+        .lines()
+        .nth(1)
+        .expect("a run")
+        .split_whitespace()
+        .collect();
+    assert_eq!(cells[3], "1/2", "{}", runs.stdout);
+}
+
+/// Under `on failure: compensate`, the iterations are undone one by one
+/// with `iteration` in scope, also those a resumed run kept from an
+/// earlier process; the task itself is not undone twice.
+#[test]
+fn compensation_undoes_each_iteration_also_after_a_resume() {
+    let plan = r#"plan p "P"
+  on failure: compensate
+  allow: fs.write(*)
+
+task grow "Grow" using:fs.write
+  repeat: max 2
+  run: write_file(`f${iteration.index}.txt`, "x")
+  compensate: log(`undo ${iteration.index}`)
+
+gate ok "OK"
+  needs: grow
+
+task boom "Boom"
+  needs: ok
+  run: fail("boom")
+"#;
+    let test = Test::new().file("p.plan", plan);
+    assert_eq!(cairn(&test, &["run", "p.plan"]).status, 3);
+    assert!(test.path().join("f1.txt").exists() && test.path().join("f2.txt").exists());
+    let approve = cairn(&test, &["approve", "ok", "--reason", "yes"]);
+    assert_eq!(approve.status, 0, "{}", approve.stderr);
+    let resumed = cairn(&test, &["resume"]);
+    assert_eq!(resumed.status, 1, "{}{}", resumed.stdout, resumed.stderr);
+    assert!(resumed.stdout.contains("undo 2"), "{}", resumed.stdout);
+    assert!(resumed.stdout.contains("undo 1"), "{}", resumed.stdout);
+    assert!(!test.path().join("f1.txt").exists(), "{}", resumed.stdout);
+    assert!(!test.path().join("f2.txt").exists(), "{}", resumed.stdout);
+    assert_eq!(status_step(&test, "grow#1")["status"], "compensated");
+    let log = cairn(&test, &["log", "--json"]).stdout;
+    assert!(
+        !log.contains(r#""event":"compensating","step":"grow","#),
+        "the task itself is not undone: {log}"
     );
 }

@@ -180,7 +180,7 @@ run … is saved; `cairn repl --resume …` (or `cairn resume …`) goes on
 fn stepping_through_a_loop_iteration_by_iteration() {
     let plan = "plan p \"P\"\n\ntask grow \"Grow\"\n  repeat: max 4 until result >= 2\n  run: iteration.index\n";
     let test = Test::new().file("p.plan", plan);
-    let input = ":next\n:next\n:run\n:quit\n";
+    let input = ":next\n:next\n:step grow#2\n:retry grow\n:break grow\n:run\n:run\n:quit\n";
     let expected = r#"run … of `p` (1 steps); `:help` lists the commands
 p 0/1> :next
   start     grow
@@ -189,7 +189,25 @@ p 0/1> :next
   start     grow#1
   ok        grow#1 (`until` does not hold yet)
             = 1
+p 0/1> :step grow#2
+  start     grow#2
+  ok        grow#2 (`until` holds)
+            = 2
+  ok        grow
+            = 2
+run succeeded
+p 1/1> :retry grow
+…
+p 0/1> :break grow
+breakpoint at `grow`
 p 0/1> :run
+…breakpoint: `grow` is next (`:run` goes on, `:inspect grow` looks first)
+p 0/1> :run
+  start     grow
+  repeat    grow: at most 4 iterations
+  start     grow#1
+  ok        grow#1 (`until` does not hold yet)
+            = 1
   start     grow#2
   ok        grow#2 (`until` holds)
             = 2

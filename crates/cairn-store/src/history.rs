@@ -178,18 +178,19 @@ impl History {
             EventKind::StepStarted | EventKind::StepReset => {
                 // Started again (a rerun after a crash or a changed plan) or
                 // reset: what it did before no longer counts.
-                *kept = Kept::default();
-                log.spent = 0.0;
-                for attempt in std::mem::take(&mut log.call_attempts) {
-                    self.calls.remove(&(step.to_owned(), attempt));
-                }
-                if std::mem::take(&mut log.gave_evidence) {
-                    self.evidence.retain(|(s, _, _)| s != step);
-                }
-                // A gate waits afresh after a reset; a restart of the same
-                // gate (a resume) keeps its first deadline.
+                self.forget(slot, kind == EventKind::StepReset);
+                // A reset task's instances and iterations go with it (a
+                // restart keeps them: a resumed fan-out or loop goes on).
                 if kind == EventKind::StepReset {
-                    log.gate_expiry = None;
+                    let parts: Vec<usize> = (0..self.steps.len())
+                        .filter(|&i| {
+                            let (id, _) = self.steps.get_index(i).expect("in range");
+                            cairn_lang::plan::part_of(id) == Some(step)
+                        })
+                        .collect();
+                    for part in parts {
+                        self.forget(part, true);
+                    }
                 }
                 return;
             }
@@ -274,6 +275,26 @@ impl History {
             log.settled_as = self.settlings;
         }
         kept.settled = Some(settled);
+    }
+
+    /// Drops what the step in `slot` did before: it starts again (`reset`:
+    /// afresh, also as a gate's wait).
+    fn forget(&mut self, slot: usize, reset: bool) {
+        let (step, kept) = self.steps.get_index_mut(slot).expect("in range");
+        *kept = Kept::default();
+        let log = &mut self.logs[slot];
+        log.spent = 0.0;
+        for attempt in std::mem::take(&mut log.call_attempts) {
+            self.calls.remove(&(step.to_string(), attempt));
+        }
+        if std::mem::take(&mut log.gave_evidence) {
+            self.evidence.retain(|(s, _, _)| **s != **step);
+        }
+        // A gate waits afresh after a reset; a restart of the same gate (a
+        // resume) keeps its first deadline.
+        if reset {
+            log.gate_expiry = None;
+        }
     }
 
     /// The step's settled outcome, if it has one.

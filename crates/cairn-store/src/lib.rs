@@ -32,9 +32,11 @@ use cairn_lang::plan::Plan;
 /// The names of the events that settle a step, quoted for SQL's `IN (…)`
 /// (names are `[a-z_]` only).
 fn settling_names() -> String {
+    // (A fan-out or loop beginning is not its task's outcome.)
+    let begins = [EventKind::StepFannedOut, EventKind::StepLooping];
     EventKind::ALL
         .iter()
-        .filter(|kind| kind.settles())
+        .filter(|kind| kind.settles() && !begins.contains(kind))
         .map(|kind| format!("'{}'", kind.name()))
         .collect::<Vec<_>>()
         .join(", ")
@@ -191,6 +193,22 @@ fn run_id(now_ms: i64, draw: u32) -> String {
             c
         })
         .collect()
+}
+
+/// Where step `id` (the `i`-th recorded) sorts: a task where it was first
+/// recorded, its instances and iterations right after it, in their order.
+fn part_key(
+    id: &str,
+    i: usize,
+    position: &std::collections::HashMap<&str, usize>,
+) -> (usize, usize) {
+    use cairn_lang::plan::{Each, Repeat};
+    let part = Each::parse_instance_id(id)
+        .or_else(|| Repeat::parse_iteration_id(id).map(|(task, n)| (task, n as usize)));
+    match part.and_then(|(task, n)| Some((*position.get(task)?, n))) {
+        Some((task, n)) => (task, n + 1),
+        None => (i, 0),
+    }
 }
 
 /// Which runs [`Store::runs_where`] lists.
@@ -739,6 +757,9 @@ impl Store {
             Progress::Count => format!(
                 "(SELECT count(DISTINCT CASE WHEN json_valid(body)
                      AND json_extract(body, '$.event') IN ({})
+                     -- (not the instances and iterations of a task: `t[0]`, `t#1`)
+                     AND instr(json_extract(body, '$.step'), '[') = 0
+                     AND instr(json_extract(body, '$.step'), '#') = 0
                      THEN json_extract(body, '$.step') END)
                    + (coalesce(sum(NOT json_valid(body)), 0) << 32)
                  FROM events
@@ -853,7 +874,7 @@ impl Store {
     ) -> Result<(Vec<StepRow>, Vec<String>), StoreError> {
         let mut steps: Vec<StepRow> = Vec::new();
         let mut lost = Vec::new();
-        let mut index: std::collections::HashMap<String, usize> = Default::default();
+        let mut slots: std::collections::HashMap<String, usize> = Default::default();
         use cairn_engine::run::StepStatus::*;
         use StepState::At;
         for row in self.events(run)? {
@@ -887,10 +908,10 @@ impl Store {
                 continue;
             };
             let at = event["at_ms"].as_i64();
-            let index = match index.get(id) {
+            let index = match slots.get(id) {
                 Some(&i) => i,
                 None => {
-                    index.insert(id.to_owned(), steps.len());
+                    slots.insert(id.to_owned(), steps.len());
                     steps.push(StepRow {
                         step: id.to_owned(),
                         status: At(NotRun),
@@ -930,7 +951,21 @@ impl Store {
                     step.output = None;
                     step.error = None;
                     step.attempts = 0;
-                    (At(NotRun), None, None)
+                    let id = step.step.clone();
+                    // A reset task's instances and iterations go with it.
+                    let before = steps.len();
+                    steps.retain(|s| cairn_lang::plan::part_of(&s.step) != Some(id.as_str()));
+                    if steps.len() != before {
+                        slots = steps
+                            .iter()
+                            .enumerate()
+                            .map(|(i, s)| (s.step.clone(), i))
+                            .collect();
+                    }
+                    let step = &mut steps[slots[&id]];
+                    step.status = At(NotRun);
+                    step.finished_ms = at;
+                    continue;
                 }
                 EventKind::StepSkipped => (At(Skipped), None, None),
                 EventKind::DecisionMade => (At(Succeeded), Some(event["target"].take()), None),
@@ -958,11 +993,31 @@ impl Store {
                 step.attempts = 1;
             }
             step.output = output.or(step.output.take());
+            // A success after a cancel (the loop or fan-out a resume went on
+            // with) leaves no error behind; a recovery keeps its failure's.
+            if kind == EventKind::StepSucceeded {
+                step.error = None;
+            }
             step.error = error.or(step.error.take());
             if partly.is_some() {
                 step.unreadable = partly;
             }
         }
+        // Each task's instances and iterations follow it, in order.
+        let position: std::collections::HashMap<&str, usize> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.step.as_str(), i))
+            .collect();
+        let keys: Vec<(usize, usize)> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| part_key(&s.step, i, &position))
+            .collect();
+        let mut order: Vec<usize> = (0..steps.len()).collect();
+        order.sort_by_key(|&i| keys[i]);
+        let mut slots: Vec<Option<StepRow>> = steps.into_iter().map(Some).collect();
+        let steps = order.into_iter().filter_map(|i| slots[i].take()).collect();
         Ok((steps, lost))
     }
 

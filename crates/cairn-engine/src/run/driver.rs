@@ -628,8 +628,13 @@ impl Books {
             let step_id = id.clone();
             let engine = Arc::clone(&self.engines[index]);
             let output = self.machine.output(i).cloned().unwrap_or_default();
+            let part = self.machine.part(i).cloned();
             let result = tokio::task::spawn_blocking(move || {
-                step::compensate(&shared, index, &step_id, &engine, &output, completed)
+                let done = step::Done {
+                    output: &output,
+                    part,
+                };
+                step::compensate(&shared, index, &step_id, &engine, done, completed)
             })
             .await
             .expect("compensation does not panic");

@@ -593,6 +593,9 @@ impl Machine {
 
     fn start(&mut self, i: usize) -> Option<Action> {
         if let Some(outcome) = self.nodes[i].kept.take() {
+            if !matches!(outcome, Outcome::FannedOut(_) | Outcome::Looping) {
+                self.restore_parts(i);
+            }
             self.take_resources(i);
             self.nodes[i].started = true;
             if matches!(self.task(i).step, Step::Gate(_)) {

@@ -489,10 +489,19 @@ pub fn compensate(
     index: usize,
     id: &str,
     engine: &Arc<Engine>,
-    output: &serde_json::Value,
+    done: Done<'_>,
     run_body: bool,
 ) -> Result<(), String> {
-    on_script_stack(|| compensate_here(shared, index, id, engine, output, run_body))
+    on_script_stack(|| compensate_here(shared, index, id, engine, done, run_body))
+}
+
+/// What a step being undone did: its output, and the part of its task it
+/// was (its `item`, `index` or `iteration` are in scope again).
+pub struct Done<'a> {
+    /// Its output.
+    pub output: &'a serde_json::Value,
+    /// The part of its task it ran, if it ran one.
+    pub part: Option<Part>,
 }
 
 fn compensate_here(
@@ -500,9 +509,10 @@ fn compensate_here(
     index: usize,
     id: &str,
     engine: &Arc<Engine>,
-    output: &serde_json::Value,
+    done: Done<'_>,
     run_body: bool,
 ) -> Result<(), String> {
+    let Done { output, part } = done;
     let task = &shared.plan.tasks[index];
     let deadline = shared.deadline(task);
     let ctx = shared.context(task, id, 0, deadline, Arc::new(AtomicBool::new(false)));
@@ -513,7 +523,7 @@ fn compensate_here(
         outputs: Map::new(),
         failure: None,
         id: id.to_owned(),
-        part: None,
+        part,
     };
     // Files the step itself changed; what its compensation writes stays.
     let files = {

@@ -124,6 +124,14 @@ pub fn replay(store: &Store, state_dir: &Path, id: Option<&str>) -> Result<Repla
 fn outcome(settled: Option<&Settled>) -> String {
     match settled {
         None => "no outcome".to_owned(),
+        Some(Settled::Succeeded {
+            output,
+            until: Some(held),
+            ..
+        }) => {
+            let until = if *held { "held" } else { "did not hold" };
+            format!("succeeded with {output} (`until` {until})")
+        }
         Some(Settled::Succeeded { output, .. }) => format!("succeeded with {output}"),
         Some(Settled::Failed { error, .. }) => format!("failed: {error}"),
         Some(Settled::Skipped { reason }) => format!("skipped: {reason}"),

@@ -36,6 +36,24 @@ impl Machine {
         for failed in orphaned {
             self.fail_for_good(failed);
         }
+        // A fan-out or loop the stopping run left unfinished was cancelled
+        // by it (a resume goes on with its parts).
+        if self.stopping {
+            let unfinished: Vec<usize> = (0..self.nodes.len())
+                .filter(|&i| {
+                    let node = &self.nodes[i];
+                    let task = self.task(i);
+                    node.instance.is_none()
+                        && node.started
+                        && !node.settled
+                        && node.status == StepStatus::NotRun
+                        && (task.each.is_some() || task.repeat.is_some())
+                })
+                .collect();
+            for i in unfinished {
+                self.cancelled(i, 1);
+            }
+        }
         if !self.compensate {
             return Vec::new();
         }

@@ -42,6 +42,75 @@ impl Machine {
         self.ready.insert((-priority, n));
     }
 
+    /// A task kept whole by a resumed run gets its kept instances and
+    /// iterations back as settled nodes, so that compensation undoes them
+    /// as it would have in the process that ran them.
+    pub(super) fn restore_parts(&mut self, i: usize) {
+        use cairn_lang::plan::{part_of, Each};
+        let task = self.task(i);
+        let looping = task.repeat.is_some();
+        if (task.each.is_none() && !looping) || self.kept_instances.is_empty() {
+            return;
+        }
+        let id = self.id(i).to_owned();
+        let mut parts: Vec<(usize, String)> = self
+            .kept_instances
+            .keys()
+            .filter(|key| part_of(key) == Some(id.as_str()))
+            .filter_map(|key| {
+                let position = Each::parse_instance_id(key)
+                    .map(|(_, n)| n)
+                    .or_else(|| Repeat::parse_iteration_id(key).map(|(_, n)| n as usize))?;
+                Some((position, key.clone()))
+            })
+            .collect();
+        parts.sort_unstable();
+        let mut previous = serde_json::Value::Null;
+        for (position, key) in parts {
+            let Some(outcome) = self.kept_instances.remove(&key) else {
+                continue;
+            };
+            let part = match looping {
+                // (An element is not kept with a task's outcome.)
+                false => Part::Element {
+                    index: position,
+                    item: serde_json::Value::Null,
+                },
+                true => Part::Iteration {
+                    number: position as u32,
+                    previous: std::mem::take(&mut previous),
+                },
+            };
+            let mut node = Node::new(self.nodes[i].task);
+            node.started = true;
+            node.settled = true;
+            node.instance = Some(Box::new(Instance {
+                parent: i,
+                part,
+                id: key,
+            }));
+            match outcome {
+                Outcome::Succeeded { output, attempts }
+                | Outcome::Iterated {
+                    output, attempts, ..
+                } => {
+                    node.status = crate::run::events::StepStatus::Succeeded;
+                    node.attempts = attempts;
+                    previous = output.clone();
+                    node.output = Some(output);
+                    self.completed.push(self.nodes.len());
+                }
+                Outcome::Failed { error, attempts } => {
+                    node.status = crate::run::events::StepStatus::Failed;
+                    node.attempts = attempts;
+                    node.error = Some(error);
+                }
+                _ => {}
+            }
+            self.nodes.push(node);
+        }
+    }
+
     /// Iteration node `i` ended with `outcome`: its own events, then the
     /// next iteration or the end of its task.
     pub(super) fn iteration_outcome(&mut self, i: usize, outcome: Outcome, spent: Option<f64>) {
@@ -67,10 +136,21 @@ impl Machine {
             } => (output, attempts, Some(converged)),
             Outcome::Succeeded { output, attempts } => (output, attempts, None),
             Outcome::Failed { error, attempts } => {
-                let error = format!("`{}` failed: {error}", self.id(i));
-                self.failed(i, error.clone(), attempts, spent);
-                self.nodes[parent].output = self.nodes[i].output.clone();
-                return self.outcome_of_task(parent, Outcome::Failed { error, attempts: 1 });
+                let task_error = format!("`{}` failed: {error}", self.id(i));
+                self.failed(i, error, attempts, spent);
+                // The task keeps the last output an iteration gave.
+                if let Some(Part::Iteration { previous, .. }) =
+                    self.nodes[i].instance.as_ref().map(|x| &x.part)
+                {
+                    if !previous.is_null() {
+                        self.nodes[parent].output = Some(previous.clone());
+                    }
+                }
+                let outcome = Outcome::Failed {
+                    error: task_error,
+                    attempts: 1,
+                };
+                return self.outcome_of_task(parent, outcome);
             }
             Outcome::Cancelled { attempts } => {
                 self.cancelled(i, attempts);
@@ -107,6 +187,12 @@ impl Machine {
             );
             self.nodes[parent].output = Some(output);
             return self.outcome_of_task(parent, Outcome::Failed { error, attempts: 1 });
+        }
+        // A stopping run starts no next iteration: the loop is left
+        // unfinished, and a resume goes on with it.
+        if self.stopping {
+            self.nodes[parent].output = Some(output);
+            return;
         }
         self.iterate(parent, number + 1, output);
     }

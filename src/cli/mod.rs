@@ -74,7 +74,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
         format: DiagnosticFormat,
     },
-    /// Run a plan: exit 0 succeeded, 1 failed, 2 invalid, 3 waiting at a gate, 130 interrupted.
+    /// Run a plan: exit 0 succeeded, 1 failed, 2 invalid, 3 waiting at a gate, 130 interrupted (143 by SIGTERM).
     Run {
         /// The plan file, or the name of a stdlib template (`debug-500`).
         #[arg(value_name = "FILE")]

@@ -220,7 +220,7 @@ impl Session {
             }
             _ => {}
         }
-        let code = report.status.exit_code();
+        let code = super::signals::exit_code(report.status);
         super::leak_until_exit(report);
         super::leak_until_exit(plan);
         Ok(code)

@@ -3,7 +3,27 @@
 //! commands stopped, and it can be resumed; a second Ctrl-C exits at once.
 //! The library installs none of this: the binary does, for its own runs.
 
-use cairn_engine::run::Interrupter;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use cairn_engine::run::{Interrupter, RunStatus};
+
+/// The signal that first interrupted this process's run (0: none yet).
+static SIGNALLED: AtomicI32 = AtomicI32::new(0);
+
+/// The exit code for a run that ended so: an interrupted one exits as the
+/// shell reports the signal that interrupted it (130 for Ctrl-C, 143 for
+/// SIGTERM, 129 for SIGHUP).
+pub fn exit_code(status: RunStatus) -> i32 {
+    match (status, SIGNALLED.load(Ordering::SeqCst)) {
+        (RunStatus::Interrupted, signal) if signal > 0 => 128 + signal,
+        (status, _) => status.exit_code(),
+    }
+}
+
+/// Notes `signal` as the one that interrupted the run, unless one did before.
+fn signalled(signal: i32) {
+    let _ = SIGNALLED.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+}
 
 /// Listens, on `runtime`, for the signals that interrupt a run, until the
 /// returned guard drops. With `second_exits`, a Ctrl-C after the run was
@@ -38,13 +58,16 @@ pub fn interrupter(
                         eprintln!("interrupted again: exiting now; `cairn resume` continues the run");
                         std::process::exit(130);
                     }
+                    signalled(libc::SIGINT);
                     handle.interrupt("interrupted (Ctrl-C); running steps were cancelled");
                 }
                 () = next(&mut terminate) => {
-                    handle.interrupt("interrupted by a signal; running steps were cancelled");
+                    signalled(libc::SIGTERM);
+                    handle.interrupt("interrupted by SIGTERM; running steps were cancelled");
                 }
                 () = next(&mut hangup) => {
-                    handle.interrupt("interrupted by a signal; running steps were cancelled");
+                    signalled(libc::SIGHUP);
+                    handle.interrupt("interrupted by SIGHUP; running steps were cancelled");
                 }
             }
         }

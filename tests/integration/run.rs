@@ -1070,12 +1070,20 @@ fn urls_are_checked_as_the_client_reads_them_and_redirects_are_not_followed() {
     assert!(run.stdout.contains("ok        moved"), "{}", run.stdout);
 }
 
+/// SIGTERM interrupts the run as Ctrl-C does, and cairn exits as a shell
+/// reports SIGTERM (143), not 130; the run resumes like any interrupted one.
 #[test]
 fn sigterm_stops_the_run_and_its_commands() {
     let plan = "plan p \"P\"\n  allow: sh\n\ntask slow \"Slow\" using:sh\n  run: sh(\"sleep 3; touch marker\")\n";
     let test = Test::new().file("p.plan", plan);
-    let (status, _, _) = signalled(&test, libc::SIGTERM);
-    assert_eq!(status, Some(130));
+    let (status, stdout, _) = signalled(&test, libc::SIGTERM);
+    assert_eq!(status, Some(143), "{stdout}");
+    assert!(
+        stdout.contains("run interrupted: interrupted by SIGTERM"),
+        "{stdout}"
+    );
+    let runs = crate::cairn(&test, &["runs", "--status", "interrupted"]);
+    assert_eq!(runs.stdout.lines().count(), 2, "{}", runs.stdout);
     std::thread::sleep(Duration::from_millis(3000));
     assert!(
         !test.path().join("marker").exists(),

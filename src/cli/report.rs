@@ -78,11 +78,19 @@ pub fn read_plan(
 ) -> Result<std::sync::Arc<cairn_lang::source::Source>, Error> {
     let bare = path.components().count() == 1 && path.extension().is_none();
     if bare && !path.exists() {
-        if let Some(template) = cairn_lang::templates::template(&path.to_string_lossy()) {
+        let name = path.to_string_lossy();
+        if let Some(template) = cairn_lang::templates::template(&name) {
             return Ok(cairn_lang::source::Source::new(
                 template.name,
                 template.text,
             ));
+        }
+        // Neither a file nor a template: a misspelt template's name?
+        let names = cairn_lang::templates::TEMPLATES.iter().map(|t| t.name);
+        if let Some(close) = cairn_lang::check::closest(&name, names) {
+            return Err(Error::Usage(format!(
+                "no plan file or stdlib template `{name}`; did you mean the template `{close}`? (`cairn templates` lists them)"
+            )));
         }
     }
     Ok(cairn_engine::read::read(path)?)

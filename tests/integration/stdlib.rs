@@ -27,6 +27,23 @@ fn every_template_checks_clean_by_name() {
     }
 }
 
+/// A name that is neither a file nor a template, but close to one, is
+/// answered with the template's name.
+#[test]
+fn a_misspelt_template_name_suggests_the_template() {
+    let test = Test::new();
+    for command in ["run", "check", "graph"] {
+        let run = cairn(&test, &[command, "debug-50"]);
+        assert_eq!(run.status, 2, "{command}");
+        assert!(
+            run.stderr
+                .contains("no plan file or stdlib template `debug-50`; did you mean the template `debug-500`?"),
+            "{command}: {}",
+            run.stderr
+        );
+    }
+}
+
 #[test]
 fn every_template_is_listed_with_its_params() {
     let run = cairn(&Test::new(), &["templates", "--json"]);

@@ -222,6 +222,12 @@ enum Command {
         /// Where to write it (default `<template>.plan`); an existing file is never overwritten.
         file: Option<PathBuf>,
     },
+    /// Print a shell completion script: `cairn completions bash > /etc/bash_completion.d/cairn`,
+    /// `cairn completions zsh > "${fpath[1]}/_cairn"`, `cairn completions fish > ~/.config/fish/completions/cairn.fish`.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
     /// Print a plan's graph as Mermaid, Graphviz DOT or the checked plan in JSON.
     Graph {
         /// The plan file.
@@ -378,6 +384,12 @@ pub fn main() -> i32 {
         }
         Command::New { template, file } => templates::new(&template, file),
         Command::Graph { file, format } => graph::run(&file, format),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "cairn", &mut script);
+            runs::out(&String::from_utf8_lossy(&script))
+        }
         Command::Runs {
             limit,
             offset,

@@ -3,6 +3,7 @@
 mod architecture;
 mod audit;
 mod check;
+mod conventions;
 mod damage;
 mod diagnostics;
 mod docs;

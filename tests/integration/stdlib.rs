@@ -135,19 +135,18 @@ fn debug_500_finds_pool_exhaustion_and_writes_a_postmortem() {
     let artifact = &status["artifacts"][0];
     assert_eq!(artifact["name"], "postmortem.md");
     assert_eq!(artifact["step"], "postmortem");
-    let content: String = rusqlite::Connection::open(test.path().join(".cairn/state.db"))
-        .expect("open")
-        .query_row(
-            "SELECT CAST(content AS TEXT) FROM blobs WHERE sha256 = ?1",
-            [artifact["sha256"].as_str().expect("hash")],
-            |r| r.get(0),
-        )
-        .expect("postmortem stored");
+    // Read back as a user would, through `cairn artifact`.
+    let content = cairn(&test, &["artifact", "postmortem.md"]).stdout;
+    // Markdown with real line breaks: a heading, a blank line, its text.
+    assert!(
+        content.starts_with("# Postmortem: intermittent HTTP 500s\n\n## Symptom\n\n"),
+        "{content}"
+    );
+    assert!(!content.contains("\\n"), "a literal \\n in: {content}");
     for section in [
-        "## Symptom",
-        "## Evidence per hypothesis",
-        "## Root cause",
-        "## Follow-ups",
+        "\n## Evidence per hypothesis\n\n- H1 connection-pool exhaustion: confidence ",
+        "\n## Root cause\n\nBursts wider than the connection pool",
+        "\n## Follow-ups\n\n- Alert on pool wait time",
     ] {
         assert!(content.contains(section), "{content}");
     }

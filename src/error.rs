@@ -61,9 +61,13 @@ impl From<cairn_store::services::ServiceError> for Error {
 }
 
 impl Error {
-    /// The process exit code: 2 for invalid plans and bad input.
+    /// The process exit code: 2 for invalid plans and bad input (a run
+    /// that does not exist included), 1 for a store or output that failed.
     pub fn exit_code(&self) -> i32 {
         match self {
+            // No such run (or none yet) is bad input, as in a store that
+            // does not exist: the same code either way.
+            Error::Store(cairn_store::StoreError::NotFound(_)) => 2,
             Error::Output(_) | Error::Store(_) | Error::Tampered { .. } => 1,
             _ => 2,
         }

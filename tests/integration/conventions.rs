@@ -1,4 +1,4 @@
-//! The conventions of a command-line tool: shell completions.
+//! The conventions of a command-line tool: shell completions, exit codes.
 
 use crate::{cairn, Test};
 
@@ -38,5 +38,40 @@ fn completions_are_printed_for_every_shell() {
         unknown.stderr.contains("possible values"),
         "{}",
         unknown.stderr
+    );
+}
+
+/// No runs, no store, or no such run: one exit code (2, bad input), and
+/// reading commands never create the store.
+#[test]
+fn no_runs_is_one_exit_code_and_reading_creates_nothing() {
+    let test = Test::new().file("p.plan", "plan p \"P\"\n\ntask a \"A\"\n  run: 1\n");
+    for args in [
+        &["status"][..],
+        &["runs"],
+        &["log"],
+        &["output", "a"],
+        &["artifact"],
+    ] {
+        let run = cairn(&test, args);
+        assert_eq!(run.status, 2, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("no runs recorded"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(cairn(&test, &["check", "p.plan"]).status, 0);
+    assert!(
+        !test.path().join(".cairn").exists(),
+        "a reading command made the store"
+    );
+    assert_eq!(cairn(&test, &["run", "p.plan"]).status, 0);
+    let missing = cairn(&test, &["status", "zzzz"]);
+    assert_eq!(missing.status, 2, "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("no run `zzzz`"),
+        "{}",
+        missing.stderr
     );
 }

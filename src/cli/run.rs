@@ -149,9 +149,18 @@ impl Session {
         options.interrupter = Some(interrupter);
         let mut write_failed = None;
         let engine = cairn_engine::stdlib::engine();
+        let run_id = self.run_id.clone();
         let report = runtime.block_on(engine.run(Arc::clone(&plan), options, |event| {
             if let Some(out) = events_out.as_mut() {
-                let line = serde_json::to_string(event).expect("events serialize");
+                let line = match event {
+                    // The run's start says which run it is.
+                    Event::RunStarted { .. } | Event::RunResumed { .. } => {
+                        let mut value = serde_json::to_value(event).expect("events serialize");
+                        value["run"] = serde_json::Value::String(run_id.clone());
+                        value.to_string()
+                    }
+                    _ => serde_json::to_string(event).expect("events serialize"),
+                };
                 if let Err(e) = writeln!(out, "{line}") {
                     write_failed.get_or_insert(e);
                 }

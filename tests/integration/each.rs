@@ -53,6 +53,10 @@ fn each_runs_an_instance_per_element_and_fans_in_in_order() {
     assert_eq!(output(&test, "convert"), expected);
     assert_eq!(output(&test, "convert[1]"), serde_json::json!("B.TXT 1"));
     let events = events(&run.stdout);
+    // The run's start names the run.
+    let id = crate::status_json(&test)["run"]["id"].clone();
+    assert_eq!(events[0]["event"], "run_started");
+    assert_eq!(events[0]["run"], id);
     let fanned = events
         .iter()
         .find(|e| e["event"] == "step_fanned_out")

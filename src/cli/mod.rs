@@ -155,7 +155,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show a run's steps (status, attempts, time, error), waiting gates, hypotheses and artifacts.
+    /// Show a run's steps (status, attempts, time, output preview, error), waiting gates, hypotheses and artifacts.
     Status {
         /// The run's id (a unique prefix is enough); the newest run if left out.
         run: Option<String>,

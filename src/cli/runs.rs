@@ -90,6 +90,26 @@ pub fn list(
     out(&text)
 }
 
+/// An output on one line, at most 40 characters (`cairn output` shows it
+/// whole): a string as its text, anything else as compact JSON.
+fn preview(output: &serde_json::Value) -> String {
+    const WIDTH: usize = 40;
+    let text = match output {
+        serde_json::Value::Null => return String::new(),
+        serde_json::Value::String(text) => text.clone(),
+        value => value.to_string(),
+    };
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let line = line.trim();
+    match line.char_indices().nth(WIDTH - 1) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_owned(),
+    }
+}
+
 /// A run's artifacts as a table: name, step, size, sha256.
 pub(super) fn artifact_table(artifacts: &[cairn_store::ArtifactRow]) -> String {
     let rows: Vec<[String; 4]> = artifacts
@@ -125,7 +145,7 @@ pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> 
         }
         return out(&format!("{value}\n"));
     }
-    let rows: Vec<[String; 5]> = steps
+    let rows: Vec<[String; 6]> = steps
         .iter()
         .map(|s| {
             let time = match (s.started_ms, s.finished_ms) {
@@ -137,6 +157,7 @@ pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> 
                 s.status.to_string(),
                 s.attempts.to_string(),
                 time,
+                s.output.as_ref().map(preview).unwrap_or_default(),
                 s.error
                     .clone()
                     .or_else(|| s.unreadable.clone())
@@ -146,7 +167,7 @@ pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> 
         .collect();
     let mut text = header(&run);
     text.push_str(&report::table(
-        ["step", "status", "attempts", "time", "error"],
+        ["step", "status", "attempts", "time", "output", "error"],
         &rows,
     ));
     let waiting: Vec<&str> = steps
@@ -254,4 +275,19 @@ fn header(run: &RunRow) -> String {
         "run {} of `{}` ({}): {}{message}\n\n",
         run.id, run.plan, run.file, run.status
     )
+}
+
+#[cfg(test)]
+mod tests {
+    /// A preview is one line of at most 40 characters; `()` shows nothing.
+    #[test]
+    fn previews_fit_one_line() {
+        use serde_json::json;
+        assert_eq!(super::preview(&json!("done\n")), "done");
+        assert_eq!(super::preview(&json!({ "n": 3 })), r#"{"n":3}"#);
+        assert_eq!(super::preview(&json!(null)), "");
+        let long = super::preview(&json!("a\nb".repeat(30)));
+        assert_eq!(long.chars().count(), 40);
+        assert!(long.ends_with('…') && !long.contains('\n'), "{long}");
+    }
 }

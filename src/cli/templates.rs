@@ -3,7 +3,6 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::report;
 use crate::error::Error;
 use cairn_lang::templates::{self, TEMPLATES};
 
@@ -20,24 +19,48 @@ pub fn list(as_json: bool) -> Result<(), Error> {
             out.push_str(&format!("{value}\n"));
         }
     } else {
+        // Within 80 columns: each param on its own line, its doc under it.
         for t in TEMPLATES {
-            out.push_str(&format!("{}\n  {}\n", t.name, t.purpose()));
-            let rows: Vec<[String; 3]> = t
-                .params()
-                .into_iter()
-                .map(|p| [format!("  {}", p.name), p.default, p.doc])
-                .collect();
-            if !rows.is_empty() {
-                out.push_str(&report::table(["  param", "default", ""], &rows));
+            out.push_str(&format!("{}\n", t.name));
+            out.push_str(&wrap(&t.purpose(), "  ", "  ", 80));
+            for p in t.params() {
+                let assignment = format!("{} = {}", p.name, p.default);
+                out.push_str(&wrap(&assignment, "    ", "          ", 80));
+                out.push_str(&wrap(&p.doc, "        ", "        ", 80));
             }
             out.push('\n');
         }
-        out.push_str("run one with `cairn run <name> [--set param=value]…`; `cairn new <name>` writes an editable copy\n");
+        out.push_str("run one with `cairn run <name> [--set param=value]…`;\n`cairn new <name>` writes an editable copy\n");
     }
     std::io::stdout()
         .lock()
         .write_all(out.as_bytes())
         .map_err(Error::Output)
+}
+
+/// `text` in lines of at most `width` characters, the first after
+/// `first`, the others after `rest` (a word longer than a line has a line
+/// of its own).
+fn wrap(text: &str, first: &str, rest: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    let mut indent = first;
+    for word in text.split_whitespace() {
+        let len = indent.chars().count() + line.chars().count() + 1 + word.chars().count();
+        if !line.is_empty() && len > width {
+            out.push_str(&format!("{indent}{line}\n"));
+            line.clear();
+            indent = rest;
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        out.push_str(&format!("{indent}{line}\n"));
+    }
+    out
 }
 
 /// `cairn new`: writes a template's text to a new file.

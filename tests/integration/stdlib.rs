@@ -44,6 +44,32 @@ fn a_misspelt_template_name_suggests_the_template() {
     }
 }
 
+/// `cairn templates` fits an 80-column terminal, and names every template
+/// and param.
+#[test]
+fn the_template_listing_fits_80_columns() {
+    let run = cairn(&Test::new(), &["templates"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    for line in run.stdout.lines() {
+        assert!(
+            line.chars().count() <= 80,
+            "{} columns: {line}",
+            line.chars().count()
+        );
+    }
+    for name in TEMPLATES {
+        assert!(
+            run.stdout.lines().any(|l| l == *name),
+            "{name} is not listed"
+        );
+    }
+    assert!(
+        run.stdout.contains("\n    pool_size = 64\n"),
+        "{}",
+        run.stdout
+    );
+}
+
 #[test]
 fn every_template_is_listed_with_its_params() {
     let run = cairn(&Test::new(), &["templates", "--json"]);

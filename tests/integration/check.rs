@@ -813,3 +813,30 @@ fn imports_resolve_through_the_resolver_given() {
         checked.diagnostics
     );
 }
+
+/// What code may call is not reported as unknown: Rhai's functions and
+/// methods, cairn's, the capabilities', the plan's `functions:`, the code's
+/// own `fn`s, and names it declares (which may hold a function pointer).
+#[test]
+fn known_functions_are_not_reported_as_unknown() {
+    let plan = r#"plan p "P"
+  allow: sh, fs.read
+  functions: |
+    fn helper(x) { x + 1 }
+
+task b "B" using:sh, fs.read
+  run: |
+    let f = |x| x + 1;
+    fn twice(x) { x * 2 }
+    for (v, i) in [1, 2] { log(`${v}${i}`); }
+    let m = #{ double: |x| x * 2 };
+    let files = if exists("data") { list_dir("data") } else { [] };
+    let n = helper(f.call(2)) + twice(1) + m.double(1) + parse_int("3") + files.len();
+    let s = sh_try(["true"]).code + matrix(#{ a: [1] }).len() + range(0, 2).len();
+    `${n}${s}`.to_upper() + type_of(n)
+"#;
+    let test = Test::new().file("p.plan", plan);
+    let run = cairn(&test, &["check", "p.plan"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert_eq!(run.stderr, "");
+}

@@ -24,6 +24,17 @@ pub struct Registry {
 impl Registry {
     /// No capability at all: plans may declare none.
     pub fn empty() -> Self {
+        let mut registry = Self::bare();
+        // What every sandbox gives all code: the checker looks calls up in it.
+        registry
+            .descriptions
+            .set_always(crate::script::always_callable());
+        registry
+    }
+
+    /// [`Registry::empty`], without what the sandbox always gives (which
+    /// is read off a sandbox built from this).
+    pub(crate) fn bare() -> Self {
         Self {
             descriptions: Capabilities::new(),
             registrars: HashMap::new(),

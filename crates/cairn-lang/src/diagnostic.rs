@@ -410,6 +410,9 @@ codes! {
     DecisionWithoutElse => "cairn::decision_without_else",
     /// A param no code reads (warning).
     UnusedParam => "cairn::unused_param",
+    /// A call to a function nothing provides (not Rhai's, cairn's, a
+    /// capability's or the plan's).
+    UnknownFunction => "cairn::unknown_function",
     /// `each:` reads an output whose code says it is not an array (warning).
     EachNotArray => "cairn::each_not_array",
 }

@@ -14,4 +14,4 @@ pub use cairn_lang::script::{
     compile, Capabilities, Capability, CompileMode, MAX_OPERATIONS, SCOPE_VARIABLES,
 };
 pub use host::{pause, url_encode};
-pub use sandbox::Sandbox;
+pub use sandbox::{always_callable, Sandbox};

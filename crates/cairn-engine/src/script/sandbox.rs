@@ -50,6 +50,39 @@ impl Sandbox {
     }
 }
 
+/// Every function the sandbox gives all code, whatever it declares: its
+/// Rhai packages' and the host's (what a check looks a called name up in).
+pub fn always_callable() -> Arc<std::collections::HashSet<String>> {
+    static ALWAYS: std::sync::OnceLock<Arc<std::collections::HashSet<String>>> =
+        std::sync::OnceLock::new();
+    let names = ALWAYS.get_or_init(|| {
+        let engine = build(&[], &Registry::bare());
+        let mut names: std::collections::HashSet<String> = engine
+            .gen_fn_signatures(true)
+            .iter()
+            .filter_map(|signature| signature.split('(').next())
+            .map(|name| name.trim().to_owned())
+            .collect();
+        // Rhai's own, which are keywords rather than registered functions.
+        names.extend(
+            [
+                "Fn",
+                "call",
+                "curry",
+                "type_of",
+                "print",
+                "debug",
+                "is_def_var",
+                "is_def_fn",
+                "is_shared",
+            ]
+            .map(str::to_owned),
+        );
+        Arc::new(names)
+    });
+    Arc::clone(names)
+}
+
 fn build(capabilities: &[String], registry: &Registry) -> Engine {
     let mut engine = Engine::new_raw();
     // Only pure packages: nothing that reads the clock or the environment

@@ -155,6 +155,7 @@ impl<'a> Rules<'a> {
                 );
             }
         }
+        self.unknown_functions(task, code);
         for (name, position) in &analysis.instance_reads {
             let looping = name == "iteration";
             let has_parts = task.is_some_and(|t| match looping {
@@ -398,6 +399,53 @@ impl<'a> Rules<'a> {
                     stack.push(next);
                 }
             }
+        }
+    }
+
+    /// Calls to functions nothing provides: not Rhai's or the host's (when
+    /// the engine said which those are), no capability's, not the plan's
+    /// `functions:` nor the code's own (`sh_tyr(…)` for `sh_try(…)`).
+    fn unknown_functions(&mut self, task: Option<&Task>, code: &CodeUse<'_>) {
+        let Some(always) = self.capabilities.always() else {
+            return;
+        };
+        let analysis = &code.analysis;
+        let known = |name: &str| {
+            always.contains(name)
+                || self.capabilities.providing(name).is_some()
+                || self.header.function_calls.contains_key(name)
+                || scripts::LEFT_OUT.iter().any(|(left, _)| *left == name)
+        };
+        for (name, position) in &analysis.named_calls {
+            if known(name) {
+                continue;
+            }
+            // What this code could have meant: what it may call.
+            let granted = task.map(|t| t.using.as_slice()).unwrap_or_default();
+            let candidates = always
+                .iter()
+                .map(String::as_str)
+                .filter(|f| f.chars().all(|c| c.is_alphanumeric() || c == '_'))
+                .chain(self.header.function_calls.keys().map(String::as_str))
+                .chain(
+                    granted
+                        .iter()
+                        .filter_map(|c| self.capabilities.get(c))
+                        .flat_map(|c| c.functions.iter().map(String::as_str)),
+                );
+            let help = suggest::did_you_mean(name, candidates, |c| format!("`{c}`")).unwrap_or_else(|| {
+                "a task may call Rhai's functions, cairn's (`log`, `fail`, `sleep`, …), those of the capabilities it declares, and the plan's `functions:`".to_owned()
+            });
+            let span = scripts::span_at(self.source, code.code, *position, name.chars().count());
+            self.diagnostics.push(
+                Diagnostic::error(
+                    Code::UnknownFunction,
+                    self.source,
+                    format!("there is no function `{name}`"),
+                )
+                .label(span, "no such function")
+                .help(help),
+            );
         }
     }
 

@@ -27,6 +27,10 @@ pub struct Analysis {
     /// Reads of `item` and `index` from the scope (not of locals of those
     /// names): only instances of a task with `each:` have them.
     pub instance_reads: Vec<(String, Position)>,
+    /// Functions called as `name(…)` (not as methods), which are neither
+    /// the code's own `fn`s nor variables it declares (a variable may hold
+    /// a function pointer): what the checker looks up by name.
+    pub named_calls: Vec<(String, Position)>,
 }
 
 /// Code that compiles but that the run-time sandbox would refuse when the
@@ -137,6 +141,7 @@ fn analyse(text: &str, mode: CompileMode) -> Analysis {
         params: Vec::new(),
         refused: Vec::new(),
         instance_reads: Vec::new(),
+        named_calls: Vec::new(),
     };
     match script::compile(text, mode) {
         Ok(ast) => {
@@ -150,6 +155,9 @@ fn analyse(text: &str, mode: CompileMode) -> Analysis {
             });
             // A function the code defines itself is not the package's.
             let defined: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
+            let mut own: HashSet<String> = defined.iter().map(|f| (*f).to_owned()).collect();
+            own.extend(declared_names(&ast));
+            analysis.named_calls.retain(|(name, _)| !own.contains(name));
             for (name, position) in &analysis.calls {
                 if let Some(why) = left_out(name).filter(|_| !defined.contains(name.as_str())) {
                     analysis.refused.push(Refusal {
@@ -176,6 +184,31 @@ fn analyse(text: &str, mode: CompileMode) -> Analysis {
     analysis
 }
 
+/// Every name the code declares: `let` and `const` variables, `for` loop
+/// variables, and the parameters of its functions and closures.
+fn declared_names(ast: &rhai::AST) -> HashSet<String> {
+    let mut names: HashSet<String> = ast
+        .iter_functions()
+        .flat_map(|f| f.params.into_iter().map(str::to_owned))
+        .collect();
+    ast.walk(&mut |path: &[ASTNode]| {
+        match path.last() {
+            Some(ASTNode::Stmt(Stmt::Var(var, ..))) => {
+                names.insert(var.0.name.to_string());
+            }
+            Some(ASTNode::Stmt(Stmt::For(for_loop, _))) => {
+                names.insert(for_loop.0.name.to_string());
+                if let Some(counter) = &for_loop.1 {
+                    names.insert(counter.name.to_string());
+                }
+            }
+            _ => {}
+        }
+        true
+    });
+    names
+}
+
 /// For each function `ast` defines, every function it calls, directly or
 /// through the others it defines (so a call to it is a call to all of them).
 pub fn reachable_calls(ast: &rhai::AST) -> HashMap<String, Vec<String>> {
@@ -194,6 +227,7 @@ pub fn reachable_calls(ast: &rhai::AST) -> HashMap<String, Vec<String>> {
                 params: Vec::new(),
                 refused: Vec::new(),
                 instance_reads: Vec::new(),
+                named_calls: Vec::new(),
             };
             body.walk(&mut |path: &[ASTNode]| {
                 if let Some(ASTNode::Expr(expr)) = path.last() {
@@ -262,6 +296,9 @@ fn visit(expr: &Expr, analysis: &mut Analysis) {
         }
         Expr::FnCall(call, pos) | Expr::MethodCall(call, pos) if !call.is_operator_call() => {
             analysis.calls.push((call.name.to_string(), *pos));
+            if matches!(expr, Expr::FnCall(..)) && call.namespace.is_empty() {
+                analysis.named_calls.push((call.name.to_string(), *pos));
+            }
             // `Fn("sh")` makes a pointer to `sh`: count it as a call.
             if call.name == "Fn" {
                 if let Some(Expr::StringConstant(name, _)) = call.args.first() {

@@ -35,6 +35,10 @@ impl Capability {
 #[derive(Clone, Debug, Default)]
 pub struct Capabilities {
     list: Vec<Capability>,
+    /// The functions any code may call whatever it declares (the
+    /// sandbox's Rhai packages and host functions), when the engine says:
+    /// then a call to a function no one provides is a check error.
+    always: Option<std::sync::Arc<std::collections::HashSet<String>>>,
 }
 
 impl Capabilities {
@@ -71,6 +75,17 @@ impl Capabilities {
     /// Every capability name.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.list.iter().map(|c| c.name.as_str())
+    }
+
+    /// Says which functions any code may call whatever it declares: with
+    /// it, the checker reports calls to functions that do not exist.
+    pub fn set_always(&mut self, functions: std::sync::Arc<std::collections::HashSet<String>>) {
+        self.always = Some(functions);
+    }
+
+    /// The functions any code may call, if known (see [`Capabilities::set_always`]).
+    pub fn always(&self) -> Option<&std::collections::HashSet<String>> {
+        self.always.as_deref()
     }
 }
 

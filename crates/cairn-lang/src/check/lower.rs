@@ -178,25 +178,8 @@ impl<'a> Lowering<'a> {
                 } else {
                     scripts::span_at(self.source, code, error.position, len)
                 };
-                let (label, help) = match &error.variable {
-                    Some(name) if role == Role::Functions && SCOPE_VARIABLES.contains(&name.as_str()) => (
-                        "not visible in a function",
-                        format!("a function sees only its arguments: pass `{name}` in from the step that calls it"),
-                    ),
-                    Some(name) => (
-                        "not declared",
-                        suggest::did_you_mean(name, SCOPE_VARIABLES.iter().copied(), |c| format!("`{c}`"))
-                            .unwrap_or_else(|| format!("declare it with `let {name} = …;` first, or read one of: {}", SCOPE_VARIABLES.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", "))),
-                    ),
-                    None => ("here", "step bodies and expressions are Rhai; see https://rhai.rs/book/ for the syntax".to_owned()),
-                };
-                self.error(
-                    DiagCode::Script,
-                    span,
-                    format!("Rhai: {}", lowercase_first(&error.message)),
-                    label,
-                    Some(help),
-                );
+                let (message, label, help) = self.explain(error, span, role);
+                self.error(DiagCode::Script, span, message, label, Some(help));
                 None
             }
         };
@@ -1073,6 +1056,57 @@ impl<'a> Lowering<'a> {
             EdgeKind::Else => 3,
         });
         (task, refs)
+    }
+
+    /// A compile error in words: what is wrong, the label, and the help.
+    fn explain(
+        &self,
+        error: &scripts::ScriptError,
+        span: Span,
+        role: Role,
+    ) -> (String, &'static str, String) {
+        let text = self.source.text();
+        // `outputs.check-db` reads as `outputs.check - db`.
+        let dashed = error.variable.as_ref().and_then(|rest| {
+            let head = text[..span.start].strip_suffix('-')?;
+            let word =
+                head.trim_end_matches(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            let object = ["outputs.", "params."]
+                .into_iter()
+                .find(|o| word.ends_with(o))?;
+            Some((object.trim_end_matches('.'), &head[word.len()..], rest))
+        });
+        if let Some((object, first, rest)) = dashed {
+            return (
+                format!("`{object}.{first}-{rest}` reads as `{object}.{first} - {rest}`: an id with `-` needs brackets"),
+                "read as a subtraction",
+                format!("write `{object}[\"{first}-{rest}\"]`"),
+            );
+        }
+        if error.message.contains("'->' is not a valid symbol") {
+            return (
+                "`->` is not Rhai: it belongs to routes and branches, on lines of their own".into(),
+                "`->` inside code",
+                "a decision's branch is `when <condition> -> <id>` (no colon after `when`); routes are `on failure -> <id>` and `on success -> <id>`".into(),
+            );
+        }
+        let (label, help) = match &error.variable {
+            Some(name) if role == Role::Functions && SCOPE_VARIABLES.contains(&name.as_str()) => (
+                "not visible in a function",
+                format!("a function sees only its arguments: pass `{name}` in from the step that calls it"),
+            ),
+            Some(name) => (
+                "not declared",
+                suggest::did_you_mean(name, SCOPE_VARIABLES.iter().copied(), |c| format!("`{c}`"))
+                    .unwrap_or_else(|| format!("declare it with `let {name} = …;` first, or read one of: {}", SCOPE_VARIABLES.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", "))),
+            ),
+            None => ("here", "step bodies and expressions are Rhai; see https://rhai.rs/book/ for the syntax".to_owned()),
+        };
+        (
+            format!("Rhai: {}", lowercase_first(&error.message)),
+            label,
+            help,
+        )
     }
 
     fn retry(&mut self, spec: &Result<Box<ast::RetrySpec>, Spanned<String>>, retry: &mut Retry) {

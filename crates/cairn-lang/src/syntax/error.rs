@@ -211,6 +211,20 @@ fn field(text: &str, line_start: usize, line: &str, pos: usize) -> Option<Proble
             help: "indent a block's lines deeper than the field that opens it".into(),
         });
     }
+    // A YAML-style list: `- …` lines at the indentation of their field.
+    let list_field = previous
+        .trim()
+        .strip_suffix(':')
+        .filter(|name| matches!(*name, "expect" | "checks" | "input"));
+    if let Some(name) = list_field.filter(|_| indent == previous_indent) {
+        return Some(Problem {
+            message: format!("the entries under `{name}:` are at its own indentation"),
+            start: 0,
+            end: line.len(),
+            label: "not indented under the field",
+            help: format!("indent the list under `{name}:`: its lines go deeper than the field, e.g. two more spaces"),
+        });
+    }
     let first_word = content.split(' ').next().unwrap_or("");
     if matches!(first_word, "plan" | "task" | "decision" | "gate")
         && content.len() > first_word.len()

@@ -32,8 +32,31 @@ impl Session {
                 rhai::serde::to_dynamic(&value).unwrap_or(Dynamic::UNIT),
             );
         }
+        // The hypotheses with the evidence the run weighed so far, so
+        // `confidence(…)` and `best_hypothesis()` answer as in a step.
+        let hypotheses = context::Hypotheses::new(
+            self.plan
+                .hypotheses
+                .iter()
+                .map(|h| (h.id.clone(), h.statement.clone()))
+                .collect(),
+        );
+        for (id, tally) in history.hypotheses() {
+            let verdicts = [
+                ("supports", tally.supports),
+                ("refutes", tally.refutes),
+                ("neutral", tally.neutral),
+            ];
+            for (verdict, count) in verdicts {
+                for _ in 0..count {
+                    // (Evidence for a hypothesis the plan no longer has is dropped.)
+                    let _ = hypotheses.add(&id, verdict);
+                }
+            }
+        }
         let dir = crate::cli::plan_dir(Path::new(&self.file));
         let ctx = Arc::new(StepContext {
+            hypotheses: Arc::new(hypotheses),
             confinement: Arc::new(cairn_engine::script::confine::Confinement::new(
                 &dir,
                 Some(&self.state_dir),

@@ -220,6 +220,32 @@ run … is saved; `cairn repl --resume …` (or `cairn resume …`) goes on
     assert_transcript(&session(&test, &["repl", "p.plan"], input), expected);
 }
 
+/// Expressions at the prompt see the hypotheses with the evidence weighed
+/// so far, as `:status` shows them.
+#[test]
+fn the_prompt_sees_the_hypotheses() {
+    let plan = "plan p \"P\"\n  hypothesis h1 \"It is the pool\"\n  hypothesis h2 \"It is a race\"\n\ntask a \"A\"\n  run: evidence(\"h1\", \"supports\", \"saw it\")\n";
+    let test = Test::new().file("p.plan", plan);
+    let input = "best_hypothesis()\n:run\nbest_hypothesis()\nconfidence(\"h1\") > confidence(\"h2\")\n:quit\n";
+    let expected = r#"run … of `p` (1 steps); `:help` lists the commands
+p 0/1> best_hypothesis()
+""
+p 0/1> :run
+  start     a
+  evidence  a: supports h1 (saw it); confidence 0.67
+  ok        a
+            = 0.6666666666666666
+run succeeded
+p 1/1> best_hypothesis()
+"h1"
+p 1/1> confidence("h1") > confidence("h2")
+true
+p 1/1> :quit
+run … is saved; `cairn repl --resume …` (or `cairn resume …`) goes on
+"#;
+    assert_transcript(&session(&test, &["repl", "p.plan"], input), expected);
+}
+
 /// The plan's `functions:` are callable at the prompt, as in its steps.
 #[test]
 fn the_prompt_calls_the_plan_s_functions() {

@@ -228,6 +228,8 @@ enum Command {
         /// The shell to complete in.
         shell: clap_complete::Shell,
     },
+    /// Print the manual page in roff: `cairn man > cairn.1; man ./cairn.1`.
+    Man,
     /// Print a plan's graph as Mermaid, Graphviz DOT or the checked plan in JSON.
     Graph {
         /// The plan file.
@@ -384,6 +386,14 @@ pub fn main() -> i32 {
         }
         Command::New { template, file } => templates::new(&template, file),
         Command::Graph { file, format } => graph::run(&file, format),
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map_err(Error::Output)
+                .and_then(|()| runs::out(&String::from_utf8_lossy(&page)))
+        }
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut script = Vec::new();

@@ -1,4 +1,4 @@
-//! The conventions of a command-line tool: shell completions, exit codes.
+//! The conventions of a command-line tool: shell completions, a manual page, exit codes.
 
 use crate::{cairn, Test};
 
@@ -74,4 +74,34 @@ fn no_runs_is_one_exit_code_and_reading_creates_nothing() {
         "{}",
         missing.stderr
     );
+}
+
+/// `cairn man` prints a manual page in roff, from the same definitions as
+/// `--help`.
+#[test]
+fn the_manual_page_is_roff_naming_every_command() {
+    let run = cairn(&Test::new(), &["man"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(run.stdout.contains(".TH cairn 1"), "{}", run.stdout);
+    assert!(run.stdout.contains(".SH NAME"), "{}", run.stdout);
+    let subcommands = run
+        .stdout
+        .split(".SH SUBCOMMANDS")
+        .nth(1)
+        .expect("a SUBCOMMANDS section");
+    for command in [
+        "check",
+        "run",
+        "resume",
+        "status",
+        "output",
+        "artifact",
+        "completions",
+        "man",
+    ] {
+        assert!(
+            subcommands.contains(&format!("\ncairn\\-{command}(1)\n")),
+            "the manual lacks `{command}`"
+        );
+    }
 }

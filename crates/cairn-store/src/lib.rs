@@ -202,9 +202,7 @@ fn part_key(
     i: usize,
     position: &std::collections::HashMap<&str, usize>,
 ) -> (usize, usize) {
-    use cairn_lang::plan::{Each, Repeat};
-    let part = Each::parse_instance_id(id)
-        .or_else(|| Repeat::parse_iteration_id(id).map(|(task, n)| (task, n as usize)));
+    let part = cairn_lang::plan::parse_part(id);
     match part.and_then(|(task, n)| Some((*position.get(task)?, n))) {
         Some((task, n)) => (task, n + 1),
         None => (i, 0),

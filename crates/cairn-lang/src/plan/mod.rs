@@ -438,11 +438,16 @@ impl Repeat {
 }
 
 /// The task a step id is part of when it is an instance of `each:` or an
-/// iteration of `repeat:` (`convert[3]`, `improve#2`); `None` otherwise.
-pub fn part_of(id: &str) -> Option<&str> {
+/// iteration of `repeat:` (`convert[3]`, `improve#2`), and the part's
+/// position (the index, or the iteration's number); `None` otherwise.
+pub fn parse_part(id: &str) -> Option<(&str, usize)> {
     Each::parse_instance_id(id)
-        .map(|(task, _)| task)
-        .or_else(|| Repeat::parse_iteration_id(id).map(|(task, _)| task))
+        .or_else(|| Repeat::parse_iteration_id(id).map(|(task, n)| (task, n as usize)))
+}
+
+/// The task a step id is part of (see [`parse_part`]).
+pub fn part_of(id: &str) -> Option<&str> {
+    parse_part(id).map(|(task, _)| task)
 }
 
 /// A decision's routes.

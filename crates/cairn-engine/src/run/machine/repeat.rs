@@ -46,7 +46,7 @@ impl Machine {
     /// iterations back as settled nodes, so that compensation undoes them
     /// as it would have in the process that ran them.
     pub(super) fn restore_parts(&mut self, i: usize) {
-        use cairn_lang::plan::{part_of, Each};
+        use cairn_lang::plan::parse_part;
         let task = self.task(i);
         let looping = task.repeat.is_some();
         if (task.each.is_none() && !looping) || self.kept_instances.is_empty() {
@@ -56,12 +56,9 @@ impl Machine {
         let mut parts: Vec<(usize, String)> = self
             .kept_instances
             .keys()
-            .filter(|key| part_of(key) == Some(id.as_str()))
-            .filter_map(|key| {
-                let position = Each::parse_instance_id(key)
-                    .map(|(_, n)| n)
-                    .or_else(|| Repeat::parse_iteration_id(key).map(|(_, n)| n as usize))?;
-                Some((position, key.clone()))
+            .filter_map(|key| match parse_part(key) {
+                Some((task, position)) if task == id => Some((position, key.clone())),
+                _ => None,
             })
             .collect();
         parts.sort_unstable();

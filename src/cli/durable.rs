@@ -129,7 +129,7 @@ pub fn answer(
 /// `cairn replay`: run the plan again against the recording, touching nothing.
 pub fn replay(state_dir: &Path, id: Option<&str>) -> Result<i32, Error> {
     // Touches nothing: a read-only store replays too.
-    let store = super::runs::open(state_dir)?;
+    let store = std::sync::Arc::new(super::runs::open(state_dir)?);
     let replayed = services::replay(&store, state_dir, id).map_err(refused)?;
     if let Some(files) = &replayed.edited {
         println!("{files} changed since the run; replaying the edited plan");

@@ -124,6 +124,11 @@ impl Session {
         // Each command's process group is in the store while it runs.
         options.processes = Some(Arc::clone(&processes) as Arc<dyn run::ProcessLog>);
         options.approver = interactive.then(|| Arc::new(approver) as run::Approver);
+        // A `plan:` step's child run is kept beside this one, linked to it.
+        options.children = Some(Arc::new(cairn_store::ChildRunsOf::new(
+            Arc::clone(&self.store),
+            self.run_id.clone(),
+        )));
         // With `--events -` the JSON lines own stdout and progress goes to stderr.
         let mut events_out: Option<Box<dyn Write>> = match self.events.as_deref() {
             None => None,
@@ -212,12 +217,11 @@ impl Session {
         };
         match report.status {
             RunStatus::Paused => {
-                for gate in report
-                    .steps
-                    .iter()
-                    .filter(|s| s.status == StepStatus::Waiting)
-                {
-                    let g = &gate.id;
+                // Gates of child runs by the names `approve` takes.
+                let waiting = cairn_store::services::waiting_gates(&self.store, id, "")
+                    .map_err(Error::from)?;
+                for gate in waiting {
+                    let g = &gate.name;
                     let _ = writeln!(
                         progress,
                         "gate `{g}` waits: cairn{state} approve {id} {g} --reason \"…\"  (or reject), then cairn{state} resume {id}"
@@ -272,7 +276,8 @@ impl Live {
             | Event::DecisionMade { step, .. }
             | Event::GateApproved { step, .. }
             | Event::GateRejected { step, .. }
-            | Event::GateWaiting { step, .. } => {
+            | Event::GateWaiting { step, .. }
+            | Event::StepWaiting { step, .. } => {
                 self.running.retain(|r| r != step);
                 self.bar.inc(1);
             }
@@ -316,6 +321,19 @@ pub fn describe(event: &Event) -> Option<String> {
         }
         Event::StepLooping { step, max, .. } => {
             format!("  repeat    {step}: at most {max} iterations")
+        }
+        Event::SubPlanStarted {
+            step, run, plan, ..
+        } if run.is_empty() => {
+            format!("  plan      {step}: runs `{plan}`")
+        }
+        Event::SubPlanStarted {
+            step, run, plan, ..
+        } => {
+            format!("  plan      {step}: runs `{plan}` as run {run}")
+        }
+        Event::StepWaiting { step, on, .. } => {
+            format!("  waiting   {step}: on {}", on.join(", "))
         }
         Event::StepCancelled { step, .. } => format!("  cancelled {step}"),
         Event::StepReset { step, reason } => format!("  reset     {step}: {reason}"),

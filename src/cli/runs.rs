@@ -7,8 +7,7 @@ use serde_json::json;
 
 use super::report;
 use crate::error::Error;
-use cairn_engine::run::StepStatus;
-use cairn_store::{RunRow, StepState, Store};
+use cairn_store::{RunRow, Store};
 
 /// The store in `dir`, which must exist (reading commands never create
 /// one); read-only where it cannot be written (an archive, a read-only mount).
@@ -138,6 +137,7 @@ pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> 
             .iter()
             .map(|(id, t)| json!({ "id": id, "supports": t.supports, "refutes": t.refutes, "neutral": t.neutral, "confidence": t.confidence() }))
             .collect();
+        let steps = steps_json(&store, &run.id, &steps, 0)?;
         let mut value =
             json!({ "run": run, "steps": steps, "artifacts": artifacts, "hypotheses": hypotheses });
         if !unreadable.is_empty() {
@@ -145,35 +145,18 @@ pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> 
         }
         return out(&format!("{value}\n"));
     }
-    let rows: Vec<[String; 6]> = steps
-        .iter()
-        .map(|s| {
-            let time = match (s.started_ms, s.finished_ms) {
-                (Some(a), Some(b)) if b >= a => format!("{:.2}s", (b - a) as f64 / 1000.0),
-                _ => String::new(),
-            };
-            [
-                s.step.clone(),
-                s.status.to_string(),
-                s.attempts.to_string(),
-                time,
-                s.output.as_ref().map(preview).unwrap_or_default(),
-                s.error
-                    .clone()
-                    .or_else(|| s.unreadable.clone())
-                    .unwrap_or_default(),
-            ]
-        })
-        .collect();
+    let mut rows = Vec::new();
+    step_rows(&store, &run.id, &steps, "", &mut rows, 0)?;
     let mut text = header(&run);
     text.push_str(&report::table(
         ["step", "status", "attempts", "time", "output", "error"],
         &rows,
     ));
-    let waiting: Vec<&str> = steps
-        .iter()
-        .filter(|s| s.status == StepState::At(StepStatus::Waiting))
-        .map(|s| s.step.as_str())
+    // Gates of child runs too, by the names `approve` takes.
+    let waiting: Vec<String> = cairn_store::services::waiting_gates(&store, &run.id, "")
+        .map_err(Error::from)?
+        .into_iter()
+        .map(|w| w.name)
         .collect();
     if !waiting.is_empty() {
         text.push_str(&format!("\nwaiting for approval: {}\n", waiting.join(", ")));
@@ -208,6 +191,84 @@ pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> 
         text.push_str(&artifact_table(&artifacts));
     }
     out(&text)
+}
+
+/// The most levels of child runs `status` shows (a plan calling itself
+/// nests at most `MAX_DEPTH` deep).
+const SHOWN_DEPTH: usize = cairn_engine::run::MAX_DEPTH;
+
+/// One row per step of run `run`, each `plan:` step followed by its child
+/// run's steps, named as `approve` names them (`round#2.draft`).
+fn step_rows(
+    store: &cairn_store::Store,
+    run: &str,
+    steps: &[cairn_store::StepRow],
+    prefix: &str,
+    rows: &mut Vec<[String; 6]>,
+    depth: usize,
+) -> Result<(), Error> {
+    let children = store.children(run)?;
+    for s in steps {
+        let time = match (s.started_ms, s.finished_ms) {
+            (Some(a), Some(b)) if b >= a => format!("{:.2}s", (b - a) as f64 / 1000.0),
+            _ => String::new(),
+        };
+        let child = children.iter().find(|(step, _)| *step == s.step);
+        let output = match (&s.output, child) {
+            (Some(output), _) => preview(output),
+            (None, Some((_, id))) => format!("(run {id})"),
+            (None, None) => String::new(),
+        };
+        rows.push([
+            format!("{prefix}{}", s.step),
+            s.status.to_string(),
+            s.attempts.to_string(),
+            time,
+            output,
+            s.error
+                .clone()
+                .or_else(|| s.unreadable.clone())
+                .unwrap_or_default(),
+        ]);
+        if let Some((step, id)) = child.filter(|_| depth < SHOWN_DEPTH) {
+            let inner = store.steps(id)?;
+            step_rows(
+                store,
+                id,
+                &inner,
+                &format!("{prefix}{step}."),
+                rows,
+                depth + 1,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The steps as JSON, each `plan:` step with its child run (`child`: its
+/// id and steps).
+fn steps_json(
+    store: &cairn_store::Store,
+    run: &str,
+    steps: &[cairn_store::StepRow],
+    depth: usize,
+) -> Result<Vec<serde_json::Value>, Error> {
+    let children = store.children(run)?;
+    let mut values = Vec::with_capacity(steps.len());
+    for s in steps {
+        let mut value = json!(s);
+        if let Some((_, id)) = children
+            .iter()
+            .find(|(step, _)| *step == s.step)
+            .filter(|_| depth < SHOWN_DEPTH)
+        {
+            let inner = store.steps(id)?;
+            value["child"] =
+                json!({ "run": id, "steps": steps_json(store, id, &inner, depth + 1)? });
+        }
+        values.push(value);
+    }
+    Ok(values)
 }
 
 /// `cairn log`: a run's events in order.
@@ -271,8 +332,12 @@ fn header(run: &RunRow) -> String {
         .message
         .as_ref()
         .map_or(String::new(), |m| format!(": {m}"));
+    let under = run
+        .parent
+        .as_ref()
+        .map_or(String::new(), |p| format!(", a sub-plan of run {p}"));
     format!(
-        "run {} of `{}` ({}): {}{message}\n\n",
+        "run {} of `{}` ({}{under}): {}{message}\n\n",
         run.id, run.plan, run.file, run.status
     )
 }

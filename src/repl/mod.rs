@@ -284,6 +284,10 @@ impl Session {
             self.run_id.clone(),
         ));
         options.processes = Some(Arc::clone(&processes) as Arc<dyn run::ProcessLog>);
+        options.children = Some(Arc::new(cairn_store::ChildRunsOf::new(
+            Arc::clone(&self.store),
+            self.run_id.clone(),
+        )));
         // Ctrl-C while steps run cancels them (at the prompt, the line
         // editor reads it as a key).
         let (interrupter, _listening) = crate::cli::interrupter(&self.runtime, false);

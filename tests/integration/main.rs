@@ -22,6 +22,7 @@ mod sandbox;
 mod scheduling;
 mod stdlib;
 mod store;
+mod subplan;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

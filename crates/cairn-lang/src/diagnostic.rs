@@ -404,6 +404,11 @@ codes! {
     UnknownImport => "cairn::unknown_import",
     /// Plans that import each other, directly or not.
     ImportCycle => "cairn::import_cycle",
+    /// `plan:` names neither a stdlib template nor a readable plan file.
+    UnknownPlan => "cairn::unknown_plan",
+    /// A sub-plan's steps use a capability the task running it does not
+    /// grant in `using:`.
+    CallNotGranted => "cairn::call_not_granted",
     /// A fallback that depends on the step it stands in for, so it can never run.
     UnreachableFallback => "cairn::unreachable_fallback",
     /// A decision has no `else` branch (warning).

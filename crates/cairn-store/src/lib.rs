@@ -2,6 +2,7 @@
 
 mod anchor;
 mod audit;
+mod children;
 mod history;
 mod lease;
 mod open;
@@ -20,6 +21,7 @@ use serde::Serialize;
 
 pub use anchor::Verified;
 pub use audit::{AuditError, Where};
+pub use children::ChildRunsOf;
 pub use history::{unreadable, History};
 pub use open::writable;
 pub use plans::Encoded;
@@ -232,6 +234,9 @@ pub struct RunRow {
     /// named relative to it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
+    /// For the child run of a `plan:` step, the run it belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
     /// Running, or how it stopped.
     pub status: RunState,
     /// Why it failed or paused.
@@ -400,6 +405,33 @@ impl Store {
         params: &[(String, String)],
         seed: u64,
     ) -> Result<String, StoreError> {
+        self.begin_under(plan, file, source, params, seed, None)
+    }
+
+    /// Records the start of the child run of attempt `attempt` of `plan:`
+    /// step `step` of run `parent`, and returns its id. `file` is the
+    /// reference as `plan:` wrote it; the child's plan is the parent's
+    /// library entry, so no source of its own is kept.
+    pub fn begin_child(
+        &self,
+        plan: &Plan,
+        file: &str,
+        params: &[(String, String)],
+        seed: u64,
+        parent: (&str, &str, u32),
+    ) -> Result<String, StoreError> {
+        self.begin_under(plan, file, "", params, seed, Some(parent))
+    }
+
+    fn begin_under(
+        &self,
+        plan: &Plan,
+        file: &str,
+        source: &str,
+        params: &[(String, String)],
+        seed: u64,
+        parent: Option<(&str, &str, u32)>,
+    ) -> Result<String, StoreError> {
         let now = now_ms();
         let hash = cairn_lang::source::sha256(source);
         let params = serde_json::to_string(params).expect("params serialize");
@@ -416,10 +448,12 @@ impl Store {
             for bump in 0..=0xffff_u32 {
                 let id = run_id(now, bump);
                 let inserted = tx.execute(
-                    "INSERT INTO runs (id, plan, file, source_hash, params, seed, steps, status, started_at, events, last_hash, no, cwd)
+                    "INSERT INTO runs (id, plan, file, source_hash, params, seed, steps, status, started_at, events, last_hash, no, cwd,
+                                       parent_run, parent_step, parent_attempt)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?10, ?8, 0, '',
-                             (SELECT coalesce(max(no), 0) + 1 FROM runs), ?9)",
-                    params![id, plan.id, file, hash, params, seed as i64, plan.tasks.len() as i64, now, cwd, RunState::Running],
+                             (SELECT coalesce(max(no), 0) + 1 FROM runs), ?9, ?11, ?12, ?13)",
+                    params![id, plan.id, file, hash, params, seed as i64, plan.tasks.len() as i64, now, cwd, RunState::Running,
+                            parent.map(|p| p.0), parent.map(|p| p.1), parent.map(|p| p.2)],
                 );
                 match inserted {
                     Err(rusqlite::Error::SqliteFailure(e, _))
@@ -722,7 +756,8 @@ impl Store {
             // (A state's word is one of this build's own: no quoting needed.)
             Some(state) => (format!("status = '{}'", state.word()), false),
         };
-        let sql = format!("{by_plan} AND {by_status}");
+        // Child runs of `plan:` steps are shown under their parents.
+        let sql = format!("parent_run IS NULL AND {by_plan} AND {by_status}");
         if !after {
             return self.select_runs(&sql, &[&plan], limit, offset, Progress::Count);
         }
@@ -767,7 +802,7 @@ impl Store {
             Progress::Skip => "NULL".to_owned(),
         };
         let sql = format!(
-            "SELECT id, plan, file, status, message, steps, started_at, finished_at, {done}, cwd
+            "SELECT id, plan, file, status, message, steps, started_at, finished_at, {done}, cwd, parent_run
              FROM runs WHERE {filter} ORDER BY started_at DESC, no DESC LIMIT {} OFFSET {}",
             limit.min(i64::MAX as usize),
             offset.min(i64::MAX as usize)
@@ -780,6 +815,7 @@ impl Store {
                     plan: r.get(1)?,
                     file: r.get(2)?,
                     cwd: r.get(9)?,
+                    parent: r.get(10)?,
                     status: r.get(3)?,
                     message: r.get(4)?,
                     steps: r.get(5)?,
@@ -826,7 +862,7 @@ impl Store {
         let pattern = id.map(|id| format!("{}%", id.replace(['%', '_'], "")));
         let mut matching = match &pattern {
             Some(pattern) => self.select_runs("id LIKE ?1", &[pattern], 2, 0, progress)?,
-            None => self.select_runs("1", &[], 1, 0, progress)?,
+            None => self.select_runs("parent_run IS NULL", &[], 1, 0, progress)?,
         };
         match (matching.len(), id) {
             (0, None) => Err(StoreError::NotFound("no runs recorded yet".into())),
@@ -840,11 +876,48 @@ impl Store {
         }
     }
 
+    /// The child runs of run `parent`'s `plan:` steps: each step's newest
+    /// attempt's (step id, child run id), in the order they began.
+    pub fn children(&self, parent: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT parent_step, id FROM runs r WHERE parent_run = ?1
+                   AND parent_attempt = (SELECT max(parent_attempt) FROM runs
+                                         WHERE parent_run = ?1 AND parent_step = r.parent_step)
+                 ORDER BY no",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([parent], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.err())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err())?;
+        Ok(rows)
+    }
+
+    /// The child run attempt `attempt` of step `step` of run `parent` began, if any.
+    pub fn child(
+        &self,
+        parent: &str,
+        step: &str,
+        attempt: u32,
+    ) -> Result<Option<String>, StoreError> {
+        self.lock()
+            .query_row(
+                "SELECT id FROM runs WHERE parent_run = ?1 AND parent_step = ?2 AND parent_attempt = ?3",
+                params![parent, step, attempt],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
     /// The newest run that has not ended (running, paused or interrupted).
     pub fn newest_unfinished(&self) -> Result<Option<RunRow>, StoreError> {
         Ok(self
             .select_runs(
-                "status NOT IN (?1, ?2)",
+                "parent_run IS NULL AND status NOT IN (?1, ?2)",
                 &[
                     &RunState::Stopped(RunStatus::Succeeded),
                     &RunState::Stopped(RunStatus::Failed),
@@ -967,7 +1040,7 @@ impl Store {
                 }
                 EventKind::StepSkipped => (At(Skipped), None, None),
                 EventKind::DecisionMade => (At(Succeeded), Some(event["target"].take()), None),
-                EventKind::GateWaiting => (At(Waiting), None, None),
+                EventKind::GateWaiting | EventKind::StepWaiting => (At(Waiting), None, None),
                 EventKind::GateApproved => (At(Succeeded), None, None),
                 EventKind::GateRejected => (
                     At(Failed),

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The newest schema this build writes.
-pub const VERSION: i64 = 6;
+pub const VERSION: i64 = 7;
 
 /// The first version that keeps leases (before it, a run was held by an
 /// `flock` on `locks/<run>.lock`).
@@ -138,6 +138,17 @@ const MIGRATIONS: &[&str] = &[
         start_time INTEGER,
         PRIMARY KEY (run_id, pgid)
     ) WITHOUT ROWID;
+",
+    "
+    -- A child run of a `plan:` step: the run whose step began it, that
+    -- step's id (a part's own, `round#2`) and attempt. NULL for the runs
+    -- people start. One child per attempt: a resumed parent finds the
+    -- child its attempt began and goes on with it.
+    ALTER TABLE runs ADD COLUMN parent_run TEXT;
+    ALTER TABLE runs ADD COLUMN parent_step TEXT;
+    ALTER TABLE runs ADD COLUMN parent_attempt INTEGER;
+    CREATE UNIQUE INDEX runs_by_parent ON runs (parent_run, parent_step, parent_attempt)
+        WHERE parent_run IS NOT NULL;
 ",
 ];
 

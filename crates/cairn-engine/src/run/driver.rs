@@ -18,6 +18,7 @@ use super::machine::{kept_outcome, Action, Finished, Machine, Now, Outcome, Poli
 use super::outbox::{Outbox, TICK};
 use super::params::{eval_with_params, param_map, param_values};
 use super::step::{self, Job, Shared};
+use super::subplan::Nesting;
 use super::{Approval, Approver, GateRequest, Options, Report};
 use crate::clock::Clock;
 use crate::error::Error;
@@ -29,17 +30,35 @@ use cairn_lang::plan::Plan;
 pub async fn run(
     plan: Arc<Plan>,
     options: Options,
-    mut observe: impl FnMut(&Event),
+    observe: impl FnMut(&Event),
 ) -> Result<Report, Error> {
     let registry = options.capabilities.clone().unwrap_or_default();
-    let sandbox = Arc::new(Sandbox::new(
-        plan.tasks
-            .iter()
-            .map(|t| t.using.as_slice())
-            .chain([&[][..]]),
-        &registry,
-    ));
-    let (params, import_params) = evaluate_params(&plan, &options, &sandbox).await?;
+    let nesting = Nesting::top(&plan, &options, registry);
+    run_inner(plan, options, nesting, None, observe).await
+}
+
+/// Runs the plan of a `plan:` task as a child run, with `params` as its
+/// params (see `subplan.rs`).
+pub(crate) async fn run_nested(
+    plan: Arc<Plan>,
+    options: Options,
+    nesting: Nesting,
+    params: Dynamic,
+    observe: impl FnMut(&Event),
+) -> Result<Report, Error> {
+    run_inner(plan, options, nesting, Some(params), observe).await
+}
+
+async fn run_inner(
+    plan: Arc<Plan>,
+    options: Options,
+    nesting: Nesting,
+    given: Option<Dynamic>,
+    mut observe: impl FnMut(&Event),
+) -> Result<Report, Error> {
+    let sandbox = Arc::clone(&nesting.sandbox);
+    let registry = nesting.registry.clone();
+    let (params, import_params) = evaluate_params(&plan, &options, &sandbox, given).await?;
     let clock: Arc<dyn Clock> = options
         .clock
         .clone()
@@ -95,6 +114,7 @@ pub async fn run(
         record_error: Mutex::new(None),
         replay: options.replay.clone(),
         hypotheses: Arc::new(hypotheses(&plan, options.resume.as_deref())),
+        nesting,
     });
     let max_parallel = options.max_parallel.unwrap_or(plan.max_parallel).max(1);
     tracing::info!(plan = %plan.id, steps = plan.tasks.len(), max_parallel, seed, "run started");
@@ -418,6 +438,7 @@ async fn evaluate_params(
     plan: &Arc<Plan>,
     options: &Options,
     sandbox: &Arc<Sandbox>,
+    given: Option<Dynamic>,
 ) -> Result<(Dynamic, HashMap<String, Dynamic>), Error> {
     let plan = Arc::clone(plan);
     let engine = sandbox.engine(&[]);
@@ -425,7 +446,10 @@ async fn evaluate_params(
     let limit = std::time::Duration::from_millis(plan.default_timeout_ms);
     tokio::task::spawn_blocking(move || {
         crate::script::context::within(limit, || {
-            let main = param_values(&plan, &overrides, &engine)?;
+            let main = match given {
+                Some(params) => params,
+                None => param_values(&plan, &overrides, &engine)?,
+            };
             let mut imports: HashMap<String, Dynamic> = HashMap::new();
             for import in &plan.imports {
                 let outer = match &import.parent {

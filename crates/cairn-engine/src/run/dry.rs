@@ -207,6 +207,14 @@ fn reason(plan: &Plan, i: usize, maybe_skipped: &[bool]) -> String {
                     None => format!("runs {max} {times}"),
                 });
             }
+            if let Some(call) = &task.call {
+                let steps = plan.library.get(call.plan).map_or(0, |p| p.tasks.len());
+                let noun = if steps == 1 { "step" } else { "steps" };
+                parts.push(format!(
+                    "runs `{}` ({steps} {noun}) as a child run",
+                    call.reference
+                ));
+            }
             if task.retry.count > 0 {
                 parts.push(format!("up to {} attempts", task.retry.count + 1));
             }

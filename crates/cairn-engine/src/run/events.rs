@@ -35,6 +35,8 @@ impl Event {
             | Event::StepSkipped { step, .. }
             | Event::StepFannedOut { step, .. }
             | Event::StepLooping { step, .. }
+            | Event::SubPlanStarted { step, .. }
+            | Event::StepWaiting { step, .. }
             | Event::DecisionMade { step, .. }
             | Event::GateWaiting { step, .. }
             | Event::GateApproved { step, .. }
@@ -194,6 +196,8 @@ kinds! {
     StepSkipped = "step_skipped",
     StepFannedOut = "step_fanned_out",
     StepLooping = "step_looping",
+    SubPlanStarted = "subplan_started",
+    StepWaiting = "step_waiting",
     DecisionMade = "decision_made",
     GateWaiting = "gate_waiting",
     GateApproved = "gate_approved",
@@ -372,6 +376,31 @@ pub enum Event {
         step: String,
         /// The most iterations it may run.
         max: u32,
+        /// Milliseconds since the run started.
+        at_ms: u64,
+    },
+    /// An attempt of a task with `plan:` began (or went on with) its child
+    /// run, which records the child's own steps.
+    SubPlanStarted {
+        /// The task's id (a part's: `round#2`).
+        step: String,
+        /// The attempt the child run belongs to.
+        attempt: u32,
+        /// The child run's id.
+        run: String,
+        /// The plan the child runs, as `plan:` names it.
+        plan: String,
+        /// Milliseconds since the run started.
+        at_ms: u64,
+    },
+    /// A task with `plan:` waits: its child run paused at gates nobody
+    /// could answer. A resume goes on with the child once they are.
+    StepWaiting {
+        /// The task's id.
+        step: String,
+        /// The child's waiting gates, as `cairn approve` names them
+        /// (`round.ship`, `round#2.ship`).
+        on: Vec<String>,
         /// Milliseconds since the run started.
         at_ms: u64,
     },

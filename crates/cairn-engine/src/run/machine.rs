@@ -133,6 +133,8 @@ pub struct Machine {
     over_budget: bool,
     message: Option<String>,
     waiting_gates: Vec<usize>,
+    /// Tasks with `plan:` whose child runs wait at gates, with the gates.
+    waiting_children: Vec<(usize, Vec<String>)>,
     /// When each opened gate with a `timeout:` expires (ms since 1970).
     gate_expiry: HashMap<usize, u64>,
     /// A gate began waiting with a deadline: sleeping workers must learn it.
@@ -203,6 +205,7 @@ impl Machine {
             over_budget: false,
             message: None,
             waiting_gates: Vec::new(),
+            waiting_children: Vec::new(),
             gate_expiry: HashMap::new(),
             new_deadline: false,
             unstuck: HashSet::new(),
@@ -615,6 +618,7 @@ impl Machine {
             && task.expect.is_empty()
             && task.each.is_none()
             && task.repeat.is_none()
+            && task.call.is_none()
             && matches!(task.step, Step::Task);
         self.take_resources(i);
         let node = &mut self.nodes[i];
@@ -717,6 +721,9 @@ impl Machine {
         for (name, amount) in &task.resources.amounts {
             *self.in_use.entry(name.clone()).or_default() -= amount;
         }
+        if let Outcome::Waiting(on) = outcome {
+            return self.wait_on(i, on);
+        }
         match self.nodes[i].instance.as_deref().map(|x| &x.part) {
             Some(Part::Element { .. }) => return self.instance_outcome(i, outcome, spent),
             Some(Part::Iteration { .. }) => return self.iteration_outcome(i, outcome, spent),
@@ -776,6 +783,8 @@ impl Machine {
             }
             Outcome::FannedOut(items) => self.fan_out(i, items),
             Outcome::Looping => self.loop_begin(i),
+            // Taken before it gets here (see `outcome`).
+            Outcome::Waiting(_) => {}
             // Only an iteration's own work gives this (see `iteration_outcome`).
             Outcome::Iterated {
                 output, attempts, ..
@@ -826,6 +835,22 @@ impl Machine {
             spent,
             at_ms: self.now.at_ms,
         });
+    }
+
+    /// Node `i`'s child run waits at gates: so does the node, unsettled (an
+    /// instance frees its slot for its siblings).
+    fn wait_on(&mut self, i: usize, on: Vec<String>) {
+        self.nodes[i].status = StepStatus::Waiting;
+        self.nodes[i].attempts = self.nodes[i].attempts.max(1);
+        self.emit(Event::StepWaiting {
+            step: self.id(i).to_owned(),
+            on: on.clone(),
+            at_ms: self.now.at_ms,
+        });
+        self.waiting_children.push((i, on));
+        if let Some(parent) = self.nodes[i].instance.as_ref().map(|x| x.parent) {
+            self.instance_left(parent);
+        }
     }
 
     /// The run cancelled node `i`'s work: its status and event.

@@ -10,6 +10,7 @@ mod outbox;
 mod params;
 mod resume;
 mod step;
+mod subplan;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub use interrupt::Interrupter;
 pub use params::{check_params, param_values};
 pub use resume::{Kept, Resume, Settled, Settlings, StepMap};
 pub use step::describe as describe_error;
+pub use subplan::{ChildRequest, ChildRun, ChildRuns, MAX_DEPTH};
 
 /// A gate asking for a decision.
 #[derive(Clone, Debug)]
@@ -143,6 +145,9 @@ pub struct Options {
     /// The run's time: its events' `at_ms`, gate deadlines, `now()`,
     /// `sleep()` and retry backoff (the system's clock when `None`).
     pub clock: Option<Arc<dyn crate::clock::Clock>>,
+    /// Where the child runs of `plan:` tasks are kept (the run store
+    /// keeps them, linked to this run). `None`: they run unrecorded.
+    pub children: Option<Arc<dyn ChildRuns>>,
     /// The capabilities steps may declare, with their registrations.
     /// `None`: [`crate::Engine::run`] uses the engine's, [`run`] the
     /// built-in ones.

@@ -53,6 +53,8 @@ pub struct Shared {
     pub hypotheses: Arc<Hypotheses>,
     /// In a replay: each (step, attempt)'s recorded calls, and the first divergence.
     pub replay: Option<super::Replay>,
+    /// What `plan:` tasks pass down to their child runs.
+    pub(crate) nesting: super::subplan::Nesting,
 }
 
 impl Shared {
@@ -175,6 +177,7 @@ impl Shared {
                     .and_then(|alias| self.import_grants.get(alias))
                     .unwrap_or(&self.grants),
             ),
+            ceilings: Arc::clone(&self.nesting.ceilings),
             cancel,
             deadline,
             rng: Mutex::new(SplitMix64::new(
@@ -333,8 +336,17 @@ fn run_here(shared: &Arc<Shared>, job: Job) -> Outcome {
         } else {
             ctx(attempt, deadline)
         };
+        let caller = super::subplan::Caller {
+            shared,
+            engine: &job.engine,
+            id,
+            task_id: &task.id,
+            attempt,
+            timeout_ms: task.timeout_ms,
+            grants: Arc::clone(&step.grants),
+        };
         let mut result = context::enter(&step, || {
-            attempt_once(&job.engine, &mut scope(attempt, &input), task, until)
+            attempt_once(&caller, &mut scope(attempt, &input), task, until)
         });
         if let Some(divergence) = step.unused_calls() {
             result = Err(shared.diverged(divergence));
@@ -343,13 +355,14 @@ fn run_here(shared: &Arc<Shared>, job: Job) -> Outcome {
             result = result.map_err(|e| shared.explain_default_timeout(e));
         }
         match result {
-            Ok((output, None)) => {
+            Ok(Attempted::Waiting(on)) => return Outcome::Waiting(on),
+            Ok(Attempted::Passed(output, None)) => {
                 return Outcome::Succeeded {
                     output,
                     attempts: attempt,
                 }
             }
-            Ok((output, Some(converged))) => {
+            Ok(Attempted::Passed(output, Some(converged))) => {
                 return Outcome::Iterated {
                     output,
                     attempts: attempt,
@@ -413,17 +426,32 @@ fn failed_or_cancelled(shared: &Shared, error: String, attempts: u32) -> Outcome
     }
 }
 
-/// The body, then every expectation over its result, then (for an
-/// iteration of `repeat:`) whether `until` holds over it.
+/// What an attempt that did not fail came to.
+enum Attempted {
+    /// Its output, and (for an iteration with `until`) whether `until` held.
+    Passed(serde_json::Value, Option<bool>),
+    /// Its child run waits at these gates.
+    Waiting(Vec<String>),
+}
+
+/// The body (or the child run of `plan:`), then every expectation over its
+/// result, then (for an iteration of `repeat:`) whether `until` holds over it.
 fn attempt_once(
-    engine: &Engine,
+    caller: &super::subplan::Caller<'_>,
     scope: &mut Scope,
     task: &Task,
     until: Option<&Script>,
-) -> Result<(serde_json::Value, Option<bool>), String> {
-    let value = match &task.run {
-        Some(body) => eval(engine, scope, body)?,
-        None => Dynamic::UNIT,
+) -> Result<Attempted, String> {
+    use super::subplan::Unfinished;
+    let engine = caller.engine;
+    let value = match (&task.run, &task.call) {
+        (_, Some(call)) => match super::subplan::run(caller, scope, call) {
+            Ok(value) => value,
+            Err(Unfinished::Failed(error)) => return Err(error),
+            Err(Unfinished::Waiting(on)) => return Ok(Attempted::Waiting(on)),
+        },
+        (Some(body), None) => eval(engine, scope, body)?,
+        (None, None) => Dynamic::UNIT,
     };
     let depth = context::nesting(&value);
     if depth > context::MAX_NESTING {
@@ -441,7 +469,7 @@ fn attempt_once(
         Some(until) => Some(truth(engine, scope, until).map_err(|e| format!("until: {e}"))?),
         None => None,
     };
-    Ok((output, converged))
+    Ok(Attempted::Passed(output, converged))
 }
 
 fn decide(
@@ -750,7 +778,7 @@ fn fan_out(
     Outcome::FannedOut(items)
 }
 
-fn eval(engine: &Engine, scope: &mut Scope, script: &Script) -> Result<Dynamic, String> {
+pub(super) fn eval(engine: &Engine, scope: &mut Scope, script: &Script) -> Result<Dynamic, String> {
     let ast = script
         .ast
         .as_ref()

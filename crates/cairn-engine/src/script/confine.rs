@@ -112,6 +112,22 @@ impl Confinement {
         Ok(resolved)
     }
 
+    /// [`Confinement::locate`], judged against several grant lists (a child
+    /// run's, then each plan's above it): the path must be within all.
+    pub fn locate_within<'g>(
+        &self,
+        path: &str,
+        mut lists: impl Iterator<Item = &'g [Grant]>,
+        capability: &str,
+    ) -> Result<PathBuf, Refusal> {
+        let own = lists.next().unwrap_or_default();
+        let resolved = self.locate(path, own, capability)?;
+        for grants in lists {
+            self.judge(path, &resolved, grants, capability)?;
+        }
+        Ok(resolved)
+    }
+
     /// Whether `capability`'s grants reach `resolved` (already free of links).
     fn judge(
         &self,

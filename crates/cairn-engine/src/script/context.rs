@@ -435,6 +435,9 @@ pub struct StepContext {
     pub dir: PathBuf,
     /// The plan's `allow:` grants, whose scopes limit file paths and HTTP hosts.
     pub grants: Arc<Vec<Grant>>,
+    /// In a child run of `plan:`, the grants of every plan above it: a
+    /// path or host must be within each of them too.
+    pub ceilings: Arc<Vec<Arc<Vec<Grant>>>>,
     /// Where file capabilities may reach: the resolved plan directory, the
     /// scopes, never the run store.
     pub confinement: Arc<super::confine::Confinement>,
@@ -500,6 +503,12 @@ const LOG_LINE_BYTES: usize = 16 << 10;
 pub const DEFAULT_OUTPUT_LIMIT: usize = 1 << 20;
 
 impl StepContext {
+    /// The step's grants, then each plan's above it: what a file or host
+    /// must be within, every one of them.
+    pub fn grant_lists(&self) -> impl Iterator<Item = &[Grant]> {
+        std::iter::once(self.grants.as_slice()).chain(self.ceilings.iter().map(|g| g.as_slice()))
+    }
+
     /// A context for code evaluated outside any run (a REPL's prompt): no
     /// grants, no capabilities, no recording, the system's clock, files
     /// confined to `dir`. Change what differs with struct update syntax.
@@ -509,6 +518,7 @@ impl StepContext {
             task: name.to_owned(),
             dir: dir.to_path_buf(),
             grants: Arc::new(Vec::new()),
+            ceilings: Arc::default(),
             confinement: Arc::new(super::confine::Confinement::new(dir, None)),
             cancel: Arc::default(),
             deadline: None,

@@ -25,7 +25,10 @@ pub fn register_read(engine: &mut Engine) {
     });
     engine.register_fn("exists", |path: &str| -> Result<bool> {
         outside("exists", json!([path]), |ctx| {
-            let full = match ctx.confinement.locate(path, &ctx.grants, "fs.read") {
+            let full = match ctx
+                .confinement
+                .locate_within(path, ctx.grant_lists(), "fs.read")
+            {
                 Ok(full) => full,
                 // `missing/..` or `file/x`: no such file.
                 Err(confine::Refusal::Io(_, e))
@@ -176,6 +179,6 @@ fn remember(ctx: &StepContext, path: &str, full: &Path) -> Result<()> {
 /// `allow: <capability>(…)` scopes say otherwise, never the run store.
 pub fn resolve(ctx: &StepContext, path: &str, capability: &str) -> Result<PathBuf> {
     ctx.confinement
-        .locate(path, &ctx.grants, capability)
+        .locate_within(path, ctx.grant_lists(), capability)
         .map_err(|e| runtime(e.to_string()))
 }

@@ -59,17 +59,19 @@ pub fn allowed_url(ctx: &StepContext, url: &str) -> Result<url::Url> {
         Some(port) => format!("{bare}:{port}"),
         None => bare.clone(),
     };
-    let scopes: Vec<&str> = ctx
-        .grants
-        .iter()
-        .filter(|g| g.capability == "http")
-        .flat_map(|g| g.scopes.iter().map(String::as_str))
-        .collect();
-    if !scopes.is_empty() && !scopes.iter().any(|s| *s == host || *s == bare) {
-        return Err(runtime(format!(
-            "`{host}` is not in the plan's `allow: http({})`",
-            scopes.join(", ")
-        )));
+    // Within the plan's grants and, in a child run, every plan's above it.
+    for grants in ctx.grant_lists() {
+        let scopes: Vec<&str> = grants
+            .iter()
+            .filter(|g| g.capability == "http")
+            .flat_map(|g| g.scopes.iter().map(String::as_str))
+            .collect();
+        if !scopes.is_empty() && !scopes.iter().any(|s| *s == host || *s == bare) {
+            return Err(runtime(format!(
+                "`{host}` is not in the plan's `allow: http({})`",
+                scopes.join(", ")
+            )));
+        }
     }
     Ok(parsed)
 }

@@ -57,6 +57,16 @@ pub const FIELDS: &[FieldSpec] = &[
         "`max <n>`, optionally followed by `until <condition over result>`, e.g. `repeat: max 5 until result.score >= 8`"
     ),
     spec!(
+        "plan",
+        &[T],
+        "`plan: \"<template or path>\" [with name = value, …]`"
+    ),
+    spec!(
+        "output",
+        &[P],
+        "an expression over `outputs`, e.g. `output: outputs[\"score\"]`"
+    ),
+    spec!(
         "allow",
         &[P],
         "capabilities separated by commas, e.g. `allow: sh, fs.read, http(example.com)`"

@@ -26,8 +26,8 @@ pub struct Imported {
 /// A plan in a chain of imports: what identifies it, and how to show it.
 #[derive(Clone, Debug)]
 pub struct Link {
-    identity: String,
-    shown: String,
+    pub(super) identity: String,
+    pub(super) shown: String,
 }
 
 /// The plan being checked, as the start of a chain of imports.
@@ -46,6 +46,7 @@ pub fn bring_in(
     capabilities: &Capabilities,
     resolver: &dyn Resolver,
     chain: &[Link],
+    library: &mut super::calls::Library,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Imported {
     let mut imported = Imported::default();
@@ -105,7 +106,7 @@ pub fn bring_in(
             identity,
             shown: text.name().to_owned(),
         });
-        let (mut found, plan) = super::run(&text, capabilities, resolver, &deeper, None);
+        let (mut found, plan) = super::run(&text, capabilities, resolver, &deeper, None, library);
         let failed = found.iter().any(Diagnostic::is_error);
         diagnostics.append(&mut found);
         let Some(plan) = plan.filter(|_| !failed) else {
@@ -218,6 +219,7 @@ fn add(
             using: Vec::new(),
             resources: Vec::new(),
             code: Vec::new(),
+            call: None,
         });
         imported.tasks.push(task);
     }

@@ -8,7 +8,7 @@ use super::scripts::{self, Analysis, Compiler, LeftOut, Refused};
 use super::suggest;
 use crate::diagnostic::{Code as DiagCode, Diagnostic};
 use crate::plan::{
-    Branch, Budget, Each, EdgeKind, FailurePolicy, Gate, Grant, Hypothesis, Metadata, Param,
+    Branch, Budget, Call, Each, EdgeKind, FailurePolicy, Gate, Grant, Hypothesis, Metadata, Param,
     Repeat, Resources, Retry, Script, Step, Task,
 };
 use crate::script::{Capabilities, CompileMode, SCOPE_VARIABLES};
@@ -30,6 +30,10 @@ pub enum Role {
     Expect,
     When,
     Branch,
+    /// A `with` value of `plan:`, read in the task's scope like `input:`.
+    With,
+    /// The plan header's `output:`, read over the plan's outputs.
+    Output,
 }
 
 /// Code with its compile result.
@@ -50,6 +54,8 @@ pub struct StepRefs<'a> {
     pub using: Vec<Spanned<String>>,
     pub resources: Vec<(Spanned<String>, f64)>,
     pub code: Vec<CodeUse<'a>>,
+    /// `plan:` as written, for the checks made once the plan it names is.
+    pub call: Option<&'a ast::CallSpec>,
 }
 
 /// The plan header's settings.
@@ -76,6 +82,9 @@ pub struct Header<'a> {
     pub function_calls: HashMap<String, Vec<String>>,
     /// The `functions:` block's code, for its refusals and references.
     pub function_code: Vec<CodeUse<'a>>,
+    /// `output:`, compiled, and its code for the cross-item rules.
+    pub output: Option<Script>,
+    pub output_code: Vec<CodeUse<'a>>,
 }
 
 /// `use "<reference>" as <alias> with …`, lowered.
@@ -529,6 +538,8 @@ impl<'a> Lowering<'a> {
             functions: None,
             function_calls: HashMap::new(),
             function_code: Vec::new(),
+            output: None,
+            output_code: Vec::new(),
         };
         self.header_attrs(item);
         // Before any other code, which is compiled with the functions in.
@@ -694,6 +705,15 @@ impl<'a> Lowering<'a> {
                     let name = field.name.value.to_string();
                     self.metadata(&name, value, lines, &mut header.metadata);
                 }
+                FieldValue::Output(code) => {
+                    let script = self.script(
+                        code,
+                        CompileMode::Expression,
+                        Role::Output,
+                        &mut header.output_code,
+                    );
+                    header.output = Some(script);
+                }
                 // Compiled before everything else, above.
                 FieldValue::Functions(_) => {}
                 _ => unreachable!("admit() rejects step fields in the plan header"),
@@ -852,6 +872,7 @@ impl<'a> Lowering<'a> {
             expect: Vec::new(),
             each: None,
             repeat: None,
+            call: None,
             when: None,
             retry: Retry::default(),
             timeout_ms: None,
@@ -962,6 +983,24 @@ impl<'a> Lowering<'a> {
                     fan_and_loop.push(field.span);
                     task.repeat = self.repeat(spec, code).map(Box::new);
                 }
+                FieldValue::Call(spec) => {
+                    let with = spec
+                        .with
+                        .iter()
+                        .map(|(name, value)| {
+                            let script =
+                                self.script(value, CompileMode::Expression, Role::With, code);
+                            (name.value.clone(), script)
+                        })
+                        .collect();
+                    // `plan` is set once the plan it names is checked.
+                    task.call = Some(Box::new(Call {
+                        reference: spec.reference.value.clone(),
+                        plan: usize::MAX,
+                        with,
+                    }));
+                    refs.call = Some(spec);
+                }
                 FieldValue::MaxParallel(token) => {
                     instance_limit = Some((token, field.span));
                 }
@@ -1026,6 +1065,15 @@ impl<'a> Lowering<'a> {
                 }
                 _ => unreachable!("admit() rejects plan settings in steps"),
             }
+        }
+        if let (Some(call), Some(_)) = (refs.call, &task.run) {
+            self.error(
+                DiagCode::MisplacedField,
+                call.reference.span,
+                "a task runs either its `run:` body or another plan with `plan:`, not both".into(),
+                "runs this plan as the task's body",
+                Some("keep one: a task with `plan:` gives the plan's output as its own (use a following task to work on it)".into()),
+            );
         }
         if let [_, second, ..] = fan_and_loop[..] {
             self.error(

@@ -1,5 +1,6 @@
 //! Stage 2, check: AST → checked [`Plan`], reporting every problem in one pass.
 
+mod calls;
 mod fields;
 mod graph;
 mod imports;
@@ -75,8 +76,13 @@ fn checked(
     index: Option<&mut Index>,
 ) -> Checked {
     let chain = [imports::start(source, resolver)];
-    let (mut diagnostics, plan) = run(source, capabilities, resolver, &chain, index);
+    let mut library = calls::Library::new(&chain[0]);
+    let (mut diagnostics, plan) = run(source, capabilities, resolver, &chain, index, &mut library);
+    let called = library.finish(&mut diagnostics);
     diagnostics.sort_by_key(|d| (d.offset(), d.severity));
+    let plan = plan
+        .zip(called)
+        .map(|(plan, library)| Plan { library, ..plan });
     Checked {
         plan: plan.filter(|_| !diagnostics.iter().any(Diagnostic::is_error)),
         diagnostics,
@@ -84,13 +90,14 @@ fn checked(
 }
 
 /// Checks one file; `chain` holds the plans importing it (itself last), to
-/// find import cycles.
+/// find import cycles; the plans its `plan:` tasks run go into `library`.
 fn run(
     source: &Arc<Source>,
     capabilities: &Capabilities,
     resolver: &dyn Resolver,
     chain: &[imports::Link],
     index: Option<&mut Index>,
+    library: &mut calls::Library,
 ) -> (Vec<Diagnostic>, Option<Plan>) {
     let (document, mut diagnostics) = syntax::parse(source);
     if diagnostics.iter().any(Diagnostic::is_error) {
@@ -145,6 +152,7 @@ fn run(
             capabilities,
             resolver,
             chain,
+            library,
             &mut lowering.diagnostics,
         ),
         None => imports::Imported::default(),
@@ -177,6 +185,18 @@ fn run(
         }
         first_seen.insert(&item.id.value, &item.id);
         let (mut task, r) = lowering.step(item);
+        if let Some(spec) = r.call {
+            let caller = calls::Caller {
+                task: &task.id,
+                using: &task.using,
+                header: task.span,
+            };
+            let diagnostics = &mut lowering.diagnostics;
+            let found = library.call(source, caller, spec, capabilities, resolver, diagnostics);
+            if let (Some(plan), Some(call)) = (found, task.call.as_deref_mut()) {
+                call.plan = plan;
+            }
+        }
         let reads: std::collections::BTreeSet<&String> = r
             .code
             .iter()
@@ -234,6 +254,8 @@ fn run(
         default_timeout_ms: header.default_timeout_ms,
         metadata: header.metadata,
         functions: header.functions,
+        output: header.output,
+        library: Vec::new(),
         imports: imported.imports,
         hypotheses: {
             let mut all = header.hypotheses;

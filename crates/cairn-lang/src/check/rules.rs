@@ -40,7 +40,7 @@ pub fn check(
             .collect(),
         ids: suggest::Ids::new(tasks.iter().map(|t| t.id.as_str())),
     };
-    for code in &header.param_code {
+    for code in header.param_code.iter().chain(&header.output_code) {
         rules.code(None, code);
     }
     for (i, (task, r)) in tasks.iter().zip(refs).enumerate() {
@@ -57,6 +57,7 @@ pub fn check(
     let all_compiled = header
         .param_code
         .iter()
+        .chain(&header.output_code)
         .chain(refs.iter().flat_map(|r| &r.code))
         .all(|c| c.analysis.ast.is_ok());
     for (name, _) in header.params.iter().filter(|_| all_compiled) {
@@ -142,6 +143,10 @@ impl<'a> Rules<'a> {
                     Some(t) => (
                         format!("{what} needs the `{}` capability, but {} `{}` cannot use capabilities", capability.name, t.kind().word(), t.id),
                         "move the call into a task with `using:` and read its result through `outputs`".to_owned(),
+                    ),
+                    None if code.role == Role::Output => (
+                        format!("{what} needs the `{}` capability, but the plan's `output:` cannot use capabilities", capability.name),
+                        "compute the value in a task and read it through `outputs`".to_owned(),
                     ),
                     None => (
                         format!("{what} needs the `{}` capability, but param defaults cannot use capabilities", capability.name),
@@ -243,6 +248,8 @@ impl<'a> Rules<'a> {
                         "`outputs` holds the results of tasks this one needs".to_owned()
                     }),
             ),
+            // `output:` is read once every step has settled.
+            (None, Some(_)) if code.role == Role::Output => return,
             (None, Some(_)) => (
                 format!("param defaults cannot read `outputs[\"{id}\"]`"),
                 "no task runs before params are set".to_owned(),

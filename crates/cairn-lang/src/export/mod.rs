@@ -62,6 +62,10 @@ fn node_lines(task: &Task) -> Vec<String> {
     if let Some(each) = &task.each {
         lines.push(format!("for each of {}", each.over.text));
     }
+    // A sub-plan is one node too: its steps are the child run's.
+    if let Some(call) = &task.call {
+        lines.push(format!("runs plan {}", call.reference));
+    }
     // So is a loop: its iterations exist only at run time.
     if let Some(repeat) = &task.repeat {
         lines.push(match &repeat.until {

@@ -50,6 +50,15 @@ pub struct Plan {
     /// `hypothesis` declarations, in file order: what evidence is weighed for.
     #[serde(default)]
     pub hypotheses: Vec<Hypothesis>,
+    /// `output:`: what the plan gives a task that runs it with `plan:`
+    /// (`None`: the map of every step's output).
+    #[serde(default)]
+    pub output: Option<Script>,
+    /// Every plan a `plan:` task runs, checked, at the plan being run
+    /// (empty in the plans it holds): [`Call::plan`] indexes it from every
+    /// level, so a plan that calls itself is one entry.
+    #[serde(default)]
+    pub library: Vec<Plan>,
     /// Tasks, decisions and gates, in file order.
     #[serde(deserialize_with = "exactly_as_long")]
     pub tasks: Vec<Task>,
@@ -74,6 +83,9 @@ impl Plan {
     /// compiles the plans it returns; a plan read back from JSON or a run's
     /// record needs this before it runs.
     pub fn compile(&mut self) -> Result<(), CompileError> {
+        for child in &mut self.library {
+            child.compile()?;
+        }
         // Each plan's `functions:` first (the plan's own under `None`, an
         // import's under its alias): every other script has its plan's.
         let mut functions: HashMap<Option<String>, Arc<rhai::AST>> = HashMap::new();
@@ -141,6 +153,7 @@ impl Plan {
         });
         let params = self.params.iter_mut().map(|p| (&mut p.default, None));
         let header = params
+            .chain(self.output.as_mut().map(|s| (s, None)))
             .chain(imports)
             .map(|(s, owner)| (s, Expression, owner));
         let steps = self.tasks.iter_mut().flat_map(|task| {
@@ -154,6 +167,7 @@ impl Plan {
                 import,
                 each,
                 repeat,
+                call,
                 ..
             } = task;
             let owner = import.clone();
@@ -163,8 +177,13 @@ impl Plan {
             };
             let over = each.as_deref_mut().map(|each| &mut each.over);
             let until = repeat.as_deref_mut().and_then(|r| r.until.as_mut());
+            let with: &mut [(String, Script)] = match call {
+                Some(call) => &mut call.with,
+                None => &mut [],
+            };
             let expressions = input
                 .iter_mut()
+                .chain(with.iter_mut())
                 .map(|(_, value)| value)
                 .chain(over)
                 .chain(until)
@@ -222,6 +241,19 @@ pub struct CompileError {
     pub span: Span,
     /// Rhai's message.
     pub message: String,
+}
+
+/// `plan: "<reference>" [with k = v, …]`: a task that runs another plan.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Call {
+    /// The template name or path as written.
+    pub reference: String,
+    /// The plan it runs: an index into the [`Plan::library`] of the plan
+    /// being run.
+    pub plan: usize,
+    /// `with` values: param name and expression, evaluated in the task's
+    /// scope (`params`, `outputs`, `item`, `iteration`) before each attempt.
+    pub with: Vec<(String, Script)>,
 }
 
 /// `use "<reference>" as <alias> [with k = v, …]`: another plan's steps.
@@ -493,6 +525,8 @@ pub struct Task {
     pub each: Option<Box<Each>>,
     /// `repeat:`: the task's body runs as a bounded loop of iterations.
     pub repeat: Option<Box<Repeat>>,
+    /// `plan:`: the task's body is another plan, run as a child run.
+    pub call: Option<Box<Call>>,
     /// `when:` condition, evaluated once before the first attempt; false
     /// skips the step. Boxed, as `compensate:` is: most steps have neither,
     /// and a large plan holds every step at once.
@@ -693,10 +727,10 @@ mod tests {
     /// Checking a large plan holds every step at once (2 KB per step at
     /// most, with everything else checking keeps): a step growing past
     /// this (a rare field not boxed) costs every step of such a plan.
-    /// (Each rare field boxed costs a pointer: `repeat:` took it to 584.)
+    /// (Each rare field boxed costs a pointer: `plan:` took it to 592.)
     #[test]
     fn steps_stay_small() {
         let task = std::mem::size_of::<super::Task>();
-        assert!(task <= 584, "Task is {task} bytes");
+        assert!(task <= 592, "Task is {task} bytes");
     }
 }

@@ -7,8 +7,8 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{
-    Branch, Decision, Each, FailurePolicy, Gate, Metadata, Repeat, Resources, Retry, Script, Step,
-    StepKind, Task,
+    Branch, Call, Decision, Each, FailurePolicy, Gate, Metadata, Repeat, Resources, Retry, Script,
+    Step, StepKind, Task,
 };
 use crate::span::Span;
 
@@ -26,6 +26,7 @@ struct Written<'a> {
     expect: &'a [Script],
     each: &'a Option<Box<Each>>,
     repeat: &'a Option<Box<Repeat>>,
+    call: &'a Option<Box<Call>>,
     when: &'a Option<Box<Script>>,
     retry: &'a Retry,
     timeout_ms: Option<u64>,
@@ -62,6 +63,8 @@ struct Read {
     each: Option<Box<Each>>,
     #[serde(default)]
     repeat: Option<Box<Repeat>>,
+    #[serde(default)]
+    call: Option<Box<Call>>,
     when: Option<Box<Script>>,
     retry: Retry,
     timeout_ms: Option<u64>,
@@ -103,6 +106,7 @@ impl Serialize for Task {
             expect: &self.expect,
             each: &self.each,
             repeat: &self.repeat,
+            call: &self.call,
             when: &self.when,
             retry: &self.retry,
             timeout_ms: self.timeout_ms,
@@ -151,6 +155,7 @@ impl<'de> Deserialize<'de> for Task {
             expect: read.expect,
             each: read.each,
             repeat: read.repeat,
+            call: read.call,
             when: read.when,
             retry: read.retry,
             timeout_ms: read.timeout_ms,

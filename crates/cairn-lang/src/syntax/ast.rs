@@ -89,6 +89,15 @@ pub struct UseSpec {
     pub with: Vec<(Spanned<String>, Code)>,
 }
 
+/// `plan: "<template or path>" [with k = v, …]` on a task.
+#[derive(Clone, Debug)]
+pub struct CallSpec {
+    /// The template name or path, unquoted.
+    pub reference: Spanned<String>,
+    /// `with` values: param name and a Rhai expression.
+    pub with: Vec<(Spanned<String>, Code)>,
+}
+
 /// `retry: <n> [backoff <dur> [factor <f>] [max <dur>]]`.
 #[derive(Clone, Debug)]
 pub struct RetrySpec {
@@ -181,6 +190,10 @@ pub enum FieldValue {
     When(Code),
     /// `each:` list: the task runs once per element.
     Each(Code),
+    /// `plan:` on a task: the plan it runs as a child run.
+    Call(Box<CallSpec>),
+    /// `output:` in the plan header: what the plan gives a task that runs it.
+    Output(Code),
     /// `repeat:`; `Err` holds the value when it does not have the loop's shape.
     Repeat(Result<Box<RepeatSpec>, Spanned<String>>),
     /// `retry:`; `Err` holds the value when it does not have the retry shape.

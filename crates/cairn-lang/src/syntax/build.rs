@@ -103,6 +103,17 @@ impl Builder<'_> {
         }
     }
 
+    /// `with name = value, …` of `use` and `plan:`.
+    fn with_args(&self, args: pest::iterators::Pairs<Rule>) -> Vec<(Spanned<String>, Code)> {
+        args.map(|arg| {
+            let mut parts = arg.into_inner();
+            let name = self.text(parts.next().expect("with has a name"));
+            let value = self.expr(parts.next().expect("with has a value"));
+            (name, value)
+        })
+        .collect()
+    }
+
     /// The lines under `run: |`, dedented by their smallest indentation.
     fn block(&self, pair: Pair<Rule>) -> Code {
         let bar = self.span(&pair);
@@ -179,6 +190,8 @@ impl Builder<'_> {
             Rule::functions => "functions",
             Rule::each_field => "each",
             Rule::repeat_field => "repeat",
+            Rule::plan_field => "plan",
+            Rule::output_field => "output",
             _ => "",
         };
         let text = &self.file[span.start..span.end];
@@ -217,19 +230,21 @@ impl Builder<'_> {
             Rule::use_field => {
                 let reference = self.string(inner.next().expect("use has a reference"));
                 let alias = self.text(inner.next().expect("use has an alias"));
-                let with = inner
-                    .map(|arg| {
-                        let mut parts = arg.into_inner();
-                        let name = self.text(parts.next().expect("with has a name"));
-                        let value = self.expr(parts.next().expect("with has a value"));
-                        (name, value)
-                    })
-                    .collect();
                 FieldValue::Use(Box::new(UseSpec {
                     reference,
                     alias,
-                    with,
+                    with: self.with_args(inner),
                 }))
+            }
+            Rule::plan_field => {
+                let reference = self.string(inner.next().expect("plan: has a reference"));
+                FieldValue::Call(Box::new(CallSpec {
+                    reference,
+                    with: self.with_args(inner),
+                }))
+            }
+            Rule::output_field => {
+                FieldValue::Output(self.expr(inner.next().expect("output has a value")))
             }
             Rule::max_parallel => FieldValue::MaxParallel(self.next_text(&mut inner)),
             Rule::seed => FieldValue::Seed(self.next_text(&mut inner)),

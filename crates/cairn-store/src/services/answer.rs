@@ -33,13 +33,8 @@ pub fn answer_gate(store: &Store, answer: Answer<'_>) -> Result<String, ServiceE
     let row = unfinished(store, run)?;
     let _claim = store.claim(&row.id)?;
     verified(store, &row)?;
-    let steps = store.steps(&row.id)?;
-    let waiting: Vec<&str> = steps
-        .iter()
-        .filter(|s| s.status == StepState::At(StepStatus::Waiting))
-        .map(|s| s.step.as_str())
-        .collect();
-    if !waiting.contains(&gate) {
+    let waiting = waiting_gates(store, &row.id, "")?;
+    let Some(found) = waiting.iter().find(|w| w.name == gate) else {
         let now = if waiting.is_empty() {
             "no gate is waiting".to_owned()
         } else {
@@ -47,7 +42,7 @@ pub fn answer_gate(store: &Store, answer: Answer<'_>) -> Result<String, ServiceE
                 "waiting: {}",
                 waiting
                     .iter()
-                    .map(|g| format!("`{g}`"))
+                    .map(|g| format!("`{}`", g.name))
                     .collect::<Vec<_>>()
                     .join(", ")
             )
@@ -56,16 +51,25 @@ pub fn answer_gate(store: &Store, answer: Answer<'_>) -> Result<String, ServiceE
             "gate `{gate}` of run {} is not waiting for an answer ({now})",
             row.id
         )));
-    }
+    };
+    // A gate of a child run is answered in the child's own log (held too).
+    let _child_claim = match found.run != row.id {
+        true => {
+            let child = store.find(Some(&found.run))?;
+            verified(store, &child)?;
+            Some(store.claim(&found.run)?)
+        }
+        false => None,
+    };
     // A gate whose timeout passed is rejected by `resume`; approving it
     // late would overrule the plan.
-    if approved && store.history(&row.id)?.gate_expired(gate) {
+    if approved && store.history(&found.run)?.gate_expired(&found.gate) {
         return Err(ServiceError::Refused(format!(
             "gate `{gate}` of run {} timed out before it was answered; `cairn resume {}` rejects it",
             row.id, row.id
         )));
     }
-    let (step, reason) = (gate.to_owned(), reason.to_owned());
+    let (step, reason) = (found.gate.clone(), reason.to_owned());
     let event = if approved {
         Event::GateApproved {
             step,
@@ -81,6 +85,41 @@ pub fn answer_gate(store: &Store, answer: Answer<'_>) -> Result<String, ServiceE
             at_ms: 0,
         }
     };
-    store.append(&row.id, &event)?;
+    store.append(&found.run, &event)?;
     Ok(row.id)
+}
+
+/// A gate waiting for an answer, in a run or in a child run below it.
+pub struct Waiting {
+    /// Its name as `cairn approve` takes it (`ship`, `round#2.ship`).
+    pub name: String,
+    /// The run it is a gate of.
+    pub run: String,
+    /// Its id in that run.
+    pub gate: String,
+}
+
+/// Every gate waiting in run `run`, with the waiting gates of the child
+/// runs of its waiting `plan:` steps named under their steps.
+pub fn waiting_gates(store: &Store, run: &str, prefix: &str) -> Result<Vec<Waiting>, ServiceError> {
+    let children = store.children(run)?;
+    let mut waiting = Vec::new();
+    for step in store.steps(run)? {
+        if step.status != StepState::At(StepStatus::Waiting) {
+            continue;
+        }
+        match children.iter().find(|(s, _)| *s == step.step) {
+            // (A plan that calls itself nests at most `MAX_DEPTH` deep.)
+            Some((_, child)) if prefix.matches('.').count() < cairn_engine::run::MAX_DEPTH => {
+                let below = format!("{prefix}{}.", step.step);
+                waiting.extend(waiting_gates(store, child, &below)?);
+            }
+            _ => waiting.push(Waiting {
+                name: format!("{prefix}{}", step.step),
+                run: run.to_owned(),
+                gate: step.step,
+            }),
+        }
+    }
+    Ok(waiting)
 }

@@ -7,7 +7,7 @@ mod plans;
 mod replay;
 mod resume;
 
-pub use answer::{answer_gate, Answer};
+pub use answer::{answer_gate, waiting_gates, Answer, Waiting};
 pub use plans::{recorded_plan, Edited};
 pub use replay::{replay, Replayed};
 pub use resume::{prepare_resume, stop_left_running, Prepared};
@@ -53,6 +53,12 @@ pub fn unfinished(store: &Store, id: Option<&str>) -> Result<RunRow, ServiceErro
             StoreError::NotFound("no unfinished run to resume (`cairn runs` lists them)".to_owned())
         })?,
     };
+    if let Some(parent) = &run.parent {
+        return Err(ServiceError::Refused(format!(
+            "run {} is the child run of a `plan:` step of run {parent}; it goes on with its parent: `cairn resume {parent}` (and `cairn approve {parent} <step>.<gate>` answers its gates)",
+            run.id
+        )));
+    }
     if run.status.is_over() {
         return Err(ServiceError::Refused(format!(
             "run {} has {}; only paused, interrupted or crashed runs go on (start a new one with `cairn run {}`)",

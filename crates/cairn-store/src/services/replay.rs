@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use cairn_engine::run::{Options, Replay, Resume, Settled};
+use cairn_engine::run::{Options, Settled};
 
 use super::plans::{plans, Edited};
 use super::ServiceError;
@@ -25,7 +25,11 @@ pub struct Replayed {
 }
 
 /// Replays run `id` (or the newest) of the store in `state_dir`.
-pub fn replay(store: &Store, state_dir: &Path, id: Option<&str>) -> Result<Replayed, ServiceError> {
+pub fn replay(
+    store: &Arc<Store>,
+    state_dir: &Path,
+    id: Option<&str>,
+) -> Result<Replayed, ServiceError> {
     let row = store.find(id)?;
     let inputs = store.source(&row.id)?;
     let (recorded, current) = plans(&row, &inputs.source, store.plan(&row.id)?)?;
@@ -34,27 +38,7 @@ pub fn replay(store: &Store, state_dir: &Path, id: Option<&str>) -> Result<Repla
         None => (recorded, None),
     };
     let history = store.history(&row.id)?;
-    let mut gates = Resume::default();
-    for (id, settled) in history.settled_steps() {
-        if matches!(settled, Settled::Answered(_)) {
-            gates.keep(id, settled.clone());
-        }
-    }
-    let replay = Replay {
-        calls: history
-            .calls
-            .iter()
-            .map(|(key, calls)| (key.clone(), Arc::new(calls.clone())))
-            .collect(),
-        divergence: Default::default(),
-        settled: Arc::new(
-            history
-                .settled_in_order()
-                .into_iter()
-                .map(|(step, _)| step.to_owned())
-                .collect(),
-        ),
-    };
+    let (gates, replay) = crate::children::recording(&history);
     let options = Options {
         params: inputs.params,
         seed: Some(inputs.seed),
@@ -67,6 +51,12 @@ pub fn replay(store: &Store, state_dir: &Path, id: Option<&str>) -> Result<Repla
         state_dir: Some(state_dir.to_path_buf()),
         resume: Some(Arc::new(gates)),
         replay: Some(replay.clone()),
+        // A `plan:` step's child is replayed from its own recording.
+        children: Some(Arc::new(crate::ChildRunsOf::replaying(
+            Arc::clone(store),
+            row.id.clone(),
+            Arc::clone(&replay.divergence),
+        ))),
         ..Options::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -108,12 +108,13 @@ impl Machine {
             RunStatus::Interrupted
         } else if self.failed {
             RunStatus::Failed
-        } else if !self.waiting_gates.is_empty() {
-            let ids: Vec<String> = self
-                .waiting_gates
+        } else if !self.waiting_gates.is_empty() || !self.waiting_children.is_empty() {
+            let gates = self.waiting_gates.iter().map(|&g| self.id(g).to_owned());
+            let inside = self
+                .waiting_children
                 .iter()
-                .map(|&g| format!("`{}`", self.id(g)))
-                .collect();
+                .flat_map(|(_, on)| on.iter().cloned());
+            let ids: Vec<String> = gates.chain(inside).map(|id| format!("`{id}`")).collect();
             self.message = Some(format!("waiting for approval of {}", ids.join(", ")));
             RunStatus::Paused
         } else if !self.ready.is_empty() {

@@ -117,6 +117,15 @@ impl Machine {
         }
     }
 
+    /// An instance of node `i` stopped running without settling (it
+    /// waits): its slot goes to a sibling.
+    pub(super) fn instance_left(&mut self, i: usize) {
+        if let Some(fan) = self.nodes[i].fan.as_deref_mut() {
+            fan.running = fan.running.saturating_sub(1);
+            self.release(i);
+        }
+    }
+
     /// Instance node `i` ended with `outcome`: its own events, then what it
     /// means for its task.
     pub(super) fn instance_outcome(&mut self, i: usize, outcome: Outcome, spent: Option<f64>) {
@@ -159,6 +168,7 @@ impl Machine {
             | Outcome::GateOpen
             | Outcome::FannedOut(_)
             | Outcome::Looping
+            | Outcome::Waiting(_)
             | Outcome::Iterated { .. } => None,
         };
         let task = self.task(parent);

@@ -47,6 +47,10 @@ pub enum Outcome {
     /// A task with `repeat:` may loop (its `when:` held): its first
     /// iteration runs next.
     Looping,
+    /// A task with `plan:` whose child run paused at gates nobody could
+    /// answer now (their names as `cairn approve` takes them): the task
+    /// waits, and runs again (going on with its child) on resume.
+    Waiting(Vec<String>),
     /// An iteration of `repeat:` with `until` passed, and `until` was read.
     Iterated {
         /// The body's value.

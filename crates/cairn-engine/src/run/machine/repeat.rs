@@ -159,6 +159,7 @@ impl Machine {
             | Outcome::Gate(_)
             | Outcome::GateOpen
             | Outcome::FannedOut(_)
+            | Outcome::Waiting(_)
             | Outcome::Looping => return,
         };
         self.succeeded(i, output.clone(), attempts, spent, converged);

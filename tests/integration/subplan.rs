@@ -1,0 +1,332 @@
+//! `plan:`: a task that runs another plan as a child run, recorded and
+//! linked to its parent, with its own steps, gates and resume.
+
+use crate::durable::{spawn, wait_for};
+use crate::{assert_replays_identically, cairn, status_json, step_output as output, Test};
+
+const ROUND: &str = r#"plan round "One draft–critique round"
+  param topic = "cairns"
+  param previous = ()
+  output: #{ text: outputs["revise"], score: outputs["critique"] }
+
+task draft "Draft"
+  run: if params.previous == () { `notes on ${params.topic}` } else { params.previous.text + "+" }
+
+task critique "Critique"
+  needs: draft
+  run: outputs["draft"].len()
+
+task revise "Revise"
+  needs: critique
+  run: outputs["draft"]
+"#;
+
+const ESSAY: &str = r#"plan essay "Essay"
+  param topic = "cairns"
+
+task round "One round"
+  plan: "round.plan" with topic = params.topic, previous = iteration.previous
+  repeat: max 6 until result.score >= 19
+
+task publish "Publish"
+  needs: round
+  run: outputs["round"].text
+"#;
+
+/// Each iteration runs the round as a child run with its params; the
+/// step's output is the child's `output:`; `status` shows each child's
+/// steps under its step, and `status <child>` shows the child alone.
+#[test]
+fn a_sub_plan_runs_as_a_child_run_with_its_output() {
+    let test = Test::new()
+        .file("round.plan", ROUND)
+        .file("essay.plan", ESSAY);
+    let run = cairn(&test, &["run", "essay.plan", "--events", "-"]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    // "notes on cairns" is 15 long; each round adds one: 15, 16, … 19.
+    assert_eq!(
+        output(&test, "round"),
+        serde_json::json!({ "text": "notes on cairns++++", "score": 19 })
+    );
+    assert_eq!(
+        output(&test, "publish"),
+        serde_json::json!("notes on cairns++++")
+    );
+    let started: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "subplan_started")
+        .collect();
+    assert_eq!(started.len(), 5);
+    assert_eq!(started[1]["step"], "round#2");
+    assert_eq!(started[1]["plan"], "round.plan");
+    let child = started[1]["run"].as_str().expect("a child run id");
+    let status = cairn(&test, &["status"]);
+    assert!(
+        status.stdout.contains("round#2.critique"),
+        "{}",
+        status.stdout
+    );
+    let json = status_json(&test);
+    let round2 = json["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["step"] == "round#2")
+        .expect("round#2");
+    assert_eq!(round2["child"]["run"], child);
+    assert_eq!(round2["child"]["steps"][1]["output"], 16);
+    // The child on its own: its steps, and whose it is.
+    let alone = cairn(&test, &["status", child]);
+    assert_eq!(alone.status, 0, "{}", alone.stderr);
+    assert!(
+        alone.stdout.contains(&format!(
+            "run {child} of `round` (round.plan, a sub-plan of run "
+        )),
+        "{}",
+        alone.stdout
+    );
+    // Child runs are listed under their parents, not among the runs.
+    let runs = cairn(&test, &["runs"]);
+    assert_eq!(runs.stdout.lines().count(), 2, "{}", runs.stdout);
+    // A child goes on only with its parent.
+    let resume = cairn(&test, &["resume", child]);
+    assert_eq!(resume.status, 2, "{}", resume.stderr);
+    assert!(
+        resume.stderr.contains("it goes on with its parent"),
+        "{}",
+        resume.stderr
+    );
+    assert_replays_identically(&test);
+}
+
+/// Without `output:` the step's output is the map of the child's outputs.
+#[test]
+fn without_output_a_sub_plan_gives_every_steps_output() {
+    let child = "plan c \"C\"\n  param n = 1\n\ntask a \"A\"\n  run: params.n * 2\n\ntask b \"B\"\n  needs: a\n  run: outputs[\"a\"] + 1\n";
+    let parent = "plan p \"P\"\n\ntask call \"Call\"\n  plan: \"c.plan\" with n = 20\n";
+    let test = Test::new().file("c.plan", child).file("p.plan", parent);
+    let run = cairn(&test, &["run", "p.plan"]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        output(&test, "call"),
+        serde_json::json!({ "a": 40, "b": 41 })
+    );
+}
+
+/// A failing child fails the step with the child's reason and run id, and
+/// the step's `on failure ->` routes it like any failure.
+#[test]
+fn a_failing_sub_plan_fails_its_step() {
+    let child = "plan c \"C\"\n\ntask a \"A\"\n  run: fail(\"no luck\")\n";
+    let parent = "plan p \"P\"\n\ntask call \"Call\"\n  plan: \"c.plan\"\n  on failure -> rescue\n\ntask rescue \"Rescue\"\n  run: failure.error\n";
+    let test = Test::new().file("c.plan", child).file("p.plan", parent);
+    let run = cairn(&test, &["run", "p.plan"]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    let error = output(&test, "rescue");
+    let error = error.as_str().expect("the error");
+    assert!(
+        error.starts_with("sub-plan `c.plan` (run ")
+            && error.ends_with("failed: `a` failed: no luck"),
+        "{error}"
+    );
+}
+
+/// A plan may run itself under `when:`; past 64 levels the step fails with
+/// the chain of plans, said once.
+#[test]
+fn recursion_is_bounded_at_64_levels() {
+    let plan = r#"plan countdown "Count down"
+  param n = 3
+  output: if outputs["deeper"] == () { 0 } else { outputs["deeper"] + 1 }
+
+task deeper "Go one deeper"
+  when: params.n > 0
+  plan: "countdown.plan" with n = params.n - 1
+"#;
+    let test = Test::new().file("countdown.plan", plan);
+    let run = cairn(&test, &["run", "countdown.plan"]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(output(&test, "deeper"), serde_json::json!(2));
+    let status = cairn(&test, &["status"]);
+    assert!(
+        status
+            .stdout
+            .contains("deeper.deeper.deeper.deeper  skipped"),
+        "{}",
+        status.stdout
+    );
+    let deep = cairn(&test, &["run", "countdown.plan", "--set", "n=100"]);
+    assert_eq!(deep.status, 1, "{}{}", deep.stdout, deep.stderr);
+    assert!(
+        deep.stdout.contains(
+            "run failed: `deeper` failed: sub-plans nest deeper than 64 levels: `countdown` (×65); a plan that runs itself needs a `when:` that ends the recursion\n"
+        ),
+        "{}",
+        deep.stdout
+    );
+}
+
+const SHIP: &str = r#"plan ship "Ship"
+  param name = "a"
+  output: outputs["build"]
+
+task build "Build"
+  run: `built ${params.name}`
+
+gate ok "Ship it?"
+  needs: build
+"#;
+
+/// A gate inside a child pauses the whole run; `approve` names it under
+/// the step (`one.ok`), and a resume goes on with the child, whose
+/// finished steps do not run again. `--approve one.ok` answers it up front.
+#[test]
+fn a_gate_in_a_child_pauses_the_parent_and_is_approved_under_the_step() {
+    let parent = r#"plan p "P"
+
+task one "One"
+  plan: "ship.plan" with name = "one"
+
+task after "After"
+  needs: one
+  run: outputs["one"] + "!"
+"#;
+    let test = Test::new().file("ship.plan", SHIP).file("p.plan", parent);
+    let run = cairn(&test, &["run", "p.plan"]);
+    assert_eq!(run.status, 3, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("gate `one.ok` waits: cairn approve "),
+        "{}",
+        run.stdout
+    );
+    let status = cairn(&test, &["status"]);
+    assert!(
+        status.stdout.contains("waiting for approval: one.ok\n"),
+        "{}",
+        status.stdout
+    );
+    let wrong = cairn(&test, &["approve", "ok", "--reason", "r"]);
+    assert_eq!(wrong.status, 2, "{}", wrong.stderr);
+    assert!(
+        wrong.stderr.contains("(waiting: `one.ok`)"),
+        "{}",
+        wrong.stderr
+    );
+    let approved = cairn(&test, &["approve", "one.ok", "--reason", "looks right"]);
+    assert_eq!(approved.status, 0, "{}", approved.stderr);
+    let resumed = cairn(&test, &["resume"]);
+    assert_eq!(resumed.status, 0, "{}{}", resumed.stdout, resumed.stderr);
+    assert_eq!(output(&test, "after"), serde_json::json!("built one!"));
+    // The child's build ran once: the resume kept it.
+    let json = status_json(&test);
+    let child = &json["steps"][0]["child"];
+    assert_eq!(child["steps"][0]["step"], "build");
+    assert_eq!(child["steps"][0]["attempts"], 1);
+    assert_eq!(child["steps"][1]["status"], "succeeded");
+    let up_front = Test::new().file("ship.plan", SHIP).file("p.plan", parent);
+    let run = cairn(&up_front, &["run", "p.plan", "--approve", "one.ok"]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+}
+
+/// A sub-plan can do no more than the task that runs it: its steps'
+/// capabilities must be in the task's `using:`, and at run time its file
+/// access stays within the grants of every plan above it too.
+#[test]
+fn a_child_reaches_no_further_than_its_caller() {
+    let writer = r#"plan writer "Writer"
+  allow: fs.write
+
+task put "Put" using:fs.write
+  run: write_file("elsewhere/x.txt", "hi")
+"#;
+    let ungranted = "plan p \"P\"\n\ntask call \"Call\"\n  plan: \"writer.plan\"\n";
+    let test = Test::new()
+        .file("writer.plan", writer)
+        .file("p.plan", ungranted);
+    let check = cairn(&test, &["check", "p.plan"]);
+    assert_eq!(check.status, 2, "{}", check.stderr);
+    assert!(
+        check.stderr.contains("cairn::call_not_granted")
+            && check.stderr.contains(
+                "`writer.plan` has steps that use `fs.write`, which task `call` does not grant"
+            ),
+        "{}",
+        check.stderr
+    );
+    // Granted, but the caller's plan scopes `fs.write` to `out/`: the child
+    // (which allows anywhere in the directory) cannot write elsewhere.
+    let scoped = r#"plan p "P"
+  allow: fs.write(out/**)
+
+task call "Call" using:fs.write
+  plan: "writer.plan"
+"#;
+    let test = Test::new()
+        .file("writer.plan", writer)
+        .file("p.plan", scoped);
+    std::fs::create_dir_all(test.path().join("elsewhere")).expect("dir");
+    let run = cairn(&test, &["run", "p.plan"]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("elsewhere/x.txt is not in the plan's `allow: fs.write(out/**)`"),
+        "{}",
+        run.stdout
+    );
+    assert!(!test.path().join("elsewhere/x.txt").exists());
+}
+
+/// Killed while a loop of sub-plans runs, a resumed run keeps every
+/// finished round and every finished step of the round that was running:
+/// nothing that finished runs twice.
+#[test]
+fn a_killed_loop_of_sub_plans_resumes_without_running_anything_twice() {
+    let round = r#"plan round "Round"
+  allow: sh
+  param n = 0
+
+task first "First" using:sh
+  run: sh(`echo ${params.n}a >> ran.txt`).code
+
+task second "Second" using:sh
+  needs: first
+  run: |
+    sh(`if [ ${params.n} -ge 2 ] && [ -e slow ]; then sleep 30; fi; echo ${params.n}b >> ran.txt`);
+    params.n
+"#;
+    let parent = r#"plan p "P"
+  allow: sh
+
+task rounds "Rounds" using:sh
+  plan: "round.plan" with n = iteration.index
+  repeat: max 3
+"#;
+    let test = Test::new()
+        .file("round.plan", round)
+        .file("p.plan", parent)
+        .file("slow", "");
+    let read = || {
+        std::fs::read_to_string(test.path().join("ran.txt"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let mut child = spawn(&test, &["run", "p.plan"]);
+    wait_for(|| read().len() == 3);
+    // Let the second round's `second` step start its sleep.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    assert_eq!(read(), ["1a", "1b", "2a"]);
+    std::fs::remove_file(test.path().join("slow")).expect("quick now");
+    let resumed = cairn(&test, &["resume"]);
+    assert_eq!(resumed.status, 0, "{}{}", resumed.stdout, resumed.stderr);
+    assert_eq!(read(), ["1a", "1b", "2a", "2b", "3a", "3b"]);
+    assert_eq!(
+        output(&test, "rounds"),
+        serde_json::json!({ "first": 0, "second": 3 })
+    );
+}

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::{checked, Session, SKIPPED_BY_HAND};
 use cairn_engine::run::{Changes, Event, Settled};
 use cairn_lang::plan::Plan;
+use cairn_store::services;
 
 impl Session {
     pub(super) fn append(&self, event: Event) -> Result<(), String> {
@@ -68,6 +69,31 @@ impl Session {
     }
 
     pub(super) fn answer(&self, gate: &str, approved: bool, reason: &str) -> Result<(), String> {
+        let by = std::env::var("USER").unwrap_or_else(|_| "repl".to_owned());
+        let reason = if reason.is_empty() {
+            "answered in the REPL"
+        } else {
+            reason
+        };
+        let done = |gate: &str| {
+            println!(
+                "{} `{gate}`",
+                if approved { "approved" } else { "rejected" }
+            );
+        };
+        // A gate of a `plan:` step's child run (`round.ship`) is answered in
+        // the child's log; the child goes on from it when the step runs again.
+        let waiting =
+            services::waiting_gates(&self.store, &self.run_id, "").map_err(|e| e.to_string())?;
+        if let Some(found) = waiting
+            .iter()
+            .find(|w| w.name == gate && w.run != self.run_id)
+        {
+            services::answer_waiting(&self.store, &self.run_id, found, approved, reason, by)
+                .map_err(|e| e.to_string())?;
+            done(gate);
+            return Ok(());
+        }
         let gate = self.step_id(gate)?;
         if !self.waiting_gates().contains(&gate) {
             return Err(format!("gate `{gate}` is not waiting for an answer"));
@@ -81,13 +107,7 @@ impl Session {
                 "gate `{gate}` timed out before it was answered; `:run` rejects it"
             ));
         }
-        let by = std::env::var("USER").unwrap_or_else(|_| "repl".to_owned());
-        let reason = if reason.is_empty() {
-            "answered in the REPL"
-        } else {
-            reason
-        }
-        .to_owned();
+        let reason = reason.to_owned();
         let event = if approved {
             Event::GateApproved {
                 step: gate.clone(),
@@ -104,10 +124,7 @@ impl Session {
             }
         };
         self.append(event)?;
-        println!(
-            "{} `{gate}`",
-            if approved { "approved" } else { "rejected" }
-        );
+        done(&gate);
         Ok(())
     }
 

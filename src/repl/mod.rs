@@ -20,10 +20,9 @@ use crate::error::Error;
 use cairn_engine::run::{self, Event, Options, Report, RunStatus};
 use cairn_lang::plan::{Plan, Step};
 
-use cairn_engine::run::StepStatus;
 use cairn_engine::script::Sandbox;
 use cairn_lang::source::Source;
-use cairn_store::{Durability, RunProcesses, RunRecorder, StepState, Store};
+use cairn_store::{services, Durability, RunProcesses, RunRecorder, Store};
 
 use input::{Input, Known, Line};
 
@@ -319,12 +318,7 @@ impl Session {
                 "interrupted: the running steps were cancelled and run again when next ready"
             ),
             RunStatus::Paused => {
-                let waiting: Vec<&str> = report
-                    .steps
-                    .iter()
-                    .filter(|s| s.status == run::StepStatus::Waiting)
-                    .map(|s| s.id.as_str())
-                    .collect();
+                let waiting = self.waiting_gates();
                 if !waiting.is_empty() {
                     println!(
                         "waiting at {}: `:approve <gate> [reason]` or `:reject`",
@@ -544,13 +538,13 @@ impl Session {
         waits
     }
 
+    /// The gates waiting for an answer, those of child runs named under
+    /// their steps (`round.ship`).
     fn waiting_gates(&self) -> Vec<String> {
-        self.store
-            .steps(&self.run_id)
+        services::waiting_gates(&self.store, &self.run_id, "")
             .unwrap_or_default()
             .into_iter()
-            .filter(|s| s.status == StepState::At(StepStatus::Waiting))
-            .map(|s| s.step)
+            .map(|w| w.name)
             .collect()
     }
 }

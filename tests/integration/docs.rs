@@ -4,20 +4,36 @@ use std::path::Path;
 
 use crate::{root, run_in, Test};
 
+/// A fenced block tagged `plan`: its line, what it must do, its text and,
+/// for `file=<name>`, the name later blocks of the document see it under.
+struct PlanBlock {
+    line: usize,
+    expect: Option<String>,
+    body: String,
+    file: Option<String>,
+}
+
 /// Fenced blocks tagged `plan` (must check clean), `plan run` (must also
-/// run to success) or `plan error=<code>` (must report that code).
-fn plan_blocks(markdown: &str) -> Vec<(usize, Option<String>, String)> {
+/// run to success) or `plan error=<code>` (must report that code). Adding
+/// `file=<name>` (`plan file=round.plan`) also writes the block as `<name>`
+/// beside every later block, for the plans that `plan:` and `use` name.
+fn plan_blocks(markdown: &str) -> Vec<PlanBlock> {
     let mut blocks = Vec::new();
     let mut lines = markdown.lines().enumerate();
     while let Some((n, line)) = lines.next() {
         let Some(info) = line.strip_prefix("```plan") else {
             continue;
         };
-        let info = info.trim();
-        let expect = match info {
-            "run" => Some("run".to_owned()),
-            _ => info.strip_prefix("error=").map(str::to_owned),
-        };
+        let (mut expect, mut file) = (None, None);
+        for word in info.split_whitespace() {
+            if word == "run" {
+                expect = Some("run".to_owned());
+            } else if let Some(code) = word.strip_prefix("error=") {
+                expect = Some(code.to_owned());
+            } else if let Some(name) = word.strip_prefix("file=") {
+                file = Some(name.to_owned());
+            }
+        }
         let mut body = String::new();
         for (_, l) in lines.by_ref() {
             if l.starts_with("```") {
@@ -26,7 +42,12 @@ fn plan_blocks(markdown: &str) -> Vec<(usize, Option<String>, String)> {
             body.push_str(l);
             body.push('\n');
         }
-        blocks.push((n + 1, expect, body));
+        blocks.push(PlanBlock {
+            line: n + 1,
+            expect,
+            body,
+            file,
+        });
     }
     blocks
 }
@@ -34,17 +55,20 @@ fn plan_blocks(markdown: &str) -> Vec<(usize, Option<String>, String)> {
 fn check_markdown(path: &Path) -> usize {
     let markdown = std::fs::read_to_string(path).expect("read docs");
     let blocks = plan_blocks(&markdown);
-    for (line, expect, body) in &blocks {
-        let test =
-            Test::new()
-                .file("block.plan", body)
-                .args(["check", "--format", "json", "block.plan"]);
-        let run = test.run();
-        if expect.as_deref() == Some("run") {
-            let run = Test::new()
-                .file("block.plan", body)
-                .args(["run", "block.plan"])
-                .run();
+    let mut files: Vec<(String, String)> = Vec::new();
+    for block in &blocks {
+        let line = block.line;
+        let with_files = |test: Test| {
+            files
+                .iter()
+                .fold(test, |test, (name, body)| test.file(name, body))
+                .file("block.plan", &block.body)
+        };
+        let run = with_files(Test::new())
+            .args(["check", "--format", "json", "block.plan"])
+            .run();
+        if block.expect.as_deref() == Some("run") {
+            let run = with_files(Test::new()).args(["run", "block.plan"]).run();
             assert_eq!(
                 run.status,
                 0,
@@ -53,22 +77,25 @@ fn check_markdown(path: &Path) -> usize {
                 run.stdout,
                 run.stderr
             );
-            continue;
+        } else {
+            match &block.expect {
+                None => assert_eq!(
+                    run.status,
+                    0,
+                    "{}:{line}: this plan should check clean:\n{}",
+                    path.display(),
+                    run.stdout
+                ),
+                Some(code) => assert!(
+                    run.stdout.contains(&format!("\"code\":\"{code}\"")),
+                    "{}:{line}: this plan should report {code}, got:\n{}",
+                    path.display(),
+                    run.stdout
+                ),
+            }
         }
-        match expect {
-            None => assert_eq!(
-                run.status,
-                0,
-                "{}:{line}: this plan should check clean:\n{}",
-                path.display(),
-                run.stdout
-            ),
-            Some(code) => assert!(
-                run.stdout.contains(&format!("\"code\":\"{code}\"")),
-                "{}:{line}: this plan should report {code}, got:\n{}",
-                path.display(),
-                run.stdout
-            ),
+        if let Some(name) = &block.file {
+            files.push((name.clone(), block.body.clone()));
         }
     }
     blocks.len()

@@ -438,3 +438,35 @@ impl Screen {
         self.all
     }
 }
+
+/// A gate inside a `plan:` step's child run is named under the step, and
+/// `:approve` answers it in the child's log; the next `:run` goes on there.
+#[test]
+fn a_child_runs_gate_is_approved_under_its_step() {
+    let child = "plan one \"One\"\n\ntask build \"Build\"\n  run: 41\n\ngate ok \"OK?\"\n  needs: build\n\ntask ship \"Ship\"\n  needs: ok\n  run: outputs[\"build\"] + 1\n";
+    let parent = "plan p \"P\"\n\ntask one \"One\"\n  plan: \"one.plan\"\n";
+    let test = Test::new().file("one.plan", child).file("p.plan", parent);
+    let input = ":run\n:status\n:approve one.ok fine\n:run\n:quit\n";
+    let expected = r#"run … of `p` (1 steps); `:help` lists the commands
+p 0/1> :run
+  start     one
+  plan      one: runs `one.plan` as run …
+  waiting   one: on one.ok
+waiting at one.ok: `:approve <gate> [reason]` or `:reject`
+p 0/1> :status
+run … of `p` (p.plan): 0/1 steps settled
+ready: one
+waiting for approval: one.ok
+p 0/1> :approve one.ok fine
+approved `one.ok`
+p 0/1> :run
+  start     one
+  plan      one: runs `one.plan` as run …
+  ok        one
+            = {"build":41,"ship":42}
+run succeeded
+p 1/1> :quit
+run … is saved; `cairn repl --resume …` (or `cairn resume …`) goes on
+"#;
+    assert_transcript(&session(&test, &["repl", "p.plan"], input), expected);
+}

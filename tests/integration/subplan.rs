@@ -56,7 +56,7 @@ fn a_sub_plan_runs_as_a_child_run_with_its_output() {
         .stdout
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["event"] == "subplan_started")
+        .filter(|e| e["event"] == "sub_plan_started")
         .collect();
     assert_eq!(started.len(), 5);
     assert_eq!(started[1]["step"], "round#2");
@@ -271,7 +271,7 @@ task call "Call" using:fs.write
     assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
     assert!(
         run.stdout
-            .contains("elsewhere/x.txt is not in the plan's `allow: fs.write(out/**)`"),
+            .contains("`elsewhere/x.txt` is not in the plan's `allow: fs.write(out/**)`"),
         "{}",
         run.stdout
     );
@@ -328,5 +328,125 @@ task rounds "Rounds" using:sh
     assert_eq!(
         output(&test, "rounds"),
         serde_json::json!({ "first": 0, "second": 3 })
+    );
+}
+
+/// `cairn replay` answers a child's calls from the child's own recording,
+/// and an edited child plan diverges there, reported by the parent's replay.
+#[test]
+fn replay_answers_a_childs_calls_from_its_recording() {
+    let child = "plan echo \"Echo\"\n  allow: sh\n\ntask say \"Say\" using:sh\n  run: sh(\"echo hi\").stdout\n";
+    let parent =
+        "plan p \"P\"\n  allow: sh\n\ntask call \"Call\" using:sh\n  plan: \"echo.plan\"\n";
+    let test = Test::new().file("echo.plan", child).file("p.plan", parent);
+    let run = cairn(&test, &["run", "p.plan"]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(output(&test, "call"), serde_json::json!({ "say": "hi\n" }));
+    assert_replays_identically(&test);
+    std::fs::write(
+        test.path().join("echo.plan"),
+        child.replace("echo hi", "echo ho"),
+    )
+    .expect("edit");
+    let replay = cairn(&test, &["replay"]);
+    assert_eq!(replay.status, 1, "{}{}", replay.stdout, replay.stderr);
+    assert!(
+        replay
+            .stdout
+            .contains(r#"recorded sh("echo hi"), asked sh("echo ho")"#),
+        "{}{}",
+        replay.stdout,
+        replay.stderr
+    );
+}
+
+/// A child plan edited while its run waits is a change of the parent's plan:
+/// `resume` refuses, naming the file, and `--allow-changed` runs again only
+/// the child's steps the edit invalidates.
+#[test]
+fn an_edited_child_plan_is_a_change_that_resume_names() {
+    let child = "plan one \"One\"\n\ntask build \"Build\"\n  run: \"v1\"\n\ntask count \"Count\"\n  run: 7\n\ngate ok \"OK?\"\n  needs: build, count\n\ntask ship \"Ship\"\n  needs: ok\n  run: outputs[\"build\"]\n";
+    let parent = "plan p \"P\"\n\ntask one \"One\"\n  plan: \"one.plan\"\n";
+    let test = Test::new().file("one.plan", child).file("p.plan", parent);
+    let run = cairn(&test, &["run", "p.plan"]);
+    assert_eq!(run.status, 3, "{}{}", run.stdout, run.stderr);
+    std::fs::write(
+        test.path().join("one.plan"),
+        child.replace("\"v1\"", "\"v2\""),
+    )
+    .expect("edit");
+    let refused = cairn(&test, &["resume"]);
+    assert_eq!(refused.status, 2, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("`one.plan`, run by `p.plan`, changed since run"),
+        "{}",
+        refused.stderr
+    );
+    // The gate waits afresh: it was upstream of nothing the edit left alone.
+    let resumed = cairn(&test, &["resume", "--allow-changed", "--events", "-"]);
+    assert_eq!(resumed.status, 3, "{}{}", resumed.stdout, resumed.stderr);
+    let child = status_json(&test)["steps"][0]["child"]["steps"].clone();
+    let build = child
+        .as_array()
+        .expect("child steps")
+        .iter()
+        .find(|s| s["step"] == "build")
+        .expect("build");
+    assert_eq!(build["output"], "v2", "{child}");
+    let count = child
+        .as_array()
+        .expect("child steps")
+        .iter()
+        .find(|s| s["step"] == "count")
+        .expect("count");
+    assert_eq!(count["attempts"], 1, "kept, not run again: {child}");
+    let approve = cairn(&test, &["approve", "one.ok", "--reason", "fine"]);
+    assert_eq!(approve.status, 0, "{}", approve.stderr);
+    let resumed = cairn(&test, &["resume"]);
+    assert_eq!(resumed.status, 0, "{}{}", resumed.stdout, resumed.stderr);
+    assert_eq!(
+        output(&test, "one"),
+        serde_json::json!({ "build": "v2", "count": 7, "ship": "v2" })
+    );
+}
+
+/// The example pair runs as the docs say: each round a child run, the
+/// graph and the dry run naming the plan the task runs.
+#[test]
+fn the_essay_rounds_example_runs_its_rounds_as_sub_plans() {
+    let example = |name: &str| {
+        std::fs::read_to_string(crate::root().join("examples").join(name)).expect("example")
+    };
+    let test = Test::new()
+        .file("critique-round.plan", example("critique-round.plan"))
+        .file("essay-rounds.plan", example("essay-rounds.plan"));
+    let graph = cairn(&test, &["graph", "essay-rounds.plan"]);
+    assert!(
+        graph.stdout.contains("runs plan critique-round.plan"),
+        "{}",
+        graph.stdout
+    );
+    let dry = cairn(&test, &["run", "--dry-run", "essay-rounds.plan"]);
+    assert!(
+        dry.stdout
+            .contains("runs `critique-round.plan` (3 steps) as a child run"),
+        "{}",
+        dry.stdout
+    );
+    let run = cairn(&test, &["run", "essay-rounds.plan"]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        output(&test, "publish"),
+        serde_json::json!(
+            "published with score 8: An essay on durable workflows. For example, a resumed run. In short: nothing runs twice. In short: nothing runs twice."
+        )
+    );
+    let status = cairn(&test, &["status"]);
+    assert!(
+        status.stdout.contains("round#3.critique"),
+        "{}",
+        status.stdout
     );
 }

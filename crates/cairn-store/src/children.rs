@@ -76,10 +76,12 @@ impl ChildRuns for ChildRunsOf {
                 let row = store.find(Some(&id)).map_err(|e| e.to_string())?;
                 verified(store, &row).map_err(|e| e.to_string())?;
                 let history = store.history(&id).map_err(|e| e.to_string())?;
+                let invalidated =
+                    edited(store, &id, request.plan, &history).map_err(|e| e.to_string())?;
                 let originals = store
                     .originals(&history.originals)
                     .map_err(|e| e.to_string())?;
-                let mut resume = history.resume(&[]);
+                let mut resume = history.resume(&invalidated);
                 resume.originals = originals;
                 (id, claim, Some(Arc::new(resume)))
             }
@@ -121,6 +123,36 @@ impl ChildRuns for ChildRunsOf {
             id,
         })
     }
+}
+
+/// The child's steps whose recorded results its plan, edited since it
+/// began (its parent resumed with `--allow-changed`), no longer stands by:
+/// reset in its log, as the parent's are, with the edited plan recorded.
+fn edited(
+    store: &Store,
+    child: &str,
+    plan: &cairn_lang::plan::Plan,
+    history: &crate::History,
+) -> Result<Vec<String>, crate::StoreError> {
+    let Some(recorded) = store.plan(child)?.as_ref().and_then(crate::Encoded::decode) else {
+        return Ok(Vec::new());
+    };
+    let changes = cairn_engine::run::Changes::between(&recorded, plan);
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let invalidated = changes.invalidated(plan, |id| history.settled(id).is_some());
+    for step in &invalidated {
+        store.append(
+            child,
+            &cairn_engine::run::Event::StepReset {
+                step: step.clone(),
+                reason: "its plan changed (`--allow-changed`)".to_owned(),
+            },
+        )?;
+    }
+    store.replace_source(child, "", plan)?;
+    Ok(invalidated)
 }
 
 impl ChildRunsOf {

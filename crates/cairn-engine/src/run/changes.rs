@@ -100,7 +100,35 @@ fn fingerprint(plan: &Plan, task: &Task) -> String {
             .and_then(|i| i.functions.as_ref()),
     };
     let functions = functions.map_or("", |f| &*f.text);
-    format!("{value}\n{functions}")
+    format!("{value}\n{functions}\n{}", called(plan, task))
+}
+
+/// The text of every plan a `plan:` task runs, at any depth (by hash, in
+/// the order they are reached): editing one edits the task.
+fn called(plan: &Plan, task: &Task) -> String {
+    let Some(call) = &task.call else {
+        return String::new();
+    };
+    let mut seen = vec![false; plan.library.len()];
+    let mut stack = vec![call.plan];
+    let mut hashes = Vec::new();
+    while let Some(index) = stack.pop() {
+        let Some(entry) = plan.library.get(index) else {
+            continue;
+        };
+        if std::mem::replace(&mut seen[index], true) {
+            continue;
+        }
+        hashes.push(entry.origin.as_ref().map_or("", |o| o.sha256.as_str()));
+        stack.extend(
+            entry
+                .tasks
+                .iter()
+                .rev()
+                .filter_map(|t| Some(t.call.as_ref()?.plan)),
+        );
+    }
+    hashes.join(",")
 }
 
 fn strip_spans(value: &mut serde_json::Value) {

@@ -196,7 +196,7 @@ kinds! {
     StepSkipped = "step_skipped",
     StepFannedOut = "step_fanned_out",
     StepLooping = "step_looping",
-    SubPlanStarted = "subplan_started",
+    SubPlanStarted = "sub_plan_started",
     StepWaiting = "step_waiting",
     DecisionMade = "decision_made",
     GateWaiting = "gate_waiting",

@@ -75,7 +75,7 @@ impl Library {
         let Found {
             identity,
             source: text,
-            ..
+            file,
         } = match resolver.resolve(source, &reference.value) {
             Ok(found) => found,
             Err(why) => {
@@ -119,7 +119,14 @@ impl Library {
                 if identity != self.root {
                     diagnostics.append(&mut found);
                 }
-                self.plans[index] = plan.filter(|_| !failed);
+                let origin = crate::plan::Origin {
+                    file,
+                    sha256: crate::source::sha256(text.text()),
+                };
+                self.plans[index] = plan.filter(|_| !failed).map(|plan| Plan {
+                    origin: Some(origin),
+                    ..plan
+                });
                 index
             }
         };
@@ -152,29 +159,44 @@ impl Library {
                 .iter()
                 .flat_map(|t| t.using.iter().map(String::as_str))
                 .collect();
-            for capability in used {
-                if !call.using.iter().any(|u| u == capability) {
-                    diagnostics.push(
-                        Diagnostic::error(
-                            Code::CallNotGranted,
-                            &call.source,
-                            format!(
-                                "`{}` has steps that use `{capability}`, which task `{}` does not grant",
-                                call.reference.value, call.task
-                            ),
-                        )
-                        .label(call.header, format!("no `using:{capability}` here"))
-                        .label(call.reference.span, "runs with at most the task's capabilities")
-                        .help(format!(
-                            "a sub-plan can do no more than the task that runs it: add `using:{capability}` to `{}` (and allow it in this plan)",
-                            call.task
-                        )),
-                    );
-                }
+            let missing: Vec<&str> = used
+                .into_iter()
+                .filter(|capability| !call.using.iter().any(|u| u == capability))
+                .collect();
+            if !missing.is_empty() {
+                diagnostics.push(not_granted(call, &missing));
             }
         }
         self.plans.into_iter().collect()
     }
+}
+
+/// One diagnostic per call, naming every capability the caller lacks.
+fn not_granted(call: &Pending, missing: &[&str]) -> Diagnostic {
+    let names: Vec<String> = missing.iter().map(|c| format!("`{c}`")).collect();
+    let names = match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.concat(),
+    };
+    let using = missing.join(",");
+    Diagnostic::error(
+        Code::CallNotGranted,
+        &call.source,
+        format!(
+            "`{}` has steps that use {names}, which task `{}` does not grant",
+            call.reference.value, call.task
+        ),
+    )
+    .label(call.header, format!("no `using:{using}` here"))
+    .label(
+        call.reference.span,
+        "runs with at most the task's capabilities",
+    )
+    .help(format!(
+        "a sub-plan can do no more than the task that runs it: add `using:{using}` to `{}` (and allow {} in this plan)",
+        call.task,
+        if missing.len() == 1 { "it" } else { "them" }
+    ))
 }
 
 fn unknown_param(call: &Pending, plan: &Plan, name: &Spanned<String>) -> Diagnostic {

@@ -256,6 +256,7 @@ fn run(
         functions: header.functions,
         output: header.output,
         library: Vec::new(),
+        origin: None,
         imports: imported.imports,
         hypotheses: {
             let mut all = header.hypotheses;

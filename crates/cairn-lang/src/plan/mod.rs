@@ -59,6 +59,10 @@ pub struct Plan {
     /// level, so a plan that calls itself is one entry.
     #[serde(default)]
     pub library: Vec<Plan>,
+    /// Where a [`Plan::library`] entry was read from (`None` for the plan
+    /// being run), so `resume` and `replay` see an edited child plan.
+    #[serde(default)]
+    pub origin: Option<Origin>,
     /// Tasks, decisions and gates, in file order.
     #[serde(deserialize_with = "exactly_as_long")]
     pub tasks: Vec<Task>,
@@ -241,6 +245,16 @@ pub struct CompileError {
     pub span: Span,
     /// Rhai's message.
     pub message: String,
+}
+
+/// The text a library entry was checked from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The file it was read from, as resolved (`None`: a stdlib template,
+    /// which only changes with cairn).
+    pub file: Option<String>,
+    /// sha256 of its text as checked.
+    pub sha256: String,
 }
 
 /// `plan: "<reference>" [with k = v, …]`: a task that runs another plan.

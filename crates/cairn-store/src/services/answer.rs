@@ -52,8 +52,22 @@ pub fn answer_gate(store: &Store, answer: Answer<'_>) -> Result<String, ServiceE
             row.id
         )));
     };
+    answer_waiting(store, &row.id, found, approved, reason, by)?;
+    Ok(row.id)
+}
+
+/// Logs the answer to `found`, a gate waiting in run `top` or in a child
+/// run below it, whose claim the caller holds.
+pub fn answer_waiting(
+    store: &Store,
+    top: &str,
+    found: &Waiting,
+    approved: bool,
+    reason: &str,
+    by: String,
+) -> Result<(), ServiceError> {
     // A gate of a child run is answered in the child's own log (held too).
-    let _child_claim = match found.run != row.id {
+    let _child_claim = match found.run != top {
         true => {
             let child = store.find(Some(&found.run))?;
             verified(store, &child)?;
@@ -65,8 +79,8 @@ pub fn answer_gate(store: &Store, answer: Answer<'_>) -> Result<String, ServiceE
     // late would overrule the plan.
     if approved && store.history(&found.run)?.gate_expired(&found.gate) {
         return Err(ServiceError::Refused(format!(
-            "gate `{gate}` of run {} timed out before it was answered; `cairn resume {}` rejects it",
-            row.id, row.id
+            "gate `{}` of run {top} timed out before it was answered; `cairn resume {top}` rejects it",
+            found.name
         )));
     }
     let (step, reason) = (found.gate.clone(), reason.to_owned());
@@ -86,7 +100,7 @@ pub fn answer_gate(store: &Store, answer: Answer<'_>) -> Result<String, ServiceE
         }
     };
     store.append(&found.run, &event)?;
-    Ok(row.id)
+    Ok(())
 }
 
 /// A gate waiting for an answer, in a run or in a child run below it.

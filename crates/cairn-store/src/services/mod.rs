@@ -7,7 +7,7 @@ mod plans;
 mod replay;
 mod resume;
 
-pub use answer::{answer_gate, waiting_gates, Answer, Waiting};
+pub use answer::{answer_gate, answer_waiting, waiting_gates, Answer, Waiting};
 pub use plans::{recorded_plan, Edited};
 pub use replay::{replay, Replayed};
 pub use resume::{prepare_resume, stop_left_running, Prepared};

@@ -1,5 +1,6 @@
 //! The plan a recorded run goes on with: as it was checked when the run
-//! began, and the plan file as it is now if it (or a plan it imports) changed.
+//! began, and the plan file as it is now if it (or a plan it imports or
+//! runs) changed.
 
 use std::sync::Arc;
 
@@ -60,22 +61,35 @@ pub(super) fn plans(
     let files = if source.text() != text {
         format!("`{}`", run.file)
     } else {
-        let imports: Vec<String> = recorded
+        // Plans it imports with `use` and plans its `plan:` tasks run, by
+        // the file each was read from and the hash of its text then.
+        let imported = recorded
             .imports
             .iter()
-            .filter_map(|import| Some((import.file.as_ref()?, &import.sha256)))
-            .filter(|(file, checked)| {
-                // A file that cannot be read now is not compared, like a
-                // plan file that is gone.
-                cairn_engine::read::read(&run.resolve(file))
-                    .is_ok_and(|now| cairn_lang::source::sha256(now.text()) != **checked)
-            })
-            .map(|(file, _)| format!("`{file}`"))
-            .collect();
-        if imports.is_empty() {
-            return Ok((recorded, None));
-        }
-        format!("{}, imported by `{}`,", imports.join(", "), run.file)
+            .filter_map(|import| Some((import.file.as_ref()?, &import.sha256)));
+        let called = recorded
+            .library
+            .iter()
+            .filter_map(|entry| entry.origin.as_ref())
+            .filter_map(|origin| Some((origin.file.as_ref()?, &origin.sha256)));
+        let unchanged = |(file, checked): &(&String, &String)| {
+            // A file that cannot be read now is not compared, like a plan
+            // file that is gone.
+            !cairn_engine::read::read(&run.resolve(file))
+                .is_ok_and(|now| cairn_lang::source::sha256(now.text()) != **checked)
+        };
+        let named = |(file, _): (&String, &String)| format!("`{file}`");
+        let imported: Vec<String> = imported.filter(|f| !unchanged(f)).map(named).collect();
+        let called: Vec<String> = called.filter(|f| !unchanged(f)).map(named).collect();
+        let how = match (imported.is_empty(), called.is_empty()) {
+            (true, true) => return Ok((recorded, None)),
+            (false, true) => "imported",
+            (true, false) => "run",
+            (false, false) => "imported or run",
+        };
+        let mut edited = imported;
+        edited.extend(called);
+        format!("{}, {how} by `{}`,", edited.join(", "), run.file)
     };
     let plan = checked(&source)?;
     Ok((

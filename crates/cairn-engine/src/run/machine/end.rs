@@ -110,10 +110,10 @@ impl Machine {
             RunStatus::Failed
         } else if !self.waiting_gates.is_empty() || !self.waiting_children.is_empty() {
             let gates = self.waiting_gates.iter().map(|&g| self.id(g).to_owned());
-            let inside = self
-                .waiting_children
-                .iter()
-                .flat_map(|(_, on)| on.iter().cloned());
+            // Children finish waiting in any order; name them in the plan's.
+            let mut children: Vec<&(usize, Vec<String>)> = self.waiting_children.iter().collect();
+            children.sort_by_key(|(node, _)| *node);
+            let inside = children.into_iter().flat_map(|(_, on)| on.iter().cloned());
             let ids: Vec<String> = gates.chain(inside).map(|id| format!("`{id}`")).collect();
             self.message = Some(format!("waiting for approval of {}", ids.join(", ")));
             RunStatus::Paused

@@ -450,3 +450,29 @@ fn the_essay_rounds_example_runs_its_rounds_as_sub_plans() {
         status.stdout
     );
 }
+
+/// A plan that fans out into itself cannot start threads until the system
+/// has none: the child runs of one run share 1,024 threads, and a child
+/// that would need more fails its attempt with the reason.
+#[test]
+fn sub_plans_that_fan_out_into_themselves_share_a_bounded_set_of_threads() {
+    let bomb = r#"plan bomb "Fans out into itself"
+  param depth = 0
+  max_parallel: 16
+
+task spread "Spread"
+  when: params.depth < 5
+  each: range(0, 16)
+  plan: "bomb.plan" with depth = params.depth + 1
+"#;
+    let test = Test::new().file("bomb.plan", bomb);
+    let run = cairn(&test, &["run", "bomb.plan"]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(
+            "sub-plans running at once would need more than 1024 threads; `bomb.plan` cannot start"
+        ),
+        "{}",
+        run.stdout
+    );
+}

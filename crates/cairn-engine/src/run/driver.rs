@@ -230,24 +230,38 @@ async fn drive(
     events: &Outbox,
     observe: &mut impl FnMut(&Event),
 ) {
-    // A plan with `each:` has as many steps as its lists have elements.
-    let steps = if plan.tasks.iter().any(|t| t.each.is_some()) {
-        usize::MAX
-    } else {
-        plan.tasks.len()
+    let (granted, wanted) = {
+        let state = pool.lock();
+        (state.shared.nesting.workers, workers_for(plan, max_parallel))
     };
-    let workers = max_parallel.min(steps).clamp(1, MAX_WORKERS);
+    let workers = granted.map_or(wanted, |g| g.min(wanted)).max(1);
     let crew = Arc::clone(pool);
     let mut done = tokio::task::spawn_blocking(move || {
         std::thread::scope(|scope| {
+            let mut started = 0;
             for _ in 0..workers {
                 // Deep values recurse inside Rhai (clone, drop, compare):
                 // workers get the stack a step's script needs.
-                std::thread::Builder::new()
+                let spawned = std::thread::Builder::new()
                     .name("cairn-worker".into())
                     .stack_size(step::SCRIPT_STACK)
-                    .spawn_scoped(scope, || work(&crew))
-                    .expect("a worker thread starts");
+                    .spawn_scoped(scope, || work(&crew));
+                match spawned {
+                    Ok(_) => started += 1,
+                    // The system is out of threads: the run goes on with
+                    // the workers it has, or stops if it has none.
+                    Err(error) => {
+                        tracing::warn!(%error, started, "cannot start a worker thread");
+                        if started == 0 {
+                            crew.lock().cancel(
+                                format!("cannot start a worker thread: {error}"),
+                                false,
+                            );
+                            crew.wake.notify_all();
+                        }
+                        break;
+                    }
+                }
             }
         });
     });
@@ -319,6 +333,17 @@ async fn drive(
 /// Threads for running steps; `max_parallel` above this still bounds how
 /// many run, but no more than this many scripts run at once.
 const MAX_WORKERS: usize = 256;
+
+/// How many worker threads a run of `plan` at `max_parallel` starts.
+pub(crate) fn workers_for(plan: &Plan, max_parallel: usize) -> usize {
+    // A plan with `each:` has as many steps as its lists have elements.
+    let steps = if plan.tasks.iter().any(|t| t.each.is_some()) {
+        usize::MAX
+    } else {
+        plan.tasks.len()
+    };
+    max_parallel.min(steps).clamp(1, MAX_WORKERS)
+}
 
 /// One worker: take work, do it without the lock, record the outcome.
 fn work(pool: &Pool) {

@@ -24,7 +24,7 @@ pub use interrupt::Interrupter;
 pub use params::{check_params, param_values};
 pub use resume::{Kept, Resume, Settled, Settlings, StepMap};
 pub use step::describe as describe_error;
-pub use subplan::{ChildRequest, ChildRun, ChildRuns, MAX_DEPTH};
+pub use subplan::{ChildRequest, ChildRun, ChildRuns, MAX_CHILD_THREADS, MAX_DEPTH};
 
 /// A gate asking for a decision.
 #[derive(Clone, Debug)]

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -88,6 +88,60 @@ pub(crate) struct Nesting {
     /// Set once plans nest too deep, for every level above to fail with
     /// (instead of each wrapping the one below's failure).
     pub too_deep: Arc<std::sync::OnceLock<String>>,
+    /// The threads the child runs of the whole tree have, together.
+    pub threads: Arc<Threads>,
+    /// For a child run: how many worker threads it was granted.
+    pub workers: Option<usize>,
+}
+
+/// The threads child runs may start, together: a plan that fans out into
+/// sub-plans that fan out again would otherwise start threads until the
+/// system has none left.
+#[derive(Debug, Default)]
+pub(crate) struct Threads {
+    live: AtomicUsize,
+}
+
+/// At most this many threads run the child runs of one run, at any depth.
+pub const MAX_CHILD_THREADS: usize = 1024;
+
+/// Threads taken from [`Threads`], given back when dropped.
+pub(crate) struct Lease {
+    threads: Arc<Threads>,
+    count: usize,
+}
+
+impl Threads {
+    /// Between `least` and `most` threads, as many as are left; `None`
+    /// when fewer than `least` are.
+    fn lease(self: &Arc<Self>, least: usize, most: usize) -> Option<Lease> {
+        let mut live = self.live.load(Ordering::SeqCst);
+        loop {
+            let left = MAX_CHILD_THREADS.saturating_sub(live);
+            if left < least {
+                return None;
+            }
+            let count = most.min(left);
+            match self
+                .live
+                .compare_exchange(live, live + count, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => {
+                    return Some(Lease {
+                        threads: Arc::clone(self),
+                        count,
+                    })
+                }
+                Err(now) => live = now,
+            }
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.threads.live.fetch_sub(self.count, Ordering::SeqCst);
+    }
 }
 
 impl Nesting {
@@ -112,6 +166,8 @@ impl Nesting {
             approver: options.approver.clone(),
             state_dir: options.state_dir.clone(),
             too_deep: Arc::default(),
+            threads: Arc::default(),
+            workers: None,
         }
     }
 }
@@ -157,6 +213,15 @@ pub(crate) fn run(
             .get_or_init(|| too_deep(&nesting.chain, &plan.id));
         return Err(failed(error.clone()));
     }
+    // The child's workers, and the thread its runtime hands them out from.
+    let max_parallel = plan.max_parallel.max(1);
+    let wanted = super::driver::workers_for(&plan, max_parallel);
+    let lease = nesting.threads.lease(2, wanted + 1).ok_or_else(|| {
+        failed(format!(
+            "sub-plans running at once would need more than {MAX_CHILD_THREADS} threads; `{}` cannot start (lower `max_parallel:` of the plans that fan out into sub-plans)",
+            call.reference
+        ))
+    })?;
     let mut with = Vec::new();
     for (name, script) in &call.with {
         let value = super::step::eval(caller.engine, scope, script)
@@ -228,6 +293,8 @@ pub(crate) fn run(
         approver: options.approver.clone(),
         state_dir: nesting.state_dir.clone(),
         too_deep: Arc::clone(&nesting.too_deep),
+        threads: Arc::clone(&nesting.threads),
+        workers: Some(lease.count - 1),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -276,6 +343,7 @@ pub(crate) fn run(
         (report, timed_out)
     });
     drop(child.hold);
+    drop(lease);
     let (report, timed_out) = report;
     let report = report.map_err(|e| failed(format!("`{}`{shown}: {e}", call.reference)))?;
     match report.status {

@@ -126,6 +126,37 @@ pub fn answer(
     Ok(0)
 }
 
+/// `cairn cancel`: mark a stopped run cancelled, or ask the process that
+/// runs a live one to cancel it and wait until it has.
+pub fn cancel(state_dir: &Path, id: Option<&str>, reason: &str) -> Result<i32, Error> {
+    let store = open(state_dir, Durability::Normal)?;
+    let by = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+    let reason = format!("{reason} ({by})");
+    match services::cancel(&store, id, &reason).map_err(refused)? {
+        services::Cancelled::Marked(run) => {
+            println!("cancelled run {run}");
+            Ok(0)
+        }
+        services::Cancelled::Asked(run) => {
+            // Its process looks every 250 ms, then stops its steps (their
+            // commands get a moment to exit before they are killed).
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+            while std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let row = store.find(Some(&run))?;
+                if row.status != cairn_store::RunState::Running {
+                    println!("cancelled run {run}: its process stopped its steps");
+                    return Ok(0);
+                }
+            }
+            println!(
+                "asked the process running run {run} to cancel it; it has not stopped yet (`cairn status {run}` shows when it has)"
+            );
+            Ok(1)
+        }
+    }
+}
+
 /// `cairn replay`: run the plan again against the recording, touching nothing.
 pub fn replay(state_dir: &Path, id: Option<&str>) -> Result<i32, Error> {
     // Touches nothing: a read-only store replays too.

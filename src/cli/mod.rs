@@ -74,7 +74,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
         format: DiagnosticFormat,
     },
-    /// Run a plan: exit 0 succeeded, 1 failed, 2 invalid, 3 waiting at a gate, 130 interrupted (143 by SIGTERM).
+    /// Run a plan: exit 0 succeeded, 1 failed or cancelled, 2 invalid, 3 waiting at a gate, 130 interrupted (143 by SIGTERM).
     Run {
         /// The plan file, or the name of a stdlib template (`debug-500`).
         #[arg(value_name = "FILE")]
@@ -131,6 +131,15 @@ enum Command {
     Approve(Answer),
     /// Reject a waiting gate of a stopped run: on `cairn resume` it fails like a step.
     Reject(Answer),
+    /// Cancel a run for good: a running one from another terminal (its process
+    /// stops its steps within a second), or a paused or interrupted one at once.
+    Cancel {
+        /// The run's id (a unique prefix is enough); the newest unfinished run if left out.
+        run: Option<String>,
+        /// Why, kept as the run's message.
+        #[arg(long, default_value = "by `cairn cancel`")]
+        reason: String,
+    },
     /// Run a recorded run's plan again with every outside call answered from
     /// the recording: "identical" (exit 0) or the first divergence (exit 1).
     Replay {
@@ -297,6 +306,8 @@ pub enum RunStateArg {
     Succeeded,
     /// Ended with a failure.
     Failed,
+    /// Cancelled for good (`cairn cancel`).
+    Cancelled,
 }
 
 impl From<RunStateArg> for cairn_store::RunState {
@@ -308,6 +319,7 @@ impl From<RunStateArg> for cairn_store::RunState {
             RunStateArg::Interrupted => Self::Stopped(RunStatus::Interrupted),
             RunStateArg::Succeeded => Self::Stopped(RunStatus::Succeeded),
             RunStateArg::Failed => Self::Stopped(RunStatus::Failed),
+            RunStateArg::Cancelled => Self::Stopped(RunStatus::Cancelled),
         }
     }
 }
@@ -478,6 +490,9 @@ pub fn main() -> i32 {
                 state_dir: cli.state_dir.clone(),
                 durability: durability.into(),
             }))
+        }
+        Command::Cancel { run, reason } => {
+            return exit(durable::cancel(&cli.state_dir, run.as_deref(), &reason))
         }
         Command::Approve(a) => {
             return exit(durable::answer(

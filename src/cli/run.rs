@@ -151,6 +151,7 @@ impl Session {
             .map_err(|e| Error::Usage(format!("cannot start the runtime: {e}")))?;
         let plan = Arc::new(plan);
         let (interrupter, _listening) = super::signals::interrupter(&runtime, true);
+        let _watching = CancelWatch::start(&self.store, &self.run_id, interrupter.clone());
         options.interrupter = Some(interrupter);
         let mut write_failed = None;
         let engine = cairn_engine::stdlib::engine();
@@ -231,12 +232,56 @@ impl Session {
             RunStatus::Interrupted => {
                 let _ = writeln!(progress, "to continue: cairn{state} resume {id}");
             }
+            RunStatus::Cancelled => {
+                // Its children were interrupted with it; they are over too.
+                let reason = self.store.cancel_requested(id)?.unwrap_or_default();
+                cairn_store::services::cancel_children(&self.store, id, &reason)
+                    .map_err(Error::from)?;
+            }
             _ => {}
         }
         let code = super::signals::exit_code(report.status);
         super::leak_until_exit(report);
         super::leak_until_exit(plan);
         Ok(code)
+    }
+}
+
+/// Watches the store for `cairn cancel` of the run, from a thread of its
+/// own (a store read must not block the async runtime), and cancels the run
+/// through its interrupter. Stops when dropped.
+struct CancelWatch {
+    done: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CancelWatch {
+    /// How often the store is asked.
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+    fn start(store: &Arc<Store>, run: &str, interrupter: run::Interrupter) -> Self {
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (store, run, stop) = (Arc::clone(store), run.to_owned(), Arc::clone(&done));
+        let watching = std::thread::Builder::new()
+            .name("cairn-cancel-watch".into())
+            .spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    if let Ok(Some(reason)) = store.cancel_requested(&run) {
+                        interrupter.cancel(reason);
+                        return;
+                    }
+                    std::thread::sleep(Self::EVERY);
+                }
+            });
+        if let Err(error) = watching {
+            tracing::warn!(%error, "cannot watch for `cairn cancel`");
+        }
+        Self { done }
+    }
+}
+
+impl Drop for CancelWatch {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -317,6 +317,10 @@ impl Session {
             RunStatus::Interrupted => println!(
                 "interrupted: the running steps were cancelled and run again when next ready"
             ),
+            RunStatus::Cancelled => println!(
+                "run cancelled: {}",
+                report.message.as_deref().unwrap_or("from outside")
+            ),
             RunStatus::Paused => {
                 let waiting = self.waiting_gates();
                 if !waiting.is_empty() {

@@ -100,7 +100,7 @@ fn a_gate_is_approved_in_another_process_and_resume_finishes() {
     let again = cairn(&test, &["resume", &id]);
     assert_eq!(again.status, 2);
     assert!(
-        again.stderr.contains("has succeeded; only paused"),
+        again.stderr.contains("has ended (succeeded); only paused"),
         "{}",
         again.stderr
     );

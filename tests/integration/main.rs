@@ -2,6 +2,7 @@
 
 mod architecture;
 mod audit;
+mod cancel;
 mod check;
 mod conventions;
 mod damage;

@@ -188,7 +188,7 @@ fn a_newer_or_corrupt_database_is_a_clear_error() {
     assert_eq!(newer.status, 1);
     assert_eq!(
         newer.stderr,
-        "error: the run store `.cairn/state.db` has schema version 99, newer than this cairn understands (7); upgrade cairn\n"
+        "error: the run store `.cairn/state.db` has schema version 99, newer than this cairn understands (8); upgrade cairn\n"
     );
     let test = Test::new().file(".cairn/state.db", "this is not a database, just text");
     let corrupt = cairn(&test, &["runs"]);

@@ -551,6 +551,27 @@ impl Store {
         }
     }
 
+    /// Asks the process that runs `run` to cancel it, for `reason`
+    /// (`cairn cancel` of a live run): it reads [`Store::cancel_requested`].
+    pub fn request_cancel(&self, run: &str, reason: &str) -> Result<(), StoreError> {
+        self.lock()
+            .execute(
+                "UPDATE runs SET cancel = ?2 WHERE id = ?1",
+                params![run, reason],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Why the run was asked to be cancelled, if it was.
+    pub fn cancel_requested(&self, run: &str) -> Result<Option<String>, StoreError> {
+        self.lock()
+            .query_row("SELECT cancel FROM runs WHERE id = ?1", [run], |r| r.get(0))
+            .optional()
+            .map(Option::flatten)
+            .map_err(self.err())
+    }
+
     /// Replaces a run's params (the REPL's `:set`), and records the
     /// change in its log.
     pub fn replace_params(&self, run: &str, params: &[(String, String)]) -> Result<(), StoreError> {
@@ -917,10 +938,11 @@ impl Store {
     pub fn newest_unfinished(&self) -> Result<Option<RunRow>, StoreError> {
         Ok(self
             .select_runs(
-                "parent_run IS NULL AND status NOT IN (?1, ?2)",
+                "parent_run IS NULL AND status NOT IN (?1, ?2, ?3)",
                 &[
                     &RunState::Stopped(RunStatus::Succeeded),
                     &RunState::Stopped(RunStatus::Failed),
+                    &RunState::Stopped(RunStatus::Cancelled),
                 ],
                 1,
                 0,

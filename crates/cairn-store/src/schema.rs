@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The newest schema this build writes.
-pub const VERSION: i64 = 7;
+pub const VERSION: i64 = 8;
 
 /// The first version that keeps leases (before it, a run was held by an
 /// `flock` on `locks/<run>.lock`).
@@ -149,6 +149,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN parent_attempt INTEGER;
     CREATE UNIQUE INDEX runs_by_parent ON runs (parent_run, parent_step, parent_attempt)
         WHERE parent_run IS NOT NULL;
+",
+    "
+    -- `cairn cancel` of a run a live process holds: why, for that process
+    -- to read (it looks every 250 ms) and cancel the run with.
+    ALTER TABLE runs ADD COLUMN cancel TEXT;
 ",
 ];
 

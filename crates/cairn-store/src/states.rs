@@ -37,12 +37,12 @@ impl RunState {
             .map(|s| RunState::Stopped(*s))
     }
 
-    /// Whether the run is over for good (succeeded or failed): nothing
+    /// Whether the run is over for good (succeeded, failed or cancelled): nothing
     /// about it goes on.
     pub fn is_over(self) -> bool {
         matches!(
             self,
-            RunState::Stopped(RunStatus::Succeeded | RunStatus::Failed)
+            RunState::Stopped(RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled)
         )
     }
 }

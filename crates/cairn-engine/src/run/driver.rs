@@ -14,7 +14,7 @@ use std::time::Duration;
 use rhai::{Dynamic, Map};
 
 use super::events::Event;
-use super::machine::{kept_outcome, Action, Finished, Machine, Now, Outcome, Policy};
+use super::machine::{kept_outcome, Action, Finished, Halt, Machine, Now, Outcome, Policy};
 use super::outbox::{Outbox, TICK};
 use super::params::{eval_with_params, param_map, param_values};
 use super::step::{self, Job, Shared};
@@ -183,7 +183,8 @@ impl Drop for Abandoned {
         self.events.close();
         if let Some(pool) = self.pool.upgrade() {
             self.cancel.store(true, Ordering::SeqCst);
-            pool.lock().cancel("the run was dropped".to_owned(), true);
+            pool.lock()
+                .cancel("the run was dropped".to_owned(), Halt::Interrupt);
             pool.wake.notify_all();
         }
     }
@@ -232,7 +233,10 @@ async fn drive(
 ) {
     let (granted, wanted) = {
         let state = pool.lock();
-        (state.shared.nesting.workers, workers_for(plan, max_parallel))
+        (
+            state.shared.nesting.workers,
+            workers_for(plan, max_parallel),
+        )
     };
     let workers = granted.map_or(wanted, |g| g.min(wanted)).max(1);
     let crew = Arc::clone(pool);
@@ -255,7 +259,7 @@ async fn drive(
                         if started == 0 {
                             crew.lock().cancel(
                                 format!("cannot start a worker thread: {error}"),
-                                false,
+                                Halt::Failure,
                             );
                             crew.wake.notify_all();
                         }
@@ -317,12 +321,13 @@ async fn drive(
             () = &mut watchdog, if budget.is_some() && !timed_out => {
                 timed_out = true;
                 let text = plan.budget.time_ms.map(cairn_lang::units::human_ms).unwrap_or_default();
-                pool.lock().cancel(format!("the time budget of {text} ran out; running steps were cancelled"), false);
+                pool.lock().cancel(format!("the time budget of {text} ran out; running steps were cancelled"), Halt::Failure);
                 pool.wake.notify_all();
             }
-            reason = &mut interrupted_from_outside, if !interrupted => {
+            stop = &mut interrupted_from_outside, if !interrupted => {
                 interrupted = true;
-                pool.lock().cancel(reason, true);
+                let halt = if stop.for_good { Halt::Cancel } else { Halt::Interrupt };
+                pool.lock().cancel(stop.reason, halt);
                 pool.wake.notify_all();
             }
         }
@@ -597,9 +602,9 @@ impl Books {
         self.machine.unstick()
     }
 
-    fn cancel(&mut self, message: String, interrupted: bool) {
+    fn cancel(&mut self, message: String, halt: Halt) {
         self.shared.cancel.store(true, Ordering::SeqCst);
-        self.machine.cancel(message, interrupted);
+        self.machine.cancel(message, halt);
     }
 
     /// How long until the next waiting gate expires, if one has a timeout.

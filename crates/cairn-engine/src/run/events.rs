@@ -12,8 +12,11 @@ pub enum RunStatus {
     Failed,
     /// Stopped at a gate that waits for approval.
     Paused,
-    /// Stopped by Ctrl-C.
+    /// Stopped by Ctrl-C: it can be resumed.
     Interrupted,
+    /// Stopped for good from outside (`cairn cancel`, [`super::Interrupter::cancel`]):
+    /// its running steps were cancelled, and it does not resume.
+    Cancelled,
 }
 
 impl Event {
@@ -70,6 +73,7 @@ impl RunStatus {
         RunStatus::Failed,
         RunStatus::Paused,
         RunStatus::Interrupted,
+        RunStatus::Cancelled,
     ];
 
     /// The word for it, as the log's `run_finished` and `cairn runs` write it.
@@ -79,6 +83,7 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::Paused => "paused",
             RunStatus::Interrupted => "interrupted",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 
@@ -86,7 +91,7 @@ impl RunStatus {
     pub fn exit_code(self) -> i32 {
         match self {
             Self::Succeeded => 0,
-            Self::Failed => 1,
+            Self::Failed | Self::Cancelled => 1,
             Self::Paused => 3,
             Self::Interrupted => 130,
         }

@@ -14,8 +14,17 @@ pub struct Interrupter {
 #[derive(Default)]
 struct Inner {
     /// Why, once interrupted: the run's message.
-    reason: Mutex<Option<String>>,
+    reason: Mutex<Option<Stop>>,
     notify: tokio::sync::Notify,
+}
+
+/// Why a run was stopped from outside.
+#[derive(Clone, Debug)]
+pub(crate) struct Stop {
+    /// The run's message.
+    pub reason: String,
+    /// Cancelled for good, not interrupted (resumable).
+    pub for_good: bool,
 }
 
 impl Interrupter {
@@ -28,9 +37,20 @@ impl Interrupter {
     /// stopped), nothing new starts, and it ends `interrupted` with `reason`
     /// as its message, resumable. A second call changes nothing.
     pub fn interrupt(&self, reason: impl Into<String>) {
+        self.stop(reason.into(), false);
+    }
+
+    /// Cancels the run for good: as [`Interrupter::interrupt`], but it
+    /// ends `cancelled`, which does not resume. A later call changes
+    /// nothing, nor does one after an interrupt.
+    pub fn cancel(&self, reason: impl Into<String>) {
+        self.stop(reason.into(), true);
+    }
+
+    fn stop(&self, reason: String, for_good: bool) {
         let mut held = self.inner.reason.lock().unwrap_or_else(|e| e.into_inner());
         if held.is_none() {
-            *held = Some(reason.into());
+            *held = Some(Stop { reason, for_good });
             drop(held);
             self.inner.notify.notify_one();
         }
@@ -46,7 +66,7 @@ impl Interrupter {
     }
 
     /// Resolves with the reason once interrupted.
-    pub(crate) async fn interrupted(&self) -> String {
+    pub(crate) async fn interrupted(&self) -> Stop {
         loop {
             if let Some(reason) = self
                 .inner

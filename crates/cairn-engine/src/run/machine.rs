@@ -23,6 +23,7 @@ mod repeat;
 #[cfg(test)]
 mod tests;
 
+pub use end::Halt;
 pub use io::{kept_outcome, Action, Finished, Now, Outcome, Part, Policy};
 
 use super::events::{Event, StepStatus};
@@ -130,6 +131,8 @@ pub struct Machine {
     failed: bool,
     compensate: bool,
     interrupted: bool,
+    /// Cancelled for good from outside: ends `cancelled`.
+    cancelled: bool,
     over_budget: bool,
     message: Option<String>,
     waiting_gates: Vec<usize>,
@@ -202,6 +205,7 @@ impl Machine {
             failed: false,
             compensate: false,
             interrupted: false,
+            cancelled: false,
             over_budget: false,
             message: None,
             waiting_gates: Vec::new(),

@@ -355,7 +355,7 @@ pub(crate) fn run(
         RunStatus::Failed if nesting.too_deep.get().is_some() => {
             Err(failed(nesting.too_deep.get().cloned().unwrap_or_default()))
         }
-        RunStatus::Failed | RunStatus::Interrupted => Err(failed(format!(
+        RunStatus::Failed | RunStatus::Interrupted | RunStatus::Cancelled => Err(failed(format!(
             "sub-plan `{}`{shown} {}: {}",
             call.reference,
             report.status.word(),

@@ -1,13 +1,15 @@
 //! The application services: going on with recorded runs (resume, answer a
-//! gate, replay), as the CLI, the REPL and an HTTP server all need them. They
+//! gate, replay, cancel), as the CLI, the REPL and an HTTP server all need them. They
 //! print nothing: what they found comes back typed, for the caller to show.
 
 mod answer;
+mod cancel;
 mod plans;
 mod replay;
 mod resume;
 
 pub use answer::{answer_gate, answer_waiting, waiting_gates, Answer, Waiting};
+pub use cancel::{cancel, cancel_children, Cancelled};
 pub use plans::{recorded_plan, Edited};
 pub use replay::{replay, Replayed};
 pub use resume::{prepare_resume, stop_left_running, Prepared};
@@ -61,7 +63,7 @@ pub fn unfinished(store: &Store, id: Option<&str>) -> Result<RunRow, ServiceErro
     }
     if run.status.is_over() {
         return Err(ServiceError::Refused(format!(
-            "run {} has {}; only paused, interrupted or crashed runs go on (start a new one with `cairn run {}`)",
+            "run {} has ended ({}); only paused, interrupted or crashed runs go on (start a new one with `cairn run {}`)",
             run.id, run.status, run.file
         )));
     }

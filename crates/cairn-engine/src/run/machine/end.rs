@@ -7,14 +7,28 @@ use super::{Machine, Node, Now};
 use crate::run::events::{Event, RunStatus, StepStatus};
 use cairn_lang::plan::Step;
 
+/// Why a run stops before its steps are done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Halt {
+    /// A limit ran out (the time budget): the run fails.
+    Failure,
+    /// Ctrl-C, or the run's future dropped: it ends `interrupted`, resumable.
+    Interrupt,
+    /// Cancelled for good: it ends `cancelled`.
+    Cancel,
+}
+
 impl Machine {
     /// Stops the run: nothing more starts (`interrupted`: by the caller,
     /// not a failure).
-    pub fn cancel(&mut self, message: String, interrupted: bool) {
-        tracing::info!(%message, "cancelling the run");
+    pub fn cancel(&mut self, message: String, halt: Halt) {
+        tracing::info!(%message, ?halt, "cancelling the run");
         self.stopping = true;
-        self.failed |= !interrupted;
-        self.interrupted |= interrupted;
+        match halt {
+            Halt::Failure => self.failed = true,
+            Halt::Interrupt => self.interrupted = true,
+            Halt::Cancel => self.cancelled = true,
+        }
         self.message.get_or_insert(message);
     }
 
@@ -104,7 +118,9 @@ impl Machine {
                 "the run could not be recorded ({error}), so it was stopped"
             ));
         }
-        let status = if self.interrupted {
+        let status = if self.cancelled {
+            RunStatus::Cancelled
+        } else if self.interrupted {
             RunStatus::Interrupted
         } else if self.failed {
             RunStatus::Failed

@@ -1,4 +1,5 @@
-//! `cairn resume`, `approve`, `reject` and `replay`: going on with recorded runs.
+//! `cairn resume`, `retry`, `cancel`, `approve`, `reject` and `replay`:
+//! going on with recorded runs.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -75,25 +76,87 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
     let store = open(&args.state_dir, args.durability)?;
     let prepared = services::prepare_resume(&store, args.run.as_deref(), args.allow_changed)
         .map_err(refused)?;
-    said_stopped(&prepared.stopped, &prepared.row.id);
-    super::leak_until_exit(Arc::clone(&prepared.resume));
-    let session = Session {
-        store,
-        run_id: prepared.row.id.clone(),
-        state_dir: args.state_dir,
+    let going = GoingOn {
         events: args.events,
-        claim: Some(prepared.claim),
-    };
-    let options = Options {
-        params: prepared.inputs.params,
-        seed: Some(prepared.inputs.seed),
         max_parallel: args.max_parallel,
-        approvals: args.approve,
-        dir: plan_dir(&prepared.row.plan_file()),
-        resume: Some(prepared.resume),
-        ..Options::default()
+        state_dir: args.state_dir,
+        retrying: false,
     };
-    session.execute(prepared.plan, options)
+    going.on(store, prepared, args.approve)
+}
+
+/// What `cairn retry` was asked to do.
+pub struct RetryArgs {
+    pub run: Option<String>,
+    pub steps: Vec<String>,
+    pub events: Option<String>,
+    pub max_parallel: Option<usize>,
+    pub state_dir: PathBuf,
+    pub durability: Durability,
+}
+
+/// `cairn retry`: run a failed or cancelled run's unsuccessful steps again.
+pub fn retry(args: RetryArgs) -> Result<i32, Error> {
+    let store = open(&args.state_dir, args.durability)?;
+    let (prepared, reset) =
+        services::prepare_retry(&store, args.run.as_deref(), &args.steps).map_err(refused)?;
+    let shown: Vec<String> = reset.iter().map(|s| format!("`{s}`")).collect();
+    eprintln!(
+        "retrying run {}: {}",
+        prepared.row.id,
+        if shown.is_empty() {
+            "no step failed; the steps not reached run".to_owned()
+        } else {
+            format!("{} run again, every other result is kept", shown.join(", "))
+        }
+    );
+    let going = GoingOn {
+        events: args.events,
+        max_parallel: args.max_parallel,
+        state_dir: args.state_dir,
+        retrying: true,
+    };
+    going.on(store, prepared, Vec::new())
+}
+
+/// How `resume` and `retry` run a prepared run.
+struct GoingOn {
+    events: Option<String>,
+    max_parallel: Option<usize>,
+    state_dir: PathBuf,
+    retrying: bool,
+}
+
+impl GoingOn {
+    /// Runs `prepared` to its end (or next stop) with its recorded params
+    /// and seed, as `cairn run` would; the exit code.
+    fn on(
+        self,
+        store: Arc<Store>,
+        prepared: services::Prepared,
+        approvals: Vec<String>,
+    ) -> Result<i32, Error> {
+        said_stopped(&prepared.stopped, &prepared.row.id);
+        super::leak_until_exit(Arc::clone(&prepared.resume));
+        let session = Session {
+            store,
+            run_id: prepared.row.id.clone(),
+            state_dir: self.state_dir,
+            events: self.events,
+            claim: Some(prepared.claim),
+            retrying: self.retrying,
+        };
+        let options = Options {
+            params: prepared.inputs.params,
+            seed: Some(prepared.inputs.seed),
+            max_parallel: self.max_parallel,
+            approvals,
+            dir: plan_dir(&prepared.row.plan_file()),
+            resume: Some(prepared.resume),
+            ..Options::default()
+        };
+        session.execute(prepared.plan, options)
+    }
 }
 
 /// `cairn approve` / `cairn reject`: answer a waiting gate of a stopped run.

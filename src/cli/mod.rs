@@ -117,15 +117,21 @@ enum Command {
         /// Approve this gate up front (repeatable).
         #[arg(long, value_name = "GATE")]
         approve: Vec<String>,
-        /// Run at most this many steps at once.
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000))]
-        max_parallel: Option<u64>,
-        /// Write every event as a JSON line to FILE (`-` for stdout).
-        #[arg(long, value_name = "FILE")]
-        events: Option<String>,
-        /// What each step's commit promises (see `cairn run --help`).
-        #[arg(long, value_enum, default_value_t = DurabilityArg::Normal)]
-        durability: DurabilityArg,
+        #[command(flatten)]
+        going: GoingOnArgs,
+    },
+    /// Run a failed or cancelled run again, keeping every step that succeeded:
+    /// only the failed, skipped and not-reached steps run (`--step`: those steps
+    /// and every step after them).
+    Retry {
+        /// The run's id (a unique prefix is enough); the newest run if left out.
+        run: Option<String>,
+        /// Run this step again, and every step after it (repeatable); a part
+        /// (`convert[2]`, `improve#3`) runs again with its task's others kept.
+        #[arg(long = "step", value_name = "STEP")]
+        steps: Vec<String>,
+        #[command(flatten)]
+        going: GoingOnArgs,
     },
     /// Approve a waiting gate of a stopped run; `cairn resume` then goes on.
     Approve(Answer),
@@ -291,6 +297,20 @@ enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// How `resume` and `retry` run the run they go on with.
+#[derive(Debug, clap::Args)]
+struct GoingOnArgs {
+    /// Run at most this many steps at once.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    max_parallel: Option<u64>,
+    /// Write every event as a JSON line to FILE (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    events: Option<String>,
+    /// What each step's commit promises (see `cairn run --help`).
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Normal)]
+    durability: DurabilityArg,
 }
 
 /// `cairn runs --status`.
@@ -477,14 +497,36 @@ pub fn main() -> i32 {
             run,
             allow_changed,
             approve,
-            max_parallel,
-            events,
-            durability,
+            going:
+                GoingOnArgs {
+                    max_parallel,
+                    events,
+                    durability,
+                },
         } => {
             return exit(durable::resume(durable::ResumeArgs {
                 run,
                 allow_changed,
                 approve,
+                events,
+                max_parallel: max_parallel.map(|n| n as usize),
+                state_dir: cli.state_dir.clone(),
+                durability: durability.into(),
+            }))
+        }
+        Command::Retry {
+            run,
+            steps,
+            going:
+                GoingOnArgs {
+                    max_parallel,
+                    events,
+                    durability,
+                },
+        } => {
+            return exit(durable::retry(durable::RetryArgs {
+                run,
+                steps,
                 events,
                 max_parallel: max_parallel.map(|n| n as usize),
                 state_dir: cli.state_dir.clone(),

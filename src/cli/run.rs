@@ -55,6 +55,7 @@ pub fn run(args: Args) -> Result<i32, Error> {
         state_dir: args.state_dir,
         events: args.events,
         claim: None,
+        retrying: false,
     };
     let options = Options {
         params,
@@ -85,6 +86,8 @@ pub struct Session {
     /// The run's claim, if the caller already holds it (`resume` does, from
     /// before it reads the log until the run stops).
     pub claim: Option<cairn_store::RunClaim>,
+    /// `cairn retry`: a child run that failed or was cancelled is retried too.
+    pub retrying: bool,
 }
 
 impl Session {
@@ -125,10 +128,12 @@ impl Session {
         options.processes = Some(Arc::clone(&processes) as Arc<dyn run::ProcessLog>);
         options.approver = interactive.then(|| Arc::new(approver) as run::Approver);
         // A `plan:` step's child run is kept beside this one, linked to it.
-        options.children = Some(Arc::new(cairn_store::ChildRunsOf::new(
-            Arc::clone(&self.store),
-            self.run_id.clone(),
-        )));
+        let (store, run) = (Arc::clone(&self.store), self.run_id.clone());
+        options.children = Some(Arc::new(if self.retrying {
+            cairn_store::ChildRunsOf::retrying(store, run)
+        } else {
+            cairn_store::ChildRunsOf::new(store, run)
+        }));
         // With `--events -` the JSON lines own stdout and progress goes to stderr.
         let mut events_out: Option<Box<dyn Write>> = match self.events.as_deref() {
             None => None,
@@ -381,7 +386,7 @@ pub fn describe(event: &Event) -> Option<String> {
             format!("  waiting   {step}: on {}", on.join(", "))
         }
         Event::StepCancelled { step, .. } => format!("  cancelled {step}"),
-        Event::StepReset { step, reason } => format!("  reset     {step}: {reason}"),
+        Event::StepReset { step, reason, .. } => format!("  reset     {step}: {reason}"),
         Event::Call { .. } | Event::RunInputs { .. } | Event::FileOriginal { .. } => return None,
         Event::Evidence {
             step,

@@ -36,6 +36,7 @@ impl Session {
             self.append(Event::StepReset {
                 step: id.clone(),
                 reason: format!("`:retry {step}`"),
+                keep_parts: false,
             })?;
         }
         println!("will run again: {}", reset.join(", "));
@@ -171,6 +172,7 @@ impl Session {
             self.append(Event::StepReset {
                 step: id.clone(),
                 reason: "the plan changed".to_owned(),
+                keep_parts: false,
             })?;
         }
         if !invalidated.is_empty() {

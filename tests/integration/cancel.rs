@@ -68,13 +68,7 @@ fn a_paused_run_and_its_children_are_cancelled_at_once() {
     let test = Test::new().file("one.plan", child).file("p.plan", parent);
     let run = cairn(&test, &["run", "p.plan", "--events", "-"]);
     assert_eq!(run.status, 3, "{}{}", run.stdout, run.stderr);
-    let child_id = run
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|e| e["event"] == "sub_plan_started")
-        .and_then(|e| e["run"].as_str().map(str::to_owned))
-        .expect("a child run");
+    let child_id = crate::first_child_run(&run.stdout);
     let refused = cairn(&test, &["cancel", &child_id]);
     assert_eq!(refused.status, 2, "{}", refused.stderr);
     assert!(

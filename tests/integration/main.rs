@@ -18,6 +18,7 @@ mod processes;
 mod properties;
 mod repeat;
 mod repl;
+mod retry;
 mod run;
 mod sandbox;
 mod scheduling;
@@ -125,6 +126,17 @@ pub fn cairn(test: &Test, args: &[&str]) -> Run {
         test.path(),
         &args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>(),
     )
+}
+
+/// The id of the first child run that `--events -` output (a run's stdout)
+/// says a `plan:` step started.
+pub fn first_child_run(events: &str) -> String {
+    events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "sub_plan_started")
+        .and_then(|e| e["run"].as_str().map(str::to_owned))
+        .expect("a child run")
 }
 
 /// `cairn status --json` of the newest run.

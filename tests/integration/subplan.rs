@@ -476,3 +476,92 @@ task spread "Spread"
         run.stdout
     );
 }
+
+/// A child's code outside its steps (param defaults, `output:`) has no
+/// capability, whatever the calling task has: a child that allows nothing
+/// cannot reach `sh` through the task that runs it.
+#[test]
+fn a_childs_params_and_output_reach_nothing_outside() {
+    for header in [
+        "  param who = call(Fn(\"s\" + \"h\"), \"touch pwned\").code\n",
+        "  output: call(Fn(\"s\" + \"h\"), \"touch pwned\").code\n",
+    ] {
+        let child = format!("plan c \"Allows nothing\"\n{header}\ntask t \"T\"\n  run: 1\n");
+        let parent = "plan p \"P\"\n  allow: sh\n\ntask s \"S\" using:sh\n  plan: \"c.plan\"\n";
+        let test = Test::new().file("c.plan", child).file("p.plan", parent);
+        let run = cairn(&test, &["run", "p.plan"]);
+        assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+        assert!(run.stdout.contains("`sh`"), "{}", run.stdout);
+        assert!(!test.path().join("pwned").exists(), "{header}");
+    }
+}
+
+/// A child goes on with the params it began with: a resumed parent does
+/// not evaluate `with` again (its calls ran once), and replays identically.
+#[test]
+fn a_resumed_child_keeps_the_params_it_began_with() {
+    let child = "plan c \"C\"\n  param x = \"\"\n  output: [outputs[\"a\"], outputs[\"b\"]]\n\ntask a \"A\"\n  run: params.x\n\ngate ship \"Ship?\"\n  needs: a\n\ntask b \"B\"\n  needs: ship\n  run: params.x\n";
+    let parent = "plan p \"P\"\n  allow: sh\n\ntask s \"S\" using:sh\n  plan: \"c.plan\" with x = sh(\"echo ran >> ran.log; date +%N\").stdout\n";
+    let test = Test::new().file("c.plan", child).file("p.plan", parent);
+    let run = cairn(&test, &["run", "p.plan"]);
+    assert_eq!(run.status, 3, "{}{}", run.stdout, run.stderr);
+    let approve = cairn(&test, &["approve", "s.ship", "--reason", "ok"]);
+    assert_eq!(approve.status, 0, "{}", approve.stderr);
+    let resume = cairn(&test, &["resume"]);
+    assert_eq!(resume.status, 0, "{}{}", resume.stdout, resume.stderr);
+    let ran = std::fs::read_to_string(test.path().join("ran.log")).expect("ran");
+    assert_eq!(ran, "ran\n");
+    let both = output(&test, "s");
+    assert_eq!(both[0], both[1], "{both}");
+    assert_replays_identically(&test);
+}
+
+/// `timeout:` on a `plan:` task bounds the whole child run: past it the
+/// child is stopped (its commands killed) and the attempt fails, saying so.
+#[test]
+fn a_timeout_stops_the_whole_child_run() {
+    let child = "plan c \"C\"\n  allow: sh\n\ntask wait \"Wait\" using:sh\n  run: sh(\"sleep 5 && touch late\").code\n";
+    let parent =
+        "plan p \"P\"\n  allow: sh\n\ntask s \"S\" using:sh\n  plan: \"c.plan\"\n  timeout: 1s\n";
+    let test = Test::new().file("c.plan", child).file("p.plan", parent);
+    let run = cairn(&test, &["run", "p.plan"]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("timed out after 1s: sub-plan `c.plan` (run "),
+        "{}",
+        run.stdout
+    );
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert!(!test.path().join("late").exists());
+}
+
+/// An attempt that timed out abandons its child run (marked cancelled), so
+/// a parent killed during its next attempt goes on with that attempt's
+/// child, never with the abandoned one.
+#[test]
+fn a_killed_parent_goes_on_with_the_child_of_its_last_attempt() {
+    let child = "plan c \"C\"\n  allow: sh\n\ntask t \"T\" using:sh\n  run: sh(\"echo run >> ran.log; n=$(wc -l < ran.log); if [ $n -le 2 ]; then sleep 30; fi; echo end-$n >> ran.log\").code\n";
+    let parent = "plan p \"P\"\n  allow: sh\n\ntask s \"S\" using:sh\n  plan: \"c.plan\"\n  timeout: 1s\n  retry: 3 backoff 10ms\n";
+    let test = Test::new().file("c.plan", child).file("p.plan", parent);
+    let mut running = spawn(&test, &["run", "p.plan", "--events", "-"]);
+    let log = test.path().join("ran.log");
+    // The second attempt's child has started its command.
+    wait_for(|| std::fs::read_to_string(&log).is_ok_and(|l| l.lines().count() == 2));
+    running.kill().expect("kill -9");
+    let stopped = running.wait_with_output().expect("reaped");
+    let first = crate::first_child_run(&String::from_utf8_lossy(&stopped.stdout));
+    let resume = cairn(&test, &["resume"]);
+    assert_eq!(resume.status, 0, "{}{}", resume.stdout, resume.stderr);
+    assert!(
+        resume.stdout.contains("the attempt that ran it timed out"),
+        "{}",
+        resume.stdout
+    );
+    let log = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(log, "run\nrun\nrun\nend-3\n");
+    let abandoned = cairn(&test, &["status", &first, "--json"]);
+    let abandoned: serde_json::Value = serde_json::from_str(&abandoned.stdout).expect("json");
+    assert_eq!(abandoned["run"]["status"], "cancelled", "{abandoned}");
+    assert_eq!(status_json(&test)["steps"][0]["attempts"], 2);
+}

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use cairn_engine::run::{ChildRequest, ChildRun, ChildRuns, Divergence, Replay, Resume, Settled};
 
 use crate::services::{stop_left_running, verified};
-use crate::{History, RunProcesses, RunRecorder, Store};
+use crate::{History, RunProcesses, RunRecorder, RunState, Store};
+use cairn_engine::run::RunStatus;
 
 /// The child runs of one run's `plan:` steps.
 pub struct ChildRunsOf {
@@ -20,6 +21,9 @@ pub struct ChildRunsOf {
     /// In a replay: where a divergence found in a child is kept (the
     /// parent's, so the replay reports it).
     replaying: Option<Arc<std::sync::Mutex<Option<Divergence>>>>,
+    /// In a retry (`cairn retry`): a child that failed or was cancelled is
+    /// retried too, its successes kept.
+    retrying: bool,
 }
 
 impl ChildRunsOf {
@@ -29,6 +33,16 @@ impl ChildRunsOf {
             store,
             parent,
             replaying: None,
+            retrying: false,
+        }
+    }
+
+    /// The children of run `parent`, which `cairn retry` goes on with: a
+    /// child that failed or was cancelled is retried too.
+    pub fn retrying(store: Arc<Store>, parent: String) -> Self {
+        Self {
+            retrying: true,
+            ..Self::new(store, parent)
         }
     }
 
@@ -42,6 +56,7 @@ impl ChildRunsOf {
             store,
             parent,
             replaying: Some(divergence),
+            retrying: false,
         }
     }
 }
@@ -60,6 +75,44 @@ impl Drop for Hold {
 }
 
 impl ChildRuns for ChildRunsOf {
+    fn began_with(&self, step: &str, attempt: u32) -> Result<Option<serde_json::Value>, String> {
+        // (A replay too: a resumed parent did not evaluate `with` again, so
+        // the recording has the calls of its first evaluation only.)
+        let Some(child) = self
+            .store
+            .child(&self.parent, step, attempt)
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let inputs = self.store.source(&child).map_err(|e| e.to_string())?;
+        let mut params = serde_json::Map::new();
+        for (name, value) in inputs.params {
+            let value = serde_json::from_str(&value).map_err(|e| {
+                format!("run {child}'s recorded param `{name}` does not read back: {e}")
+            })?;
+            params.insert(name, value);
+        }
+        Ok(Some(serde_json::Value::Object(params)))
+    }
+
+    fn abandon(&self, run: &str, reason: &str) {
+        let marked = self.store.claim(run).and_then(|_claim| {
+            self.store.append(
+                run,
+                &cairn_engine::run::Event::RunFinished {
+                    status: cairn_engine::run::RunStatus::Cancelled,
+                    message: Some(reason.to_owned()),
+                    at_ms: 0,
+                },
+            )
+        });
+        // Left `interrupted` at worst: a resumed parent would go on with it.
+        if let Err(error) = marked {
+            tracing::warn!(%error, run, "cannot mark an abandoned child run cancelled");
+        }
+    }
+
     fn open(&self, request: ChildRequest<'_>) -> Result<ChildRun, String> {
         let store = &self.store;
         let found = store
@@ -70,11 +123,23 @@ impl ChildRuns for ChildRunsOf {
         }
         let (id, claim, resume) = match found {
             Some(id) => {
-                // Going on with the child this attempt began.
+                // Going on with the child this attempt began, unless the
+                // attempt went on without it (then the attempt failed).
+                let row = store.find(Some(&id)).map_err(|e| e.to_string())?;
+                if row.status == RunState::Stopped(RunStatus::Cancelled) && !self.retrying {
+                    return Err(format!(
+                        "its run {id} was cancelled: {}",
+                        row.message.as_deref().unwrap_or("no reason given")
+                    ));
+                }
                 let claim = store.claim(&id).map_err(|e| e.to_string())?;
                 stop_left_running(store, &id).map_err(|e| e.to_string())?;
                 let row = store.find(Some(&id)).map_err(|e| e.to_string())?;
                 verified(store, &row).map_err(|e| e.to_string())?;
+                if self.retrying {
+                    crate::services::retry_child(store, &id, request.plan)
+                        .map_err(|e| e.to_string())?;
+                }
                 let history = store.history(&id).map_err(|e| e.to_string())?;
                 let invalidated =
                     edited(store, &id, request.plan, &history).map_err(|e| e.to_string())?;
@@ -115,7 +180,10 @@ impl ChildRuns for ChildRunsOf {
             processes: Some(Arc::clone(&processes) as _),
             resume,
             replay: None,
-            children: Some(Arc::new(ChildRunsOf::new(Arc::clone(store), id.clone()))),
+            children: Some(Arc::new(ChildRunsOf {
+                retrying: self.retrying,
+                ..ChildRunsOf::new(Arc::clone(store), id.clone())
+            })),
             hold: Some(Box::new(Hold {
                 _claim: claim,
                 processes,
@@ -148,6 +216,7 @@ fn edited(
             &cairn_engine::run::Event::StepReset {
                 step: step.clone(),
                 reason: "its plan changed (`--allow-changed`)".to_owned(),
+                keep_parts: false,
             },
         )?;
     }

@@ -98,6 +98,8 @@ struct Logged<'a> {
     items: Option<Vec<Value>>,
     #[serde(default)]
     until: Option<bool>,
+    #[serde(default)]
+    keep_parts: bool,
 }
 
 /// What can be read of an event whose body does not read whole (a value in
@@ -181,7 +183,7 @@ impl History {
                 self.forget(slot, kind == EventKind::StepReset);
                 // A reset task's instances and iterations go with it (a
                 // restart keeps them: a resumed fan-out or loop goes on).
-                if kind == EventKind::StepReset {
+                if kind == EventKind::StepReset && !event.keep_parts {
                     let parts: Vec<usize> = (0..self.steps.len())
                         .filter(|&i| {
                             let (id, _) = self.steps.get_index(i).expect("in range");

@@ -1045,9 +1045,12 @@ impl Store {
                     step.error = None;
                     step.attempts = 0;
                     let id = step.step.clone();
-                    // A reset task's instances and iterations go with it.
+                    // A reset task's instances and iterations go with it,
+                    // unless it keeps them (`cairn retry`).
                     let before = steps.len();
-                    steps.retain(|s| cairn_lang::plan::part_of(&s.step) != Some(id.as_str()));
+                    if event["keep_parts"] != serde_json::Value::Bool(true) {
+                        steps.retain(|s| cairn_lang::plan::part_of(&s.step) != Some(id.as_str()));
+                    }
                     if steps.len() != before {
                         slots = steps
                             .iter()

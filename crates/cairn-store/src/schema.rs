@@ -407,6 +407,7 @@ mod tests {
                 &cairn_engine::run::Event::StepReset {
                     step: "s".into(),
                     reason: "test".into(),
+                    keep_parts: false,
                 },
             )
             .expect("appends");

@@ -348,12 +348,18 @@ pub enum Event {
         at_ms: u64,
     },
     /// A settled step's outcome was dropped (`:retry` or `:reload` in the
-    /// REPL): it runs again when it is next ready.
+    /// REPL, `resume --allow-changed`, `cairn retry`): it runs again when it
+    /// is next ready.
     StepReset {
         /// The step's id.
         step: String,
         /// Why.
         reason: String,
+        /// A task with `each:` or `repeat:` keeps its settled instances and
+        /// iterations (`cairn retry` runs only the failed ones again);
+        /// otherwise they go with it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        keep_parts: bool,
     },
     /// A step was skipped: its work does not run (it may have started to test `when:`).
     StepSkipped {

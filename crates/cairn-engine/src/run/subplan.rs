@@ -30,6 +30,20 @@ pub trait ChildRuns: Send + Sync {
     /// The child run of attempt `attempt` of step `step`: the one an
     /// earlier process began for it (to go on with), or a new one.
     fn open(&self, request: ChildRequest<'_>) -> Result<ChildRun, String>;
+
+    /// The attempt that ran child run `run` went on without it (it timed
+    /// out): the child is over, and a resumed parent does not go on with it.
+    fn abandon(&self, run: &str, reason: &str) {
+        let _ = (run, reason);
+    }
+
+    /// The params the child run of attempt `attempt` of step `step` began
+    /// with, if an earlier process began one: it goes on with them, and the
+    /// `with` values (which may call capabilities) are not evaluated again.
+    fn began_with(&self, step: &str, attempt: u32) -> Result<Option<serde_json::Value>, String> {
+        let _ = (step, attempt);
+        Ok(None)
+    }
 }
 
 /// What a child run is opened for.
@@ -222,15 +236,34 @@ pub(crate) fn run(
             call.reference
         ))
     })?;
-    let mut with = Vec::new();
-    for (name, script) in &call.with {
-        let value = super::step::eval(caller.engine, scope, script)
-            .map_err(|e| failed(format!("with {name}: {e}")))?;
-        with.push((name.clone(), value));
-    }
-    let params = super::params::param_map(caller.engine, &plan.params, &with, "")
-        .map_err(|e| failed(e.to_string()))?;
-    let recorded: serde_json::Value = rhai::serde::from_dynamic(&params).unwrap_or_default();
+    // The child's own code outside its steps (param defaults, `output:`)
+    // has no capability: not the calling task's, nor any the child allows.
+    let bare = nesting.sandbox.engine(&[]);
+    let began = match &nesting.children {
+        Some(children) => children
+            .began_with(caller.id, caller.attempt)
+            .map_err(|e| failed(format!("cannot read the run of `{}`: {e}", call.reference)))?,
+        None => None,
+    };
+    let (params, recorded) = match began {
+        Some(recorded) => (
+            rhai::serde::to_dynamic(&recorded).unwrap_or(Dynamic::UNIT),
+            recorded,
+        ),
+        None => {
+            let mut with = Vec::new();
+            for (name, script) in &call.with {
+                let value = super::step::eval(caller.engine, scope, script)
+                    .map_err(|e| failed(format!("with {name}: {e}")))?;
+                with.push((name.clone(), value));
+            }
+            let params = super::params::param_map(&bare, &plan.params, &with, "")
+                .map_err(|e| failed(e.to_string()))?;
+            let recorded: serde_json::Value =
+                rhai::serde::from_dynamic(&params).unwrap_or_default();
+            (params, recorded)
+        }
+    };
     let child = match &nesting.children {
         Some(children) => children
             .open(ChildRequest {
@@ -345,12 +378,23 @@ pub(crate) fn run(
     drop(child.hold);
     drop(lease);
     let (report, timed_out) = report;
+    if let (true, Some(children)) = (timed_out, &nesting.children) {
+        children.abandon(&child.id, "the attempt that ran it timed out");
+    }
     let report = report.map_err(|e| failed(format!("`{}`{shown}: {e}", call.reference)))?;
     match report.status {
-        RunStatus::Succeeded => output(caller.engine, &plan, &report, params)
-            .map_err(|e| failed(format!("`{}`{shown}: output: {e}", call.reference))),
+        RunStatus::Succeeded => output(&bare, &plan, &report, params).map_err(|e| {
+            failed(format!(
+                "sub-plan `{}`{shown} failed: its `output:`: {e}",
+                call.reference
+            ))
+        }),
         RunStatus::Paused => Err(Unfinished::Waiting(waiting.into_iter().collect())),
-        RunStatus::Interrupted if timed_out => Err(failed("timed out".to_owned())),
+        RunStatus::Interrupted if timed_out => Err(failed(format!(
+            "timed out after {}: sub-plan `{}`{shown} was stopped",
+            cairn_lang::units::human_ms(caller.timeout_ms.unwrap_or_default()),
+            call.reference
+        ))),
         // The chain of plans is the whole story, said once.
         RunStatus::Failed if nesting.too_deep.get().is_some() => {
             Err(failed(nesting.too_deep.get().cloned().unwrap_or_default()))

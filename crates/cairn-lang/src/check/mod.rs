@@ -186,6 +186,26 @@ fn run(
         first_seen.insert(&item.id.value, &item.id);
         let (mut task, r) = lowering.step(item);
         if let Some(spec) = r.call {
+            // Its child's steps are named under it (`s.ship`), as an
+            // import's are under its alias: the two must not share a name.
+            let alias = header
+                .as_ref()
+                .and_then(|h| h.uses.iter().find(|u| u.alias.value == task.id));
+            if let Some(alias) = alias {
+                lowering.diagnostics.push(
+                    Diagnostic::error(
+                        Code::DuplicateId,
+                        source,
+                        format!(
+                            "`{}` is both the alias of a `use` and a task that runs a plan: their steps would share names (`{}.…`)",
+                            task.id, task.id
+                        ),
+                    )
+                    .label(item.id.span, "the task's id")
+                    .label(alias.alias.span, "the alias")
+                    .help("rename the task or the alias"),
+                );
+            }
             let caller = calls::Caller {
                 task: &task.id,
                 using: &task.using,

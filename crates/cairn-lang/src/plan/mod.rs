@@ -81,6 +81,13 @@ impl Plan {
         petgraph::graph::NodeIndex::new(index)
     }
 
+    /// The steps right after `tasks[index]` (by any edge), by index.
+    pub fn successors(&self, index: usize) -> impl Iterator<Item = usize> + '_ {
+        self.graph
+            .neighbors_directed(Self::node(index), petgraph::Direction::Outgoing)
+            .map(|n| n.index())
+    }
+
     /// Compiles the code of a deserialized plan (compiled code is not
     /// serialized), each distinct text once, and shares each text between
     /// the scripts that have it, as the checker does. [`crate::check`]

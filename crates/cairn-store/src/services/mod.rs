@@ -7,12 +7,14 @@ mod cancel;
 mod plans;
 mod replay;
 mod resume;
+mod retry;
 
 pub use answer::{answer_gate, answer_waiting, waiting_gates, Answer, Waiting};
 pub use cancel::{cancel, cancel_children, Cancelled};
 pub use plans::{recorded_plan, Edited};
 pub use replay::{replay, Replayed};
 pub use resume::{prepare_resume, stop_left_running, Prepared};
+pub use retry::{prepare_retry, retry_child};
 
 use cairn_lang::diagnostic::Diagnostic;
 

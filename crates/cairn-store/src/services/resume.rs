@@ -116,6 +116,7 @@ pub fn prepare_resume(
                     &Event::StepReset {
                         step: step.clone(),
                         reason: "the plan changed (`--allow-changed`)".to_owned(),
+                        keep_parts: false,
                     },
                 )?;
             }

@@ -1,0 +1,150 @@
+//! `cairn retry`: a failed run goes again with every success kept, only
+//! what failed (or was never reached) running, in child runs too.
+
+use crate::{cairn, step_output as output, Test};
+
+const FLAKY: &str = r#"plan flaky "Flaky"
+  allow: sh, fs.read
+
+task build "Build" using:sh
+  run: sh("echo built >> builds.txt").code
+
+task items "Items"
+  run: [1, 2, 3]
+
+task each-one "Each" using:sh,fs.read
+  needs: items
+  each: outputs["items"]
+  run: |
+    sh(`echo ${item} >> tries.txt`);
+    if item == 2 && !exists("fixed") { fail("item 2 broke") }
+    item * 10
+
+task report "Report" using:sh
+  needs: build, each-one
+  run: |
+    sh("echo reported >> reports.txt");
+    outputs["each-one"]
+"#;
+
+fn lines(test: &Test, file: &str) -> Vec<String> {
+    std::fs::read_to_string(test.path().join(file))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Only the failed instance runs again; the instances and steps that
+/// succeeded keep their outputs and never run twice.
+#[test]
+fn a_failed_run_goes_again_running_only_what_failed() {
+    let test = Test::new().file("flaky.plan", FLAKY);
+    let run = cairn(&test, &["run", "flaky.plan"]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    std::fs::write(test.path().join("fixed"), "").expect("fix");
+    let retry = cairn(&test, &["retry"]);
+    assert_eq!(retry.status, 0, "{}{}", retry.stdout, retry.stderr);
+    assert!(
+        retry
+            .stderr
+            .contains("`each-one`, `each-one[1]` run again, every other result is kept"),
+        "{}",
+        retry.stderr
+    );
+    assert_eq!(lines(&test, "builds.txt"), ["built"]);
+    // Instances run side by side: their order varies, the count does not.
+    let mut tries = lines(&test, "tries.txt");
+    tries.sort();
+    assert_eq!(tries, ["1", "2", "2", "3"]);
+    assert_eq!(lines(&test, "reports.txt"), ["reported"]);
+    assert_eq!(output(&test, "report"), serde_json::json!([10, 20, 30]));
+    let status = cairn(&test, &["status"]);
+    assert!(status.stdout.contains("each-one[0]"), "{}", status.stdout);
+    // Nothing failed any more.
+    let again = cairn(&test, &["retry"]);
+    assert_eq!(again.status, 2, "{}", again.stderr);
+    assert!(
+        again
+            .stderr
+            .contains("succeeded; there is nothing to retry"),
+        "{}",
+        again.stderr
+    );
+}
+
+/// `--step` runs the named step and everything after it again, whatever
+/// their outcome (in a run that succeeded too), and keeps the rest; a step
+/// the plan does not have is refused.
+#[test]
+fn retry_step_runs_it_and_what_follows_it_again() {
+    let test = Test::new().file("flaky.plan", FLAKY);
+    std::fs::write(test.path().join("fixed"), "").expect("fix");
+    let run = cairn(&test, &["run", "flaky.plan"]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    let unknown = cairn(&test, &["retry", "--step", "biuld"]);
+    assert_eq!(unknown.status, 2, "{}", unknown.stderr);
+    assert!(
+        unknown
+            .stderr
+            .contains("the run's plan has no step `biuld`"),
+        "{}",
+        unknown.stderr
+    );
+    let retry = cairn(&test, &["retry", "--step", "build"]);
+    assert_eq!(retry.status, 0, "{}{}", retry.stdout, retry.stderr);
+    assert!(
+        retry.stderr.contains("`build`, `report` run again"),
+        "{}",
+        retry.stderr
+    );
+    assert_eq!(lines(&test, "builds.txt"), ["built", "built"]);
+    assert_eq!(lines(&test, "reports.txt"), ["reported", "reported"]);
+    assert_eq!(lines(&test, "tries.txt").len(), 3);
+    // An instance on its own: it and what follows it; its siblings stay.
+    let retry = cairn(&test, &["retry", "--step", "each-one[2]"]);
+    assert_eq!(retry.status, 0, "{}{}", retry.stdout, retry.stderr);
+    assert_eq!(lines(&test, "tries.txt").len(), 4);
+    assert_eq!(lines(&test, "tries.txt")[3], "3");
+    assert_eq!(lines(&test, "reports.txt").len(), 3);
+    assert_eq!(output(&test, "report"), serde_json::json!([10, 20, 30]));
+}
+
+/// A failed child run of a `plan:` step is retried with its parent: its
+/// steps that succeeded are kept, and a child on its own is refused with
+/// the way on.
+#[test]
+fn a_failed_child_run_is_retried_with_its_parent() {
+    let child = r#"plan one "One"
+  allow: sh, fs.read
+
+task first "First" using:sh
+  run: sh("echo first >> firsts.txt").code
+
+task second "Second" using:fs.read
+  needs: first
+  run: if exists("fixed") { "ok" } else { fail("not yet") }
+"#;
+    let parent = "plan p \"P\"\n  allow: sh, fs.read\n\ntask one \"One\" using:sh,fs.read\n  plan: \"one.plan\"\n";
+    let test = Test::new().file("one.plan", child).file("p.plan", parent);
+    let run = cairn(&test, &["run", "p.plan", "--events", "-"]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    let child_id = crate::first_child_run(&run.stdout);
+    let refused = cairn(&test, &["retry", &child_id]);
+    assert_eq!(refused.status, 2, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("retry the run it belongs to: `cairn retry "),
+        "{}",
+        refused.stderr
+    );
+    std::fs::write(test.path().join("fixed"), "").expect("fix");
+    let retry = cairn(&test, &["retry"]);
+    assert_eq!(retry.status, 0, "{}{}", retry.stdout, retry.stderr);
+    assert_eq!(lines(&test, "firsts.txt"), ["first"]);
+    assert_eq!(
+        output(&test, "one"),
+        serde_json::json!({ "first": 0, "second": "ok" })
+    );
+}

@@ -457,3 +457,30 @@ fn a_program_that_cannot_start_ends_as_the_shell_would_say() {
         "{error}"
     );
 }
+
+/// `use` and `plan:` read only `.plan` files: a hostile plan cannot have
+/// another file's text shown back in its diagnostics (which an agent that
+/// wrote it may read).
+#[test]
+fn use_and_plan_read_no_file_but_plan_files() {
+    for line in [
+        "  use \"secret.key\" as s\n",
+        "  use \"./secret.key\" as s\n",
+        "\ntask s \"S\"\n  plan: \"secret.key\"\n",
+        "\ntask s \"S\"\n  plan: \"./secret.key\"\n",
+    ] {
+        let plan = format!("plan p \"P\"\n{line}");
+        let test = Test::new()
+            .file("secret.key", "TOPSECRET line one\nTOPSECRET line two\n")
+            .file("p.plan", plan);
+        let check = cairn(&test, &["check", "p.plan"]);
+        assert_eq!(check.status, 2, "{}", check.stderr);
+        assert!(
+            check.stderr.contains("only `.plan` files are plans")
+                || check.stderr.contains("a plan file's name ends in `.plan`"),
+            "{}",
+            check.stderr
+        );
+        assert!(!check.stderr.contains("TOPSECRET"), "{}", check.stderr);
+    }
+}

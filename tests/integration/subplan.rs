@@ -565,3 +565,37 @@ fn a_killed_parent_goes_on_with_the_child_of_its_last_attempt() {
     assert_eq!(abandoned["run"]["status"], "cancelled", "{abandoned}");
     assert_eq!(status_json(&test)["steps"][0]["attempts"], 2);
 }
+
+/// Instances of a fan-out whose child runs wait at gates leave their task
+/// waiting (in the summary and in `status`), each gate named under its
+/// instance, and answered there.
+#[test]
+fn a_fan_out_of_sub_plans_waits_at_each_childs_gate() {
+    let review = "plan review \"Review one file\"\n  param file = \"a.txt\"\n  output: params.file.len()\n\ngate ship \"Ship it?\"\n";
+    let all = "plan all \"All\"\n\ntask each-file \"Review each\"\n  each: [\"a.txt\", \"bb.txt\"]\n  plan: \"review.plan\" with file = item\n\ntask sum \"Sum\"\n  needs: each-file\n  run: outputs[\"each-file\"]\n";
+    let test = Test::new()
+        .file("review.plan", review)
+        .file("all.plan", all);
+    let run = cairn(&test, &["run", "all.plan"]);
+    assert_eq!(run.status, 3, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("waiting for approval of `each-file[0].ship`, `each-file[1].ship`"),
+        "{}",
+        run.stdout
+    );
+    let waiting_task = |text: &str| {
+        text.lines()
+            .any(|l| l.starts_with("each-file ") && l.contains(" waiting "))
+    };
+    assert!(waiting_task(&run.stdout), "{}", run.stdout);
+    let status = cairn(&test, &["status"]);
+    assert!(waiting_task(&status.stdout), "{}", status.stdout);
+    for gate in ["each-file[0].ship", "each-file[1].ship"] {
+        let approve = cairn(&test, &["approve", gate, "--reason", "ok"]);
+        assert_eq!(approve.status, 0, "{}", approve.stderr);
+    }
+    let resume = cairn(&test, &["resume"]);
+    assert_eq!(resume.status, 0, "{}{}", resume.stdout, resume.stderr);
+    assert_eq!(output(&test, "sum"), serde_json::json!([5, 6]));
+}

@@ -8,7 +8,8 @@ use cairn_lang::source::Source;
 use cairn_lang::templates::{template, Templates};
 
 /// A bare name (no `/`, no `.plan`) is a stdlib template if there is one;
-/// anything else is a plan file relative to the importing plan's file.
+/// anything else is a plan file (its name ending in `.plan`) relative to
+/// the importing plan's file.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Files;
 
@@ -20,17 +21,20 @@ impl Resolver for Files {
                 return Ok(found);
             }
         }
+        // Only plan files: a hostile plan must not get another file's text
+        // shown back in its diagnostics (`use "/home/me/.ssh/id_ed25519"`).
+        if !reference.ends_with(".plan") {
+            return Err(if bare {
+                "it is neither a stdlib template nor a plan file (a plan file's name ends in `.plan`)".to_owned()
+            } else {
+                "only `.plan` files are plans".to_owned()
+            });
+        }
         let path = match Path::new(from.name()).parent() {
             Some(base) if !base.as_os_str().is_empty() => base.join(reference),
             _ => Path::new(reference).to_path_buf(),
         };
-        let source = crate::read::read(&path).map_err(|e| {
-            if bare {
-                format!("it is not a stdlib template, and {e}")
-            } else {
-                e.to_string()
-            }
-        })?;
+        let source = crate::read::read(&path).map_err(|e| e.to_string())?;
         Ok(Found {
             identity: canonical(&path),
             source,

@@ -1098,6 +1098,16 @@ impl Store {
             if partly.is_some() {
                 step.unreadable = partly;
             }
+            // A task whose instance or iteration waits (at a gate of its
+            // child run) waits too.
+            if kind == EventKind::StepWaiting {
+                let task = cairn_lang::plan::part_of(&step.step).and_then(|t| slots.get(t));
+                if let Some(&task) = task {
+                    if steps[task].status == StepState::Running {
+                        steps[task].status = At(Waiting);
+                    }
+                }
+            }
         }
         // Each task's instances and iterations follow it, in order.
         let position: std::collections::HashMap<&str, usize> = steps

@@ -79,11 +79,6 @@ impl Library {
         } = match resolver.resolve(source, &reference.value) {
             Ok(found) => found,
             Err(why) => {
-                let templates: Vec<String> = resolver
-                    .templates()
-                    .iter()
-                    .map(|t| format!("`{t}`"))
-                    .collect();
                 diagnostics.push(
                     Diagnostic::error(
                         Code::UnknownPlan,
@@ -94,10 +89,7 @@ impl Library {
                         ),
                     )
                     .label(reference.span, "no such template or plan file")
-                    .help(format!(
-                        "name a stdlib template ({}) or a plan file relative to this one",
-                        templates.join(", ")
-                    )),
+                    .help(super::resolve::not_found_help(resolver, &reference.value)),
                 );
                 return None;
             }

@@ -60,11 +60,6 @@ pub fn bring_in(
             Ok(found) => found,
             Err(why) => {
                 imported.failed.push(import.alias.value.clone());
-                let templates: Vec<String> = resolver
-                    .templates()
-                    .iter()
-                    .map(|t| format!("`{t}`"))
-                    .collect();
                 diagnostics.push(
                     Diagnostic::error(
                         Code::UnknownImport,
@@ -75,10 +70,7 @@ pub fn bring_in(
                         ),
                     )
                     .label(reference.span, "no such template or plan file")
-                    .help(format!(
-                        "name a stdlib template ({}) or a plan file relative to this one",
-                        templates.join(", ")
-                    )),
+                    .help(super::resolve::not_found_help(resolver, &reference.value)),
                 );
                 continue;
             }

@@ -517,6 +517,24 @@ impl<'a> Lowering<'a> {
         Some(spec)
     }
 
+    /// A `with` that sets one param twice (`use` or `plan:`): the last
+    /// would silently win.
+    fn with_twice(&mut self, with: &[(Spanned<String>, ast::Code)]) {
+        for (i, (name, _)) in with.iter().enumerate() {
+            if let Some((first, _)) = with[..i].iter().find(|(n, _)| n.value == name.value) {
+                let diagnostic = Diagnostic::error(
+                    DiagCode::DuplicateParam,
+                    self.source,
+                    format!("`with` sets param `{}` twice", name.value),
+                )
+                .label(name.span, "set again here")
+                .label(first.span, "first set here")
+                .help("keep one of them");
+                self.diagnostics.push(diagnostic);
+            }
+        }
+    }
+
     /// Lowers the plan header.
     pub fn header(&mut self, item: &'a Item) -> Header<'a> {
         let mut header = Header {
@@ -602,6 +620,7 @@ impl<'a> Lowering<'a> {
                         self.diagnostics.push(diagnostic);
                         continue;
                     }
+                    self.with_twice(with);
                     let with = with
                         .iter()
                         .map(|(name, value)| {
@@ -984,6 +1003,7 @@ impl<'a> Lowering<'a> {
                     task.repeat = self.repeat(spec, code).map(Box::new);
                 }
                 FieldValue::Call(spec) => {
+                    self.with_twice(&spec.with);
                     let with = spec
                         .with
                         .iter()

@@ -34,7 +34,8 @@ pub use suggest::closest;
 pub struct Checked {
     /// The checked plan; `None` when any diagnostic is an error.
     pub plan: Option<Plan>,
-    /// Every error and warning, sorted by position in the file.
+    /// Every error and warning: the checked file's first, then each other
+    /// file's, each sorted by position.
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -79,7 +80,16 @@ fn checked(
     let mut library = calls::Library::new(&chain[0]);
     let (mut diagnostics, plan) = run(source, capabilities, resolver, &chain, index, &mut library);
     let called = library.finish(&mut diagnostics);
-    diagnostics.sort_by_key(|d| (d.offset(), d.severity));
+    // The checked file's problems first, then each imported or called
+    // file's together, each in the order of its text.
+    diagnostics.sort_by(|a, b| {
+        let (fa, fb) = (a.source.name(), b.source.name());
+        ((fa != source.name(), fa), a.offset(), a.severity).cmp(&(
+            (fb != source.name(), fb),
+            b.offset(),
+            b.severity,
+        ))
+    });
     let plan = plan
         .zip(called)
         .map(|(plan, library)| Plan { library, ..plan });

@@ -28,3 +28,17 @@ pub trait Resolver: Send + Sync {
     /// import.
     fn templates(&self) -> Vec<String>;
 }
+
+/// The help for a `use` or `plan:` that names nothing: the template it is
+/// close to, or the templates there are.
+pub(super) fn not_found_help(resolver: &dyn Resolver, reference: &str) -> String {
+    let templates = resolver.templates();
+    if let Some(close) = super::suggest::closest(reference, templates.iter().map(String::as_str)) {
+        return format!("did you mean the stdlib template `{close}`?");
+    }
+    let listed: Vec<String> = templates.iter().map(|t| format!("`{t}`")).collect();
+    format!(
+        "name a stdlib template ({}) or a plan file relative to this one",
+        listed.join(", ")
+    )
+}

@@ -165,7 +165,20 @@ impl Machine {
     /// (The instances of `each:` and iterations of `repeat:` follow their task.)
     pub fn into_steps(self) -> Vec<crate::run::StepReport> {
         let plan = self.plan;
+        // A task whose instance or iteration waits (at a gate of its child
+        // run) waits too, rather than reading as not run.
+        let waiting_parts: HashSet<usize> = self
+            .nodes
+            .iter()
+            .filter(|node| node.status == StepStatus::Waiting)
+            .filter_map(|node| Some(node.instance.as_ref()?.parent))
+            .collect();
         let mut nodes: Vec<(usize, Node)> = self.nodes.into_iter().enumerate().collect();
+        for (i, node) in &mut nodes {
+            if waiting_parts.contains(i) && node.status == StepStatus::NotRun {
+                node.status = StepStatus::Waiting;
+            }
+        }
         nodes.sort_by_key(|(i, node)| match &node.instance {
             Some(instance) => (instance.parent, 1, instance.part.position()),
             None => (*i, 0, 0),

@@ -119,6 +119,41 @@ pub fn retry(args: RetryArgs) -> Result<i32, Error> {
     going.on(store, prepared, Vec::new())
 }
 
+/// What `cairn fork` was asked to do.
+pub struct ForkArgs {
+    pub run: String,
+    pub at: String,
+    pub set: Vec<String>,
+    pub events: Option<String>,
+    pub max_parallel: Option<usize>,
+    pub state_dir: PathBuf,
+    pub durability: Durability,
+}
+
+/// `cairn fork`: a new run keeping what a run's steps before `--at` did.
+pub fn fork(args: ForkArgs) -> Result<i32, Error> {
+    let store = open(&args.state_dir, args.durability)?;
+    let set = super::run::set_params(&args.set)?;
+    let forked = services::fork(&store, &args.run, &args.at, &set).map_err(refused)?;
+    let prepared = services::prepare_resume(&store, Some(&forked), false).map_err(refused)?;
+    eprintln!(
+        "forked run {forked} from run {} at `{}`: {} steps keep their recorded outcome",
+        store
+            .forked_from(&forked)?
+            .map(|(from, _)| from)
+            .unwrap_or_default(),
+        args.at,
+        prepared.resume.kept()
+    );
+    let going = GoingOn {
+        events: args.events,
+        max_parallel: args.max_parallel,
+        state_dir: args.state_dir,
+        retrying: false,
+    };
+    going.on(store, prepared, Vec::new())
+}
+
 /// How `resume` and `retry` run a prepared run.
 struct GoingOn {
     events: Option<String>,

@@ -133,6 +133,20 @@ enum Command {
         #[command(flatten)]
         going: GoingOnArgs,
     },
+    /// Start a new run from a recorded one: it keeps the recorded outcomes of
+    /// every step before `--at` and runs from that step on (time travel).
+    Fork {
+        /// The run to fork (a unique prefix is enough).
+        run: String,
+        /// The step to run again from; it and every step after it run.
+        #[arg(long, value_name = "STEP")]
+        at: String,
+        /// Set a param of the new run (as `cairn run --set`).
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        #[command(flatten)]
+        going: GoingOnArgs,
+    },
     /// Approve a waiting gate of a stopped run; `cairn resume` then goes on.
     Approve(Answer),
     /// Reject a waiting gate of a stopped run: on `cairn resume` it fails like a step.
@@ -527,6 +541,27 @@ pub fn main() -> i32 {
             return exit(durable::retry(durable::RetryArgs {
                 run,
                 steps,
+                events,
+                max_parallel: max_parallel.map(|n| n as usize),
+                state_dir: cli.state_dir.clone(),
+                durability: durability.into(),
+            }))
+        }
+        Command::Fork {
+            run,
+            at,
+            set,
+            going:
+                GoingOnArgs {
+                    max_parallel,
+                    events,
+                    durability,
+                },
+        } => {
+            return exit(durable::fork(durable::ForkArgs {
+                run,
+                at,
+                set,
                 events,
                 max_parallel: max_parallel.map(|n| n as usize),
                 state_dir: cli.state_dir.clone(),

@@ -29,13 +29,7 @@ pub struct Args {
 /// Runs the plan and returns the exit code for how it ended.
 pub fn run(args: Args) -> Result<i32, Error> {
     let (source, plan) = report::load(&args.file)?;
-    let mut params = Vec::new();
-    for pair in &args.set {
-        let (name, value) = pair
-            .split_once('=')
-            .ok_or_else(|| Error::Usage(format!("`--set {pair}`: expected `name=value`")))?;
-        params.push((name.trim().to_owned(), value.to_owned()));
-    }
+    let params = set_params(&args.set)?;
     if args.dry_run {
         run::check_params(&plan, &params)?;
         let width = args.max_parallel.unwrap_or(plan.max_parallel);
@@ -66,6 +60,18 @@ pub fn run(args: Args) -> Result<i32, Error> {
         ..Options::default()
     };
     session.execute(plan, options)
+}
+
+/// `--set name=value` pairs, as given (read against the plan's params later).
+pub fn set_params(set: &[String]) -> Result<Vec<(String, String)>, Error> {
+    set.iter()
+        .map(|pair| {
+            let (name, value) = pair
+                .split_once('=')
+                .ok_or_else(|| Error::Usage(format!("`--set {pair}`: expected `name=value`")))?;
+            Ok((name.trim().to_owned(), value.to_owned()))
+        })
+        .collect()
 }
 
 /// The directory `sh` runs in and paths resolve against: the plan file's.

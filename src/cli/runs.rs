@@ -138,8 +138,12 @@ pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> 
             .map(|(id, t)| json!({ "id": id, "supports": t.supports, "refutes": t.refutes, "neutral": t.neutral, "confidence": t.confidence() }))
             .collect();
         let steps = steps_json(&store, &run.id, &steps, 0)?;
+        let forked = store.forked_from(&run.id)?;
         let mut value =
             json!({ "run": run, "steps": steps, "artifacts": artifacts, "hypotheses": hypotheses });
+        if let Some((from, at)) = forked {
+            value["run"]["forked_from"] = json!({ "run": from, "at": at });
+        }
         if !unreadable.is_empty() {
             value["unreadable"] = json!(unreadable);
         }
@@ -147,7 +151,7 @@ pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> 
     }
     let mut rows = Vec::new();
     step_rows(&store, &run.id, &steps, "", &mut rows, 0)?;
-    let mut text = header(&run);
+    let mut text = header(&run, store.forked_from(&run.id)?);
     text.push_str(&report::table(
         ["step", "status", "attempts", "time", "output", "error"],
         &rows,
@@ -327,7 +331,7 @@ fn log_lines(events: &[cairn_store::EventRow], as_json: bool) -> String {
     text
 }
 
-fn header(run: &RunRow) -> String {
+fn header(run: &RunRow, forked: Option<(String, String)>) -> String {
     let message = run
         .message
         .as_ref()
@@ -336,6 +340,10 @@ fn header(run: &RunRow) -> String {
         .parent
         .as_ref()
         .map_or(String::new(), |p| format!(", a sub-plan of run {p}"));
+    let under = match forked {
+        Some((from, at)) => format!("{under}, forked from run {from} at `{at}`"),
+        None => under,
+    };
     format!(
         "run {} of `{}` ({}{under}): {}{message}\n\n",
         run.id, run.plan, run.file, run.status

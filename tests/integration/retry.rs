@@ -1,5 +1,6 @@
 //! `cairn retry`: a failed run goes again with every success kept, only
-//! what failed (or was never reached) running, in child runs too.
+//! what failed (or was never reached) running, in child runs too; and
+//! `cairn fork`: a new run from a recorded one's step.
 
 use crate::{cairn, step_output as output, Test};
 
@@ -147,4 +148,67 @@ task second "Second" using:fs.read
         output(&test, "one"),
         serde_json::json!({ "first": 0, "second": "ok" })
     );
+}
+
+/// `cairn fork` starts a new run that keeps the recorded outcomes of the
+/// steps before `--at` and runs from there, with new params if given; the
+/// original run is untouched and both logs verify.
+#[test]
+fn a_fork_keeps_what_came_before_its_step_and_runs_from_there() {
+    let plan = r#"plan calc "Calc"
+  param n = 2
+  allow: sh
+
+task a "A" using:sh
+  run: |
+    sh("echo a >> a.txt");
+    params.n
+
+task b "B"
+  needs: a
+  run: outputs["a"] * params.n
+"#;
+    let test = Test::new().file("calc.plan", plan);
+    let run = cairn(&test, &["run", "calc.plan"]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    let original = crate::status_json(&test)["run"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let unknown = cairn(&test, &["fork", &original, "--at", "c"]);
+    assert_eq!(unknown.status, 2, "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("the run's plan has no step `c`"),
+        "{}",
+        unknown.stderr
+    );
+    let fork = cairn(&test, &["fork", &original, "--at", "b", "--set", "n=5"]);
+    assert_eq!(fork.status, 0, "{}{}", fork.stdout, fork.stderr);
+    assert!(
+        fork.stderr.contains(&format!(
+            "from run {original} at `b`: 1 steps keep their recorded outcome"
+        )),
+        "{}",
+        fork.stderr
+    );
+    assert_eq!(lines(&test, "a.txt"), ["a"]);
+    assert_eq!(output(&test, "b"), serde_json::json!(10));
+    let json = crate::status_json(&test);
+    assert_eq!(
+        json["run"]["forked_from"]["run"],
+        original.as_str(),
+        "{json}"
+    );
+    let status = cairn(&test, &["status"]);
+    assert!(
+        status
+            .stdout
+            .contains(&format!("forked from run {original} at `b`")),
+        "{}",
+        status.stdout
+    );
+    let before = cairn(&test, &["output", &original, "b"]);
+    assert_eq!(before.stdout.trim(), "4");
+    let verify = cairn(&test, &["audit", "verify", "--all"]);
+    assert_eq!(verify.status, 0, "{}{}", verify.stdout, verify.stderr);
 }

@@ -551,6 +551,78 @@ impl Store {
         }
     }
 
+    /// Begins run `to` as a fork of run `from` at step `at`: every event of
+    /// the steps `keep` says (their starts, calls, logs, artifacts and
+    /// outcomes) is copied from `from`'s log into `to`'s, in order, on
+    /// `to`'s own hash chain, and `to` records where it came from. How
+    /// many events were copied.
+    pub fn fork_events(
+        &self,
+        from: &str,
+        to: &str,
+        at: &str,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<usize, StoreError> {
+        let events = self.events(from)?;
+        self.sync()?;
+        let mut copied = 0;
+        transaction(&self.lock(), |tx| {
+            let (no, mut count, mut last) = head(tx, to)?;
+            for event in &events {
+                let Ok(head) = serde_json::from_str::<history::Head>(&event.body) else {
+                    continue;
+                };
+                let Some(step) = head.step.as_deref() else {
+                    continue;
+                };
+                if !keep(step) {
+                    continue;
+                }
+                count += 1;
+                last = audit::chain(&last, count, &event.body);
+                tx.prepare_cached(
+                    "INSERT INTO events (id, run_id, seq, body, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    (no << 32) | count,
+                    to,
+                    count,
+                    event.body,
+                    last
+                ])?;
+                if head.event == EventKind::Artifact.name() {
+                    tx.execute(
+                        "INSERT INTO artifacts (run_id, step, name, sha256, bytes, seq) \
+                         SELECT ?2, step, name, sha256, bytes, ?4 FROM artifacts \
+                         WHERE run_id = ?1 AND seq = ?3",
+                        params![from, to, event.seq, count],
+                    )?;
+                }
+                copied += 1;
+            }
+            tx.execute(
+                "UPDATE runs SET events = ?2, last_hash = ?3, forked_from = ?4, forked_at = ?5 \
+                 WHERE id = ?1",
+                params![to, count, last, from, at],
+            )?;
+            Ok(())
+        })
+        .map_err(self.err())?;
+        Ok(copied)
+    }
+
+    /// The run `run` was forked from, and the step it ran again from.
+    pub fn forked_from(&self, run: &str) -> Result<Option<(String, String)>, StoreError> {
+        self.lock()
+            .query_row(
+                "SELECT forked_from, forked_at FROM runs WHERE id = ?1 AND forked_from IS NOT NULL",
+                [run],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
     /// Asks the process that runs `run` to cancel it, for `reason`
     /// (`cairn cancel` of a live run): it reads [`Store::cancel_requested`].
     pub fn request_cancel(&self, run: &str, reason: &str) -> Result<(), StoreError> {

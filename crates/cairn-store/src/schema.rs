@@ -154,6 +154,10 @@ const MIGRATIONS: &[&str] = &[
     -- `cairn cancel` of a run a live process holds: why, for that process
     -- to read (it looks every 250 ms) and cancel the run with.
     ALTER TABLE runs ADD COLUMN cancel TEXT;
+    -- `cairn fork`: the run this one began as a copy of, and the step it
+    -- ran again from.
+    ALTER TABLE runs ADD COLUMN forked_from TEXT;
+    ALTER TABLE runs ADD COLUMN forked_at TEXT;
 ",
 ];
 

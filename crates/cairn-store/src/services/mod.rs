@@ -1,9 +1,10 @@
 //! The application services: going on with recorded runs (resume, answer a
-//! gate, replay, cancel), as the CLI, the REPL and an HTTP server all need them. They
+//! gate, replay, cancel, retry, fork), as the CLI, the REPL and an HTTP server all need them. They
 //! print nothing: what they found comes back typed, for the caller to show.
 
 mod answer;
 mod cancel;
+mod fork;
 mod plans;
 mod replay;
 mod resume;
@@ -11,6 +12,7 @@ mod retry;
 
 pub use answer::{answer_gate, answer_waiting, waiting_gates, Answer, Waiting};
 pub use cancel::{cancel, cancel_children, Cancelled};
+pub use fork::fork;
 pub use plans::{recorded_plan, Edited};
 pub use replay::{replay, Replayed};
 pub use resume::{prepare_resume, stop_left_running, Prepared};

@@ -28,7 +28,8 @@ pub struct Cli {
     /// e.g. `RUST_LOG=cairn=debug`).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// Where runs are recorded (`state.db` inside it).
+    /// Where runs are recorded (`state.db` inside it); by default the nearest
+    /// `.cairn/` from the current directory up, else `.cairn` here.
     #[arg(
         long,
         global = true,
@@ -416,9 +417,36 @@ fn leak_until_exit<T>(value: T) {
     std::mem::forget(value);
 }
 
+/// The run store a command uses when none is named: the nearest `.cairn/`
+/// holding a `state.db`, from the current directory up, else `.cairn` here
+/// (where `cairn run` creates it).
+fn nearest_state_dir() -> PathBuf {
+    let here = PathBuf::from(".cairn");
+    let Ok(cwd) = std::env::current_dir() else {
+        return here;
+    };
+    cwd.ancestors()
+        .map(|dir| dir.join(".cairn"))
+        .find(|dir| dir.join("state.db").is_file())
+        .filter(|found| *found != cwd.join(".cairn"))
+        .unwrap_or(here)
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Neither `--state-dir` nor `CAIRN_STATE_DIR`: the store is found as
+    // git finds `.git`.
+    let chosen =
+        std::iter::successors(Some(&matches), |m| m.subcommand().map(|(_, m)| m)).any(|m| {
+            m.value_source("state_dir")
+                .is_some_and(|s| s != clap::parser::ValueSource::DefaultValue)
+        });
+    if !chosen {
+        cli.state_dir = nearest_state_dir();
+    }
     init_logs(cli.log_format);
     let result = match cli.command {
         Command::Check { files, format } => check::run(&files, format),

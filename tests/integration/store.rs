@@ -341,3 +341,37 @@ fn outputs_recorded_too_deep_are_reported_not_fatal() {
         assert_eq!(log.status, 0, "{}", log.stderr);
     }
 }
+
+/// Without `--state-dir`, the store is the nearest `.cairn/` from the
+/// current directory up, as git finds `.git`; a subdirectory's commands see
+/// the runs recorded above it, and a named directory is used as named.
+#[test]
+fn the_store_is_found_from_a_subdirectory() {
+    let test = Test::new().file("p.plan", "plan p \"P\"\n\ntask a \"A\"\n  run: 1\n");
+    let run = cairn(&test, &["run", "p.plan"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let deeper = test.path().join("src/deeper");
+    std::fs::create_dir_all(&deeper).expect("subdirectory");
+    let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let status = crate::run_in(&deeper, &args(&["status"]));
+    assert_eq!(status.status, 0, "{}", status.stderr);
+    assert!(
+        status.stdout.contains("of `p` (p.plan): succeeded"),
+        "{}",
+        status.stdout
+    );
+    let output = crate::run_in(&deeper, &args(&["output", "a"]));
+    assert_eq!(output.stdout.trim(), "1");
+    // Named, it is used as named: here there is none.
+    let named = crate::run_in(&deeper, &args(&["runs", "--state-dir", ".cairn"]));
+    assert_ne!(named.status, 0);
+    assert!(
+        named.stderr.contains("no runs recorded"),
+        "{}",
+        named.stderr
+    );
+    assert!(
+        !deeper.join(".cairn").exists(),
+        "a read-only command created a store"
+    );
+}

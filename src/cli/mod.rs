@@ -5,6 +5,7 @@ mod check;
 mod durable;
 mod graph;
 mod outputs;
+mod prune;
 pub(crate) mod report;
 mod run;
 mod runs;
@@ -167,8 +168,11 @@ enum Command {
         /// The run's id (a unique prefix is enough); the newest run if left out.
         run: Option<String>,
     },
-    /// List recorded runs, newest first.
+    /// List recorded runs, newest first (`runs delete`, `runs prune`: remove them).
+    #[command(args_conflicts_with_subcommands = true)]
     Runs {
+        #[command(subcommand)]
+        action: Option<RunsAction>,
         /// Show at most this many.
         #[arg(long, default_value_t = 20)]
         limit: usize,
@@ -312,6 +316,41 @@ enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `cairn runs delete` and `cairn runs prune`.
+#[derive(Debug, Subcommand)]
+enum RunsAction {
+    /// Delete runs with their child runs: their logs, plans and artifacts
+    /// (a running run is refused).
+    Delete {
+        /// The runs' ids (a unique prefix is enough).
+        #[arg(required = true, value_name = "RUN")]
+        runs: Vec<String>,
+    },
+    /// Delete the runs that have ended (succeeded, failed, cancelled);
+    /// paused and interrupted runs, which can go on, are kept.
+    Prune {
+        /// Only runs that began longer ago than this (`30d`, `12h`, `90m`).
+        #[arg(long, value_name = "AGE", value_parser = age_ms)]
+        older_than: Option<u64>,
+        /// Keep this many of the newest ended runs, whatever their age.
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+    },
+}
+
+/// `30d`, or a duration as plans write it (`12h`, `90m`), in milliseconds.
+fn age_ms(text: &str) -> Result<u64, String> {
+    match text.strip_suffix('d') {
+        Some(days) => days
+            .parse::<f64>()
+            .ok()
+            .filter(|d| d.is_finite() && *d >= 0.0 && *d < 1e9)
+            .map(|d| (d * 86_400_000.0) as u64)
+            .ok_or_else(|| format!("`{text}` is not a number of days")),
+        None => cairn_lang::units::duration_ms(text),
+    }
 }
 
 /// How `resume` and `retry` run the run they go on with.
@@ -475,6 +514,11 @@ pub fn main() -> i32 {
             runs::out(&String::from_utf8_lossy(&script))
         }
         Command::Runs {
+            action: Some(action),
+            ..
+        } => return exit(prune::remove(&cli.state_dir, action)),
+        Command::Runs {
+            action: None,
             limit,
             offset,
             status,

@@ -16,6 +16,7 @@ mod graph;
 mod outputs;
 mod processes;
 mod properties;
+mod prune;
 mod repeat;
 mod repl;
 mod retry;

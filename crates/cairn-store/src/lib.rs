@@ -611,6 +611,57 @@ impl Store {
         Ok(copied)
     }
 
+    /// Deletes run `run` with its child runs, whole or not at all: their
+    /// events, plans, artifacts and rows, and then every blob nothing left
+    /// refers to. The ids deleted (the run first). The caller holds the
+    /// run's claim: no process is running it.
+    pub fn delete(&self, run: &str) -> Result<Vec<String>, StoreError> {
+        self.sync()?;
+        let conn = self.lock();
+        let tree: Vec<String> = conn
+            .prepare(
+                "WITH RECURSIVE tree(id) AS (SELECT ?1 UNION SELECT r.id FROM runs r \
+                 JOIN tree t ON r.parent_run = t.id) SELECT id FROM tree",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([run], |r| r.get(0))?
+                    .collect::<Result<Vec<String>, _>>()
+            })
+            .map_err(self.err())?;
+        transaction(&conn, |tx| {
+            for id in &tree {
+                for table in ["events", "plans", "artifacts", "processes", "leases"] {
+                    tx.execute(&format!("DELETE FROM {table} WHERE run_id = ?1"), [id])?;
+                }
+                tx.execute("DELETE FROM runs WHERE id = ?1", [id])?;
+            }
+            // Blobs are shared by content: only those no artifact and no
+            // kept original refers to any more go.
+            tx.execute(
+                "DELETE FROM blobs WHERE sha256 NOT IN (SELECT sha256 FROM artifacts) \
+                 AND sha256 NOT IN (SELECT json_extract(body, '$.sha256') FROM events \
+                 WHERE body LIKE '{\"event\":\"file_original\"%')",
+                [],
+            )?;
+            Ok(())
+        })
+        .map_err(self.err())?;
+        // Kept command outputs too large to hold live beside the database.
+        let beside = self.path.with_file_name("blobs");
+        if let Ok(entries) = std::fs::read_dir(&beside) {
+            let mut referenced = conn
+                .prepare("SELECT 1 FROM blobs WHERE sha256 = ?1")
+                .map_err(self.err())?;
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !referenced.exists([&name]).map_err(self.err())? {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        Ok(tree)
+    }
+
     /// The run `run` was forked from, and the step it ran again from.
     pub fn forked_from(&self, run: &str) -> Result<Option<(String, String)>, StoreError> {
         self.lock()

@@ -4,6 +4,7 @@
 
 mod answer;
 mod cancel;
+mod delete;
 mod fork;
 mod plans;
 mod replay;
@@ -12,6 +13,7 @@ mod retry;
 
 pub use answer::{answer_gate, answer_waiting, waiting_gates, Answer, Waiting};
 pub use cancel::{cancel, cancel_children, Cancelled};
+pub use delete::{delete_run, prune};
 pub use fork::fork;
 pub use plans::{recorded_plan, Edited};
 pub use replay::{replay, Replayed};

@@ -10,6 +10,7 @@ pub(crate) mod report;
 mod run;
 mod runs;
 mod signals;
+mod style;
 mod templates;
 
 use std::path::PathBuf;
@@ -29,6 +30,18 @@ pub struct Cli {
     /// e.g. `RUST_LOG=cairn=debug`).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Colour in diagnostics and logs: `auto` (on a terminal, unless
+    /// `NO_COLOR` is set), `always` or `never`.
+    #[arg(long, global = true, value_enum, default_value_t = style::ColorChoice::Auto, value_name = "WHEN")]
+    color: style::ColorChoice,
+    /// Say less: no progress lines while a run goes on (what went wrong, and
+    /// where the run is, still show).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Say more: the logs at `info` (`-v`), `debug` (`-vv`) or `trace`
+    /// (`-vvv`) level, when `RUST_LOG` does not set them.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     /// Where runs are recorded (`state.db` inside it); by default the nearest
     /// `.cairn/` from the current directory up, else `.cairn` here.
     #[arg(
@@ -53,11 +66,19 @@ pub enum LogFormat {
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (nothing but warnings by default).
-fn init_logs(format: LogFormat) {
+fn init_logs(format: LogFormat, quiet: bool, verbose: u8) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(style::color_on_stderr())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -486,7 +507,11 @@ pub fn main() -> i32 {
     if !chosen {
         cli.state_dir = nearest_state_dir();
     }
-    init_logs(cli.log_format);
+    style::set(style::Style {
+        color: cli.color,
+        quiet: cli.quiet,
+    });
+    init_logs(cli.log_format, cli.quiet, cli.verbose);
     let result = match cli.command {
         Command::Check { files, format } => check::run(&files, format),
         Command::Templates { json } => templates::list(json),

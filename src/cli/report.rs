@@ -1,6 +1,6 @@
 //! Printing diagnostics: miette's graphical report for people, JSON lines for tools.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use miette::{GraphicalReportHandler, GraphicalTheme};
 use serde_json::json;
@@ -12,8 +12,7 @@ use cairn_lang::diagnostic::Diagnostic;
 const WIDTH: usize = 100;
 
 fn handler() -> GraphicalReportHandler {
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let theme = if color {
+    let theme = if super::style::color_on_stderr() {
         GraphicalTheme::unicode()
     } else {
         GraphicalTheme::unicode_nocolor()
@@ -23,7 +22,8 @@ fn handler() -> GraphicalReportHandler {
         .with_links(false)
 }
 
-/// Renders one diagnostic as text, in colour only on a terminal without `NO_COLOR`.
+/// Renders one diagnostic as text, in colour as `--color` says (by default
+/// only on a terminal without `NO_COLOR`).
 pub fn render(diagnostic: &Diagnostic) -> String {
     let mut out = String::new();
     // Writing into a String cannot fail.

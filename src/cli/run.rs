@@ -114,8 +114,10 @@ impl Session {
         let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
         // On a terminal a live line shows what runs; elsewhere, plain lines only.
         let to_stderr = self.events.as_deref() == Some("-");
-        let mut live =
-            (!to_stderr && std::io::stdout().is_terminal()).then(|| Live::new(plan.tasks.len()));
+        // `-q`: no progress at all, live or in lines.
+        let quiet = super::style::quiet();
+        let mut live = (!quiet && !to_stderr && std::io::stdout().is_terminal())
+            .then(|| Live::new(plan.tasks.len()));
         let bar = live.as_ref().map(|l| l.bar.clone());
         let approver = move |request: &GateRequest| match &bar {
             // The question must not be drawn over by the live line.
@@ -186,7 +188,7 @@ impl Session {
             match live.as_mut() {
                 Some(live) => live.update(event, line.as_deref()),
                 None => {
-                    if let Some(line) = line {
+                    if let Some(line) = line.filter(|_| !quiet) {
                         let _ = writeln!(progress, "{line}");
                     }
                 }
@@ -205,7 +207,12 @@ impl Session {
             out.flush().map_err(Error::Output)?;
         }
         let id = &self.run_id;
-        let _ = write!(progress, "{}", summary(&report));
+        // Quiet, a success needs no table.
+        if quiet && report.status == RunStatus::Succeeded {
+            let _ = writeln!(progress, "run succeeded");
+        } else {
+            let _ = write!(progress, "{}", summary(&report));
+        }
         let db = self.state_dir.join("state.db");
         match &report.unrecorded {
             None => {

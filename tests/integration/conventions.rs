@@ -105,3 +105,51 @@ fn the_manual_page_is_roff_naming_every_command() {
         );
     }
 }
+
+/// `--color` decides colour whatever the output is (`never` also on a
+/// terminal; `always` also into a pipe), and `NO_COLOR` turns `auto` off.
+#[test]
+fn color_is_chosen_by_the_flag() {
+    let test = Test::new().file(
+        "p.plan",
+        "plan p \"P\"\n\ntask a \"A\"\n  needs: b\n  run: 1\n",
+    );
+    let always = cairn(&test, &["check", "--color", "always", "p.plan"]);
+    assert!(always.stderr.contains("\u{1b}["), "{}", always.stderr);
+    let never = cairn(&test, &["check", "--color", "never", "p.plan"]);
+    assert!(!never.stderr.contains("\u{1b}["), "{}", never.stderr);
+    // Into a pipe, `auto` is plain.
+    let auto = cairn(&test, &["check", "p.plan"]);
+    assert!(!auto.stderr.contains("\u{1b}["), "{}", auto.stderr);
+    assert_eq!(never.stderr, auto.stderr);
+}
+
+/// `-q` leaves out the progress lines (and a success's table); what went
+/// wrong still shows.
+#[test]
+fn quiet_runs_say_only_what_matters() {
+    let test = Test::new()
+        .file("ok.plan", "plan ok \"OK\"\n\ntask a \"A\"\n  run: 1\n")
+        .file(
+            "bad.plan",
+            "plan bad \"Bad\"\n\ntask a \"A\"\n  run: fail(\"broke\")\n",
+        );
+    let ok = cairn(&test, &["run", "-q", "ok.plan"]);
+    assert_eq!(ok.status, 0, "{}", ok.stderr);
+    assert!(
+        ok.stdout.starts_with("run succeeded\nrun "),
+        "{}",
+        ok.stdout
+    );
+    assert!(!ok.stdout.contains("start"), "{}", ok.stdout);
+    let bad = cairn(&test, &["run", "bad.plan", "--quiet"]);
+    assert_eq!(bad.status, 1);
+    assert!(!bad.stdout.contains("  start"), "{}", bad.stdout);
+    assert!(
+        bad.stdout.contains("run failed: `a` failed: broke"),
+        "{}",
+        bad.stdout
+    );
+    let both = cairn(&test, &["-q", "-v", "runs"]);
+    assert_eq!(both.status, 2, "{}", both.stderr);
+}

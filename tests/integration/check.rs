@@ -541,10 +541,12 @@ fn importing_a_fifo_is_refused_without_blocking() {
 #[test]
 fn importing_dev_stdin_is_refused_without_blocking() {
     use std::io::Read;
+    // (Named `.plan`, as only plan files are read: a link to the pipe.)
     let test = Test::new().file(
         "p.plan",
-        "plan p \"P\"\n  use \"/dev/stdin\" as s\n\ntask a \"A\"\n  run: 1\n",
+        "plan p \"P\"\n  use \"stdin.plan\" as s\n\ntask a \"A\"\n  run: 1\n",
     );
+    std::os::unix::fs::symlink("/dev/stdin", test.path().join("stdin.plan")).expect("link");
     // Stdin is a pipe that stays open and empty: reading it would block.
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("cairn"))
         .args(["check", "p.plan"])
@@ -581,7 +583,7 @@ fn importing_dev_stdin_is_refused_without_blocking() {
     let flat = stderr.split_whitespace().collect::<Vec<_>>().join(" ");
     let flat = flat.replace(" │ ", " ");
     assert!(
-        flat.contains(&format!("cannot read `/dev/stdin`: {NOT_REGULAR}")),
+        flat.contains(&format!("cannot read `stdin.plan`: {NOT_REGULAR}")),
         "{stderr}"
     );
 }

@@ -125,7 +125,7 @@ fn a_dynamic_call_to_an_undeclared_host_function_names_its_capability() {
         .expect("runs");
     assert_eq!(
         report.steps[0].error.as_deref(),
-        Some("`ticket_open` is not available: the task does not declare `using:tickets`")
+        Some("line 5, column 8: `ticket_open` is not available: the task does not declare `using:tickets`")
     );
 }
 

@@ -1155,7 +1155,7 @@ fn a_declared_capability_called_with_the_wrong_types_says_so() {
     assert_eq!(run.status, 1);
     assert_eq!(
         row(&run, "a"),
-        "a failed 1 <t> `sh` cannot take (bool): check the arguments' types"
+        "a failed 1 <t> line 6, column 8: `sh` cannot take (bool): check the arguments' types"
     );
 }
 
@@ -1271,4 +1271,21 @@ fn an_events_file_that_cannot_be_created_stops_the_run_first() {
         run.stderr
     );
     assert!(!test.path().join("ran.txt").exists(), "no step ran");
+}
+
+/// An error in a step's own code names its line and column in the plan
+/// file (not in the block) and the types as a plan author knows them.
+#[test]
+fn a_script_error_names_its_place_in_the_file_and_plain_types() {
+    let plan = "plan p \"P\"\n\ntask a \"A\"\n  run: |\n    let x = 1;\n    x + \"a\" * 2\n\ntask b \"B\"\n  run: [1].foo()\n";
+    let run = run(plan, &[]);
+    assert_eq!(run.status, 1);
+    assert_eq!(
+        row(&run, "a"),
+        "a failed 1 <t> line 6, column 13: no function `*` takes (string, int)"
+    );
+    assert_eq!(
+        row(&run, "b"),
+        "b failed 1 <t> line 9, column 12: no function `foo` takes (array)"
+    );
 }

@@ -785,7 +785,34 @@ pub(super) fn eval(engine: &Engine, scope: &mut Scope, script: &Script) -> Resul
         .ok_or_else(|| "the plan was not compiled (load it through cairn::check)".to_owned())?;
     engine
         .eval_ast_with_scope::<Dynamic>(scope, ast)
-        .map_err(|e| describe_in(&e))
+        .map_err(|e| at_line(script, &e, describe_in(&e)))
+}
+
+/// `message` after where `error` is in the plan file (`line 6, column 7:`),
+/// when Rhai knows and the script does, for the errors of the code itself
+/// (a wrong type, an unknown function or variable).
+fn at_line(script: &Script, error: &EvalAltResult, message: String) -> String {
+    let mut inner = error;
+    while let EvalAltResult::ErrorInFunctionCall(_, _, next, _) = inner {
+        inner = next;
+    }
+    // A message the plan or a host function wrote (`fail`, `throw`, a
+    // refused path) says what it means; a timeout is nowhere in the code.
+    if matches!(
+        inner,
+        EvalAltResult::ErrorRuntime(..) | EvalAltResult::ErrorTerminated(..)
+    ) {
+        return message;
+    }
+    let position = error.position();
+    match (position.line(), position.position(), script.line) {
+        (Some(line), Some(column), first) if first > 0 => {
+            let line = first as usize + line - 1;
+            let column = script.column as usize + column - 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        _ => message,
+    }
 }
 
 fn truth(engine: &Engine, scope: &mut Scope, script: &Script) -> Result<bool, String> {
@@ -808,7 +835,7 @@ fn describe_in(error: &EvalAltResult) -> String {
             capability_of(name).is_some_and(|capability| ctx.using.contains(&capability))
         });
         if declared {
-            let args = signature.trim_start_matches(name).trim();
+            let args = plain_types(signature.trim_start_matches(name).trim());
             return format!("`{name}` cannot take {args}: check the arguments' types");
         }
     }
@@ -833,12 +860,33 @@ pub fn describe(error: &EvalAltResult) -> String {
                 Some(capability) => format!(
                     "`{name}` is not available: the task does not declare `using:{capability}`"
                 ),
-                None => format!("no function `{signature}`"),
+                None => {
+                    let args = signature.trim_start_matches(name).trim();
+                    format!("no function `{name}` takes {}", plain_types(args))
+                }
             }
         }
         EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => describe(inner),
-        other => other.to_string(),
+        other => plain_types(&other.to_string()),
     }
+}
+
+/// Rhai's names for types as a plan author knows them: `string`, `int`,
+/// `float`, `map`, `array` (not `&str | ImmutableString | String`, `i64`).
+pub fn plain_types(text: &str) -> String {
+    const NAMES: &[(&str, &str)] = &[
+        ("&str | ImmutableString | String", "string"),
+        ("ImmutableString", "string"),
+        ("&str", "string"),
+        ("rhai::Map", "map"),
+        ("rhai::Array", "array"),
+        ("rhai::FnPtr", "function"),
+        ("i64", "int"),
+        ("f64", "float"),
+    ];
+    NAMES.iter().fold(text.to_owned(), |text, (rhai, plain)| {
+        text.replace(rhai, plain)
+    })
 }
 
 /// The capability of the running step's run that provides `function`.

@@ -198,10 +198,18 @@ impl<'a> Lowering<'a> {
             analysis,
             role,
         });
+        let first = code
+            .line_offsets
+            .first()
+            .copied()
+            .unwrap_or(code.span.start);
+        let (line, column) = self.source.line_col(first);
         Script {
             text: Arc::clone(&uses.last().expect("just pushed").analysis.text),
             span: code.span,
             line_offsets: code.line_offsets.clone(),
+            line: u32::try_from(line).unwrap_or(0),
+            column: u32::try_from(column).unwrap_or(0),
             ast,
         }
     }

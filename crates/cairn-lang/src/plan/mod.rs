@@ -651,6 +651,14 @@ pub struct Script {
     pub span: Span,
     /// Where each line of `text` starts in the file, to map Rhai positions back.
     pub line_offsets: Vec<usize>,
+    /// The file line (from 1) of the first line of `text`, and the column
+    /// (in characters, from 1) each of its lines starts at: where a run-time
+    /// error is, in the file (0: not known).
+    #[serde(default)]
+    pub line: u32,
+    /// (See `line`.)
+    #[serde(default)]
+    pub column: u32,
     /// The compiled code, shared between every script with the same text.
     #[serde(skip)]
     pub ast: Option<Arc<rhai::AST>>,
@@ -748,10 +756,11 @@ mod tests {
     /// Checking a large plan holds every step at once (2 KB per step at
     /// most, with everything else checking keeps): a step growing past
     /// this (a rare field not boxed) costs every step of such a plan.
-    /// (Each rare field boxed costs a pointer: `plan:` took it to 592.)
+    /// (Each rare field boxed costs a pointer: `plan:` took it to 592, a
+    /// script's line and column for run-time errors to 600.)
     #[test]
     fn steps_stay_small() {
         let task = std::mem::size_of::<super::Task>();
-        assert!(task <= 592, "Task is {task} bytes");
+        assert!(task <= 600, "Task is {task} bytes");
     }
 }

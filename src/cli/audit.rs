@@ -10,7 +10,13 @@ use std::path::Path;
 
 /// `cairn audit verify [run] [--head H] [--all]`: exit 0 when every run
 /// checked is intact, 1 when one is not.
-pub fn verify(dir: &Path, id: Option<&str>, head: Option<&str>, all: bool) -> Result<i32, Error> {
+pub fn verify(
+    dir: &Path,
+    id: Option<&str>,
+    head: Option<&str>,
+    all: bool,
+    json: bool,
+) -> Result<i32, Error> {
     let store = open(dir)?;
     let ids: Vec<String> = if all {
         let mut runs = store.runs(usize::MAX, 0)?;
@@ -24,11 +30,19 @@ pub fn verify(dir: &Path, id: Option<&str>, head: Option<&str>, all: bool) -> Re
     let mut broken = 0;
     for id in &ids {
         let (line, ok) = verdict(&store, id, head)?;
-        text.push_str(&line);
+        if json {
+            let events = store.verify(id)?.ok().map(|v| v.events);
+            let value = serde_json::json!({
+                "run": id, "intact": ok, "events": events, "verdict": line,
+            });
+            text.push_str(&value.to_string());
+        } else {
+            text.push_str(&line);
+        }
         text.push('\n');
         broken += usize::from(!ok);
     }
-    if all {
+    if all && !json {
         text.push_str(&match broken {
             0 => format!("{} runs verified, all intact\n", ids.len()),
             n => format!("{} runs verified, {n} not intact\n", ids.len()),

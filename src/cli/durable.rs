@@ -195,32 +195,34 @@ impl GoingOn {
 }
 
 /// `cairn approve` / `cairn reject`: answer a waiting gate of a stopped run.
-pub fn answer(
-    state_dir: &Path,
-    ids: &[String],
-    approved: bool,
-    reason: &str,
-    by: Option<String>,
-) -> Result<i32, Error> {
-    let (run, gate) = match ids {
+pub fn answer(state_dir: &Path, answer: super::Answer, approved: bool) -> Result<i32, Error> {
+    let (run, gate) = match answer.ids.as_slice() {
         [gate] => (None, gate),
         [run, gate] => (Some(run.as_str()), gate),
         _ => return Err(Error::Usage("expected `[run] <gate>`".to_owned())),
     };
     let store = open(state_dir, Durability::Normal)?;
-    let by = by
+    let by = answer
+        .by
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "unknown".to_owned());
-    let answer = services::Answer {
+    let request = services::Answer {
         run,
         gate,
         approved,
-        reason,
-        by,
+        reason: &answer.reason,
+        by: by.clone(),
     };
-    let run = services::answer_gate(&store, answer).map_err(refused)?;
+    let run = services::answer_gate(&store, request).map_err(refused)?;
     let verb = if approved { "approved" } else { "rejected" };
-    println!("{verb} gate `{gate}` of run {run}; `cairn resume {run}` goes on");
+    if answer.json {
+        let value = serde_json::json!({
+            "run": run, "gate": gate, "answer": verb, "by": by, "reason": answer.reason,
+        });
+        println!("{value}");
+    } else {
+        println!("{verb} gate `{gate}` of run {run}; `cairn resume {run}` goes on");
+    }
     Ok(0)
 }
 
@@ -256,10 +258,21 @@ pub fn cancel(state_dir: &Path, id: Option<&str>, reason: &str) -> Result<i32, E
 }
 
 /// `cairn replay`: run the plan again against the recording, touching nothing.
-pub fn replay(state_dir: &Path, id: Option<&str>) -> Result<i32, Error> {
+pub fn replay(state_dir: &Path, id: Option<&str>, json: bool) -> Result<i32, Error> {
     // Touches nothing: a read-only store replays too.
     let store = std::sync::Arc::new(super::runs::open(state_dir)?);
     let replayed = services::replay(&store, state_dir, id).map_err(refused)?;
+    if json {
+        let value = serde_json::json!({
+            "run": replayed.run,
+            "steps": replayed.steps,
+            "identical": replayed.divergence.is_none(),
+            "divergence": replayed.divergence,
+            "edited": replayed.edited,
+        });
+        println!("{value}");
+        return Ok(i32::from(replayed.divergence.is_some()));
+    }
     if let Some(files) = &replayed.edited {
         println!("{files} changed since the run; replaying the edited plan");
     }

@@ -188,6 +188,10 @@ enum Command {
     Replay {
         /// The run's id (a unique prefix is enough); the newest run if left out.
         run: Option<String>,
+        /// Say how it went as one JSON object: `run`, `steps`, `identical`,
+        /// `divergence`, `edited`.
+        #[arg(long)]
+        json: bool,
     },
     /// List recorded runs, newest first (`runs delete`, `runs prune`: remove them).
     #[command(args_conflicts_with_subcommands = true)]
@@ -298,16 +302,19 @@ enum Command {
 
 /// The arguments of `cairn approve` and `cairn reject`.
 #[derive(Debug, clap::Args)]
-struct Answer {
+pub(crate) struct Answer {
     /// `[run] <gate>`: the run (the newest unfinished one if left out) and the gate.
     #[arg(value_name = "RUN GATE", num_args = 1..=2, required = true)]
-    ids: Vec<String>,
+    pub ids: Vec<String>,
     /// Why, as recorded in the log and audit.
     #[arg(long, required = true)]
-    reason: String,
+    pub reason: String,
     /// Who answers (default: `$USER`).
     #[arg(long, value_name = "NAME")]
-    by: Option<String>,
+    pub by: Option<String>,
+    /// Say what was recorded as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `cairn audit …`.
@@ -327,6 +334,9 @@ enum AuditCommand {
         /// Check every run in the store.
         #[arg(long)]
         all: bool,
+        /// One JSON object per run checked: `run`, `intact`, `events`, `verdict`.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the hash of the last event of a run's (intact) log, to keep
     /// where the store cannot reach it: a CI log, a ticket, a git note.
@@ -566,9 +576,12 @@ pub fn main() -> i32 {
         }
         Command::Audit { command } => {
             let result = match command {
-                AuditCommand::Verify { run, head, all } => {
-                    audit::verify(&cli.state_dir, run.as_deref(), head.as_deref(), all)
-                }
+                AuditCommand::Verify {
+                    run,
+                    head,
+                    all,
+                    json,
+                } => audit::verify(&cli.state_dir, run.as_deref(), head.as_deref(), all, json),
                 AuditCommand::Head { run, json } => {
                     audit::head(&cli.state_dir, run.as_deref(), json)
                 }
@@ -668,25 +681,11 @@ pub fn main() -> i32 {
         Command::Cancel { run, reason } => {
             return exit(durable::cancel(&cli.state_dir, run.as_deref(), &reason))
         }
-        Command::Approve(a) => {
-            return exit(durable::answer(
-                &cli.state_dir,
-                &a.ids,
-                true,
-                &a.reason,
-                a.by,
-            ))
+        Command::Approve(a) => return exit(durable::answer(&cli.state_dir, a, true)),
+        Command::Reject(a) => return exit(durable::answer(&cli.state_dir, a, false)),
+        Command::Replay { run, json } => {
+            return exit(durable::replay(&cli.state_dir, run.as_deref(), json))
         }
-        Command::Reject(a) => {
-            return exit(durable::answer(
-                &cli.state_dir,
-                &a.ids,
-                false,
-                &a.reason,
-                a.by,
-            ))
-        }
-        Command::Replay { run } => return exit(durable::replay(&cli.state_dir, run.as_deref())),
     };
     match result {
         Ok(()) => 0,

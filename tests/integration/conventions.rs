@@ -153,3 +153,35 @@ fn quiet_runs_say_only_what_matters() {
     let both = cairn(&test, &["-q", "-v", "runs"]);
     assert_eq!(both.status, 2, "{}", both.stderr);
 }
+
+/// `approve`, `reject`, `replay` and `audit verify` say what they did as
+/// JSON for tools, with the same exit codes.
+#[test]
+fn durable_commands_answer_in_json() {
+    let test = Test::new().file(
+        "g.plan",
+        "plan g \"G\"\n\ngate ok \"OK?\"\n\ntask a \"A\"\n  needs: ok\n  run: 1\n",
+    );
+    assert_eq!(cairn(&test, &["run", "g.plan"]).status, 3);
+    let approve = cairn(
+        &test,
+        &["approve", "ok", "--reason", "fine", "--by", "ana", "--json"],
+    );
+    assert_eq!(approve.status, 0, "{}", approve.stderr);
+    let value: serde_json::Value = serde_json::from_str(&approve.stdout).expect("json");
+    assert_eq!(value["answer"], "approved");
+    assert_eq!(value["gate"], "ok");
+    assert_eq!(value["by"], "ana");
+    let run = value["run"].as_str().expect("run").to_owned();
+    assert_eq!(cairn(&test, &["resume"]).status, 0);
+    let replay = cairn(&test, &["replay", "--json"]);
+    assert_eq!(replay.status, 0, "{}", replay.stderr);
+    let value: serde_json::Value = serde_json::from_str(&replay.stdout).expect("json");
+    assert_eq!(value["identical"], true);
+    assert_eq!(value["run"], run.as_str());
+    let verify = cairn(&test, &["audit", "verify", "--all", "--json"]);
+    assert_eq!(verify.status, 0, "{}", verify.stderr);
+    let value: serde_json::Value = serde_json::from_str(verify.stdout.trim()).expect("one run");
+    assert_eq!(value["intact"], true);
+    assert!(value["events"].as_u64().expect("events") > 3);
+}

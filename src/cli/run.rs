@@ -456,7 +456,13 @@ pub fn describe(event: &Event) -> Option<String> {
         Event::GateRejected {
             step, by, reason, ..
         } => format!("  rejected  {step} (by {by}): {reason}"),
-        Event::Log { step, line, .. } => format!("  log       {step}: {line}"),
+        Event::Log {
+            step, line, stream, ..
+        } => match stream {
+            None => format!("  log       {step}: {line}"),
+            Some(run::Stream::Stdout) => format!("  out       {step}: {line}"),
+            Some(run::Stream::Stderr) => format!("  err       {step}: {line}"),
+        },
         Event::Compensating { step, .. } => format!("  undo      {step}"),
         Event::Compensated { step, .. } => format!("  undone    {step}"),
         Event::RunFinished { .. } => return None,

@@ -1289,3 +1289,45 @@ fn a_script_error_names_its_place_in_the_file_and_plain_types() {
         "b failed 1 <t> line 9, column 12: no function `foo` takes (array)"
     );
 }
+
+/// A command's output shows while it runs, a line at a time, under its
+/// step's id (stdout as `out`, stderr as `err`), and is in the run's log.
+#[test]
+fn command_output_streams_while_the_command_runs() {
+    use std::io::BufRead;
+    let plan = "plan p \"P\"\n  allow: sh\n\ntask a \"A\" using:sh\n  run: sh(\"echo first; echo oops >&2; sleep 3; echo last\").code\n";
+    let test = crate::Test::new().file("p.plan", plan);
+    let started = std::time::Instant::now();
+    let mut child = crate::durable::spawn(&test, &["run", "p.plan"]);
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let first = lines
+        .by_ref()
+        .map(|l| l.expect("a line"))
+        .find(|l| l.contains("first"))
+        .expect("the first line");
+    assert_eq!(first, "  out       a: first");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "the line came only when the command ended"
+    );
+    let rest: Vec<String> = lines.map(|l| l.expect("a line")).collect();
+    child.wait().expect("ends");
+    assert!(rest.contains(&"  err       a: oops".to_owned()), "{rest:?}");
+    assert!(rest.contains(&"  out       a: last".to_owned()), "{rest:?}");
+    let log = crate::cairn(&test, &["log", "--json"]);
+    let streams: Vec<String> = log
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "log")
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["stream"].as_str().unwrap_or("-"),
+                e["line"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(streams, ["stdout first", "stderr oops", "stdout last"]);
+}

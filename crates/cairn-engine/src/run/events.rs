@@ -98,6 +98,16 @@ impl RunStatus {
     }
 }
 
+/// A command's output stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    /// Its standard output.
+    Stdout,
+    /// Its standard error.
+    Stderr,
+}
+
 /// Where a step ended up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -463,12 +473,16 @@ pub enum Event {
         /// Milliseconds since the run started.
         at_ms: u64,
     },
-    /// A line from a step's `log`, `print` or `debug`.
+    /// A line from a step's `log`, `print` or `debug`, or (with `stream`)
+    /// a line its `sh` command wrote, as the command runs.
     Log {
         /// The id of the step that logged it.
         step: String,
         /// The line, as logged.
         line: String,
+        /// For a command's output: which of its streams.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        stream: Option<Stream>,
         /// Milliseconds since the run started.
         at_ms: u64,
     },

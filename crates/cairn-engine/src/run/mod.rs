@@ -19,7 +19,7 @@ pub use crate::script::context::{Call, Divergence, ProcessLog};
 pub use changes::Changes;
 pub use driver::run;
 pub use dry::explain;
-pub use events::{Event, EventKind, RunStatus, StepStatus};
+pub use events::{Event, EventKind, RunStatus, StepStatus, Stream};
 pub use interrupt::Interrupter;
 pub use params::{check_params, param_values};
 pub use resume::{Kept, Resume, Settled, Settlings, StepMap};

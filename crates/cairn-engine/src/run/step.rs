@@ -171,6 +171,7 @@ impl Shared {
             processes: self.processes.clone(),
             stored: Default::default(),
             logged: Default::default(),
+            printed: Default::default(),
             grants: Arc::clone(
                 task.import
                     .as_ref()
@@ -582,6 +583,13 @@ fn note_sink(shared: &Arc<Shared>) -> NoteSink {
             Note::Log(line) => Event::Log {
                 step,
                 line: line.to_owned(),
+                stream: None,
+                at_ms,
+            },
+            Note::Output(stream, line) => Event::Log {
+                step,
+                line: line.to_owned(),
+                stream: Some(stream),
                 at_ms,
             },
             Note::Call {

@@ -141,6 +141,8 @@ impl Journal {
 pub enum Note<'a> {
     /// A line from `log`, `print` or `debug`.
     Log(&'a str),
+    /// A line a running `sh` command wrote.
+    Output(crate::run::Stream, &'a str),
     /// A call that reached outside the script, as made (with a recording tape).
     Call {
         /// The attempt it was made in (0: compensation).
@@ -479,6 +481,9 @@ pub struct StepContext {
     pub stored: AtomicU64,
     /// What this attempt has logged, against [`LOG_LINES`] and [`LOG_BYTES`].
     pub logged: LogMeter,
+    /// What its commands have written, against the same limits (kept apart:
+    /// a chatty command does not silence the step's own `log`).
+    pub printed: LogMeter,
 }
 
 /// Log lines and bytes one attempt has logged.
@@ -537,6 +542,7 @@ impl StepContext {
             processes: None,
             stored: Default::default(),
             logged: Default::default(),
+            printed: Default::default(),
         }
     }
 
@@ -561,6 +567,16 @@ impl StepContext {
     /// Reports a log line, within the attempt's log limits: past them lines
     /// are dropped, and the first dropped line is replaced by a note saying so.
     pub fn log_line(&self, line: &str) {
+        self.metered(&self.logged, line, |line| Note::Log(line));
+    }
+
+    /// Reports a line a running command wrote, within the attempt's limits
+    /// for command output (as [`StepContext::log_line`]'s).
+    pub fn output_line(&self, stream: crate::run::Stream, line: &str) {
+        self.metered(&self.printed, line, |line| Note::Output(stream, line));
+    }
+
+    fn metered(&self, meter: &LogMeter, line: &str, note: impl for<'n> Fn(&'n str) -> Note<'n>) {
         let line = match line.char_indices().nth(LOG_LINE_BYTES) {
             Some((cut, _)) if line.len() > LOG_LINE_BYTES => std::borrow::Cow::Owned(format!(
                 "{}… [cairn: line cut at {LOG_LINE_BYTES} characters]",
@@ -568,14 +584,13 @@ impl StepContext {
             )),
             _ => std::borrow::Cow::Borrowed(line),
         };
-        let meter = &self.logged;
         let lines = meter.lines.fetch_add(1, Ordering::Relaxed) + 1;
         let bytes = meter.bytes.fetch_add(line.len() as u64, Ordering::Relaxed) + line.len() as u64;
         if lines <= u64::from(LOG_LINES) && bytes <= LOG_BYTES {
-            self.note(Note::Log(&line));
+            self.note(note(&line));
         } else if !meter.dropping.swap(true, Ordering::Relaxed) {
             // The first line over: say so once, then drop the rest.
-            self.note(Note::Log(&format!(
+            self.note(note(&format!(
                 "[cairn: log limit reached ({LOG_LINES} lines or {} KiB per attempt); further lines are dropped]",
                 LOG_BYTES >> 10
             )));

@@ -213,7 +213,14 @@ struct Capture {
     tail_cap: usize,
     omitted: u64,
     keep: Option<Spool>,
+    /// What came since the last whole line, for the live output.
+    partial: Vec<u8>,
+    /// Lines ended since they were last taken.
+    lines: Vec<String>,
 }
+
+/// A line of live output this long is passed on as it is, unended.
+const LIVE_LINE_BYTES: usize = 16 << 10;
 
 impl Capture {
     fn new(limit: usize, keep: Option<Spool>) -> Self {
@@ -224,12 +231,20 @@ impl Capture {
             tail_cap: limit - limit / 2,
             omitted: 0,
             keep,
+            partial: Vec::new(),
+            lines: Vec::new(),
         }
     }
 
     fn push(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
         if let Some(spool) = &mut self.keep {
             spool.write(bytes)?;
+        }
+        for piece in bytes.split_inclusive(|&b| b == b'\n') {
+            self.partial.extend_from_slice(piece);
+            if piece.ends_with(b"\n") || self.partial.len() >= LIVE_LINE_BYTES {
+                self.end_line();
+            }
         }
         let room = self.head_cap - self.head.len();
         let (first, rest) = bytes.split_at(room.min(bytes.len()));
@@ -242,6 +257,24 @@ impl Capture {
             self.omitted += excess as u64;
         }
         Ok(())
+    }
+
+    /// Ends the line being gathered, if any (and at the command's end).
+    fn end_line(&mut self) {
+        if self.partial.is_empty() {
+            return;
+        }
+        let line = String::from_utf8_lossy(&self.partial);
+        self.lines
+            .push(line.trim_end_matches(['\n', '\r']).to_owned());
+        self.partial.clear();
+    }
+
+    /// Passes the lines ended since the last call on to the step's log.
+    fn pass_on(&mut self, ctx: &crate::script::context::StepContext, stream: crate::run::Stream) {
+        for line in self.lines.drain(..) {
+            ctx.output_line(stream, &line);
+        }
     }
 
     /// The text kept, with a marker where the middle was left out.
@@ -441,6 +474,15 @@ fn run(program: &Program, options: &Options) -> Result<Output> {
         }
         let read = read_ready(&mut stdout_pipe, &mut stdout, &fds)
             .and_then(|()| read_ready(&mut stderr_pipe, &mut stderr, &fds));
+        // What the command wrote shows while it runs, a line at a time.
+        if stdout_pipe.is_none() {
+            stdout.end_line();
+        }
+        if stderr_pipe.is_none() {
+            stderr.end_line();
+        }
+        stdout.pass_on(&ctx, crate::run::Stream::Stdout);
+        stderr.pass_on(&ctx, crate::run::Stream::Stderr);
         if let Err(e) = read {
             failure = Some(Box::new(EvalAltResult::ErrorTerminated(
                 format!("`{}`: keeping its output: {e}", program.shown()).into(),

@@ -26,7 +26,12 @@ fn rendered_diagnostics() {
             "{stem} should report {code}:\n{}",
             run.stderr
         );
-        let warnings = ["decision_without_else", "unused_param", "each_not_array"];
+        let warnings = [
+            "decision_without_else",
+            "unused_param",
+            "each_not_array",
+            "unit_output",
+        ];
         let expected_status = if warnings.contains(&stem.as_str()) {
             0
         } else {

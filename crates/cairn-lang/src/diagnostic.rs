@@ -420,6 +420,8 @@ codes! {
     UnknownFunction => "cairn::unknown_function",
     /// `each:` reads an output whose code says it is not an array (warning).
     EachNotArray => "cairn::each_not_array",
+    /// A task's value is the `()` an in-place method returns (`s.trim()`) (warning).
+    UnitOutput => "cairn::unit_output",
 }
 
 impl fmt::Display for Code {

@@ -52,6 +52,7 @@ pub fn check(
         rules.decision(task);
         rules.fallback(i, task, graph);
         rules.fan_out_over(task);
+        rules.in_place_output(task);
     }
     // Code that did not compile was not analysed, so its reads are unknown.
     let all_compiled = header
@@ -454,6 +455,31 @@ impl<'a> Rules<'a> {
                 .help(help),
             );
         }
+    }
+
+    /// A body whose value is an in-place method's `()`: Rhai's `s.trim()`
+    /// changes `s` and returns nothing, so the task's output is `()`.
+    fn in_place_output(&mut self, task: &Task) {
+        let Some(run) = &task.run else {
+            return;
+        };
+        let Some((variable, method)) = shape::in_place_ending(run) else {
+            return;
+        };
+        self.diagnostics.push(
+            Diagnostic::warning(
+                Code::UnitOutput,
+                self.source,
+                format!(
+                    "`{variable}.{method}()` changes `{variable}` in place and gives `()`: the output of `{}` is `()`",
+                    task.id
+                ),
+            )
+            .label(run.span, "its value is `()`")
+            .help(format!(
+                "end with the value itself: `{variable}.{method}(); {variable}`"
+            )),
+        );
     }
 
     /// An `each:` that reads an output its step's code says is not a list.

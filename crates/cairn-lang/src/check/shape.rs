@@ -1,5 +1,6 @@
 //! What the checker can tell of a step's output from its code alone: enough
-//! to see that an `each:` reads something that is not a list.
+//! to see that an `each:` reads something that is not a list, or that a
+//! body ends in an in-place method's `()`.
 
 use rhai::{ASTNode, Expr, Stmt, AST};
 
@@ -68,4 +69,40 @@ fn last_value(ast: &AST) -> Option<&'static str> {
         Expr::Unit(..) => Some("`()`"),
         _ => None,
     }
+}
+
+/// Rhai's string and array methods that change their value in place and
+/// return `()`.
+const IN_PLACE: &[&str] = &[
+    "trim",
+    "make_upper",
+    "make_lower",
+    "clear",
+    "truncate",
+    "pad",
+    "crop",
+    "push",
+    "append",
+    "insert",
+    "reverse",
+    "sort",
+    "dedup",
+];
+
+/// `(variable, method)` when a body's value is what an in-place method
+/// returns, `()` (`s.trim()` as its last line).
+pub fn in_place_ending(script: &Script) -> Option<(String, String)> {
+    let ast = script.ast.as_deref()?;
+    let Some(Stmt::Expr(expr)) = ast.statements().last() else {
+        return None;
+    };
+    let Expr::Dot(pair, ..) = &**expr else {
+        return None;
+    };
+    let (Expr::Variable(var, ..), Expr::MethodCall(call, _)) = (&pair.lhs, &pair.rhs) else {
+        return None;
+    };
+    IN_PLACE
+        .contains(&call.name.as_str())
+        .then(|| (var.1.to_string(), call.name.to_string()))
 }

@@ -46,8 +46,9 @@ pub const COMMANDS: &[Command] = &[
     },
     Command {
         name: "break",
-        args: "<step>",
-        help: "stop `:run` before this step starts",
+        args: "<step> [if <expr>]",
+        help:
+            "stop `:run` before this step starts (with `if`: only when the expression holds then)",
     },
     Command {
         name: "unbreak",
@@ -58,6 +59,16 @@ pub const COMMANDS: &[Command] = &[
         name: "breaks",
         args: "",
         help: "list the breakpoints",
+    },
+    Command {
+        name: "watch",
+        args: "<expr>",
+        help: "show this expression's value after every command that runs steps",
+    },
+    Command {
+        name: "unwatch",
+        args: "<expr>",
+        help: "stop showing a watched expression",
     },
     Command {
         name: "inspect",

@@ -13,6 +13,15 @@ impl Session {
     /// Evaluates a Rhai expression with `params`, `outputs` and the next
     /// ready step's `input`, and prints its value.
     pub(super) fn eval(&mut self, code: &str) -> Result<(), String> {
+        let value = self.value_of(code, None)?;
+        println!("{}", shown(&value));
+        Ok(())
+    }
+
+    /// The value of a Rhai expression (or statements) with `params`,
+    /// `outputs` and the `input` of step `step` (the next ready step's when
+    /// `None`); `let` variables stay for the session.
+    pub(super) fn value_of(&mut self, code: &str, step: Option<&str>) -> Result<Dynamic, String> {
         let history = self
             .store
             .history(&self.run_id)
@@ -75,7 +84,12 @@ impl Session {
         scope.set_or_push("outputs", Dynamic::from_map(outputs.clone()));
         // The next ready step's input, as it would see it.
         let mut input = Map::new();
-        if let Some(next) = self.probe().ready.first().and_then(|id| self.plan.task(id)) {
+        let next = match step {
+            Some(step) => Some(step.to_owned()),
+            None => self.probe().ready.first().cloned(),
+        };
+        let part = |id: &str| cairn_lang::plan::part_of(id).unwrap_or(id).to_owned();
+        if let Some(next) = next.and_then(|id| self.plan.task(&part(&id))) {
             for (key, script) in &next.input {
                 if let Ok(value) = context::enter(&ctx, || {
                     let mut s = rhai::Scope::new();
@@ -111,17 +125,17 @@ impl Session {
         });
         self.vars = scope;
         // In the context: an error names the capability a function belongs to.
-        let value = result.map_err(|e| context::enter(&ctx, || run::describe_error(&e)))?;
-        match rhai::serde::from_dynamic::<serde_json::Value>(&value) {
-            Ok(json) if !value.is_unit() => {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&json).unwrap_or_else(|_| value.to_string())
-                )
-            }
-            Ok(_) => println!("()"),
-            Err(_) => println!("{value}"),
+        result.map_err(|e| context::enter(&ctx, || run::describe_error(&e)))
+    }
+}
+
+/// A value as the prompt prints it: pretty JSON, `()`, or Rhai's text.
+pub(super) fn shown(value: &Dynamic) -> String {
+    match rhai::serde::from_dynamic::<serde_json::Value>(value) {
+        Ok(json) if !value.is_unit() => {
+            serde_json::to_string_pretty(&json).unwrap_or_else(|_| value.to_string())
         }
-        Ok(())
+        Ok(_) => "()".to_owned(),
+        Err(_) => value.to_string(),
     }
 }

@@ -7,7 +7,7 @@ mod eval;
 mod input;
 mod views;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -110,7 +110,10 @@ struct Session {
     /// The plan file as given (a template name for templates).
     file: String,
     plan: Arc<Plan>,
-    breaks: BTreeSet<String>,
+    /// Breakpoints, each with its condition (`:break <step> if <expr>`).
+    breaks: std::collections::BTreeMap<String, Option<String>>,
+    /// Expressions shown after every command that runs steps (`:watch`).
+    watches: Vec<String>,
     /// The breakpoint the last `:run` stopped at: the next `:run` passes it.
     at_break: Option<String>,
     history: Vec<String>,
@@ -159,7 +162,8 @@ impl Session {
             run_id,
             file,
             plan: Arc::new(plan),
-            breaks: BTreeSet::new(),
+            breaks: Default::default(),
+            watches: Vec::new(),
             at_break: None,
             history: Vec::new(),
             engine: sandbox.engine(&[]),
@@ -365,6 +369,7 @@ impl Session {
                     return Err(self.nothing_ready());
                 }
                 self.segment(Some(1), None)?;
+                self.show_watches();
             }
             "step" => {
                 let step = self.step_id(arg()?)?;
@@ -373,38 +378,28 @@ impl Session {
                     return Err(self.not_ready(&step, &probe));
                 }
                 self.segment(Some(1), Some(HashSet::from([step])))?;
+                self.show_watches();
             }
             "run" | "r" => {
-                // The breakpoint the last `:run` stopped at is passed.
-                let passing = self.at_break.take();
-                let only: HashSet<String> = self
-                    .plan
-                    .tasks
-                    .iter()
-                    .map(|t| t.id.clone())
-                    .filter(|id| !self.breaks.contains(id) || passing.as_ref() == Some(id))
-                    .collect();
-                self.segment(None, Some(only))?;
-                let after = self.probe();
-                // A breakpoint at a task holds its instances and iterations too.
-                let task_of = |r: &str| cairn_lang::plan::part_of(r).unwrap_or(r).to_owned();
-                if let Some(stop) = after
-                    .ready
-                    .iter()
-                    .find(|r| self.breaks.contains(&task_of(r)))
-                {
-                    println!("breakpoint: `{stop}` is next (`:run` goes on, `:inspect {stop}` looks first)");
-                    self.at_break = Some(task_of(stop));
-                }
+                self.run_to_break()?;
+                self.show_watches();
             }
             "break" | "b" => {
-                let step = self.step_id(arg()?)?;
-                self.breaks.insert(step.clone());
-                println!("breakpoint at `{step}`");
+                let text = arg()?;
+                let (step, condition) = match text.split_once(" if ") {
+                    Some((step, condition)) => (step.trim(), Some(condition.trim().to_owned())),
+                    None => (text.trim(), None),
+                };
+                let step = self.step_id(step)?;
+                match &condition {
+                    Some(condition) => println!("breakpoint at `{step}` if {condition}"),
+                    None => println!("breakpoint at `{step}`"),
+                }
+                self.breaks.insert(step, condition);
             }
             "unbreak" => {
                 let step = self.step_id(arg()?)?;
-                if !self.breaks.remove(&step) {
+                if self.breaks.remove(&step).is_none() {
                     return Err(format!("no breakpoint at `{step}`"));
                 }
                 println!("removed the breakpoint at `{step}`");
@@ -413,9 +408,27 @@ impl Session {
                 if self.breaks.is_empty() {
                     println!("no breakpoints");
                 }
-                for b in &self.breaks {
-                    println!("  {b}");
+                for (step, condition) in &self.breaks {
+                    match condition {
+                        Some(condition) => println!("  {step} if {condition}"),
+                        None => println!("  {step}"),
+                    }
                 }
+            }
+            "watch" | "w" => {
+                let expression = arg()?.trim().to_owned();
+                let value = self.value_of(&expression, None);
+                println!("watching {expression} = {}", watched(value));
+                self.watches.push(expression);
+            }
+            "unwatch" => {
+                let expression = arg()?.trim().to_owned();
+                let before = self.watches.len();
+                self.watches.retain(|w| *w != expression);
+                if self.watches.len() == before {
+                    return Err(format!("`{expression}` is not watched (`:watch` adds it)"));
+                }
+                println!("no longer watching {expression}");
             }
             "plan" => self.show_plan(),
             "graph" => print!("{}", cairn_lang::export::mermaid(&self.plan)),
@@ -542,6 +555,70 @@ impl Session {
         waits
     }
 
+    /// `:run`: runs until the end, a gate, or a breakpoint whose condition
+    /// holds when its step is next (a breakpoint whose condition does not
+    /// hold lets its step run, and the run goes on).
+    fn run_to_break(&mut self) -> Result<(), String> {
+        // The breakpoint the last `:run` stopped at is passed.
+        let mut passing = self.at_break.take();
+        let task_of = |r: &str| cairn_lang::plan::part_of(r).unwrap_or(r).to_owned();
+        loop {
+            let only: HashSet<String> = self
+                .plan
+                .tasks
+                .iter()
+                .map(|t| t.id.clone())
+                .filter(|id| !self.breaks.contains_key(id) || passing.as_ref() == Some(id))
+                .collect();
+            self.segment(None, Some(only))?;
+            let after = self.probe();
+            // A breakpoint at a task holds its instances and iterations too.
+            let Some(stop) = after
+                .ready
+                .iter()
+                .find(|r| self.breaks.contains_key(&task_of(r)))
+                .cloned()
+            else {
+                return Ok(());
+            };
+            let task = task_of(&stop);
+            let condition = self.breaks.get(&task).cloned().flatten();
+            if let Some(condition) = &condition {
+                let holds = self.value_of(condition, Some(&stop))?;
+                let holds = holds.as_bool().map_err(|kind| {
+                    format!("`:break {task} if {condition}`: the condition gave {kind}, not true or false")
+                })?;
+                if !holds {
+                    // Not this time: it runs, and so does what follows.
+                    self.segment(Some(1), Some(HashSet::from([stop.clone()])))?;
+                    if self.probe().ready.contains(&stop) {
+                        return Ok(());
+                    }
+                    passing = None;
+                    continue;
+                }
+            }
+            match &condition {
+                Some(condition) => println!(
+                    "breakpoint: `{stop}` is next and {condition} (`:run` goes on, `:inspect {stop}` looks first)"
+                ),
+                None => println!(
+                    "breakpoint: `{stop}` is next (`:run` goes on, `:inspect {stop}` looks first)"
+                ),
+            }
+            self.at_break = Some(task);
+            return Ok(());
+        }
+    }
+
+    /// Each `:watch` expression's value now.
+    fn show_watches(&mut self) {
+        for expression in self.watches.clone() {
+            let value = self.value_of(&expression, None);
+            println!("watch {expression} = {}", watched(value));
+        }
+    }
+
     /// The gates waiting for an answer, those of child runs named under
     /// their steps (`round.ship`).
     fn waiting_gates(&self) -> Vec<String> {
@@ -550,6 +627,18 @@ impl Session {
             .into_iter()
             .map(|w| w.name)
             .collect()
+    }
+}
+
+/// A watched value on one line, or why it has none.
+fn watched(value: Result<rhai::Dynamic, String>) -> String {
+    match value {
+        Ok(value) => match rhai::serde::from_dynamic::<serde_json::Value>(&value) {
+            Ok(json) if !value.is_unit() => compact(&json),
+            Ok(_) => "()".to_owned(),
+            Err(_) => value.to_string(),
+        },
+        Err(error) => format!("(error: {error})"),
     }
 }
 

@@ -25,7 +25,7 @@ impl Session {
                     status
                 };
                 let mut note = String::new();
-                if self.breaks.contains(&t.id) {
+                if self.breaks.contains_key(&t.id) {
                     note.push_str("[break] ");
                 }
                 let waits = self.waits_for(&t.id, &history);

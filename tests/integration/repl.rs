@@ -470,3 +470,50 @@ run … is saved; `cairn repl --resume …` (or `cairn resume …`) goes on
 "#;
     assert_transcript(&session(&test, &["repl", "p.plan"], input), expected);
 }
+
+/// `:break <step> if <expr>` stops `:run` only when the expression holds as
+/// the step comes next (here at the third instance); `:watch` shows an
+/// expression after each command that runs steps.
+#[test]
+fn conditional_breakpoints_and_watches() {
+    let plan = "plan loop \"Loop\"\n  max_parallel: 1\n\ntask items \"Items\"\n  run: [1, 2, 3]\n\ntask each-one \"Each\"\n  needs: items\n  each: outputs[\"items\"]\n  run: item * 10\n";
+    let test = Test::new().file("loop.plan", plan);
+    let input = ":watch outputs.len()\n:break each-one if outputs.len() >= 3\n:breaks\n:run\n:run\n:unwatch outputs.len()\n:unwatch nothing\n:quit\n";
+    let expected = r#"run … of `loop` (2 steps); `:help` lists the commands
+loop 0/2> :watch outputs.len()
+watching outputs.len() = 0
+loop 0/2> :break each-one if outputs.len() >= 3
+breakpoint at `each-one` if outputs.len() >= 3
+loop 0/2> :breaks
+  each-one if outputs.len() >= 3
+loop 0/2> :run
+  start     items
+  ok        items
+            = [1,2,3]
+  start     each-one
+  each      each-one: 3 instances
+  start     each-one[0]
+  ok        each-one[0]
+            = 10
+  start     each-one[1]
+  ok        each-one[1]
+            = 20
+breakpoint: `each-one[2]` is next and outputs.len() >= 3 (`:run` goes on, `:inspect each-one[2]` looks first)
+watch outputs.len() = 3
+loop 1/2> :run
+  start     each-one[2]
+  ok        each-one[2]
+            = 30
+  ok        each-one
+            = [10,20,30]
+run succeeded
+watch outputs.len() = 5
+loop 2/2> :unwatch outputs.len()
+no longer watching outputs.len()
+loop 2/2> :unwatch nothing
+error: `nothing` is not watched (`:watch` adds it)
+loop 2/2> :quit
+run … is saved; `cairn repl --resume …` (or `cairn resume …`) goes on
+"#;
+    assert_transcript(&session(&test, &["repl", "loop.plan"], input), expected);
+}

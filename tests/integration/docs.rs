@@ -138,6 +138,12 @@ fn every_example_checks_clean() {
     assert!(count >= 5, "only {count} example plans");
 }
 
+/// The README's quick start, run as written, prints what it says.
+#[test]
+fn readme_quick_start_session() {
+    assert_eq!(run_sessions(&root().join("README.md")), 1);
+}
+
 #[test]
 fn readme_main_command_works() {
     let readme = std::fs::read_to_string(root().join("README.md")).expect("read");

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::report;
 use crate::error::Error;
-use cairn_store::{RunRow, Store};
+use cairn_store::{services, RunRow, Store};
 
 /// The store in `dir`, which must exist (reading commands never create
 /// one); read-only where it cannot be written (an archive, a read-only mount).
@@ -125,6 +125,28 @@ pub(super) fn artifact_table(artifacts: &[cairn_store::ArtifactRow]) -> String {
     report::table(["artifact", "step", "size", "sha256"], &rows)
 }
 
+/// The gates waiting in run `run` (and in child runs below it), each with
+/// what its approver confirms and when it is rejected unanswered.
+fn waiting_json(store: &Store, run: &str) -> Result<Vec<serde_json::Value>, Error> {
+    let mut waiting = Vec::new();
+    for gate in services::waiting_gates(store, run, "").map_err(Error::from)? {
+        let plan = store
+            .plan(&gate.run)?
+            .as_ref()
+            .and_then(cairn_store::Encoded::decode);
+        let task = plan.as_ref().and_then(|p| p.task(&gate.gate));
+        let expires_at = store.history(&gate.run)?.gate_expiry(&gate.gate);
+        waiting.push(json!({
+            "gate": gate.name,
+            "run": gate.run,
+            "title": task.map(|t| t.title.clone()),
+            "checks": task.map_or(&[][..], |t| t.checks()),
+            "expires_at": expires_at,
+        }));
+    }
+    Ok(waiting)
+}
+
 /// `cairn status`: the step table of a run and its waiting gates.
 pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> {
     let store = open(dir)?;
@@ -139,11 +161,13 @@ pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> 
             .collect();
         let steps = steps_json(&store, &run.id, &steps, 0)?;
         let forked = store.forked_from(&run.id)?;
+        let waiting = waiting_json(&store, &run.id)?;
         let mut value =
             json!({ "run": run, "steps": steps, "artifacts": artifacts, "hypotheses": hypotheses });
         if let Some((from, at)) = forked {
             value["run"]["forked_from"] = json!({ "run": from, "at": at });
         }
+        value["waiting"] = json!(waiting);
         if !unreadable.is_empty() {
             value["unreadable"] = json!(unreadable);
         }

@@ -22,25 +22,28 @@ pub(crate) use durable::{recorded_plan, stop_left_running, verified};
 pub(crate) use run::{describe, plan_dir};
 pub(crate) use signals::interrupter;
 
+/// The `--help` heading of the flags every command takes.
+const GLOBAL: &str = "Global options";
+
 /// cairn checks, draws and runs `.plan` files: DAGs of tasks with checks, routing, decisions and gates.
 #[derive(Debug, Parser)]
 #[command(name = "cairn", version, about, long_about = None)]
 pub struct Cli {
     /// Format of the logs on stderr (their level comes from `RUST_LOG`,
     /// e.g. `RUST_LOG=cairn=debug`).
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, help_heading = GLOBAL)]
     log_format: LogFormat,
     /// Colour in diagnostics and logs: `auto` (on a terminal, unless
     /// `NO_COLOR` is set), `always` or `never`.
-    #[arg(long, global = true, value_enum, default_value_t = style::ColorChoice::Auto, value_name = "WHEN")]
+    #[arg(long, global = true, value_enum, default_value_t = style::ColorChoice::Auto, value_name = "WHEN", help_heading = GLOBAL)]
     color: style::ColorChoice,
     /// Say less: no progress lines while a run goes on (what went wrong, and
     /// where the run is, still show).
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = GLOBAL)]
     quiet: bool,
     /// Say more: the logs at `info` (`-v`), `debug` (`-vv`) or `trace`
     /// (`-vvv`) level, when `RUST_LOG` does not set them.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     verbose: u8,
     /// Where runs are recorded (`state.db` inside it); by default the nearest
     /// `.cairn/` from the current directory up, else `.cairn` here.
@@ -49,7 +52,8 @@ pub struct Cli {
         global = true,
         env = "CAIRN_STATE_DIR",
         default_value = ".cairn",
-        value_name = "DIR"
+        value_name = "DIR",
+        help_heading = GLOBAL
     )]
     state_dir: PathBuf,
     #[command(subcommand)]

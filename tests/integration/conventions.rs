@@ -185,3 +185,29 @@ fn durable_commands_answer_in_json() {
     assert_eq!(value["intact"], true);
     assert!(value["events"].as_u64().expect("events") > 3);
 }
+
+/// A command's `--help` lists its own options first and the flags every
+/// command takes under their own heading.
+#[test]
+fn help_puts_the_global_options_apart() {
+    let test = Test::new();
+    let help = cairn(&test, &["status", "--help"]);
+    assert_eq!(help.status, 0, "{}", help.stderr);
+    let own = help.stdout.find("--json").expect("its own option");
+    let global = help.stdout.find("Global options:").expect("the heading");
+    assert!(own < global, "{}", help.stdout);
+    for flag in [
+        "--state-dir",
+        "--color",
+        "--quiet",
+        "--verbose",
+        "--log-format",
+    ] {
+        let at = help.stdout.find(flag).unwrap_or_else(|| panic!("{flag}"));
+        assert!(
+            at > global,
+            "{flag} is not under the heading:\n{}",
+            help.stdout
+        );
+    }
+}

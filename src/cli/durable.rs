@@ -62,6 +62,7 @@ fn said_stopped(killed: &[cairn_store::Group], run: &str) {
 
 /// What `cairn resume` was asked to do.
 pub struct ResumeArgs {
+    pub json: bool,
     pub run: Option<String>,
     pub allow_changed: bool,
     pub approve: Vec<String>,
@@ -77,6 +78,7 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
     let prepared = services::prepare_resume(&store, args.run.as_deref(), args.allow_changed)
         .map_err(refused)?;
     let going = GoingOn {
+        json: args.json,
         events: args.events,
         max_parallel: args.max_parallel,
         state_dir: args.state_dir,
@@ -87,6 +89,7 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
 
 /// What `cairn retry` was asked to do.
 pub struct RetryArgs {
+    pub json: bool,
     pub run: Option<String>,
     pub steps: Vec<String>,
     pub events: Option<String>,
@@ -111,6 +114,7 @@ pub fn retry(args: RetryArgs) -> Result<i32, Error> {
         }
     );
     let going = GoingOn {
+        json: args.json,
         events: args.events,
         max_parallel: args.max_parallel,
         state_dir: args.state_dir,
@@ -121,6 +125,7 @@ pub fn retry(args: RetryArgs) -> Result<i32, Error> {
 
 /// What `cairn fork` was asked to do.
 pub struct ForkArgs {
+    pub json: bool,
     pub run: String,
     pub at: String,
     pub set: Vec<String>,
@@ -146,6 +151,7 @@ pub fn fork(args: ForkArgs) -> Result<i32, Error> {
         prepared.resume.kept()
     );
     let going = GoingOn {
+        json: args.json,
         events: args.events,
         max_parallel: args.max_parallel,
         state_dir: args.state_dir,
@@ -156,6 +162,7 @@ pub fn fork(args: ForkArgs) -> Result<i32, Error> {
 
 /// How `resume` and `retry` run a prepared run.
 struct GoingOn {
+    json: bool,
     events: Option<String>,
     max_parallel: Option<usize>,
     state_dir: PathBuf,
@@ -178,6 +185,7 @@ impl GoingOn {
             run_id: prepared.row.id.clone(),
             state_dir: self.state_dir,
             events: self.events,
+            json: self.json,
             claim: Some(prepared.claim),
             retrying: self.retrying,
         };

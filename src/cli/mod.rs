@@ -400,6 +400,10 @@ struct GoingOnArgs {
     /// What each step's commit promises (see `cairn run --help`).
     #[arg(long, value_enum, default_value_t = DurabilityArg::Normal)]
     durability: DurabilityArg,
+    /// Say how the run ended as one JSON object on stdout (`run`, `status`,
+    /// `message`, `steps`); progress goes to stderr.
+    #[arg(long, conflicts_with = "events")]
+    json: bool,
 }
 
 /// `cairn runs --status`.
@@ -630,12 +634,14 @@ pub fn main() -> i32 {
                     max_parallel,
                     events,
                     durability,
+                    json,
                 },
         } => {
             return exit(durable::resume(durable::ResumeArgs {
                 run,
                 allow_changed,
                 approve,
+                json,
                 events,
                 max_parallel: max_parallel.map(|n| n as usize),
                 state_dir: cli.state_dir.clone(),
@@ -650,11 +656,13 @@ pub fn main() -> i32 {
                     max_parallel,
                     events,
                     durability,
+                    json,
                 },
         } => {
             return exit(durable::retry(durable::RetryArgs {
                 run,
                 steps,
+                json,
                 events,
                 max_parallel: max_parallel.map(|n| n as usize),
                 state_dir: cli.state_dir.clone(),
@@ -670,12 +678,14 @@ pub fn main() -> i32 {
                     max_parallel,
                     events,
                     durability,
+                    json,
                 },
         } => {
             return exit(durable::fork(durable::ForkArgs {
                 run,
                 at,
                 set,
+                json,
                 events,
                 max_parallel: max_parallel.map(|n| n as usize),
                 state_dir: cli.state_dir.clone(),

@@ -48,6 +48,7 @@ pub fn run(args: Args) -> Result<i32, Error> {
         run_id,
         state_dir: args.state_dir,
         events: args.events,
+        json: false,
         claim: None,
         retrying: false,
     };
@@ -89,6 +90,8 @@ pub struct Session {
     pub state_dir: PathBuf,
     /// `--events`: where JSON lines go.
     pub events: Option<String>,
+    /// `--json`: how the run ended, as one JSON object on stdout.
+    pub json: bool,
     /// The run's claim, if the caller already holds it (`resume` does, from
     /// before it reads the log until the run stops).
     pub claim: Option<cairn_store::RunClaim>,
@@ -113,7 +116,7 @@ impl Session {
         };
         let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
         // On a terminal a live line shows what runs; elsewhere, plain lines only.
-        let to_stderr = self.events.as_deref() == Some("-");
+        let to_stderr = self.events.as_deref() == Some("-") || self.json;
         // `-q`: no progress at all, live or in lines.
         let quiet = super::style::quiet();
         let mut live = (!quiet && !to_stderr && std::io::stdout().is_terminal())
@@ -207,6 +210,27 @@ impl Session {
             out.flush().map_err(Error::Output)?;
         }
         let id = &self.run_id;
+        if self.json {
+            let steps: Vec<serde_json::Value> = report
+                .steps
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "step": s.id,
+                        "status": s.status.word(s.error.as_deref()),
+                        "attempts": s.attempts,
+                        "error": s.error,
+                    })
+                })
+                .collect();
+            let value = serde_json::json!({
+                "run": self.run_id,
+                "status": report.status.word(),
+                "message": report.message,
+                "steps": steps,
+            });
+            println!("{value}");
+        }
         // Quiet, a success needs no table.
         if quiet && report.status == RunStatus::Succeeded {
             let _ = writeln!(progress, "run succeeded");

@@ -154,7 +154,7 @@ fn quiet_runs_say_only_what_matters() {
     assert_eq!(both.status, 2, "{}", both.stderr);
 }
 
-/// `approve`, `reject`, `replay` and `audit verify` say what they did as
+/// `approve`, `reject`, `resume`, `replay` and `audit verify` say what they did as
 /// JSON for tools, with the same exit codes.
 #[test]
 fn durable_commands_answer_in_json() {
@@ -173,7 +173,16 @@ fn durable_commands_answer_in_json() {
     assert_eq!(value["gate"], "ok");
     assert_eq!(value["by"], "ana");
     let run = value["run"].as_str().expect("run").to_owned();
-    assert_eq!(cairn(&test, &["resume"]).status, 0);
+    let resume = cairn(&test, &["resume", "--json"]);
+    assert_eq!(resume.status, 0, "{}", resume.stderr);
+    let value: serde_json::Value = serde_json::from_str(&resume.stdout).expect("one object");
+    assert_eq!(value["status"], "succeeded");
+    assert_eq!(value["run"], run.as_str());
+    assert_eq!(value["steps"][1]["step"], "a");
+    assert!(
+        resume.stderr.contains("run succeeded"),
+        "progress goes to stderr"
+    );
     let replay = cairn(&test, &["replay", "--json"]);
     assert_eq!(replay.status, 0, "{}", replay.stderr);
     let value: serde_json::Value = serde_json::from_str(&replay.stdout).expect("json");

@@ -19,10 +19,8 @@ pub fn verify(
 ) -> Result<i32, Error> {
     let store = open(dir)?;
     let ids: Vec<String> = if all {
-        let mut runs = store.runs(usize::MAX, 0)?;
-        // Oldest first, as they were recorded.
-        runs.reverse();
-        runs.into_iter().map(|r| r.id).collect()
+        // Oldest first, as they were recorded; child runs too.
+        store.all_run_ids()?
     } else {
         vec![store.find(id)?.id]
     };

@@ -252,9 +252,24 @@ pub fn cancel(state_dir: &Path, id: Option<&str>, reason: &str) -> Result<i32, E
             while std::time::Instant::now() < deadline {
                 std::thread::sleep(std::time::Duration::from_millis(100));
                 let row = store.find(Some(&run))?;
-                if row.status != cairn_store::RunState::Running {
-                    println!("cancelled run {run}: its process stopped its steps");
-                    return Ok(0);
+                match row.status {
+                    cairn_store::RunState::Running => continue,
+                    cairn_store::RunState::Stopped(cairn_engine::run::RunStatus::Cancelled) => {
+                        println!("cancelled run {run}: its process stopped its steps");
+                        return Ok(0);
+                    }
+                    // It ended before its process saw the request.
+                    status if status.is_over() => {
+                        store.clear_cancel(&run)?;
+                        println!("run {run} ended ({status}) before it could be cancelled");
+                        return Ok(1);
+                    }
+                    // It stopped (at a gate, say) first: marked now.
+                    _ => {
+                        services::cancel(&store, Some(&run), &reason).map_err(refused)?;
+                        println!("cancelled run {run}");
+                        return Ok(0);
+                    }
                 }
             }
             println!(

@@ -55,6 +55,11 @@ fn a_running_run_is_cancelled_from_another_terminal() {
         "{}",
         resume.stderr
     );
+    // The request was carried out: a retry is not cancelled by it again.
+    std::fs::remove_file(test.path().join("started")).expect("reset");
+    let retry = cairn(&test, &["retry", id]);
+    assert_eq!(retry.status, 0, "{}{}", retry.stdout, retry.stderr);
+    assert_eq!(crate::step_output(&test, "after"), serde_json::json!(1));
 }
 
 /// A paused run (here inside a child run's gate) is marked cancelled at

@@ -60,6 +60,40 @@ fn a_deleted_run_goes_whole_with_its_children() {
     assert_eq!(verify.status, 0, "{}{}", verify.stdout, verify.stderr);
 }
 
+/// `audit verify --all` checks child runs too; a file a run created (no
+/// contents before it) does not keep unused blobs alive; an age too large
+/// to subtract prunes nothing.
+#[test]
+fn every_run_is_verified_and_blobs_go_when_unused() {
+    let child = "plan c \"C\"\n\ntask art \"Art\"\n  run: artifact(\"note\", \"child note\")\n";
+    let parent = "plan p \"P\"\n\ntask one \"One\"\n  plan: \"c.plan\"\n";
+    let writer = "plan w \"W\"\n  allow: fs.write\n\ntask w \"W\" using:fs.write\n  run: write_file(\"new.txt\", \"x\")\n";
+    let test = Test::new()
+        .file("c.plan", child)
+        .file("p.plan", parent)
+        .file("w.plan", writer);
+    assert_eq!(cairn(&test, &["run", "w.plan"]).status, 0);
+    assert_eq!(cairn(&test, &["run", "p.plan"]).status, 0);
+    let verify = cairn(&test, &["audit", "verify", "--all", "--json"]);
+    assert_eq!(verify.stdout.lines().count(), 3, "{}", verify.stdout);
+    let huge = cairn(
+        &test,
+        &["runs", "prune", "--older-than", "9223372036854775808ms"],
+    );
+    assert_eq!(huge.stdout, "no run to prune\n", "{}", huge.stderr);
+    let newest = crate::status_json(&test)["run"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(count(&test, "blobs"), 1);
+    assert_eq!(cairn(&test, &["runs", "delete", &newest]).status, 0);
+    assert_eq!(
+        count(&test, "blobs"),
+        0,
+        "the artifact's blob went with its run"
+    );
+}
+
 /// Prune deletes ended runs only, keeping the newest `--keep`; a paused
 /// run, which can go on, stays, and so does a run being run.
 #[test]

@@ -212,3 +212,86 @@ task b "B"
     let verify = cairn(&test, &["audit", "verify", "--all"]);
     assert_eq!(verify.status, 0, "{}{}", verify.stdout, verify.stderr);
 }
+
+/// What stands on a step runs again with it: the step a fallback
+/// recovered (a fork at the fallback, or `--step` it), every step after a
+/// retried failure (under `continue` they ran on it), and the iterations
+/// after a retried one.
+#[test]
+fn what_stands_on_a_step_runs_again_with_it() {
+    let fallback = r#"plan fb "FB"
+  allow: sh
+
+task a "A"
+  run: fail("a broke")
+  on failure -> rescue
+
+task rescue "Rescue" using:sh
+  run: |
+    let r = sh_try("test -f ok");
+    if r.code != 0 { fail("rescue failed"); }
+    "rescued"
+
+task after "After"
+  needs: a
+  run: `after ${outputs["a"]}`
+"#;
+    let test = Test::new().file("fb.plan", fallback).file("ok", "");
+    assert_eq!(cairn(&test, &["run", "fb.plan"]).status, 0);
+    let original = crate::status_json(&test)["run"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    std::fs::remove_file(test.path().join("ok")).expect("rm");
+    let fork = cairn(&test, &["fork", &original, "--at", "rescue"]);
+    assert_eq!(fork.status, 1, "{}{}", fork.stdout, fork.stderr);
+    let retry = cairn(&test, &["retry", &original, "--step", "rescue"]);
+    assert_eq!(retry.status, 1, "{}{}", retry.stdout, retry.stderr);
+    let status = crate::status_json(&test);
+    let a = status["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["step"] == "a")
+        .cloned();
+    assert_eq!(a.expect("a")["status"], "failed", "{status}");
+
+    let chain = r#"plan ch "Chain"
+  allow: fs.read
+
+task flaky "Flaky" using:fs.read
+  on failure: continue
+  run: if exists("ok") { "good" } else { fail("not yet") }
+
+task dep "Dep"
+  needs: flaky
+  run: `saw ${outputs["flaky"]}`
+
+task last "Last"
+  run: fail("always")
+"#;
+    let test = Test::new().file("ch.plan", chain);
+    assert_eq!(cairn(&test, &["run", "ch.plan"]).status, 1);
+    std::fs::write(test.path().join("ok"), "").expect("fix");
+    let retry = cairn(&test, &["retry"]);
+    assert_eq!(retry.status, 1, "{}{}", retry.stdout, retry.stderr);
+    assert_eq!(output(&test, "dep"), serde_json::json!("saw good"));
+
+    let looped = r#"plan lp "Loop"
+  allow: fs.read
+
+task grow "Grow" using:fs.read
+  repeat: max 3
+  run: |
+    let mark = if exists("second") { "B" } else { "A" };
+    if iteration.previous == () { mark } else { iteration.previous + mark }
+"#;
+    let test = Test::new().file("lp.plan", looped);
+    assert_eq!(cairn(&test, &["run", "lp.plan"]).status, 0);
+    assert_eq!(output(&test, "grow"), serde_json::json!("AAA"));
+    std::fs::write(test.path().join("second"), "").expect("mark");
+    let retry = cairn(&test, &["retry", "--step", "grow#2"]);
+    assert_eq!(retry.status, 0, "{}{}", retry.stdout, retry.stderr);
+    assert_eq!(output(&test, "grow"), serde_json::json!("ABB"));
+    crate::assert_replays_identically(&test);
+}

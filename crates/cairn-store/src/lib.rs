@@ -640,7 +640,8 @@ impl Store {
             tx.execute(
                 "DELETE FROM blobs WHERE sha256 NOT IN (SELECT sha256 FROM artifacts) \
                  AND sha256 NOT IN (SELECT json_extract(body, '$.sha256') FROM events \
-                 WHERE body LIKE '{\"event\":\"file_original\"%')",
+                 WHERE body LIKE '{\"event\":\"file_original\"%' \
+                 AND json_extract(body, '$.sha256') IS NOT NULL)",
                 [],
             )?;
             Ok(())
@@ -652,9 +653,21 @@ impl Store {
             let mut referenced = conn
                 .prepare("SELECT 1 FROM blobs WHERE sha256 = ?1")
                 .map_err(self.err())?;
+            // Only blobs by their hash, and not recent ones: a live run
+            // streams into spool files and renames one before its row is
+            // committed (a later prune takes what is left).
+            let settled = |entry: &std::fs::DirEntry| {
+                entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|at| at.elapsed().ok())
+                    .is_some_and(|age| age >= std::time::Duration::from_secs(3600))
+            };
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if !referenced.exists([&name]).map_err(self.err())? {
+                let hashed = name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
+                if hashed && settled(&entry) && !referenced.exists([&name]).map_err(self.err())? {
                     let _ = std::fs::remove_file(entry.path());
                 }
             }
@@ -684,6 +697,28 @@ impl Store {
             )
             .map_err(self.err())?;
         Ok(())
+    }
+
+    /// Forgets a cancel request: the run goes on again (`cairn retry`), or
+    /// it ended before its process saw the request.
+    pub fn clear_cancel(&self, run: &str) -> Result<(), StoreError> {
+        self.lock()
+            .execute("UPDATE runs SET cancel = NULL WHERE id = ?1", [run])
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Every run's id, child runs too, in the order they were recorded.
+    pub fn all_run_ids(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT id FROM runs ORDER BY no")
+            .map_err(self.err())?;
+        let ids = stmt
+            .query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect::<Result<Vec<String>, _>>())
+            .map_err(self.err())?;
+        Ok(ids)
     }
 
     /// Why the run was asked to be cancelled, if it was.

@@ -88,6 +88,35 @@ impl Plan {
             .map(|n| n.index())
     }
 
+    /// The steps whose results stand on `tasks[index]`'s: those after it
+    /// (by any edge), and those it is the fallback of (their recovery was
+    /// its doing).
+    pub fn dependents(&self, index: usize) -> impl Iterator<Item = usize> + '_ {
+        use petgraph::visit::EdgeRef;
+        let stood_in_for = self
+            .graph
+            .edges_directed(Self::node(index), petgraph::Direction::Incoming)
+            .filter(|e| e.weight().kind == EdgeKind::OnFailure)
+            .map(|e| e.source().index());
+        self.successors(index).chain(stood_in_for)
+    }
+
+    /// `start` and every step whose result stands on theirs, at any
+    /// distance ([`Plan::dependents`]): what runs again when they do.
+    pub fn standing_on(
+        &self,
+        start: impl IntoIterator<Item = usize>,
+    ) -> std::collections::BTreeSet<usize> {
+        let mut reached = std::collections::BTreeSet::new();
+        let mut stack: Vec<usize> = start.into_iter().collect();
+        while let Some(i) = stack.pop() {
+            if reached.insert(i) {
+                stack.extend(self.dependents(i));
+            }
+        }
+        reached
+    }
+
     /// Compiles the code of a deserialized plan (compiled code is not
     /// serialized), each distinct text once, and shares each text between
     /// the scripts that have it, as the checker does. [`crate::check`]

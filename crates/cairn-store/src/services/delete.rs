@@ -8,6 +8,11 @@ use crate::{Store, StoreError};
 /// refused (its process holds it); what a crashed one left running is
 /// stopped first, as `resume` would.
 pub fn delete_run(store: &Store, id: &str) -> Result<Vec<String>, ServiceError> {
+    delete_where(store, id, false)
+}
+
+/// Deletes run `id` (with `ended`: only if, once held, it has ended).
+fn delete_where(store: &Store, id: &str, ended: bool) -> Result<Vec<String>, ServiceError> {
     let row = store.find(Some(id))?;
     if let Some(parent) = &row.parent {
         return Err(ServiceError::Refused(format!(
@@ -21,6 +26,12 @@ pub fn delete_run(store: &Store, id: &str) -> Result<Vec<String>, ServiceError> 
         )),
         other => other.into(),
     })?;
+    if ended && !store.find(Some(&row.id))?.status.is_over() {
+        return Err(ServiceError::Refused(format!(
+            "run {} goes on again",
+            row.id
+        )));
+    }
     for child in
         std::iter::once(row.id.clone()).chain(store.children(&row.id)?.into_iter().map(|(_, c)| c))
     {
@@ -42,7 +53,9 @@ pub fn prune(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let cutoff = older_than_ms.map_or(i64::MAX, |ms| now.saturating_sub(ms as i64));
+    let cutoff = older_than_ms.map_or(i64::MAX, |ms| {
+        now.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX))
+    });
     let ended: Vec<_> = store
         .runs(usize::MAX, 0)?
         .into_iter()
@@ -54,8 +67,9 @@ pub fn prune(
         .skip(keep)
         .filter(|r| r.started_at < cutoff)
     {
-        // A run another process holds (a resume just began) is left be.
-        match delete_run(store, &run.id) {
+        // A run another process holds (a resume just began), or one that
+        // went on since the listing (a retry), is left be.
+        match delete_where(store, &run.id, true) {
             Ok(_) => deleted.push(run.id),
             Err(ServiceError::Refused(_)) => {}
             Err(e) => return Err(e),

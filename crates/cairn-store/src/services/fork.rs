@@ -2,7 +2,7 @@
 //! steps before a chosen one did, and runs from that step on, recorded
 //! with where it came from.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 
 use cairn_lang::plan::part_of;
 
@@ -38,14 +38,9 @@ pub fn fork(
             StoreError::NotFound(format!("the run's plan has no step `{at}`{hint}")).into(),
         );
     };
-    // The step and everything after it run again.
-    let mut again = BTreeSet::new();
-    let mut stack = vec![start];
-    while let Some(i) = stack.pop() {
-        if again.insert(i) {
-            stack.extend(plan.successors(i));
-        }
-    }
+    // The step and everything standing on it (after it, or recovered by
+    // it) run again.
+    let again = plan.standing_on([start]);
     let again: HashSet<&str> = again.iter().map(|&i| plan.tasks[i].id.as_str()).collect();
     let history = store.history(&row.id)?;
     let keep = |step: &str| {

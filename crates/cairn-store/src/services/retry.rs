@@ -25,6 +25,9 @@ pub fn prepare_retry(
 ) -> Result<(Prepared, Vec<String>), ServiceError> {
     let row = retryable(store, id, !steps.is_empty())?;
     let claim = store.claim(&row.id)?;
+    // A cancel request its last process carried out (or that came as it
+    // ended) is not for the run going again.
+    store.clear_cancel(&row.id)?;
     let stopped = stop_left_running(store, &row.id)?;
     verified(store, &row)?;
     let inputs = store.source(&row.id)?;
@@ -93,26 +96,29 @@ fn reset(
     named: &[String],
 ) -> Result<Vec<String>, ServiceError> {
     let rows = store.steps(run)?;
-    let again: Vec<(String, bool)> = if named.is_empty() {
-        let unsuccessful = |status: StepState| {
-            matches!(
-                status,
-                StepState::At(StepStatus::Failed | StepStatus::Skipped | StepStatus::Compensated)
-            )
-        };
-        let mut again: Vec<(String, bool)> = Vec::new();
-        for row in rows.iter().filter(|r| unsuccessful(r.status)) {
-            // A failed part's task goes again with it, keeping its other parts.
-            if let Some(task) = part_of(&row.step) {
-                if !again.iter().any(|(s, _)| s == task) {
-                    again.push((task.to_owned(), true));
-                }
-            }
-            if !again.iter().any(|(s, _)| *s == row.step) {
-                again.push((row.step.clone(), true));
-            }
-        }
-        again
+    let again = if named.is_empty() {
+        // What did not succeed: a part by itself (its task keeps its other
+        // parts), a task whole when none of its parts is among them.
+        let unsuccessful: Vec<&str> = rows
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.status,
+                    StepState::At(
+                        StepStatus::Failed | StepStatus::Skipped | StepStatus::Compensated
+                    )
+                )
+            })
+            .map(|r| r.step.as_str())
+            .collect();
+        let names: Vec<String> = unsuccessful
+            .iter()
+            .filter(|id| {
+                part_of(id).is_some() || !unsuccessful.iter().any(|p| part_of(p) == Some(**id))
+            })
+            .map(|id| (*id).to_owned())
+            .collect();
+        named_and_after(plan, &names, &rows)?
     } else {
         named_and_after(plan, named, &rows)?
     };
@@ -140,7 +146,7 @@ fn named_and_after(
 ) -> Result<Vec<(String, bool)>, ServiceError> {
     let index = |task: &str| plan.tasks.iter().position(|t| t.id == task);
     let recorded = |id: &str| rows.iter().any(|r| r.step == id);
-    let (mut whole, mut parts) = (BTreeSet::new(), Vec::new());
+    let (mut whole, mut parts) = (BTreeSet::new(), Vec::<(String, usize)>::new());
     for id in named {
         match (index(id), part_of(id).and_then(index)) {
             (Some(i), _) => {
@@ -155,25 +161,33 @@ fn named_and_after(
             }
         }
     }
-    // Everything after a named step saw its result: it goes again too.
-    let successors = |i: usize| plan.successors(i).collect::<Vec<_>>();
-    let mut stack: Vec<usize> = whole
+    // A later iteration of a loop read the one before it: it goes again.
+    let later: Vec<(String, usize)> = parts
+        .iter()
+        .filter_map(|(part, task)| {
+            let (name, number) = cairn_lang::plan::Repeat::parse_iteration_id(part)?;
+            Some(rows.iter().filter_map(move |r| {
+                let (of, n) = cairn_lang::plan::Repeat::parse_iteration_id(&r.step)?;
+                (of == name && n > number).then(|| (r.step.clone(), *task))
+            }))
+        })
+        .flatten()
+        .collect();
+    parts.extend(later);
+    // Everything standing on a named step (after it, or recovered by it)
+    // saw its result: it goes again too, whole.
+    let seeds: Vec<usize> = whole
         .iter()
         .copied()
-        .chain(parts.iter().map(|&(_, task)| task))
-        .flat_map(successors)
+        .chain(parts.iter().flat_map(|&(_, task)| plan.dependents(task)))
         .collect();
-    while let Some(i) = stack.pop() {
-        if whole.insert(i) {
-            stack.extend(successors(i));
-        }
-    }
+    let whole = plan.standing_on(seeds);
     let mut again: Vec<(String, bool)> = Vec::new();
     for (part, task) in parts {
-        again.push((part, true));
         if !whole.contains(&task) {
             again.push((plan.tasks[task].id.clone(), true));
         }
+        again.push((part, true));
     }
     again.extend(
         whole
@@ -182,6 +196,7 @@ fn named_and_after(
             .filter(|id| recorded(id))
             .map(|id| (id.clone(), false)),
     );
-    again.dedup();
+    let mut seen = std::collections::HashSet::new();
+    again.retain(|(step, _)| seen.insert(step.clone()));
     Ok(again)
 }

@@ -268,6 +268,7 @@ task dep "Dep"
   run: `saw ${outputs["flaky"]}`
 
 task last "Last"
+  needs: dep
   run: fail("always")
 "#;
     let test = Test::new().file("ch.plan", chain);

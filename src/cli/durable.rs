@@ -62,45 +62,30 @@ fn said_stopped(killed: &[cairn_store::Group], run: &str) {
 
 /// What `cairn resume` was asked to do.
 pub struct ResumeArgs {
-    pub json: bool,
     pub run: Option<String>,
     pub allow_changed: bool,
     pub approve: Vec<String>,
-    pub events: Option<String>,
-    pub max_parallel: Option<usize>,
-    pub state_dir: PathBuf,
-    pub durability: Durability,
+    pub going: GoingOn,
 }
 
 /// `cairn resume`: continue a paused, interrupted or crashed run.
 pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
-    let store = open(&args.state_dir, args.durability)?;
+    let store = open(&args.going.state_dir, args.going.durability)?;
     let prepared = services::prepare_resume(&store, args.run.as_deref(), args.allow_changed)
         .map_err(refused)?;
-    let going = GoingOn {
-        json: args.json,
-        events: args.events,
-        max_parallel: args.max_parallel,
-        state_dir: args.state_dir,
-        retrying: false,
-    };
-    going.on(store, prepared, args.approve)
+    args.going.on(store, prepared, args.approve, false)
 }
 
 /// What `cairn retry` was asked to do.
 pub struct RetryArgs {
-    pub json: bool,
     pub run: Option<String>,
     pub steps: Vec<String>,
-    pub events: Option<String>,
-    pub max_parallel: Option<usize>,
-    pub state_dir: PathBuf,
-    pub durability: Durability,
+    pub going: GoingOn,
 }
 
 /// `cairn retry`: run a failed or cancelled run's unsuccessful steps again.
 pub fn retry(args: RetryArgs) -> Result<i32, Error> {
-    let store = open(&args.state_dir, args.durability)?;
+    let store = open(&args.going.state_dir, args.going.durability)?;
     let (prepared, reset) =
         services::prepare_retry(&store, args.run.as_deref(), &args.steps).map_err(refused)?;
     let shown: Vec<String> = reset.iter().map(|s| format!("`{s}`")).collect();
@@ -113,31 +98,20 @@ pub fn retry(args: RetryArgs) -> Result<i32, Error> {
             format!("{} run again, every other result is kept", shown.join(", "))
         }
     );
-    let going = GoingOn {
-        json: args.json,
-        events: args.events,
-        max_parallel: args.max_parallel,
-        state_dir: args.state_dir,
-        retrying: true,
-    };
-    going.on(store, prepared, Vec::new())
+    args.going.on(store, prepared, Vec::new(), true)
 }
 
 /// What `cairn fork` was asked to do.
 pub struct ForkArgs {
-    pub json: bool,
     pub run: String,
     pub at: String,
     pub set: Vec<String>,
-    pub events: Option<String>,
-    pub max_parallel: Option<usize>,
-    pub state_dir: PathBuf,
-    pub durability: Durability,
+    pub going: GoingOn,
 }
 
 /// `cairn fork`: a new run keeping what a run's steps before `--at` did.
 pub fn fork(args: ForkArgs) -> Result<i32, Error> {
-    let store = open(&args.state_dir, args.durability)?;
+    let store = open(&args.going.state_dir, args.going.durability)?;
     let set = super::run::set_params(&args.set)?;
     let forked = services::fork(&store, &args.run, &args.at, &set).map_err(refused)?;
     let prepared = services::prepare_resume(&store, Some(&forked), false).map_err(refused)?;
@@ -150,23 +124,16 @@ pub fn fork(args: ForkArgs) -> Result<i32, Error> {
         args.at,
         prepared.resume.kept()
     );
-    let going = GoingOn {
-        json: args.json,
-        events: args.events,
-        max_parallel: args.max_parallel,
-        state_dir: args.state_dir,
-        retrying: false,
-    };
-    going.on(store, prepared, Vec::new())
+    args.going.on(store, prepared, Vec::new(), false)
 }
 
-/// How `resume` and `retry` run a prepared run.
-struct GoingOn {
-    json: bool,
-    events: Option<String>,
-    max_parallel: Option<usize>,
-    state_dir: PathBuf,
-    retrying: bool,
+/// How `resume`, `retry` and `fork` run the run they go on with.
+pub struct GoingOn {
+    pub json: bool,
+    pub events: Option<String>,
+    pub max_parallel: Option<usize>,
+    pub state_dir: PathBuf,
+    pub durability: Durability,
 }
 
 impl GoingOn {
@@ -177,6 +144,7 @@ impl GoingOn {
         store: Arc<Store>,
         prepared: services::Prepared,
         approvals: Vec<String>,
+        retrying: bool,
     ) -> Result<i32, Error> {
         said_stopped(&prepared.stopped, &prepared.row.id);
         super::leak_until_exit(Arc::clone(&prepared.resume));
@@ -187,7 +155,7 @@ impl GoingOn {
             events: self.events,
             json: self.json,
             claim: Some(prepared.claim),
-            retrying: self.retrying,
+            retrying,
         };
         let options = Options {
             params: prepared.inputs.params,

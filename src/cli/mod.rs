@@ -25,6 +25,17 @@ pub(crate) use signals::interrupter;
 /// The `--help` heading of the flags every command takes.
 const GLOBAL: &str = "Global options";
 
+/// `--state-dir`, taken by every command that reads or writes the run store.
+#[derive(Debug, clap::Args)]
+struct StoreArgs {
+    /// Where runs are recorded (`state.db` inside it; also `CAIRN_STATE_DIR`);
+    /// by default the nearest `.cairn/` from the current directory up, else
+    /// `.cairn` here.
+    // `global`: a command's own subcommands (`runs prune`, `audit verify`) take it too.
+    #[arg(long, global = true, value_name = "DIR", help_heading = GLOBAL)]
+    state_dir: Option<PathBuf>,
+}
+
 /// cairn checks, draws and runs `.plan` files: DAGs of tasks with checks, routing, decisions and gates.
 #[derive(Debug, Parser)]
 #[command(name = "cairn", version, about, long_about = None)]
@@ -45,17 +56,11 @@ pub struct Cli {
     /// (`-vvv`) level, when `RUST_LOG` does not set them.
     #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     verbose: u8,
-    /// Where runs are recorded (`state.db` inside it); by default the nearest
-    /// `.cairn/` from the current directory up, else `.cairn` here.
-    #[arg(
-        long,
-        global = true,
-        env = "CAIRN_STATE_DIR",
-        default_value = ".cairn",
-        value_name = "DIR",
-        help_heading = GLOBAL
-    )]
-    state_dir: PathBuf,
+    /// `--state-dir` before the command (`cairn --state-dir d status`), as
+    /// older scripts write it; hidden, as the commands that use the store
+    /// each take it ([`StoreArgs`]) and the others have no use for it.
+    #[arg(long, value_name = "DIR", hide = true)]
+    state_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -103,6 +108,8 @@ enum Command {
     },
     /// Run a plan: exit 0 succeeded, 1 failed or cancelled, 2 invalid, 3 waiting at a gate, 130 interrupted (143 by SIGTERM).
     Run {
+        #[command(flatten)]
+        store: StoreArgs,
         /// The plan file, or the name of a stdlib template (`debug-500`).
         #[arg(value_name = "FILE")]
         file: PathBuf,
@@ -181,6 +188,8 @@ enum Command {
     /// Cancel a run for good: a running one from another terminal (its process
     /// stops its steps within a second), or a paused or interrupted one at once.
     Cancel {
+        #[command(flatten)]
+        store: StoreArgs,
         /// The run's id (a unique prefix is enough); the newest unfinished run if left out.
         run: Option<String>,
         /// Why, kept as the run's message.
@@ -190,6 +199,8 @@ enum Command {
     /// Run a recorded run's plan again with every outside call answered from
     /// the recording: "identical" (exit 0) or the first divergence (exit 1).
     Replay {
+        #[command(flatten)]
+        store: StoreArgs,
         /// The run's id (a unique prefix is enough); the newest run if left out.
         run: Option<String>,
         /// Say how it went as one JSON object: `run`, `steps`, `identical`,
@@ -200,6 +211,8 @@ enum Command {
     /// List recorded runs, newest first (`runs delete`, `runs prune`: remove them).
     #[command(args_conflicts_with_subcommands = true)]
     Runs {
+        #[command(flatten)]
+        store: StoreArgs,
         #[command(subcommand)]
         action: Option<RunsAction>,
         /// Show at most this many.
@@ -220,6 +233,8 @@ enum Command {
     },
     /// Show a run's steps (status, attempts, time, output preview, error), waiting gates, hypotheses and artifacts.
     Status {
+        #[command(flatten)]
+        store: StoreArgs,
         /// The run's id (a unique prefix is enough); the newest run if left out.
         run: Option<String>,
         /// The run and its steps as one JSON object.
@@ -228,6 +243,8 @@ enum Command {
     },
     /// Print a step's output as JSON (`--raw`: a string as its text).
     Output {
+        #[command(flatten)]
+        store: StoreArgs,
         /// `[run] <step>`: the run (the newest if left out) and the step
         /// (`convert[2]`, `improve#3` for a part of a task).
         #[arg(value_name = "RUN STEP", num_args = 1..=2, required = true)]
@@ -238,6 +255,8 @@ enum Command {
     },
     /// List a run's artifacts, or write one's content to stdout or a file.
     Artifact {
+        #[command(flatten)]
+        store: StoreArgs,
         /// `[run] [name]`: the run (the newest if left out) and the
         /// artifact; one argument is an artifact of the newest run if it
         /// has one of that name, else a run.
@@ -249,6 +268,8 @@ enum Command {
     },
     /// Print a run's events in order (`--follow` while it goes on).
     Log {
+        #[command(flatten)]
+        store: StoreArgs,
         /// The run's id (a unique prefix is enough); the newest run if left out.
         run: Option<String>,
         /// The events as JSON lines, as `--events` writes them.
@@ -260,11 +281,15 @@ enum Command {
     },
     /// Check the run store's hash-chained event log.
     Audit {
+        #[command(flatten)]
+        store: StoreArgs,
         #[command(subcommand)]
         command: AuditCommand,
     },
     /// Step through a plan interactively: a recorded run, one step at a time.
     Repl {
+        #[command(flatten)]
+        store: StoreArgs,
         /// The plan file (or stdlib template) to start a run of.
         #[arg(value_name = "FILE", required_unless_present = "resume")]
         file: Option<PathBuf>,
@@ -307,6 +332,8 @@ enum Command {
 /// The arguments of `cairn approve` and `cairn reject`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Answer {
+    #[command(flatten)]
+    store: StoreArgs,
     /// `[run] <gate>`: the run (the newest unfinished one if left out) and the gate.
     #[arg(value_name = "RUN GATE", num_args = 1..=2, required = true)]
     pub ids: Vec<String>,
@@ -391,6 +418,8 @@ fn age_ms(text: &str) -> Result<u64, String> {
 /// How `resume` and `retry` run the run they go on with.
 #[derive(Debug, clap::Args)]
 struct GoingOnArgs {
+    #[command(flatten)]
+    store: StoreArgs,
     /// Run at most this many steps at once.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000))]
     max_parallel: Option<u64>,
@@ -404,6 +433,19 @@ struct GoingOnArgs {
     /// `message`, `steps`); progress goes to stderr.
     #[arg(long, conflicts_with = "events")]
     json: bool,
+}
+
+impl GoingOnArgs {
+    /// What the run goes on with, in the store at `state_dir`.
+    fn with(self, state_dir: PathBuf) -> durable::GoingOn {
+        durable::GoingOn {
+            json: self.json,
+            events: self.events,
+            max_parallel: self.max_parallel.map(|n| n as usize),
+            state_dir,
+            durability: self.durability.into(),
+        }
+    }
 }
 
 /// `cairn runs --status`.
@@ -495,6 +537,51 @@ fn leak_until_exit<T>(value: T) {
     std::mem::forget(value);
 }
 
+impl Cli {
+    /// The run store: `--state-dir` after the command, else before it, else
+    /// `CAIRN_STATE_DIR`, else the nearest `.cairn/` (as git finds `.git`).
+    fn state_dir(&self) -> PathBuf {
+        self.command
+            .store()
+            .and_then(|store| store.state_dir.clone())
+            .or_else(|| self.state_dir.clone())
+            .or_else(|| {
+                std::env::var_os("CAIRN_STATE_DIR")
+                    .filter(|dir| !dir.is_empty())
+                    .map(PathBuf::from)
+            })
+            .unwrap_or_else(nearest_state_dir)
+    }
+}
+
+impl Command {
+    /// The command's `--state-dir`, if it uses the run store.
+    fn store(&self) -> Option<&StoreArgs> {
+        match self {
+            Self::Run { store, .. }
+            | Self::Cancel { store, .. }
+            | Self::Replay { store, .. }
+            | Self::Runs { store, .. }
+            | Self::Status { store, .. }
+            | Self::Output { store, .. }
+            | Self::Artifact { store, .. }
+            | Self::Log { store, .. }
+            | Self::Audit { store, .. }
+            | Self::Repl { store, .. } => Some(store),
+            Self::Resume { going, .. } | Self::Retry { going, .. } | Self::Fork { going, .. } => {
+                Some(&going.store)
+            }
+            Self::Approve(answer) | Self::Reject(answer) => Some(&answer.store),
+            Self::Check { .. }
+            | Self::Templates { .. }
+            | Self::New { .. }
+            | Self::Completions { .. }
+            | Self::Man
+            | Self::Graph { .. } => None,
+        }
+    }
+}
+
 /// The run store a command uses when none is named: the nearest `.cairn/`
 /// holding a `state.db`, from the current directory up, else `.cairn` here
 /// (where `cairn run` creates it).
@@ -512,19 +599,8 @@ fn nearest_state_dir() -> PathBuf {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
-    use clap::{CommandFactory, FromArgMatches};
-    let matches = Cli::command().get_matches();
-    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    // Neither `--state-dir` nor `CAIRN_STATE_DIR`: the store is found as
-    // git finds `.git`.
-    let chosen =
-        std::iter::successors(Some(&matches), |m| m.subcommand().map(|(_, m)| m)).any(|m| {
-            m.value_source("state_dir")
-                .is_some_and(|s| s != clap::parser::ValueSource::DefaultValue)
-        });
-    if !chosen {
-        cli.state_dir = nearest_state_dir();
-    }
+    let cli = Cli::parse();
+    let state_dir = cli.state_dir();
     style::set(style::Style {
         color: cli.color,
         quiet: cli.quiet,
@@ -533,11 +609,11 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Check { files, format } => check::run(&files, format),
         Command::Templates { json } => templates::list(json),
-        Command::Repl { file, resume } => {
+        Command::Repl { file, resume, .. } => {
             return exit(crate::repl::main(crate::repl::Args {
                 file,
                 resume,
-                state_dir: cli.state_dir.clone(),
+                state_dir: state_dir.clone(),
             }))
         }
         Command::New { template, file } => templates::new(&template, file),
@@ -559,7 +635,7 @@ pub fn main() -> i32 {
         Command::Runs {
             action: Some(action),
             ..
-        } => return exit(prune::remove(&cli.state_dir, action)),
+        } => return exit(prune::remove(&state_dir, action)),
         Command::Runs {
             action: None,
             limit,
@@ -567,31 +643,32 @@ pub fn main() -> i32 {
             status,
             plan,
             json,
+            ..
         } => {
             let filter = cairn_store::RunFilter {
                 plan,
                 status: status.map(Into::into),
             };
-            runs::list(&cli.state_dir, &filter, limit, offset, json)
+            runs::list(&state_dir, &filter, limit, offset, json)
         }
-        Command::Status { run, json } => runs::status(&cli.state_dir, run.as_deref(), json),
-        Command::Output { ids, raw } => outputs::output(&cli.state_dir, &ids, raw),
-        Command::Artifact { ids, output } => {
-            outputs::artifact(&cli.state_dir, &ids, output.as_deref())
+        Command::Status { run, json, .. } => runs::status(&state_dir, run.as_deref(), json),
+        Command::Output { ids, raw, .. } => outputs::output(&state_dir, &ids, raw),
+        Command::Artifact { ids, output, .. } => {
+            outputs::artifact(&state_dir, &ids, output.as_deref())
         }
-        Command::Log { run, json, follow } => {
-            runs::log(&cli.state_dir, run.as_deref(), json, follow)
+        Command::Log { run, json, follow, .. } => {
+            runs::log(&state_dir, run.as_deref(), json, follow)
         }
-        Command::Audit { command } => {
+        Command::Audit { command, .. } => {
             let result = match command {
                 AuditCommand::Verify {
                     run,
                     head,
                     all,
                     json,
-                } => audit::verify(&cli.state_dir, run.as_deref(), head.as_deref(), all, json),
+                } => audit::verify(&state_dir, run.as_deref(), head.as_deref(), all, json),
                 AuditCommand::Head { run, json } => {
-                    audit::head(&cli.state_dir, run.as_deref(), json)
+                    audit::head(&state_dir, run.as_deref(), json)
                 }
             };
             return match result {
@@ -611,10 +688,11 @@ pub fn main() -> i32 {
             events,
             dry_run,
             durability,
+            ..
         } => {
             let args = run::Args {
                 dry_run,
-                state_dir: cli.state_dir.clone(),
+                state_dir: state_dir.clone(),
                 file,
                 set,
                 max_parallel: max_parallel.map(|n| n as usize),
@@ -629,76 +707,42 @@ pub fn main() -> i32 {
             run,
             allow_changed,
             approve,
-            going:
-                GoingOnArgs {
-                    max_parallel,
-                    events,
-                    durability,
-                    json,
-                },
+            going,
         } => {
             return exit(durable::resume(durable::ResumeArgs {
                 run,
                 allow_changed,
                 approve,
-                json,
-                events,
-                max_parallel: max_parallel.map(|n| n as usize),
-                state_dir: cli.state_dir.clone(),
-                durability: durability.into(),
+                going: going.with(state_dir),
             }))
         }
-        Command::Retry {
-            run,
-            steps,
-            going:
-                GoingOnArgs {
-                    max_parallel,
-                    events,
-                    durability,
-                    json,
-                },
-        } => {
+        Command::Retry { run, steps, going } => {
             return exit(durable::retry(durable::RetryArgs {
                 run,
                 steps,
-                json,
-                events,
-                max_parallel: max_parallel.map(|n| n as usize),
-                state_dir: cli.state_dir.clone(),
-                durability: durability.into(),
+                going: going.with(state_dir),
             }))
         }
         Command::Fork {
             run,
             at,
             set,
-            going:
-                GoingOnArgs {
-                    max_parallel,
-                    events,
-                    durability,
-                    json,
-                },
+            going,
         } => {
             return exit(durable::fork(durable::ForkArgs {
                 run,
                 at,
                 set,
-                json,
-                events,
-                max_parallel: max_parallel.map(|n| n as usize),
-                state_dir: cli.state_dir.clone(),
-                durability: durability.into(),
+                going: going.with(state_dir),
             }))
         }
-        Command::Cancel { run, reason } => {
-            return exit(durable::cancel(&cli.state_dir, run.as_deref(), &reason))
+        Command::Cancel { run, reason, .. } => {
+            return exit(durable::cancel(&state_dir, run.as_deref(), &reason))
         }
-        Command::Approve(a) => return exit(durable::answer(&cli.state_dir, a, true)),
-        Command::Reject(a) => return exit(durable::answer(&cli.state_dir, a, false)),
-        Command::Replay { run, json } => {
-            return exit(durable::replay(&cli.state_dir, run.as_deref(), json))
+        Command::Approve(a) => return exit(durable::answer(&state_dir, a, true)),
+        Command::Reject(a) => return exit(durable::answer(&state_dir, a, false)),
+        Command::Replay { run, json, .. } => {
+            return exit(durable::replay(&state_dir, run.as_deref(), json))
         }
     };
     match result {

@@ -220,3 +220,33 @@ fn help_puts_the_global_options_apart() {
         );
     }
 }
+
+/// Commands that never touch the run store do not offer `--state-dir`;
+/// the ones that do take it after the command (and, as older scripts
+/// write it, before it), down to their own subcommands.
+#[test]
+fn only_the_store_commands_take_a_state_dir() {
+    let test = Test::new().file("p.plan", "plan p \"P\"\n\ntask a \"A\"\n  run: 1\n");
+    for command in [
+        &["check", "--help"][..],
+        &["graph", "--help"],
+        &["templates", "--help"],
+        &["new", "--help"],
+    ] {
+        let help = cairn(&test, command);
+        assert_eq!(help.status, 0, "{}", help.stderr);
+        assert!(!help.stdout.contains("--state-dir"), "{command:?}:\n{}", help.stdout);
+    }
+    let check = cairn(&test, &["check", "p.plan", "--state-dir", "x"]);
+    assert_eq!(check.status, 2, "{}", check.stderr);
+    assert!(check.stderr.contains("--state-dir"), "{}", check.stderr);
+
+    let run = cairn(&test, &["--state-dir", "before", "run", "p.plan"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(test.path().join("before/state.db").is_file());
+    let listed = cairn(&test, &["runs", "prune", "--keep", "0", "--state-dir", "before"]);
+    assert_eq!(listed.status, 0, "{}", listed.stderr);
+    let status = cairn(&test, &["status", "--state-dir", "before"]);
+    assert_eq!(status.status, 2, "pruned, so none left: {}", status.stderr);
+    assert!(status.stderr.contains("no runs recorded"), "{}", status.stderr);
+}

@@ -656,9 +656,9 @@ pub fn main() -> i32 {
         Command::Artifact { ids, output, .. } => {
             outputs::artifact(&state_dir, &ids, output.as_deref())
         }
-        Command::Log { run, json, follow, .. } => {
-            runs::log(&state_dir, run.as_deref(), json, follow)
-        }
+        Command::Log {
+            run, json, follow, ..
+        } => runs::log(&state_dir, run.as_deref(), json, follow),
         Command::Audit { command, .. } => {
             let result = match command {
                 AuditCommand::Verify {
@@ -667,9 +667,7 @@ pub fn main() -> i32 {
                     all,
                     json,
                 } => audit::verify(&state_dir, run.as_deref(), head.as_deref(), all, json),
-                AuditCommand::Head { run, json } => {
-                    audit::head(&state_dir, run.as_deref(), json)
-                }
+                AuditCommand::Head { run, json } => audit::head(&state_dir, run.as_deref(), json),
             };
             return match result {
                 Ok(code) => code,

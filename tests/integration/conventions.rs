@@ -235,7 +235,11 @@ fn only_the_store_commands_take_a_state_dir() {
     ] {
         let help = cairn(&test, command);
         assert_eq!(help.status, 0, "{}", help.stderr);
-        assert!(!help.stdout.contains("--state-dir"), "{command:?}:\n{}", help.stdout);
+        assert!(
+            !help.stdout.contains("--state-dir"),
+            "{command:?}:\n{}",
+            help.stdout
+        );
     }
     let check = cairn(&test, &["check", "p.plan", "--state-dir", "x"]);
     assert_eq!(check.status, 2, "{}", check.stderr);
@@ -244,9 +248,16 @@ fn only_the_store_commands_take_a_state_dir() {
     let run = cairn(&test, &["--state-dir", "before", "run", "p.plan"]);
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert!(test.path().join("before/state.db").is_file());
-    let listed = cairn(&test, &["runs", "prune", "--keep", "0", "--state-dir", "before"]);
+    let listed = cairn(
+        &test,
+        &["runs", "prune", "--keep", "0", "--state-dir", "before"],
+    );
     assert_eq!(listed.status, 0, "{}", listed.stderr);
     let status = cairn(&test, &["status", "--state-dir", "before"]);
     assert_eq!(status.status, 2, "pruned, so none left: {}", status.stderr);
-    assert!(status.stderr.contains("no runs recorded"), "{}", status.stderr);
+    assert!(
+        status.stderr.contains("no runs recorded"),
+        "{}",
+        status.stderr
+    );
 }

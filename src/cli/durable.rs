@@ -156,6 +156,10 @@ impl GoingOn {
             json: self.json,
             claim: Some(prepared.claim),
             retrying,
+            source: cairn_lang::source::Source::new(
+                prepared.row.file.clone(),
+                prepared.inputs.source.clone(),
+            ),
         };
         let options = Options {
             params: prepared.inputs.params,

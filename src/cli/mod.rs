@@ -3,6 +3,7 @@
 mod audit;
 mod check;
 mod durable;
+mod failures;
 mod graph;
 mod outputs;
 mod prune;

@@ -25,6 +25,11 @@ fn handler() -> GraphicalReportHandler {
 /// Renders one diagnostic as text, in colour as `--color` says (by default
 /// only on a terminal without `NO_COLOR`).
 pub fn render(diagnostic: &Diagnostic) -> String {
+    render_miette(diagnostic)
+}
+
+/// Renders any miette diagnostic the way [`render`] does a check's.
+pub fn render_miette(diagnostic: &dyn miette::Diagnostic) -> String {
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = handler().render_report(&mut out, diagnostic);

@@ -51,6 +51,7 @@ pub fn run(args: Args) -> Result<i32, Error> {
         json: false,
         claim: None,
         retrying: false,
+        source,
     };
     let options = Options {
         params,
@@ -97,6 +98,8 @@ pub struct Session {
     pub claim: Option<cairn_store::RunClaim>,
     /// `cairn retry`: a child run that failed or was cancelled is retried too.
     pub retrying: bool,
+    /// The plan's text, to show where failed steps went wrong.
+    pub source: Arc<cairn_lang::source::Source>,
 }
 
 impl Session {
@@ -217,9 +220,10 @@ impl Session {
                 .map(|s| {
                     serde_json::json!({
                         "step": s.id,
-                        "status": s.status.word(s.error.as_deref()),
+                        "status": s.status.word(s.error.as_ref().map(|e| e.kind)),
                         "attempts": s.attempts,
-                        "error": s.error,
+                        "error": s.error.as_ref().map(|e| &e.message),
+                        "error_kind": s.error.as_ref().map(|e| e.kind),
                     })
                 })
                 .collect();
@@ -235,7 +239,10 @@ impl Session {
         if quiet && report.status == RunStatus::Succeeded {
             let _ = writeln!(progress, "run succeeded");
         } else {
-            let _ = write!(progress, "{}", summary(&report));
+            // Where steps went wrong first, then the table, as a compiler
+            // shows its errors before the count.
+            let failures = super::failures::render(&self.source, &plan, &report);
+            let _ = write!(progress, "{}{}", failures, summary(&report));
         }
         let db = self.state_dir.join("state.db");
         match &report.unrecorded {
@@ -507,14 +514,17 @@ pub fn summary(report: &Report) -> String {
         .map(|s| {
             [
                 s.id.clone(),
-                s.status.word(s.error.as_deref()).to_owned(),
+                s.status.word(s.error.as_ref().map(|e| e.kind)).to_owned(),
                 s.attempts.to_string(),
                 if s.attempts > 0 {
                     format!("{:.2}s", s.duration_ms as f64 / 1000.0)
                 } else {
                     String::new()
                 },
-                s.error.clone().unwrap_or_default(),
+                s.error
+                    .as_ref()
+                    .map(|e| e.message.clone())
+                    .unwrap_or_default(),
             ]
         })
         .collect();
@@ -522,7 +532,7 @@ pub fn summary(report: &Report) -> String {
     if long {
         let mut counts: Vec<(&str, usize)> = Vec::new();
         for step in &report.steps {
-            let word = step.status.word(step.error.as_deref());
+            let word = step.status.word(step.error.as_ref().map(|e| e.kind));
             match counts.iter_mut().find(|(w, _)| *w == word) {
                 Some((_, n)) => *n += 1,
                 None => counts.push((word, 1)),

@@ -124,7 +124,7 @@ fn a_dynamic_call_to_an_undeclared_host_function_names_its_capability() {
         .run_blocking(plan, Options::default(), |_| {})
         .expect("runs");
     assert_eq!(
-        report.steps[0].error.as_deref(),
+        report.steps[0].error.as_ref().map(|e| e.message.as_str()),
         Some("line 5, column 8: `ticket_open` is not available: the task does not declare `using:tickets`")
     );
 }
@@ -224,7 +224,7 @@ fn a_panicking_host_tool_fails_its_step_and_the_run_ends() {
     let boom = &report.steps[0];
     assert_eq!(boom.status, cairn_engine::run::StepStatus::Failed);
     assert_eq!(
-        boom.error.as_deref(),
+        boom.error.as_ref().map(|e| e.message.as_str()),
         Some("internal error: the step panicked (the tool broke)")
     );
     assert_eq!(
@@ -261,7 +261,7 @@ fn a_late_approval_does_not_count() {
         cairn_engine::run::StepStatus::Failed
     );
     assert_eq!(
-        report.steps[0].error.as_deref(),
+        report.steps[0].error.as_ref().map(|e| e.message.as_str()),
         Some("rejected by timeout: no answer within 200ms")
     );
 }

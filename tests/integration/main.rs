@@ -11,6 +11,7 @@ mod docs;
 mod durable;
 mod each;
 mod embed;
+mod failures;
 mod functions;
 mod graph;
 mod outputs;

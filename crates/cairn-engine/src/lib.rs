@@ -12,6 +12,7 @@ pub mod capability;
 pub mod clock;
 mod engine;
 pub mod error;
+pub mod failure;
 pub mod read;
 pub mod resolve;
 pub mod run;
@@ -23,6 +24,7 @@ pub use cairn_lang as lang;
 pub use capability::Registry;
 pub use engine::Engine;
 pub use error::Error;
+pub use failure::{ErrorKind, Failure};
 /// The Rhai crate, for registering host functions.
 pub use rhai;
 

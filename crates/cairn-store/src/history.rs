@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
+use cairn_engine::failure::{ErrorKind, Failure, Location};
 use cairn_engine::run::{Approval, Call, EventKind, Kept, Resume, Settled, StepMap};
 use cairn_engine::script::context::Tally;
 
@@ -72,6 +73,12 @@ struct Logged<'a> {
     output: Value,
     #[serde(borrow, default)]
     error: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default)]
+    code: Option<i64>,
+    #[serde(default)]
+    at: Option<Location>,
     #[serde(borrow, default)]
     reason: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -242,7 +249,16 @@ impl History {
                 until: event.until,
             },
             EventKind::StepFailed => Settled::Failed {
-                error: text(&event.error),
+                error: Failure {
+                    kind: event
+                        .kind
+                        .as_deref()
+                        .and_then(ErrorKind::from_word)
+                        .unwrap_or_default(),
+                    message: text(&event.error),
+                    code: event.code,
+                    at: event.at,
+                },
                 attempts,
             },
             EventKind::StepSkipped => Settled::Skipped {
@@ -436,6 +452,7 @@ mod tests {
     use serde_json::json;
 
     use super::History;
+    use cairn_engine::failure::{ErrorKind, Failure, Location};
     use cairn_engine::run::{EventKind, Settled};
 
     fn fold(events: &[serde_json::Value]) -> History {
@@ -485,6 +502,23 @@ mod tests {
         );
         let first_named: Vec<&str> = history.settled_steps().map(|(s, _)| s).collect();
         assert_eq!(first_named, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_failure_keeps_its_kind_and_one_logged_before_kinds_reads_as_script() {
+        let history = fold(&[
+            json!({"event": "step_failed", "step": "old", "attempts": 1, "error": "boom"}),
+            json!({"event": "step_failed", "step": "new", "attempts": 2, "error": "`x` exited with code 3",
+                   "kind": "exit", "code": 3, "at": {"line": 6, "column": 8}}),
+        ]);
+        let failure = |step| match history.settled(step) {
+            Some(Settled::Failed { error, .. }) => error.clone(),
+            other => panic!("{step}: {other:?}"),
+        };
+        assert_eq!(failure("old"), Failure::script("boom"));
+        let new = failure("new");
+        assert_eq!((new.kind, new.code), (ErrorKind::Exit, Some(3)));
+        assert_eq!(new.at, Some(Location { line: 6, column: 8 }));
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub use plans::Encoded;
 pub use processes::{Group, RunProcesses, Stopped};
 pub use states::{RunState, StepState};
 
+use cairn_engine::failure::ErrorKind;
 use cairn_engine::run::{Event, EventKind, RunStatus};
 use cairn_lang::plan::Plan;
 
@@ -298,6 +299,9 @@ pub struct StepRow {
     pub output: Option<serde_json::Value>,
     /// Its error, if it failed.
     pub error: Option<String>,
+    /// What sort of failure that was (`exit`, `timeout`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<ErrorKind>,
     /// What of its log could not be read (`unreadable output (event 3: …)`):
     /// an event of it nested too deep to read whole.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1169,6 +1173,7 @@ impl Store {
                         attempts: 0,
                         output: None,
                         error: None,
+                        error_kind: None,
                         unreadable: None,
                         started_ms: None,
                         finished_ms: None,
@@ -1185,6 +1190,7 @@ impl Store {
                 EventKind::StepStarted => {
                     step.started_ms = at;
                     step.error = None;
+                    step.error_kind = None;
                     step.output = None;
                     step.unreadable = None;
                     (StepState::Running, None, None)
@@ -1201,6 +1207,7 @@ impl Store {
                 EventKind::StepReset => {
                     step.output = None;
                     step.error = None;
+                    step.error_kind = None;
                     step.attempts = 0;
                     let id = step.step.clone();
                     // A reset task's instances and iterations go with it,
@@ -1251,6 +1258,17 @@ impl Store {
             // with) leaves no error behind; a recovery keeps its failure's.
             if kind == EventKind::StepSucceeded {
                 step.error = None;
+                step.error_kind = None;
+            }
+            if error.is_some() {
+                step.error_kind = Some(match kind {
+                    EventKind::StepCancelled => ErrorKind::Cancelled,
+                    EventKind::GateRejected => ErrorKind::Rejected,
+                    _ => event["kind"]
+                        .as_str()
+                        .and_then(ErrorKind::from_word)
+                        .unwrap_or_default(),
+                });
             }
             step.error = error.or(step.error.take());
             if partly.is_some() {

@@ -89,7 +89,9 @@ impl StepState {
     pub fn word(self) -> &'static str {
         match self {
             StepState::Running => "running",
-            StepState::Cancelled => StepStatus::Failed.word(Some("cancelled")),
+            StepState::Cancelled => {
+                StepStatus::Failed.word(Some(cairn_engine::failure::ErrorKind::Cancelled))
+            }
             StepState::At(status) => status.word(None),
         }
     }

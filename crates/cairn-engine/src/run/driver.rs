@@ -456,7 +456,7 @@ fn unpanicked(f: impl FnOnce() -> Outcome) -> Outcome {
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "no message".to_owned());
         Outcome::Failed {
-            error: format!("internal error: the step panicked ({what})"),
+            error: crate::Failure::script(format!("internal error: the step panicked ({what})")),
             attempts: 1,
         }
     })

@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::failure::{ErrorKind, Location};
+
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -131,13 +133,12 @@ pub enum StepStatus {
 impl StepStatus {
     /// The word for a step in this status, the one `cairn status` and the
     /// summary of `cairn run` both print. A step the run cancelled is
-    /// `Failed` with the error `cancelled` (as the scheduler marks it, and
-    /// as the log's `step_cancelled` reads back): "cancelled".
-    pub fn word(self, error: Option<&str>) -> &'static str {
+    /// `Failed` with a failure of kind `cancelled`: "cancelled".
+    pub fn word(self, error: Option<ErrorKind>) -> &'static str {
         match self {
             StepStatus::NotRun => "not run",
             StepStatus::Succeeded => "succeeded",
-            StepStatus::Failed if error == Some("cancelled") => "cancelled",
+            StepStatus::Failed if error == Some(ErrorKind::Cancelled) => "cancelled",
             StepStatus::Failed => "failed",
             StepStatus::Recovered => "recovered",
             StepStatus::Skipped => "skipped",
@@ -291,6 +292,12 @@ pub enum Event {
         attempt: u32,
         /// Why the attempt failed.
         error: String,
+        /// What sort of failure (`script` in logs from before kinds).
+        #[serde(default)]
+        kind: ErrorKind,
+        /// A command's exit code, for kind `exit`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<i64>,
         /// Milliseconds since the run started.
         at_ms: u64,
     },
@@ -332,6 +339,15 @@ pub enum Event {
         attempts: u32,
         /// The last error.
         error: String,
+        /// What sort of failure (`script` in logs from before kinds).
+        #[serde(default)]
+        kind: ErrorKind,
+        /// A command's exit code, for kind `exit`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<i64>,
+        /// Where in the plan file the code that failed is, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<Location>,
         /// What its attempts reported with `spend`, if anything.
         #[serde(skip_serializing_if = "Option::is_none")]
         spent: Option<f64>,

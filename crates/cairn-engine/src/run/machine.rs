@@ -27,6 +27,7 @@ pub use end::Halt;
 pub use io::{kept_outcome, Action, Finished, Now, Outcome, Part, Policy};
 
 use super::events::{Event, StepStatus};
+use crate::failure::{ErrorKind, Failure};
 use cairn_lang::plan::{EdgeKind, FailurePolicy, Plan, Step, Task};
 
 /// An edge of the node table.
@@ -53,7 +54,7 @@ struct Node {
     attempts: u32,
     started_ms: Option<u64>,
     duration_ms: u64,
-    error: Option<String>,
+    error: Option<Failure>,
     output: Option<serde_json::Value>,
     /// For a decision: the branch taken (`None` inside means `else`).
     chosen: Option<Option<usize>>,
@@ -484,7 +485,8 @@ impl Machine {
                 self.failed = true;
                 self.compensate |= policy == FailurePolicy::Compensate;
                 if self.message.is_none() {
-                    let error = self.nodes[i].error.clone().unwrap_or_default();
+                    let error = self.nodes[i].error.as_ref().map(|e| e.message.as_str());
+                    let error = error.unwrap_or_default();
                     self.message = Some(format!("`{}` failed: {error}", self.id(i)));
                 }
             }
@@ -648,7 +650,10 @@ impl Machine {
             .map(|&f| {
                 (
                     self.id(f).to_owned(),
-                    self.nodes[f].error.clone().unwrap_or_default(),
+                    self.nodes[f]
+                        .error
+                        .clone()
+                        .unwrap_or_else(|| Failure::script("")),
                 )
             });
         Some(Action::Run { node: i, failure })
@@ -827,15 +832,20 @@ impl Machine {
     }
 
     /// Node `i`'s work failed: its status, error and event.
-    fn failed(&mut self, i: usize, error: String, attempts: u32, spent: Option<f64>) {
+    fn failed(&mut self, i: usize, error: Failure, attempts: u32, spent: Option<f64>) {
         let node = &mut self.nodes[i];
         node.status = StepStatus::Failed;
         node.attempts = attempts;
-        node.error = Some(error.clone());
+        let (kind, code, at) = (error.kind, error.code, error.at);
+        let message = error.message.clone();
+        node.error = Some(error);
         self.emit(Event::StepFailed {
             step: self.id(i).to_owned(),
             attempts,
-            error,
+            error: message,
+            kind,
+            code,
+            at,
             spent,
             at_ms: self.now.at_ms,
         });
@@ -862,7 +872,7 @@ impl Machine {
         let node = &mut self.nodes[i];
         node.status = StepStatus::Failed;
         node.attempts = attempts;
-        node.error = Some("cancelled".to_owned());
+        node.error = Some(Failure::new(ErrorKind::Cancelled, "cancelled"));
         self.emit(Event::StepCancelled {
             step: self.id(i).to_owned(),
             attempts,

@@ -166,7 +166,7 @@ pub struct StepReport {
     /// Wall-clock time from start to finish, in milliseconds (0 for gates and steps never started).
     pub duration_ms: u64,
     /// The last error, if it failed (`cancelled` when the run cancelled it).
-    pub error: Option<String>,
+    pub error: Option<crate::Failure>,
     /// The output as JSON: a task's `run:` value, or a decision's chosen target id.
     pub output: Option<serde_json::Value>,
 }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use super::{Approval, EventKind};
+use crate::failure::Failure;
 
 /// A map keyed by step id, in the order keys were first inserted. Resuming
 /// a long run looks up every step's id several times: the hash is a fast
@@ -25,7 +26,7 @@ pub enum Settled {
     /// The task or decision failed (a fallback may have recovered it).
     Failed {
         /// The last error.
-        error: String,
+        error: Failure,
         /// Attempts made.
         attempts: u32,
     },

@@ -10,6 +10,7 @@ use rhai::{Dynamic, Engine, EvalAltResult, Map, Scope};
 
 use super::events::Event;
 use super::machine::{Outcome, Part};
+use crate::failure::{ErrorKind, Failure, Location};
 use crate::script::context::{
     self, CostMeter, Hypotheses, Journal, Note, NoteSink, SplitMix64, StepContext, Tape,
 };
@@ -103,7 +104,7 @@ impl Shared {
     }
 
     /// Keeps the first divergence of a replay and returns the step's error.
-    pub fn diverged(&self, divergence: context::Divergence) -> String {
+    pub fn diverged(&self, divergence: context::Divergence) -> Failure {
         let message = format!("replay diverged: {divergence}");
         if let Some(replay) = &self.replay {
             replay
@@ -112,7 +113,7 @@ impl Shared {
                 .unwrap_or_else(|e| e.into_inner())
                 .get_or_insert(divergence);
         }
-        message
+        Failure::script(message)
     }
 
     /// When an attempt of `task` starting now must end: its `timeout:`, or
@@ -123,13 +124,14 @@ impl Shared {
         Instant::now().checked_add(Duration::from_millis(ms))
     }
 
-    /// "timed out" says which limit, when it was the plan's default.
-    fn explain_default_timeout(&self, error: String) -> String {
-        if error == "timed out" {
-            format!(
+    /// A timeout says which limit, when it was the plan's default.
+    fn explain_default_timeout(&self, error: Failure) -> Failure {
+        if error.kind == ErrorKind::Timeout && error.message == TIMED_OUT {
+            let message = format!(
                 "timed out after {}, the plan's `default_timeout:` (give the task a `timeout:` to allow longer)",
                 cairn_lang::units::human_ms(self.plan.default_timeout_ms)
-            )
+            );
+            error.reworded(message)
         } else {
             error
         }
@@ -193,6 +195,7 @@ impl Shared {
             calls: Default::default(),
             using: task.using.clone(),
             capabilities: Arc::clone(&self.capabilities),
+            raised: Default::default(),
         })
     }
 }
@@ -206,7 +209,7 @@ pub struct Job {
     pub engine: Arc<Engine>,
     pub outputs: Map,
     /// For a fallback: the step that failed and its error.
-    pub failure: Option<(String, String)>,
+    pub failure: Option<(String, Failure)>,
     /// The node's step id (`task[3]` for an instance of `each:`, `task#2`
     /// for an iteration of `repeat:`).
     pub id: String,
@@ -280,7 +283,16 @@ fn run_here(shared: &Arc<Shared>, job: Job) -> Outcome {
     let scope = |attempt: u32, input: &Dynamic| base_scope(shared, &job, task, attempt, input);
     // `when:` and `input:` are evaluated once, before the first attempt.
     // They count against the first attempt's `timeout:` like the body does.
-    let first_deadline = shared.deadline(task);
+    // `retry: … total`: every attempt ends by then, and none starts after.
+    let total_end = task
+        .retry
+        .total_ms
+        .and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
+    let within_total = |deadline: Option<Instant>| match (deadline, total_end) {
+        (Some(d), Some(t)) => Some(d.min(t)),
+        (d, t) => d.or(t),
+    };
+    let first_deadline = within_total(shared.deadline(task));
     let first = ctx(1, first_deadline);
     // A part of a task (an instance, an iteration) runs after its task's
     // `when:` held.
@@ -291,7 +303,7 @@ fn run_here(shared: &Arc<Shared>, job: Job) -> Outcome {
         }) {
             Ok(true) => {}
             Ok(false) => return Outcome::Skipped(format!("`when: {}` is false", when.text)),
-            Err(e) => return failed_or_cancelled(shared, format!("when: {e}"), 0),
+            Err(e) => return failed_or_cancelled(shared, e.within("when: "), 0),
         }
     }
     match &task.step {
@@ -318,7 +330,7 @@ fn run_here(shared: &Arc<Shared>, job: Job) -> Outcome {
             Ok(value) => {
                 input.insert(key.as_str().into(), value);
             }
-            Err(e) => return failed_or_cancelled(shared, format!("input `{key}`: {e}"), 0),
+            Err(e) => return failed_or_cancelled(shared, e.within(format!("input `{key}`: ")), 0),
         }
     }
     let input = Dynamic::from_map(input);
@@ -328,7 +340,7 @@ fn run_here(shared: &Arc<Shared>, job: Job) -> Outcome {
         let deadline = if attempt == 1 {
             first_deadline
         } else {
-            shared.deadline(task)
+            within_total(shared.deadline(task))
         };
         // The first attempt goes on with the context `when:` and `input:`
         // used, so its calls are numbered on from theirs.
@@ -352,8 +364,18 @@ fn run_here(shared: &Arc<Shared>, job: Job) -> Outcome {
         if let Some(divergence) = step.unused_calls() {
             result = Err(shared.diverged(divergence));
         }
-        if task.timeout_ms.is_none() {
-            result = result.map_err(|e| shared.explain_default_timeout(e));
+        let out_of_total = total_end.is_some_and(|t| Instant::now() >= t);
+        match result {
+            Err(e) if e.kind == ErrorKind::Timeout && out_of_total => {
+                result = Err(e.reworded(format!(
+                    "timed out: `retry: … total {}` ran out in attempt {attempt}",
+                    cairn_lang::units::human_ms(task.retry.total_ms.unwrap_or_default())
+                )));
+            }
+            Err(e) if task.timeout_ms.is_none() => {
+                result = Err(shared.explain_default_timeout(e));
+            }
+            _ => {}
         }
         match result {
             Ok(Attempted::Waiting(on)) => return Outcome::Waiting(on),
@@ -376,6 +398,7 @@ fn run_here(shared: &Arc<Shared>, job: Job) -> Outcome {
                 }
                 // Crossing the cost budget stops the plan: no retries.
                 if attempt == attempts
+                    || out_of_total
                     || shared
                         .cost
                         .exceeded
@@ -386,13 +409,44 @@ fn run_here(shared: &Arc<Shared>, job: Job) -> Outcome {
                         attempts: attempt,
                     };
                 }
+                // `retry: … if`: a failure the predicate does not hold for
+                // is final.
+                if let Some(predicate) = &task.retry.predicate {
+                    let mut scope = scope(attempt, &input);
+                    scope.push_constant("error", Dynamic::from_map(error_map(&error)));
+                    let verdict = context::enter(&ctx(attempt, shared.deadline(task)), || {
+                        truth(&job.engine, &mut scope, predicate)
+                    });
+                    match verdict {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            return Outcome::Failed {
+                                error,
+                                attempts: attempt,
+                            }
+                        }
+                        Err(e) => {
+                            let e = e.within(format_args!("retry if: "));
+                            return failed_or_cancelled(shared, e, attempt);
+                        }
+                    }
+                }
+                let delay = backoff(task, attempt, &mut rng);
+                // No attempt could start within `total`: the failure is final.
+                if total_end.is_some_and(|t| Instant::now() + delay >= t) {
+                    return Outcome::Failed {
+                        error,
+                        attempts: attempt,
+                    };
+                }
                 shared.emit(Event::AttemptFailed {
                     step: id.to_owned(),
                     attempt,
-                    error,
+                    error: error.message,
+                    kind: error.kind,
+                    code: error.code,
                     at_ms: shared.at_ms(),
                 });
-                let delay = backoff(task, attempt, &mut rng);
                 shared.emit(Event::Retrying {
                     step: id.to_owned(),
                     attempt: attempt + 1,
@@ -419,7 +473,7 @@ pub fn backoff(task: &Task, attempt: u32, rng: &mut SplitMix64) -> Duration {
     Duration::from_millis(jittered.min(u64::MAX as f64 / 2.0) as u64)
 }
 
-fn failed_or_cancelled(shared: &Shared, error: String, attempts: u32) -> Outcome {
+fn failed_or_cancelled(shared: &Shared, error: Failure, attempts: u32) -> Outcome {
     if shared.cancel.load(std::sync::atomic::Ordering::SeqCst) {
         Outcome::Cancelled { attempts }
     } else {
@@ -442,7 +496,7 @@ fn attempt_once(
     scope: &mut Scope,
     task: &Task,
     until: Option<&Script>,
-) -> Result<Attempted, String> {
+) -> Result<Attempted, Failure> {
     use super::subplan::Unfinished;
     let engine = caller.engine;
     let value = match (&task.run, &task.call) {
@@ -456,18 +510,24 @@ fn attempt_once(
     };
     let depth = context::nesting(&value);
     if depth > context::MAX_NESTING {
-        return Err(context::nesting_error("the output", depth));
+        return Err(Failure::script(context::nesting_error("the output", depth)));
     }
     let output: serde_json::Value = rhai::serde::from_dynamic(&value)
-        .map_err(|e| format!("the result cannot be stored as JSON: {e}"))?;
+        .map_err(|e| Failure::script(format!("the result cannot be stored as JSON: {e}")))?;
     scope.set_value("result", value);
     for expectation in &task.expect {
         if !truth(engine, scope, expectation)? {
-            return Err(format!("expectation failed: `{}`", expectation.text));
+            // The message quotes the criterion; the caret shows where it is.
+            return Err(Failure {
+                kind: ErrorKind::Expect,
+                message: format!("expectation failed: `{}`", expectation.text),
+                code: None,
+                at: start_of(expectation),
+            });
         }
     }
     let converged = match until {
-        Some(until) => Some(truth(engine, scope, until).map_err(|e| format!("until: {e}"))?),
+        Some(until) => Some(truth(engine, scope, until).map_err(|e| e.within("until: "))?),
         None => None,
     };
     Ok(Attempted::Passed(output, converged))
@@ -493,7 +553,7 @@ fn decide(
             Err(e) => {
                 return failed_or_cancelled(
                     shared,
-                    format!("`when {}`: {e}", branch.condition.text),
+                    e.within(format!("`when {}`: ", branch.condition.text)),
                     1,
                 )
             }
@@ -505,7 +565,7 @@ fn decide(
             target: target.clone(),
         },
         None => Outcome::Failed {
-            error: "no branch condition held and the decision has no `else`".to_owned(),
+            error: Failure::script("no branch condition held and the decision has no `else`"),
             attempts: 1,
         },
     }
@@ -563,7 +623,7 @@ fn compensate_here(
     let result = rhai::serde::to_dynamic(output).unwrap_or(Dynamic::UNIT);
     scope.set_value("result", result);
     if let Some(body) = task.compensate.as_ref().filter(|_| run_body) {
-        let _ = context::enter(&ctx, || eval(engine, &mut scope, body))?;
+        let _ = context::enter(&ctx, || eval(engine, &mut scope, body)).map_err(|e| e.message)?;
     }
     for file in files.iter().rev() {
         crate::script::files::restore(&ctx, file).map_err(|e| describe(&e))?;
@@ -655,9 +715,9 @@ fn base_scope(
     info.insert("attempt".into(), i64::from(attempt).into());
     let failure = match &job.failure {
         Some((id, error)) => {
-            let mut map = Map::new();
+            let mut map = error_map(error);
             map.insert("id".into(), id.clone().into());
-            map.insert("error".into(), error.clone().into());
+            map.insert("error".into(), error.message.clone().into());
             Dynamic::from_map(map)
         }
         None => Dynamic::UNIT,
@@ -724,7 +784,7 @@ fn fan_out(
     let mut scope = base_scope(shared, job, task, 1, &Dynamic::UNIT);
     let value = match context::enter(ctx, || eval(&job.engine, &mut scope, &each.over)) {
         Ok(value) => value,
-        Err(e) => return failed_or_cancelled(shared, format!("each: {e}"), 0),
+        Err(e) => return failed_or_cancelled(shared, e.within("each: "), 0),
     };
     let type_name = value.type_name();
     let most = cairn_lang::script::MAX_ARRAY_SIZE as i64;
@@ -739,10 +799,10 @@ fn fan_out(
     let elements: rhai::Array = match range {
         Some(range) if range.end.saturating_sub(range.start) > most => {
             return Outcome::Failed {
-                error: format!(
+                error: Failure::script(format!(
                     "each: `{}` has more than the {most} elements an array may hold",
                     each.over.text
-                ),
+                )),
                 attempts: 0,
             }
         }
@@ -751,11 +811,11 @@ fn fan_out(
             Ok(elements) => elements,
             Err(_) => {
                 return Outcome::Failed {
-                    error: format!(
+                    error: Failure::script(format!(
                         "each: `{}` is {}, not an array",
                         each.over.text,
                         friendly(type_name)
-                    ),
+                    )),
                     attempts: 0,
                 }
             }
@@ -766,10 +826,10 @@ fn fan_out(
         let depth = context::nesting(element);
         if depth > context::MAX_NESTING {
             return Outcome::Failed {
-                error: format!(
+                error: Failure::script(format!(
                     "each: element {index}: {}",
                     context::nesting_error("the element", depth)
-                ),
+                )),
                 attempts: 0,
             };
         }
@@ -777,7 +837,9 @@ fn fan_out(
             Ok(item) => items.push(item),
             Err(e) => {
                 return Outcome::Failed {
-                    error: format!("each: element {index} cannot be stored as JSON: {e}"),
+                    error: Failure::script(format!(
+                        "each: element {index} cannot be stored as JSON: {e}"
+                    )),
                     attempts: 0,
                 }
             }
@@ -786,48 +848,130 @@ fn fan_out(
     Outcome::FannedOut(items)
 }
 
-pub(super) fn eval(engine: &Engine, scope: &mut Scope, script: &Script) -> Result<Dynamic, String> {
-    let ast = script
-        .ast
-        .as_ref()
-        .ok_or_else(|| "the plan was not compiled (load it through cairn::check)".to_owned())?;
+pub(super) fn eval(
+    engine: &Engine,
+    scope: &mut Scope,
+    script: &Script,
+) -> Result<Dynamic, Failure> {
+    let ast = script.ast.as_ref().ok_or_else(|| {
+        Failure::script("the plan was not compiled (load it through cairn::check)")
+    })?;
     engine
         .eval_ast_with_scope::<Dynamic>(scope, ast)
-        .map_err(|e| at_line(script, &e, describe_in(&e)))
+        .map_err(|e| failure_of(script, &e))
 }
 
-/// `message` after where `error` is in the plan file (`line 6, column 7:`),
-/// when Rhai knows and the script does, for the errors of the code itself
-/// (a wrong type, an unknown function or variable).
-fn at_line(script: &Script, error: &EvalAltResult, message: String) -> String {
+/// What an error of `script`'s code means: its kind (a host function's,
+/// a timeout, the budget, or the code's own), its words, and, for the
+/// errors of the code itself (a wrong type, an unknown function or
+/// variable), where it is in the plan file.
+/// A failure as plan code sees it: `#{ kind, message, code }` (`code` is
+/// `()` unless a command exited non-zero).
+fn error_map(failure: &Failure) -> Map {
+    let mut map = Map::new();
+    map.insert("kind".into(), failure.kind.word().into());
+    map.insert("message".into(), failure.message.clone().into());
+    map.insert(
+        "code".into(),
+        failure.code.map_or(Dynamic::UNIT, Dynamic::from),
+    );
+    map
+}
+
+fn failure_of(script: &Script, error: &EvalAltResult) -> Failure {
     let mut inner = error;
     while let EvalAltResult::ErrorInFunctionCall(_, _, next, _) = inner {
         inner = next;
     }
-    // A message the plan or a host function wrote (`fail`, `throw`, a
-    // refused path) says what it means; a timeout is nowhere in the code.
-    if matches!(
-        inner,
-        EvalAltResult::ErrorRuntime(..) | EvalAltResult::ErrorTerminated(..)
-    ) {
-        return message;
-    }
-    let position = error.position();
-    match (position.line(), position.position(), script.line) {
-        (Some(line), Some(column), first) if first > 0 => {
-            let line = first as usize + line - 1;
-            let column = script.column as usize + column - 1;
-            format!("line {line}, column {column}: {message}")
+    let ctx = context::try_current();
+    let mut code = None;
+    let kind = match inner {
+        EvalAltResult::ErrorTerminated(token, _) => match token.to_string().as_str() {
+            "TimedOut" => ErrorKind::Timeout,
+            "Cancelled" => ErrorKind::Cancelled,
+            _ if ctx
+                .as_ref()
+                .is_some_and(|c| c.cost.exceeded.load(std::sync::atomic::Ordering::SeqCst)) =>
+            {
+                ErrorKind::Budget
+            }
+            _ => ErrorKind::Script,
+        },
+        EvalAltResult::ErrorRuntime(value, _) => {
+            match ctx.as_ref().and_then(|c| c.raised_as(&value.to_string())) {
+                Some(raised) => {
+                    code = raised.code;
+                    raised.kind
+                }
+                None => ErrorKind::Script,
+            }
         }
-        _ => message,
+        EvalAltResult::ErrorFunctionNotFound(signature, _) => {
+            let name = signature.split([' ', '(']).next().unwrap_or(signature);
+            let declared = ctx.as_ref().is_some_and(|ctx| {
+                capability_of(name).is_some_and(|capability| ctx.using.contains(&capability))
+            });
+            if capability_of(name).is_some() && !declared {
+                ErrorKind::Capability
+            } else {
+                ErrorKind::Script
+            }
+        }
+        _ => ErrorKind::Script,
+    };
+    let message = describe_in(error);
+    // A timeout is nowhere in the code. A message the plan or a host
+    // function wrote (`fail`, `throw`, a refused path) says what it means
+    // without a place in front; the caret still shows the call.
+    let at = match inner {
+        EvalAltResult::ErrorTerminated(..) => None,
+        _ => in_file(script, error.position()),
+    };
+    let message = match inner {
+        EvalAltResult::ErrorRuntime(..) => message,
+        _ => located(at, message),
+    };
+    Failure {
+        kind,
+        message,
+        code,
+        at,
     }
 }
 
-fn truth(engine: &Engine, scope: &mut Scope, script: &Script) -> Result<bool, String> {
+/// Where a position in `script`'s text is in the plan file, when Rhai
+/// knows it and the script does.
+fn in_file(script: &Script, position: rhai::Position) -> Option<Location> {
+    match (position.line(), position.position(), script.line) {
+        (Some(line), Some(column), first) if first > 0 => Some(Location {
+            line: first + line as u32 - 1,
+            column: script.column + column as u32 - 1,
+        }),
+        _ => None,
+    }
+}
+
+/// Where `script` begins in the plan file, if it knows.
+fn start_of(script: &Script) -> Option<Location> {
+    (script.line > 0).then_some(Location {
+        line: script.line,
+        column: script.column,
+    })
+}
+
+/// `message` after where it happened (`line 6, column 7: …`), if known.
+fn located(at: Option<Location>, message: String) -> String {
+    match at {
+        Some(Location { line, column }) => format!("line {line}, column {column}: {message}"),
+        None => message,
+    }
+}
+
+fn truth(engine: &Engine, scope: &mut Scope, script: &Script) -> Result<bool, Failure> {
     let value = eval(engine, scope, script)?;
     value
         .as_bool()
-        .map_err(|kind| format!("`{}` is {kind}, not true or false", script.text))
+        .map_err(|kind| Failure::script(format!("`{}` is {kind}, not true or false", script.text)))
 }
 
 /// [`describe`], telling a call with the wrong argument types apart from a
@@ -850,12 +994,15 @@ fn describe_in(error: &EvalAltResult) -> String {
     describe(error)
 }
 
+/// What a timed-out script or command says.
+const TIMED_OUT: &str = "timed out";
+
 /// A script error in words a plan author can act on.
 pub fn describe(error: &EvalAltResult) -> String {
     match error {
         EvalAltResult::ErrorRuntime(value, _) => value.to_string(),
         EvalAltResult::ErrorTerminated(token, _) => match token.to_string().as_str() {
-            "TimedOut" => "timed out".to_owned(),
+            "TimedOut" => TIMED_OUT.to_owned(),
             "Cancelled" => "cancelled".to_owned(),
             other => other.to_owned(),
         },

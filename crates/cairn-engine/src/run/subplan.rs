@@ -18,6 +18,7 @@ use rhai::{Dynamic, Engine, Map, Scope};
 
 use super::events::Event;
 use super::{Approver, GateRequest, Options, Recorder, Replay, Resume, RunStatus};
+use crate::failure::{ErrorKind, Failure};
 use crate::script::context::ProcessLog;
 use crate::script::Sandbox;
 use cairn_lang::plan::{Call, Grant, Plan};
@@ -189,7 +190,7 @@ impl Nesting {
 /// How a child run ended, when it gave no output.
 pub(crate) enum Unfinished {
     /// The attempt failed: why.
-    Failed(String),
+    Failed(Failure),
     /// It waits at these gates (named as `cairn approve` takes them).
     Waiting(Vec<String>),
 }
@@ -215,7 +216,7 @@ pub(crate) fn run(
 ) -> Result<Dynamic, Unfinished> {
     let shared = caller.shared;
     let nesting = &shared.nesting;
-    let failed = |e: String| Unfinished::Failed(e);
+    let failed = |e: String| Unfinished::Failed(Failure::script(e));
     let plan = nesting
         .library
         .get(call.plan)
@@ -390,21 +391,36 @@ pub(crate) fn run(
             ))
         }),
         RunStatus::Paused => Err(Unfinished::Waiting(waiting.into_iter().collect())),
-        RunStatus::Interrupted if timed_out => Err(failed(format!(
-            "timed out after {}: sub-plan `{}`{shown} was stopped",
-            cairn_lang::units::human_ms(caller.timeout_ms.unwrap_or_default()),
-            call.reference
+        RunStatus::Interrupted if timed_out => Err(Unfinished::Failed(Failure::new(
+            ErrorKind::Timeout,
+            format!(
+                "timed out after {}: sub-plan `{}`{shown} was stopped",
+                cairn_lang::units::human_ms(caller.timeout_ms.unwrap_or_default()),
+                call.reference
+            ),
         ))),
         // The chain of plans is the whole story, said once.
         RunStatus::Failed if nesting.too_deep.get().is_some() => {
             Err(failed(nesting.too_deep.get().cloned().unwrap_or_default()))
         }
-        RunStatus::Failed | RunStatus::Interrupted | RunStatus::Cancelled => Err(failed(format!(
-            "sub-plan `{}`{shown} {}: {}",
-            call.reference,
-            report.status.word(),
-            report.message.as_deref().unwrap_or("no reason given")
-        ))),
+        RunStatus::Failed | RunStatus::Interrupted | RunStatus::Cancelled => {
+            // The child's failure is the kind of its first failed step's.
+            let kind = match report.status {
+                RunStatus::Failed => report
+                    .steps
+                    .iter()
+                    .find_map(|s| s.error.as_ref().map(|e| e.kind))
+                    .unwrap_or_default(),
+                _ => ErrorKind::Cancelled,
+            };
+            let message = format!(
+                "sub-plan `{}`{shown} {}: {}",
+                call.reference,
+                report.status.word(),
+                report.message.as_deref().unwrap_or("no reason given")
+            );
+            Err(Unfinished::Failed(Failure::new(kind, message)))
+        }
     }
 }
 
@@ -432,7 +448,7 @@ fn output(
     let mut scope = Scope::new();
     scope.push_constant("outputs", Dynamic::from_map(outputs));
     scope.push_constant("params", params);
-    super::step::eval(engine, &mut scope, script)
+    super::step::eval(engine, &mut scope, script).map_err(|e| e.message)
 }
 
 /// The approvals given to a run that name gates of the child of `caller`

@@ -180,6 +180,20 @@ pub struct Call {
     pub args: serde_json::Value,
     /// What it returned, or the error it raised.
     pub result: Result<serde_json::Value, String>,
+    /// For an error that is not the code's own (a command's exit, a refusal,
+    /// a failed request): its kind, so a replay fails the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_as: Option<Raised>,
+}
+
+/// The kind of a host function's error, and a command's exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Raised {
+    /// What sort of failure.
+    pub kind: crate::failure::ErrorKind,
+    /// A command's exit code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i64>,
 }
 
 impl Call {
@@ -484,6 +498,10 @@ pub struct StepContext {
     /// What its commands have written, against the same limits (kept apart:
     /// a chatty command does not silence the step's own `log`).
     pub printed: LogMeter,
+    /// The last error a host function raised of a kind not the code's own,
+    /// with its message: the step's failure is of that kind if the error
+    /// it ends with is that one (not one the code caught and threw anew).
+    pub raised: Mutex<Option<(Raised, String)>>,
 }
 
 /// Log lines and bytes one attempt has logged.
@@ -543,6 +561,7 @@ impl StepContext {
             stored: Default::default(),
             logged: Default::default(),
             printed: Default::default(),
+            raised: Default::default(),
         }
     }
 
@@ -677,10 +696,12 @@ pub fn outside<T: rhai::Variant + Clone>(
                     .unwrap_or(serde_json::Value::Null)),
                 Err(e) => Err(error_text(e)),
             };
+            let failed_as = result.as_ref().err().and_then(|e| ctx.raised_as(e));
             let call = Call {
                 function: function.to_owned(),
                 args,
                 result,
+                failed_as,
             };
             let size = json_size(&call.args)
                 + call
@@ -722,7 +743,10 @@ pub fn outside<T: rhai::Variant + Clone>(
                 return diverged(recorded.signature());
             }
             match &recorded.result {
-                Err(message) => Err(runtime(message.clone())),
+                Err(message) => Err(match recorded.failed_as {
+                    Some(Raised { kind, code }) => raise(kind, code, message.clone()),
+                    None => runtime(message.clone()),
+                }),
                 Ok(value) => {
                     let dynamic: Dynamic = serde_json::from_value(value.clone()).map_err(|e| {
                         runtime(format!("{asked}: the recording is unreadable: {e}"))
@@ -922,6 +946,44 @@ pub fn runtime(message: impl Into<String>) -> Box<EvalAltResult> {
         message.into().into(),
         Position::NONE,
     ))
+}
+
+/// A host function's error of a kind not the code's own: `kind` (and a
+/// command's exit `code`) is kept with the step, so the step fails as that
+/// kind if this error is what it ends with.
+pub fn raise(
+    kind: crate::failure::ErrorKind,
+    code: Option<i64>,
+    message: impl Into<String>,
+) -> Box<EvalAltResult> {
+    let message = message.into();
+    if let Some(ctx) = try_current() {
+        *ctx.raised.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Raised { kind, code }, message.clone()));
+    }
+    runtime(message)
+}
+
+/// The sandbox refused: a path, host or capability not granted.
+pub fn refused(message: impl Into<String>) -> Box<EvalAltResult> {
+    raise(crate::failure::ErrorKind::Capability, None, message)
+}
+
+/// An outside call failed (a file, a connection).
+pub fn io_failed(message: impl Into<String>) -> Box<EvalAltResult> {
+    raise(crate::failure::ErrorKind::Io, None, message)
+}
+
+impl StepContext {
+    /// The kind of the host error with this message, if a host function
+    /// raised it (see [`raise`]).
+    pub fn raised_as(&self, message: &str) -> Option<Raised> {
+        let raised = self.raised.lock().unwrap_or_else(|e| e.into_inner());
+        raised
+            .as_ref()
+            .filter(|(_, text)| text == message)
+            .map(|(raised, _)| *raised)
+    }
 }
 
 /// A small, fast, seedable generator whose sequence never changes between

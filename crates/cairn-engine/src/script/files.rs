@@ -8,7 +8,7 @@ use rhai::{Array, Engine, EvalAltResult};
 use serde_json::json;
 
 use super::confine::{self, MAX_FILE_BYTES};
-use super::context::{outside, runtime, Note, StepContext};
+use super::context::{io_failed, outside, refused, runtime, Note, StepContext};
 
 type Result<T> = std::result::Result<T, Box<EvalAltResult>>;
 
@@ -18,7 +18,7 @@ pub fn register_read(engine: &mut Engine) {
         outside("read_file", json!([path]), |ctx| {
             let full = resolve(ctx, path, "fs.read")?;
             let bytes = confine::read(&full, MAX_FILE_BYTES)
-                .map_err(|e| runtime(format!("read_file(\"{path}\"): {e}")))?;
+                .map_err(|e| io_failed(format!("read_file(\"{path}\"): {e}")))?;
             String::from_utf8(bytes)
                 .map_err(|_| runtime(format!("read_file(\"{path}\"): the file is not UTF-8 text")))
         })
@@ -39,16 +39,16 @@ pub fn register_read(engine: &mut Engine) {
                 {
                     return Ok(false)
                 }
-                Err(e) => return Err(runtime(e.to_string())),
+                Err(e) => return Err(refusal(e)),
             };
-            confine::exists(&full).map_err(|e| runtime(format!("exists(\"{path}\"): {e}")))
+            confine::exists(&full).map_err(|e| io_failed(format!("exists(\"{path}\"): {e}")))
         })
     });
     engine.register_fn("list_dir", |path: &str| -> Result<Array> {
         outside("list_dir", json!([path]), |ctx| {
             let full = resolve(ctx, path, "fs.read")?;
-            let names =
-                confine::list(&full).map_err(|e| runtime(format!("list_dir(\"{path}\"): {e}")))?;
+            let names = confine::list(&full)
+                .map_err(|e| io_failed(format!("list_dir(\"{path}\"): {e}")))?;
             Ok(names
                 .into_iter()
                 // The run store is not there as far as plans can tell.
@@ -66,14 +66,14 @@ pub fn register_write(engine: &mut Engine) {
             let full = resolve(ctx, path, "fs.write")?;
             remember(ctx, path, &full)?;
             confine::write_atomically(&full, contents.as_bytes())
-                .map_err(|e| runtime(format!("write_file(\"{path}\"): {e}")))
+                .map_err(|e| io_failed(format!("write_file(\"{path}\"): {e}")))
         })
     });
     engine.register_fn("edit_file", |path: &str, old: &str, new: &str| -> Result<bool> {
         outside("edit_file", json!([path, old, new]), |ctx| {
             let full = resolve(ctx, path, "fs.write")?;
             let text = confine::read(&full, MAX_FILE_BYTES)
-                .map_err(|e| runtime(format!("edit_file(\"{path}\"): {e}")))?;
+                .map_err(|e| io_failed(format!("edit_file(\"{path}\"): {e}")))?;
             let text = String::from_utf8(text)
                 .map_err(|_| runtime(format!("edit_file(\"{path}\"): the file is not UTF-8 text")))?;
             // Already applied: editing again changes nothing (checked first,
@@ -86,7 +86,7 @@ pub fn register_write(engine: &mut Engine) {
                     remember(ctx, path, &full)?;
                     let edited = text.replacen(old, new, 1);
                     confine::write_atomically(&full, edited.as_bytes())
-                        .map_err(|e| runtime(format!("edit_file(\"{path}\"): {e}")))?;
+                        .map_err(|e| io_failed(format!("edit_file(\"{path}\"): {e}")))?;
                     Ok(true)
                 }
                 // Already applied: editing again changes nothing.
@@ -180,5 +180,14 @@ fn remember(ctx: &StepContext, path: &str, full: &Path) -> Result<()> {
 pub fn resolve(ctx: &StepContext, path: &str, capability: &str) -> Result<PathBuf> {
     ctx.confinement
         .locate_within(path, ctx.grant_lists(), capability)
-        .map_err(|e| runtime(e.to_string()))
+        .map_err(refusal)
+}
+
+/// A path the sandbox refuses is a capability failure; one that cannot be
+/// resolved (a missing directory before `..`), an outside one.
+fn refusal(error: confine::Refusal) -> Box<EvalAltResult> {
+    match error {
+        confine::Refusal::Io(..) => io_failed(error.to_string()),
+        _ => refused(error.to_string()),
+    }
 }

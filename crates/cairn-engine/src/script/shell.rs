@@ -164,11 +164,15 @@ fn checked(program: &Program, out: Output) -> Result<Map> {
         } else {
             format!(": {tail}")
         };
-        return Err(runtime(format!(
-            "`{}` exited with code {}{detail}",
-            program.shown(),
-            out.code
-        )));
+        return Err(super::context::raise(
+            crate::failure::ErrorKind::Exit,
+            Some(out.code),
+            format!(
+                "`{}` exited with code {}{detail}",
+                program.shown(),
+                out.code
+            ),
+        ));
     }
     Ok(out.into_map())
 }
@@ -575,7 +579,10 @@ fn not_started(program: &Program, e: std::io::Error) -> Result<Output> {
             kept: Vec::new(),
         });
     }
-    Err(runtime(format!("cannot start `{}`: {e}", program.shown())))
+    Err(super::context::io_failed(format!(
+        "cannot start `{}`: {e}",
+        program.shown()
+    )))
 }
 
 /// How long a supervisor told to stop has to kill what runs below it

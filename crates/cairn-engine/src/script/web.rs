@@ -6,7 +6,7 @@ use rhai::{Engine, EvalAltResult, Map};
 
 use serde_json::json;
 
-use super::context::{current, outside, runtime, StepContext};
+use super::context::{current, io_failed, outside, refused, runtime, StepContext};
 
 type Result<T> = std::result::Result<T, Box<EvalAltResult>>;
 
@@ -67,7 +67,7 @@ pub fn allowed_url(ctx: &StepContext, url: &str) -> Result<url::Url> {
             .flat_map(|g| g.scopes.iter().map(String::as_str))
             .collect();
         if !scopes.is_empty() && !scopes.iter().any(|s| *s == host || *s == bare) {
-            return Err(runtime(format!(
+            return Err(refused(format!(
                 "`{host}` is not in the plan's `allow: http({})`",
                 scopes.join(", ")
             )));
@@ -97,12 +97,12 @@ fn request(method: &str, url: &str, body: Option<&str>, content_type: Option<&st
     };
     let response = match response {
         Ok(response) | Err(ureq::Error::Status(_, response)) => response,
-        Err(err) => return Err(runtime(format!("{method} {url}: {err}"))),
+        Err(err) => return Err(io_failed(format!("{method} {url}: {err}"))),
     };
     let status = i64::from(response.status());
     let text = response
         .into_string()
-        .map_err(|e| runtime(format!("{method} {url}: reading the body: {e}")))?;
+        .map_err(|e| io_failed(format!("{method} {url}: reading the body: {e}")))?;
     let mut map = Map::new();
     map.insert("status".into(), status.into());
     map.insert("body".into(), text.into());

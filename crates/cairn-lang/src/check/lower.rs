@@ -24,6 +24,8 @@ pub enum Role {
     Functions,
     Each,
     Until,
+    /// `retry: … if <condition>`, read over `error`.
+    RetryIf,
     Input,
     Body,
     Compensate,
@@ -1032,7 +1034,7 @@ impl<'a> Lowering<'a> {
                 FieldValue::MaxParallel(token) => {
                     instance_limit = Some((token, field.span));
                 }
-                FieldValue::Retry(spec) => self.retry(spec, &mut task.retry),
+                FieldValue::Retry(spec) => self.retry(spec, &mut task.retry, code),
                 FieldValue::Timeout(token) => task.timeout_ms = self.duration(token),
                 FieldValue::OutputLimit(token) => task.output_limit = self.output_limit(token),
                 FieldValue::FailurePolicy(word) => task.on_failure = self.policy(word),
@@ -1185,8 +1187,13 @@ impl<'a> Lowering<'a> {
         )
     }
 
-    fn retry(&mut self, spec: &Result<Box<ast::RetrySpec>, Spanned<String>>, retry: &mut Retry) {
-        const SHAPE: &str = "write `retry: <n> [backoff <duration> [factor <number>] [max <duration>]]`, e.g. `retry: 3 backoff 1s factor 2 max 30s`";
+    fn retry(
+        &mut self,
+        spec: &'a Result<Box<ast::RetrySpec>, Spanned<String>>,
+        retry: &mut Retry,
+        code: &mut Vec<CodeUse<'a>>,
+    ) {
+        const SHAPE: &str = "write `retry: <n> [backoff <duration> [factor <number>] [max <duration>]] [total <duration>] [if <condition>]`, e.g. `retry: 3 backoff 1s factor 2 max 30s if error.kind == \"timeout\"`";
         let spec = match spec {
             Ok(spec) => spec,
             Err(bad) => {
@@ -1245,6 +1252,13 @@ impl<'a> Lowering<'a> {
                 );
             }
         }
+        if let Some(total) = &spec.total {
+            retry.total_ms = self.duration(total);
+        }
+        retry.predicate = spec
+            .predicate
+            .as_ref()
+            .map(|c| Box::new(self.script(c, CompileMode::Expression, Role::RetryIf, code)));
     }
 
     /// `repeat: max <n> [until <expr>]`: the loop, if it has its bound.

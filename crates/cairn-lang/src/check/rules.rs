@@ -163,6 +163,22 @@ impl<'a> Rules<'a> {
         }
         self.unknown_functions(task, code);
         for (name, position) in &analysis.instance_reads {
+            if name == "error" {
+                if code.role != Role::RetryIf {
+                    let span =
+                        scripts::span_at(self.source, code.code, *position, name.chars().count());
+                    self.diagnostics.push(
+                        Diagnostic::error(
+                            Code::Script,
+                            self.source,
+                            "`error` is not set here: it is set only in the condition of `retry: … if`",
+                        )
+                        .label(span, "not set here")
+                        .help("a fallback reads the failure it handles as `failure` (`failure.kind`, `failure.error`); a body catches an error with `try { … } catch (e) { … }`"),
+                    );
+                }
+                continue;
+            }
             let looping = name == "iteration";
             let has_parts = task.is_some_and(|t| match looping {
                 true => t.repeat.is_some(),

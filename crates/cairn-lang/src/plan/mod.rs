@@ -208,6 +208,7 @@ impl Plan {
                 each,
                 repeat,
                 call,
+                retry,
                 ..
             } = task;
             let owner = import.clone();
@@ -217,6 +218,7 @@ impl Plan {
             };
             let over = each.as_deref_mut().map(|each| &mut each.over);
             let until = repeat.as_deref_mut().and_then(|r| r.until.as_mut());
+            let retry_if = retry.predicate.as_deref_mut();
             let with: &mut [(String, Script)] = match call {
                 Some(call) => &mut call.with,
                 None => &mut [],
@@ -227,6 +229,7 @@ impl Plan {
                 .map(|(_, value)| value)
                 .chain(over)
                 .chain(until)
+                .chain(retry_if)
                 .chain(expect.iter_mut())
                 .chain(when.as_deref_mut())
                 .chain(branches.iter_mut().map(|b| &mut b.condition))
@@ -638,8 +641,8 @@ impl Task {
     }
 }
 
-/// `retry: <n> backoff <dur> factor <f> max <dur>`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// `retry: <n> backoff <dur> factor <f> max <dur> total <dur> if <expr>`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Retry {
     /// Attempts after the first.
     pub count: u32,
@@ -649,6 +652,23 @@ pub struct Retry {
     pub factor: f64,
     /// Cap on the delay, in milliseconds, before jitter.
     pub max_ms: Option<u64>,
+    /// `total`: how long all attempts together may take, in milliseconds.
+    pub total_ms: Option<u64>,
+    /// `if`: a failure is retried only when this holds over `error`.
+    pub predicate: Option<Box<Script>>,
+}
+
+/// Two retries are the same when they read the same (a predicate by its text).
+impl PartialEq for Retry {
+    fn eq(&self, other: &Self) -> bool {
+        let text = |r: &Self| r.predicate.as_ref().map(|p| Arc::clone(&p.text));
+        self.count == other.count
+            && self.backoff_ms == other.backoff_ms
+            && self.factor == other.factor
+            && self.max_ms == other.max_ms
+            && self.total_ms == other.total_ms
+            && text(self) == text(other)
+    }
 }
 
 impl Default for Retry {
@@ -658,6 +678,8 @@ impl Default for Retry {
             backoff_ms: 1000,
             factor: 2.0,
             max_ms: None,
+            total_ms: None,
+            predicate: None,
         }
     }
 }
@@ -786,10 +808,11 @@ mod tests {
     /// most, with everything else checking keeps): a step growing past
     /// this (a rare field not boxed) costs every step of such a plan.
     /// (Each rare field boxed costs a pointer: `plan:` took it to 592, a
-    /// script's line and column for run-time errors to 600.)
+    /// script's line and column for run-time errors to 600, `retry: …
+    /// total … if` to 624.)
     #[test]
     fn steps_stay_small() {
         let task = std::mem::size_of::<super::Task>();
-        assert!(task <= 600, "Task is {task} bytes");
+        assert!(task <= 624, "Task is {task} bytes");
     }
 }

@@ -17,12 +17,13 @@ pub const SCOPE_VARIABLES: &[&str] = &[
     "item",
     "index",
     "iteration",
+    "error",
 ];
 
-/// The scope variables only the parts of a task have: instances of a task
-/// with `each:` (`item`, `index`), iterations of one with `repeat:`
-/// (`iteration`).
-pub const INSTANCE_VARIABLES: &[&str] = &["item", "index", "iteration"];
+/// The scope variables only some code has: instances of a task with
+/// `each:` (`item`, `index`), iterations of one with `repeat:`
+/// (`iteration`), and the predicate of `retry: … if` (`error`).
+pub const INSTANCE_VARIABLES: &[&str] = &["item", "index", "iteration", "error"];
 
 /// Bodies are whole scripts; conditions, expectations and inputs are single
 /// expressions (no `let`, no statements).

@@ -98,7 +98,7 @@ pub struct CallSpec {
     pub with: Vec<(Spanned<String>, Code)>,
 }
 
-/// `retry: <n> [backoff <dur> [factor <f>] [max <dur>]]`.
+/// `retry: <n> [backoff <dur> [factor <f>] [max <dur>]] [total <dur>] [if <expr>]`.
 #[derive(Clone, Debug)]
 pub struct RetrySpec {
     /// The number of retries after the first attempt, as written.
@@ -109,6 +109,10 @@ pub struct RetrySpec {
     pub factor: Option<Spanned<String>>,
     /// The cap on the delay, as written.
     pub max: Option<Spanned<String>>,
+    /// The bound on all attempts together, as written.
+    pub total: Option<Spanned<String>>,
+    /// The predicate a failure must meet to be retried.
+    pub predicate: Option<Code>,
 }
 
 /// `repeat: max <n> [until <expr>]`.

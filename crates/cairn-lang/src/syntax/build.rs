@@ -329,17 +329,26 @@ impl Builder<'_> {
             }
             Rule::retry => {
                 let value = inner.next().expect("retry has a value");
+                let predicate = inner
+                    .next()
+                    .map(|p| self.expr(p.into_inner().next().expect("`if` holds a condition")));
                 FieldValue::Retry(match value.as_rule() {
                     Rule::retry_spec => {
                         let mut parts = value.into_inner();
                         let count = self.next_text(&mut parts);
-                        let backoff = parts.next().map(|p| self.text(p));
+                        let mut backoff = None;
                         let mut factor = None;
                         let mut max = None;
+                        let mut total = None;
                         for p in parts {
-                            // `factor` is a number, `max` a duration.
+                            // `factor` is a number; the first duration is
+                            // `backoff`, the next `max`.
                             match p.as_rule() {
                                 Rule::number => factor = Some(self.text(p)),
+                                Rule::retry_total => {
+                                    total = Some(self.next_text(&mut p.into_inner()))
+                                }
+                                _ if backoff.is_none() => backoff = Some(self.text(p)),
                                 _ => max = Some(self.text(p)),
                             }
                         }
@@ -348,6 +357,8 @@ impl Builder<'_> {
                             backoff,
                             factor,
                             max,
+                            total,
+                            predicate,
                         }))
                     }
                     _ => Err(self.text(value)),

@@ -65,7 +65,7 @@ pub fn prepare_resume(
     let claim = store.claim(&row.id)?;
     // Whatever the run's previous process left running goes first.
     let stopped = stop_left_running(store, &row.id)?;
-    let inputs = store.source(&row.id)?;
+    let mut inputs = store.source(&row.id)?;
     let stored = store.plan(&row.id)?;
     // Verifying the record, decoding the plan and folding the log are
     // independent, and on a long run each takes a while: the first two run
@@ -121,6 +121,7 @@ pub fn prepare_resume(
                 )?;
             }
             store.replace_source(&row.id, source.text(), &plan)?;
+            inputs.source = source.text().to_owned();
             (plan, invalidated)
         }
     };

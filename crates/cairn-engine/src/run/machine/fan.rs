@@ -10,13 +10,14 @@
 use std::collections::VecDeque;
 
 use super::{Machine, Node, Outcome, Part};
+use crate::failure::{ErrorKind, Failure};
 use crate::run::events::Event;
 use cairn_lang::plan::{Each, FailurePolicy};
 
 /// How an instance ended, for its task.
-enum Failure {
+enum Ended {
     /// It failed for good, with this error (naming the instance).
-    Failed(String),
+    Failed(Failure),
     /// The run cancelled it.
     Cancelled,
 }
@@ -48,6 +49,8 @@ pub(super) struct Fan {
     limit: usize,
     /// Instances that failed under `on failure: continue`.
     failed: usize,
+    /// The kind of the first of them: the task's own failure's.
+    failed_kind: ErrorKind,
     /// The task failed (an instance failed for good, or was cancelled):
     /// what is left is not released, what runs is not waited for.
     over: bool,
@@ -65,7 +68,7 @@ impl Machine {
             at_ms: self.now.at_ms,
         });
         if items.is_empty() {
-            return self.fan_in(i, Vec::new(), 0);
+            return self.fan_in(i, Vec::new(), (0, ErrorKind::default()));
         }
         let limit = self.plan.tasks[task_index]
             .each
@@ -93,6 +96,7 @@ impl Machine {
             running: 0,
             limit,
             failed: 0,
+            failed_kind: ErrorKind::default(),
             over: false,
         }));
         self.release(i);
@@ -153,13 +157,13 @@ impl Machine {
                 None
             }
             Outcome::Failed { error, attempts } => {
-                let failure = format!("`{id}` failed: {error}");
+                let failure = error.clone().within(format_args!("`{id}` failed: "));
                 self.failed(i, error, attempts, spent);
-                Some(Failure::Failed(failure))
+                Some(Ended::Failed(failure))
             }
             Outcome::Cancelled { attempts } => {
                 self.cancelled(i, attempts);
-                Some(Failure::Cancelled)
+                Some(Ended::Cancelled)
             }
             // Instances have no `when:`, gates, branches or loops of their own.
             Outcome::Skipped(_)
@@ -183,14 +187,19 @@ impl Machine {
         }
         fan.pending -= 1;
         match failure {
-            Some(Failure::Cancelled) => {
+            Some(Ended::Cancelled) => {
                 fan.over = true;
                 return self.cancelled(parent, 1);
             }
-            Some(_) if policy == FailurePolicy::Continue && !has_fallback && !self.over_budget => {
+            Some(Ended::Failed(error))
+                if policy == FailurePolicy::Continue && !has_fallback && !self.over_budget =>
+            {
+                if fan.failed == 0 {
+                    fan.failed_kind = error.kind;
+                }
                 fan.failed += 1;
             }
-            Some(Failure::Failed(error)) => {
+            Some(Ended::Failed(error)) => {
                 fan.over = true;
                 let outputs = std::mem::take(&mut fan.outputs);
                 self.nodes[parent].output = Some(serde_json::Value::Array(outputs));
@@ -200,7 +209,7 @@ impl Machine {
         }
         if fan.pending == 0 {
             let outputs = std::mem::take(&mut fan.outputs);
-            let failed = fan.failed;
+            let failed = (fan.failed, fan.failed_kind);
             return self.fan_in(parent, outputs, failed);
         }
         self.release(parent);
@@ -208,7 +217,12 @@ impl Machine {
 
     /// Every instance of node `i` settled: the task succeeds with their
     /// outputs, or fails (under `continue`) with them if any failed.
-    fn fan_in(&mut self, i: usize, outputs: Vec<serde_json::Value>, failed: usize) {
+    fn fan_in(
+        &mut self,
+        i: usize,
+        outputs: Vec<serde_json::Value>,
+        (failed, kind): (usize, ErrorKind),
+    ) {
         let count = outputs.len();
         let output = serde_json::Value::Array(outputs);
         if failed == 0 {
@@ -221,7 +235,7 @@ impl Machine {
             );
         }
         self.nodes[i].output = Some(output);
-        let error = format!("{failed} of its {count} instances failed");
+        let error = Failure::new(kind, format!("{failed} of its {count} instances failed"));
         self.outcome_of_task(i, Outcome::Failed { error, attempts: 1 })
     }
 

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::{Action, Machine};
+use crate::failure::{ErrorKind, Failure};
 use crate::run::events::{Event, StepStatus};
 use crate::run::Approval;
 
@@ -72,7 +73,10 @@ impl Machine {
                     at_ms: self.now.at_ms,
                 });
                 self.nodes[i].status = StepStatus::Failed;
-                self.nodes[i].error = Some(format!("rejected by {}: {}", a.by, a.reason));
+                self.nodes[i].error = Some(Failure::new(
+                    ErrorKind::Rejected,
+                    format!("rejected by {}: {}", a.by, a.reason),
+                ));
                 self.after_failure(i);
             }
             None => {

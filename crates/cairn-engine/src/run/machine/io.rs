@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::failure::Failure;
 use crate::run::{Approval, Settled};
 use cairn_lang::plan::Task;
 
@@ -22,7 +23,7 @@ pub enum Outcome {
     /// Its last attempt failed.
     Failed {
         /// Why.
-        error: String,
+        error: Failure,
         /// Attempts made (0 when `when:` or `input:` failed).
         attempts: u32,
     },
@@ -130,7 +131,7 @@ pub enum Action {
         /// The node to run.
         node: usize,
         /// For a fallback: the step that failed, and its error.
-        failure: Option<(String, String)>,
+        failure: Option<(String, Failure)>,
     },
     /// Ask whether gate `node` is approved (someone can be asked).
     Ask {

@@ -11,6 +11,7 @@
 
 use super::fan::Instance;
 use super::{Machine, Node, Outcome, Part};
+use crate::failure::{ErrorKind, Failure};
 use crate::run::events::Event;
 use cairn_lang::plan::Repeat;
 
@@ -133,7 +134,9 @@ impl Machine {
             } => (output, attempts, Some(converged)),
             Outcome::Succeeded { output, attempts } => (output, attempts, None),
             Outcome::Failed { error, attempts } => {
-                let task_error = format!("`{}` failed: {error}", self.id(i));
+                let task_error = error
+                    .clone()
+                    .within(format_args!("`{}` failed: ", self.id(i)));
                 self.failed(i, error, attempts, spent);
                 // The task keeps the last output an iteration gave.
                 if let Some(Part::Iteration { previous, .. }) =
@@ -179,9 +182,12 @@ impl Machine {
         }
         if number >= max {
             let until = until.unwrap_or_default();
-            let error = format!(
-                "did not converge after {max} iteration{}: `until {until}` is still false",
-                if max == 1 { "" } else { "s" }
+            let error = Failure::new(
+                ErrorKind::Expect,
+                format!(
+                    "did not converge after {max} iteration{}: `until {until}` is still false",
+                    if max == 1 { "" } else { "s" }
+                ),
             );
             self.nodes[parent].output = Some(output);
             return self.outcome_of_task(parent, Outcome::Failed { error, attempts: 1 });

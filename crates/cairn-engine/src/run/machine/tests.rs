@@ -68,7 +68,7 @@ fn succeed(machine: &mut Machine, id: &str, ms: u64) {
 fn fail(machine: &mut Machine, id: &str, ms: u64) {
     let i = node(machine, id);
     let outcome = Outcome::Failed {
-        error: "boom".to_owned(),
+        error: crate::Failure::script("boom"),
         attempts: 1,
     };
     machine.finished(i, outcome, Finished::default(), at(ms));

@@ -14,7 +14,8 @@ struct PlanBlock {
 }
 
 /// Fenced blocks tagged `plan` (must check clean), `plan run` (must also
-/// run to success) or `plan error=<code>` (must report that code). Adding
+/// run to success), `plan fails` (must run and fail: exit 1) or `plan
+/// error=<code>` (must report that code). Adding
 /// `file=<name>` (`plan file=round.plan`) also writes the block as `<name>`
 /// beside every later block, for the plans that `plan:` and `use` name.
 fn plan_blocks(markdown: &str) -> Vec<PlanBlock> {
@@ -26,8 +27,8 @@ fn plan_blocks(markdown: &str) -> Vec<PlanBlock> {
         };
         let (mut expect, mut file) = (None, None);
         for word in info.split_whitespace() {
-            if word == "run" {
-                expect = Some("run".to_owned());
+            if word == "run" || word == "fails" {
+                expect = Some(word.to_owned());
             } else if let Some(code) = word.strip_prefix("error=") {
                 expect = Some(code.to_owned());
             } else if let Some(name) = word.strip_prefix("file=") {
@@ -67,12 +68,12 @@ fn check_markdown(path: &Path) -> usize {
         let run = with_files(Test::new())
             .args(["check", "--format", "json", "block.plan"])
             .run();
-        if block.expect.as_deref() == Some("run") {
+        if let Some(word @ ("run" | "fails")) = block.expect.as_deref() {
             let run = with_files(Test::new()).args(["run", "block.plan"]).run();
             assert_eq!(
                 run.status,
-                0,
-                "{}:{line}: this plan should run:\n{}{}",
+                i32::from(word == "fails"),
+                "{}:{line}: this plan should {word}:\n{}{}",
                 path.display(),
                 run.stdout,
                 run.stderr

@@ -15,6 +15,7 @@ mod failures;
 mod functions;
 mod graph;
 mod outputs;
+mod policies;
 mod processes;
 mod properties;
 mod prune;

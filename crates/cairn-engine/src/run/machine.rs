@@ -51,6 +51,11 @@ struct Node {
     /// Incoming `needs` / `on success` edges, and how many came from skipped steps.
     ordering: usize,
     ordering_skipped: usize,
+    /// Under `on failure: finish`: it failed, or was skipped because a step
+    /// it needs did, so its dependents are skipped too.
+    blocks: bool,
+    /// The failed step that first blocked a step it needs, if any.
+    blocked_by: Option<usize>,
     attempts: u32,
     started_ms: Option<u64>,
     duration_ms: u64,
@@ -85,6 +90,8 @@ impl Node {
             routed: false,
             ordering: 0,
             ordering_skipped: 0,
+            blocks: false,
+            blocked_by: None,
             attempts: 0,
             started_ms: None,
             duration_ms: 0,
@@ -394,6 +401,11 @@ impl Machine {
             let reason = "not routed to: no `on failure ->` or decision branch led here".to_owned();
             return self.skip(i, reason);
         }
+        if let Some(origin) = node.blocked_by {
+            let reason = format!("`{}` failed (`on failure: finish`)", self.id(origin));
+            self.nodes[i].blocks = true;
+            return self.skip(i, reason);
+        }
         if node.ordering > 0 && node.ordering_skipped == node.ordering {
             return self.skip(i, "every step it needs was skipped".to_owned());
         }
@@ -438,6 +450,9 @@ impl Machine {
             .outgoing(i)
             .filter(|e| e.kind != EdgeKind::OnFailure)
             .collect();
+        let blocking = self.nodes[i]
+            .blocks
+            .then(|| self.nodes[i].blocked_by.unwrap_or(i));
         for Edge { node: t, kind } in edges {
             match kind {
                 EdgeKind::Branch { index } => self.nodes[t].routed |= chosen == Some(Some(index)),
@@ -445,6 +460,9 @@ impl Machine {
                 _ => {
                     if status == StepStatus::Skipped {
                         self.nodes[t].ordering_skipped += 1;
+                    }
+                    if let Some(origin) = blocking {
+                        self.nodes[t].blocked_by.get_or_insert(origin);
                     }
                 }
             }
@@ -480,6 +498,18 @@ impl Machine {
         let policy = task.on_failure.unwrap_or(self.plan.on_failure);
         match policy {
             FailurePolicy::Continue if !self.over_budget => self.settle(i),
+            // The failure stands in its dependents' way only: they are
+            // skipped (settling it marks them), the rest runs on.
+            FailurePolicy::Finish if !self.over_budget => {
+                self.failed = true;
+                if self.message.is_none() {
+                    let error = self.nodes[i].error.as_ref().map(|e| e.message.as_str());
+                    let error = error.unwrap_or_default();
+                    self.message = Some(format!("`{}` failed: {error}", self.id(i)));
+                }
+                self.nodes[i].blocks = true;
+                self.settle(i);
+            }
             _ => {
                 self.stopping = true;
                 self.failed = true;

@@ -359,10 +359,11 @@ impl<'a> Lowering<'a> {
         match word.value.as_str() {
             "stop" => Some(FailurePolicy::Stop),
             "continue" => Some(FailurePolicy::Continue),
+            "finish" => Some(FailurePolicy::Finish),
             "compensate" => Some(FailurePolicy::Compensate),
             other => {
-                let help = suggest::did_you_mean(other, ["stop", "continue", "compensate"], |c| format!("`{c}`"))
-                    .unwrap_or_else(|| "use `stop`, `continue` or `compensate`; to route to a fallback write `on failure -> <id>`".into());
+                let help = suggest::did_you_mean(other, ["stop", "continue", "finish", "compensate"], |c| format!("`{c}`"))
+                    .unwrap_or_else(|| "use `stop`, `continue`, `finish` or `compensate`; to route to a fallback write `on failure -> <id>`".into());
                 self.error(
                     DiagCode::BadPolicy,
                     word.span,

@@ -390,6 +390,9 @@ pub enum FailurePolicy {
     Stop,
     /// Record the failure; dependents still run.
     Continue,
+    /// Skip the failed task's dependents, run every other branch to its
+    /// end, then fail the plan.
+    Finish,
     /// Stop, then undo completed tasks in reverse completion order.
     Compensate,
 }

@@ -192,7 +192,9 @@ impl Machine {
                 return self.cancelled(parent, 1);
             }
             Some(Ended::Failed(error))
-                if policy == FailurePolicy::Continue && !has_fallback && !self.over_budget =>
+                if matches!(policy, FailurePolicy::Continue | FailurePolicy::Finish)
+                    && !has_fallback
+                    && !self.over_budget =>
             {
                 if fan.failed == 0 {
                     fan.failed_kind = error.kind;

@@ -501,25 +501,25 @@ impl Machine {
             // The failure stands in its dependents' way only: they are
             // skipped (settling it marks them), the rest runs on.
             FailurePolicy::Finish if !self.over_budget => {
-                self.failed = true;
-                if self.message.is_none() {
-                    let error = self.nodes[i].error.as_ref().map(|e| e.message.as_str());
-                    let error = error.unwrap_or_default();
-                    self.message = Some(format!("`{}` failed: {error}", self.id(i)));
-                }
+                self.fails_the_run(i);
                 self.nodes[i].blocks = true;
                 self.settle(i);
             }
             _ => {
                 self.stopping = true;
-                self.failed = true;
                 self.compensate |= policy == FailurePolicy::Compensate;
-                if self.message.is_none() {
-                    let error = self.nodes[i].error.as_ref().map(|e| e.message.as_str());
-                    let error = error.unwrap_or_default();
-                    self.message = Some(format!("`{}` failed: {error}", self.id(i)));
-                }
+                self.fails_the_run(i);
             }
+        }
+    }
+
+    /// Node `i`'s failure fails the run; the first such names the run's failure.
+    fn fails_the_run(&mut self, i: usize) {
+        self.failed = true;
+        if self.message.is_none() {
+            let error = self.nodes[i].error.as_ref().map(|e| e.message.as_str());
+            let error = error.unwrap_or_default();
+            self.message = Some(format!("`{}` failed: {error}", self.id(i)));
         }
     }
 

@@ -64,3 +64,52 @@ fn finish_skips_what_stands_on_a_failure_and_runs_the_rest_to_the_end() {
     // The reason names the failure the skip started from.
     assert_eq!(reason("publish"), Some(why));
 }
+
+/// `abort` interrupts what runs (killing its commands) where `stop` lets it
+/// finish; the run fails, it is not cancelled.
+#[test]
+fn abort_interrupts_running_steps_where_stop_lets_them_finish() {
+    for (policy, slow_status, wrote) in [("abort", "cancelled", false), ("stop", "succeeded", true)]
+    {
+        let plan = format!(
+            r#"plan p "P"
+  allow: sh
+  on failure: {policy}
+
+task slow "Slow" using:sh
+  run: sh("sleep 2; echo done > slow.txt")
+
+task breaks "Breaks"
+  run: |
+    sleep("200ms");
+    fail("broke")
+
+task after "After"
+  needs: breaks
+  run: 1
+"#
+        );
+        let test = Test::new().file("p.plan", plan);
+        let started = std::time::Instant::now();
+        let run = cairn(&test, &["run", "p.plan"]);
+        assert_eq!(run.status, 1, "{policy}: {}{}", run.stdout, run.stderr);
+        assert!(
+            run.stdout.contains("run failed: `breaks` failed: broke"),
+            "{}",
+            run.stdout
+        );
+        assert_eq!(
+            status_step(&test, "slow")["status"],
+            slow_status,
+            "{policy}"
+        );
+        // (A step that never started has no row in `status`.)
+        let steps = crate::status_ids(&test);
+        assert!(!steps.contains(&"after".to_owned()), "{policy}: {steps:?}");
+        // The killed command never wrote its file, even after it would have.
+        std::thread::sleep(std::time::Duration::from_millis(
+            if wrote { 0_u64 } else { 2_500 }.saturating_sub(started.elapsed().as_millis() as u64),
+        ));
+        assert_eq!(test.path().join("slow.txt").exists(), wrote, "{policy}");
+    }
+}

@@ -596,6 +596,11 @@ impl Books {
         };
         let now = self.now();
         self.machine.finished(i, outcome, finished, now);
+        if self.machine.take_abort() {
+            // What runs is interrupted; the run stays failed, not cancelled.
+            let message = self.machine.message().unwrap_or_default().to_owned();
+            self.cancel(message, Halt::Failure);
+        }
     }
 
     fn unstick(&mut self) -> bool {

@@ -137,6 +137,8 @@ pub struct Machine {
     completed: Vec<usize>,
     stopping: bool,
     failed: bool,
+    /// `on failure: abort` struck: the driver is to interrupt what runs.
+    aborting: bool,
     compensate: bool,
     interrupted: bool,
     /// Cancelled for good from outside: ends `cancelled`.
@@ -210,6 +212,7 @@ impl Machine {
             awaiting: HashMap::new(),
             completed: Vec::new(),
             stopping: false,
+            aborting: false,
             failed: false,
             compensate: false,
             interrupted: false,
@@ -386,6 +389,12 @@ impl Machine {
         self.stopping
     }
 
+    /// Whether a failure under `on failure: abort` asks the driver to
+    /// interrupt the running steps now (asked once).
+    pub fn take_abort(&mut self) -> bool {
+        std::mem::take(&mut self.aborting)
+    }
+
     fn emit(&mut self, event: Event) {
         match &mut self.events {
             Events::Kept(events) => events.push(event),
@@ -508,6 +517,7 @@ impl Machine {
             _ => {
                 self.stopping = true;
                 self.compensate |= policy == FailurePolicy::Compensate;
+                self.aborting |= policy == FailurePolicy::Abort && self.running > 0;
                 self.fails_the_run(i);
             }
         }

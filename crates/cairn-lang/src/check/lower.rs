@@ -361,9 +361,10 @@ impl<'a> Lowering<'a> {
             "continue" => Some(FailurePolicy::Continue),
             "finish" => Some(FailurePolicy::Finish),
             "compensate" => Some(FailurePolicy::Compensate),
+            "abort" => Some(FailurePolicy::Abort),
             other => {
-                let help = suggest::did_you_mean(other, ["stop", "continue", "finish", "compensate"], |c| format!("`{c}`"))
-                    .unwrap_or_else(|| "use `stop`, `continue`, `finish` or `compensate`; to route to a fallback write `on failure -> <id>`".into());
+                let help = suggest::did_you_mean(other, ["stop", "continue", "finish", "compensate", "abort"], |c| format!("`{c}`"))
+                    .unwrap_or_else(|| "use `stop`, `continue`, `finish`, `compensate` or `abort`; to route to a fallback write `on failure -> <id>`".into());
                 self.error(
                     DiagCode::BadPolicy,
                     word.span,

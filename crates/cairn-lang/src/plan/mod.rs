@@ -395,6 +395,8 @@ pub enum FailurePolicy {
     Finish,
     /// Stop, then undo completed tasks in reverse completion order.
     Compensate,
+    /// Interrupt the running steps at once, start nothing new, fail.
+    Abort,
 }
 
 /// Free metadata kept in state and graph output.

@@ -73,6 +73,7 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Error> {
     let store = open(&args.going.state_dir, args.going.durability)?;
     let prepared = services::prepare_resume(&store, args.run.as_deref(), args.allow_changed)
         .map_err(refused)?;
+    cairn_engine::run::check_approvals(&prepared.plan, &args.approve)?;
     args.going.on(store, prepared, args.approve, false)
 }
 

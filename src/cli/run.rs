@@ -30,6 +30,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<i32, Error> {
     let (source, plan) = report::load(&args.file)?;
     let params = set_params(&args.set)?;
+    run::check_approvals(&plan, &args.approve)?;
     if args.dry_run {
         run::check_params(&plan, &params)?;
         let width = args.max_parallel.unwrap_or(plan.max_parallel);

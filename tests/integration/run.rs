@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{Run, Test};
+use crate::{cairn, Run, Test};
 
 fn run(plan: &str, args: &[&str]) -> Run {
     let mut all = vec!["run", "p.plan"];
@@ -1331,4 +1331,30 @@ fn command_output_streams_while_the_command_runs() {
         })
         .collect();
     assert_eq!(streams, ["stdout first", "stderr oops", "stdout last"]);
+}
+
+/// `--approve` must name a gate the run can reach: a typo is refused with
+/// a did-you-mean before anything runs, a child run's gate is let through.
+#[test]
+fn approving_an_unknown_gate_is_refused_before_the_run() {
+    let plan = "plan p \"P\"\n\ntask a \"A\"\n  run: 1\n\ngate ship \"Ship\"\n  needs: a\n";
+    let test = Test::new().file("p.plan", plan);
+    let typo = cairn(&test, &["run", "p.plan", "--approve", "shipp"]);
+    assert_eq!(typo.status, 2, "{}", typo.stderr);
+    assert!(
+        typo.stderr
+            .contains("`--approve shipp`: the plan has no gate `shipp`; did you mean `ship`?"),
+        "{}",
+        typo.stderr
+    );
+    let not_a_plan_step = cairn(&test, &["run", "p.plan", "--approve", "a.ship"]);
+    assert_eq!(not_a_plan_step.status, 2, "{}", not_a_plan_step.stderr);
+    assert!(
+        not_a_plan_step.stderr.contains("`a` is not a `plan:` step"),
+        "{}",
+        not_a_plan_step.stderr
+    );
+    assert!(!test.path().join(".cairn").exists(), "nothing ran");
+    let right = cairn(&test, &["run", "p.plan", "--approve", "ship"]);
+    assert_eq!(right.status, 0, "{}", right.stderr);
 }

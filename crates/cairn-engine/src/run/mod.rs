@@ -1,5 +1,6 @@
 //! Stage 4, run: executing a checked plan — scheduling, steps, routing, gates.
 
+mod approvals;
 mod changes;
 mod driver;
 mod dry;
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use crate::script::context::{Call, Divergence, ProcessLog};
+pub use approvals::check_approvals;
 pub use changes::Changes;
 pub use driver::run;
 pub use dry::explain;

@@ -364,7 +364,15 @@ fn run_here(shared: &Arc<Shared>, job: Job) -> Outcome {
         if let Some(divergence) = step.unused_calls() {
             result = Err(shared.diverged(divergence));
         }
-        let out_of_total = total_end.is_some_and(|t| Instant::now() >= t);
+        // A replay does not wait between attempts: where `total` cut the
+        // retries short, it follows the recording (whether it holds the
+        // next attempt's calls) instead of the clock.
+        let out_of_total = match &shared.replay {
+            Some(replay) if total_end.is_some() => {
+                !replay.calls.contains_key(&(id.to_owned(), attempt + 1))
+            }
+            _ => total_end.is_some_and(|t| Instant::now() >= t),
+        };
         match result {
             Err(e) if e.kind == ErrorKind::Timeout && out_of_total => {
                 result = Err(e.reworded(format!(
@@ -414,7 +422,8 @@ fn run_here(shared: &Arc<Shared>, job: Job) -> Outcome {
                 if let Some(predicate) = &task.retry.predicate {
                     let mut scope = scope(attempt, &input);
                     scope.push_constant("error", Dynamic::from_map(error_map(&error)));
-                    let verdict = context::enter(&ctx(attempt, shared.deadline(task)), || {
+                    let deadline = within_total(shared.deadline(task));
+                    let verdict = context::enter(&ctx(attempt, deadline), || {
                         truth(&job.engine, &mut scope, predicate)
                     });
                     match verdict {
@@ -433,7 +442,8 @@ fn run_here(shared: &Arc<Shared>, job: Job) -> Outcome {
                 }
                 let delay = backoff(task, attempt, &mut rng);
                 // No attempt could start within `total`: the failure is final.
-                if total_end.is_some_and(|t| Instant::now() + delay >= t) {
+                if shared.replay.is_none() && total_end.is_some_and(|t| Instant::now() + delay >= t)
+                {
                     return Outcome::Failed {
                         error,
                         attempts: attempt,
@@ -889,12 +899,8 @@ fn failure_of(script: &Script, error: &EvalAltResult) -> Failure {
         EvalAltResult::ErrorTerminated(token, _) => match token.to_string().as_str() {
             "TimedOut" => ErrorKind::Timeout,
             "Cancelled" => ErrorKind::Cancelled,
-            _ if ctx
-                .as_ref()
-                .is_some_and(|c| c.cost.exceeded.load(std::sync::atomic::Ordering::SeqCst)) =>
-            {
-                ErrorKind::Budget
-            }
+            // What `spend` ends a script with when it crosses the budget.
+            words if words.starts_with("cost budget of ") => ErrorKind::Budget,
             _ => ErrorKind::Script,
         },
         EvalAltResult::ErrorRuntime(value, _) => {

@@ -404,14 +404,17 @@ pub(crate) fn run(
             Err(failed(nesting.too_deep.get().cloned().unwrap_or_default()))
         }
         RunStatus::Failed | RunStatus::Interrupted | RunStatus::Cancelled => {
-            // The child's failure is the kind of its first failed step's.
-            let kind = match report.status {
-                RunStatus::Failed => report
-                    .steps
-                    .iter()
-                    .find_map(|s| s.error.as_ref().map(|e| e.kind))
-                    .unwrap_or_default(),
-                _ => ErrorKind::Cancelled,
+            // The child's failure has the kind (and exit code) of its
+            // first step that failed for good, not of one a fallback
+            // recovered or the stop cancelled.
+            let first = match report.status {
+                RunStatus::Failed => report.steps.iter().find_map(|s| {
+                    let error = s.error.as_ref()?;
+                    let failed =
+                        s.status == super::StepStatus::Failed && error.kind != ErrorKind::Cancelled;
+                    failed.then(|| error.clone())
+                }),
+                _ => Some(Failure::new(ErrorKind::Cancelled, "")),
             };
             let message = format!(
                 "sub-plan `{}`{shown} {}: {}",
@@ -419,7 +422,12 @@ pub(crate) fn run(
                 report.status.word(),
                 report.message.as_deref().unwrap_or("no reason given")
             );
-            Err(Unfinished::Failed(Failure::new(kind, message)))
+            let failure = Failure {
+                message,
+                at: None,
+                ..first.unwrap_or_else(|| Failure::script(""))
+            };
+            Err(Unfinished::Failed(failure))
         }
     }
 }

@@ -127,7 +127,10 @@ impl<'a> Rules<'a> {
                 }
             }
             for (capability, via) in needed {
-                if task.is_some_and(|t| t.using.contains(&capability.name)) {
+                // A retry condition makes no outside calls: it reads the
+                // failure, and replays as it ran.
+                let retry_if = code.role == Role::RetryIf;
+                if !retry_if && task.is_some_and(|t| t.using.contains(&capability.name)) {
                     continue;
                 }
                 let span =
@@ -137,6 +140,10 @@ impl<'a> Rules<'a> {
                     Some(called) => format!("`{function}` calls `{called}`, which"),
                 };
                 let (message, help) = match task {
+                    Some(_) if retry_if => (
+                        format!("{what} needs the `{}` capability, but a `retry: … if` condition cannot use capabilities", capability.name),
+                        "decide from `error` (`error.kind`, `error.message`, `error.code`), `params`, `input` and `outputs`".to_owned(),
+                    ),
                     Some(t) if matches!(t.step, Step::Task) => (
                         format!("{what} needs the `{}` capability, which task `{}` does not declare", capability.name, t.id),
                         format!("add `using:{}` to the task's header line", capability.name),

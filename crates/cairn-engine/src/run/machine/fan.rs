@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 
 use super::{Machine, Node, Outcome, Part};
-use crate::failure::{ErrorKind, Failure};
+use crate::failure::Failure;
 use crate::run::events::Event;
 use cairn_lang::plan::{Each, FailurePolicy};
 
@@ -49,8 +49,9 @@ pub(super) struct Fan {
     limit: usize,
     /// Instances that failed under `on failure: continue`.
     failed: usize,
-    /// The kind of the first of them: the task's own failure's.
-    failed_kind: ErrorKind,
+    /// The first of their failures: the task's own failure has its kind
+    /// and exit code.
+    first_failure: Option<Failure>,
     /// The task failed (an instance failed for good, or was cancelled):
     /// what is left is not released, what runs is not waited for.
     over: bool,
@@ -68,7 +69,7 @@ impl Machine {
             at_ms: self.now.at_ms,
         });
         if items.is_empty() {
-            return self.fan_in(i, Vec::new(), (0, ErrorKind::default()));
+            return self.fan_in(i, Vec::new(), (0, None));
         }
         let limit = self.plan.tasks[task_index]
             .each
@@ -96,7 +97,7 @@ impl Machine {
             running: 0,
             limit,
             failed: 0,
-            failed_kind: ErrorKind::default(),
+            first_failure: None,
             over: false,
         }));
         self.release(i);
@@ -196,9 +197,7 @@ impl Machine {
                     && !has_fallback
                     && !self.over_budget =>
             {
-                if fan.failed == 0 {
-                    fan.failed_kind = error.kind;
-                }
+                fan.first_failure.get_or_insert(error);
                 fan.failed += 1;
             }
             Some(Ended::Failed(error)) => {
@@ -211,7 +210,7 @@ impl Machine {
         }
         if fan.pending == 0 {
             let outputs = std::mem::take(&mut fan.outputs);
-            let failed = (fan.failed, fan.failed_kind);
+            let failed = (fan.failed, fan.first_failure.take());
             return self.fan_in(parent, outputs, failed);
         }
         self.release(parent);
@@ -223,7 +222,7 @@ impl Machine {
         &mut self,
         i: usize,
         outputs: Vec<serde_json::Value>,
-        (failed, kind): (usize, ErrorKind),
+        (failed, first): (usize, Option<Failure>),
     ) {
         let count = outputs.len();
         let output = serde_json::Value::Array(outputs);
@@ -237,7 +236,11 @@ impl Machine {
             );
         }
         self.nodes[i].output = Some(output);
-        let error = Failure::new(kind, format!("{failed} of its {count} instances failed"));
+        let error = Failure {
+            message: format!("{failed} of its {count} instances failed"),
+            at: None,
+            ..first.unwrap_or_else(|| Failure::script(""))
+        };
         self.outcome_of_task(i, Outcome::Failed { error, attempts: 1 })
     }
 

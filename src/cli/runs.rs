@@ -177,7 +177,14 @@ pub fn status(dir: &Path, id: Option<&str>, as_json: bool) -> Result<(), Error> 
     step_rows(&store, &run.id, &steps, "", &mut rows, 0)?;
     let mut text = header(&run, store.forked_from(&run.id)?);
     text.push_str(&report::table(
-        ["step", "status", "attempts", "time", "output", "error"],
+        [
+            "step",
+            "status",
+            "attempts",
+            "time",
+            "output",
+            "error or reason",
+        ],
         &rows,
     ));
     // Gates of child runs too, by the names `approve` takes.
@@ -256,6 +263,7 @@ fn step_rows(
             s.error
                 .clone()
                 .or_else(|| s.unreadable.clone())
+                .or_else(|| s.reason.clone())
                 .unwrap_or_default(),
         ]);
         if let Some((step, id)) = child.filter(|_| depth < SHOWN_DEPTH) {

@@ -378,6 +378,11 @@ codes! {
     BadPolicy => "cairn::bad_policy",
     /// `needs:` names an id that does not exist.
     UnknownDependency => "cairn::unknown_dependency",
+    /// Two `needs:` entries on one step that cannot both hold (`a`, `a.failed`).
+    ImpossibleNeeds => "cairn::impossible_needs",
+    /// A `finally:` step with dependencies or routes, or one that others
+    /// depend on or route to.
+    FinallyOrder => "cairn::finally_order",
     /// A route or branch points at an id that does not exist.
     UnknownTarget => "cairn::unknown_target",
     /// The dependencies form a cycle.

@@ -302,6 +302,9 @@ pub struct StepRow {
     /// What sort of failure that was (`exit`, `timeout`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<ErrorKind>,
+    /// Why it was skipped, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// What of its log could not be read (`unreadable output (event 3: …)`):
     /// an event of it nested too deep to read whole.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1174,6 +1177,7 @@ impl Store {
                         output: None,
                         error: None,
                         error_kind: None,
+                        reason: None,
                         unreadable: None,
                         started_ms: None,
                         finished_ms: None,
@@ -1191,6 +1195,7 @@ impl Store {
                     step.started_ms = at;
                     step.error = None;
                     step.error_kind = None;
+                    step.reason = None;
                     step.output = None;
                     step.unreadable = None;
                     (StepState::Running, None, None)
@@ -1208,6 +1213,7 @@ impl Store {
                     step.output = None;
                     step.error = None;
                     step.error_kind = None;
+                    step.reason = None;
                     step.attempts = 0;
                     let id = step.step.clone();
                     // A reset task's instances and iterations go with it,
@@ -1228,7 +1234,10 @@ impl Store {
                     step.finished_ms = at;
                     continue;
                 }
-                EventKind::StepSkipped => (At(Skipped), None, None),
+                EventKind::StepSkipped => {
+                    step.reason = event["reason"].as_str().map(str::to_owned);
+                    (At(Skipped), None, None)
+                }
                 EventKind::DecisionMade => (At(Succeeded), Some(event["target"].take()), None),
                 EventKind::GateWaiting | EventKind::StepWaiting => (At(Waiting), None, None),
                 EventKind::GateApproved => (At(Succeeded), None, None),

@@ -6,7 +6,7 @@ use cairn_lang::plan::Plan;
 /// A build that finds another format checks the recorded source instead, so
 /// bump the last number whenever a type a plan holds changes (the test
 /// below fails until then).
-pub const FORMAT: &str = concat!("postcard/", env!("CARGO_PKG_VERSION"), "/9");
+pub const FORMAT: &str = concat!("postcard/", env!("CARGO_PKG_VERSION"), "/10");
 
 /// A stored plan as read from the store, not yet decoded.
 pub struct Encoded {
@@ -171,6 +171,7 @@ task b "B"
 
 task e "E"
   needs: a
+  needs: b.done, any(a.failed, b.skipped)
   each: [1, 2]
   max_parallel: 1
   run: outputs["a"] + item
@@ -190,14 +191,18 @@ gate d "D"
 
 task f "F"
   run: ()
+
+task z "Z"
+  finally: true
+  run: run.status
 "#;
         let plan = checked("every.plan", text);
         let hash = format!("{:x}", Sha256::digest(encode(&plan)));
         assert_eq!(
             (FORMAT.rsplit('/').next(), hash.as_str()),
             (
-                Some("9"),
-                "08670573e1578b8d1fa7dcc0c0c64f2d7ed1b4d160d312cee0840f547285b8f6"
+                Some("10"),
+                "5625d35c7901d6baf34583449699ad7e748da875dd95a5c73079b70c2b8969c2"
             ),
             "the stored plan's encoding changed: if a type changed shape, bump FORMAT's last number; then update this hash"
         );

@@ -55,12 +55,7 @@ impl Changes {
     /// ones, removed ones, and everything downstream of an added or edited
     /// step in the new plan. In file order of the new plan, removed last.
     pub fn invalidated<'a>(&self, new: &Plan, settled: impl Fn(&str) -> bool + 'a) -> Vec<String> {
-        let index: HashMap<&str, usize> = new
-            .tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.id.as_str(), i))
-            .collect();
+        let index = cairn_lang::plan::index_by_id(&new.tasks);
         let mut stale = BTreeSet::new();
         let mut stack: Vec<usize> = self
             .added

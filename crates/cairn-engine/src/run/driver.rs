@@ -19,7 +19,7 @@ use super::outbox::{Outbox, TICK};
 use super::params::{eval_with_params, param_map, param_values};
 use super::step::{self, Job, Shared};
 use super::subplan::Nesting;
-use super::{Approval, Approver, GateRequest, Options, Report};
+use super::{Approval, Approver, GateRequest, Options, Report, Resume};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::script::context::{CostMeter, Hypotheses, Journal};
@@ -51,11 +51,14 @@ pub(crate) async fn run_nested(
 
 async fn run_inner(
     plan: Arc<Plan>,
-    options: Options,
+    mut options: Options,
     nesting: Nesting,
     given: Option<Dynamic>,
     mut observe: impl FnMut(&Event),
 ) -> Result<Report, Error> {
+    if let Some(resume) = &mut options.resume {
+        finally_again(&plan, resume);
+    }
     let sandbox = Arc::clone(&nesting.sandbox);
     let registry = nesting.registry.clone();
     let (params, import_params) = evaluate_params(&plan, &options, &sandbox, given).await?;
@@ -64,6 +67,7 @@ async fn run_inner(
         .clone()
         .unwrap_or_else(|| Arc::new(crate::clock::SystemClock::default()));
     let events = Arc::new(Outbox::default());
+    let _closing = Closing(Arc::clone(&events));
     let seed = options.seed.or(plan.seed).unwrap_or(0);
     // An empty directory means the current one.
     let dir = if options.dir.as_os_str().is_empty() {
@@ -131,6 +135,7 @@ async fn run_inner(
         });
     }
     let interrupter = options.interrupter.clone();
+    let resumed = options.resume.is_some();
     let mut books = Books::new(
         Arc::clone(&plan),
         Arc::clone(&shared),
@@ -139,48 +144,131 @@ async fn run_inner(
         max_parallel,
     );
     books.machine.begin(books.now());
-    let pool = Arc::new(Pool {
-        state: Mutex::new(books),
-        wake: Condvar::new(),
-    });
-    // If this future is dropped before the run ends (a caller's timeout, a
-    // `select!`), the workers go on without an observer: cancel them, and
-    // let a gate waiting for the observer ask anyway.
-    let _abandoned = Abandoned {
-        cancel: Arc::clone(&shared.cancel),
-        events: Arc::clone(&events),
-        pool: Arc::downgrade(&pool),
+    // A resumed run has spent some of its budget in earlier processes.
+    let spent = if resumed {
+        shared.already.as_ref().map_or(0, |r| r.spent_ms)
+    } else {
+        0
     };
-    drive(
-        &pool,
-        &plan,
+    let budget = plan
+        .budget
+        .time_ms
+        .map(|ms| Duration::from_millis(ms.saturating_sub(spent)));
+    let phase = Phase {
+        plan: &plan,
         max_parallel,
-        interrupter,
-        &events,
-        &mut observe,
-    )
-    .await;
-    let books = Arc::try_unwrap(pool)
-        .ok()
-        .expect("the workers are done")
-        .state
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner());
-    Ok(books.finish(&events, &mut observe).await)
+        budget,
+        interrupter: interrupter.clone(),
+    };
+    let mut books = phase.drive(books, &events, &mut observe).await;
+    books.compensate(&events, &mut observe).await;
+    // Then the finally steps, whatever happened: what stopped the others
+    // (a failure, Ctrl-C, the budget) does not stop them.
+    if books.machine.ends() && books.machine.begin_finally(books.now()) {
+        shared.cancel.store(false, Ordering::SeqCst);
+        let phase = Phase {
+            budget: None,
+            // Already interrupted: a second Ctrl-C is the host's to handle.
+            interrupter: interrupter.filter(|i| !i.is_interrupted()),
+            ..phase
+        };
+        books = phase.drive(books, &events, &mut observe).await;
+    }
+    Ok(books.conclude(&events, &mut observe).await)
 }
 
-/// Cancels the run's workers and closes its outbox when dropped: at the
-/// end of [`run`], or when its future is dropped half-way.
+/// A resumed run that runs other steps again runs its finally steps again
+/// at its end: they keep what they did only when nothing else runs now.
+fn finally_again(plan: &Plan, resume: &mut Arc<Resume>) {
+    let ids: std::collections::HashSet<&str> = plan
+        .tasks
+        .iter()
+        .filter(|t| t.finally)
+        .map(|t| t.id.as_str())
+        .collect();
+    if ids.is_empty() {
+        return;
+    }
+    let finally = |id: &str| ids.contains(cairn_lang::plan::part_of(id).unwrap_or(id));
+    let others_run = plan
+        .tasks
+        .iter()
+        .any(|t| !t.finally && resume.settled(&t.id).is_none());
+    if others_run {
+        Arc::make_mut(resume).steps.retain(|id, _| !finally(id));
+    }
+}
+
+/// One stretch of a run on the workers: its steps, then its finally steps.
+struct Phase<'a> {
+    plan: &'a Plan,
+    max_parallel: usize,
+    /// What is left of `budget: time`, if the plan has one.
+    budget: Option<Duration>,
+    interrupter: Option<super::Interrupter>,
+}
+
+impl Phase<'_> {
+    /// Runs what the machine asks for until nothing more can run.
+    async fn drive(
+        &self,
+        books: Books,
+        events: &Arc<Outbox>,
+        observe: &mut impl FnMut(&Event),
+    ) -> Books {
+        let cancel = Arc::clone(&books.shared.cancel);
+        let pool = Arc::new(Pool {
+            state: Mutex::new(books),
+            wake: Condvar::new(),
+        });
+        // If this future is dropped before the run ends (a caller's timeout, a
+        // `select!`), the workers go on without an observer: cancel them, and
+        // let a gate waiting for the observer ask anyway.
+        let abandoned = Abandoned {
+            cancel,
+            pool: Arc::downgrade(&pool),
+        };
+        drive(
+            &pool,
+            self.plan,
+            self.max_parallel,
+            self.budget,
+            self.interrupter.clone(),
+            events,
+            observe,
+        )
+        .await;
+        let books = Arc::try_unwrap(pool)
+            .ok()
+            .expect("the workers are done")
+            .state
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        drop(abandoned);
+        books
+    }
+}
+
+/// Closes the run's outbox when dropped: at the end of [`run`], or when
+/// its future is dropped half-way.
+struct Closing(Arc<Outbox>);
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// Cancels a phase's workers when dropped before they are done (the run's
+/// future dropped half-way).
 struct Abandoned {
     cancel: Arc<AtomicBool>,
-    events: Arc<Outbox>,
     /// Gone once the run has finished with it.
     pool: std::sync::Weak<Pool>,
 }
 
 impl Drop for Abandoned {
     fn drop(&mut self) {
-        self.events.close();
         if let Some(pool) = self.pool.upgrade() {
             self.cancel.store(true, Ordering::SeqCst);
             pool.lock()
@@ -227,6 +315,7 @@ async fn drive(
     pool: &Arc<Pool>,
     plan: &Plan,
     max_parallel: usize,
+    budget: Option<Duration>,
     interrupter: Option<super::Interrupter>,
     events: &Outbox,
     observe: &mut impl FnMut(&Event),
@@ -269,17 +358,6 @@ async fn drive(
             }
         });
     });
-    // A resumed run has spent some of its budget in earlier processes.
-    let spent = pool
-        .lock()
-        .shared
-        .already
-        .as_ref()
-        .map_or(0, |r| r.spent_ms);
-    let budget = plan
-        .budget
-        .time_ms
-        .map(|ms| Duration::from_millis(ms.saturating_sub(spent)));
     let watchdog = tokio::time::sleep(budget.unwrap_or(Duration::from_secs(u64::MAX / 4)));
     tokio::pin!(watchdog);
     // The host's Ctrl-C (or whatever it chooses): the library listens to
@@ -630,12 +708,18 @@ impl Books {
                     outputs.insert(id.into(), value);
                 });
                 let task = self.machine.task_index(node);
+                let run = self
+                    .machine
+                    .task(node)
+                    .finally
+                    .then(|| self.machine.summary());
                 Work::Step(Job {
                     index: node,
                     task,
                     engine: Arc::clone(&self.engines[task]),
                     outputs,
                     failure,
+                    run,
                     id: self.machine.id(node).to_owned(),
                     part: self.machine.part(node).cloned(),
                 })
@@ -660,8 +744,8 @@ impl Books {
         }
     }
 
-    /// Compensation, the final event and the report.
-    async fn finish(mut self, events: &Outbox, observe: &mut impl FnMut(&Event)) -> Report {
+    /// Compensation, when the plan's failure asks for it.
+    async fn compensate(&mut self, events: &Outbox, observe: &mut impl FnMut(&Event)) {
         let order = self.machine.wind_down();
         for (i, completed) in order {
             let task = self.machine.task(i);
@@ -712,6 +796,10 @@ impl Books {
             events.drain(observe);
         }
         events.drain(observe);
+    }
+
+    /// The final event and the report.
+    async fn conclude(mut self, events: &Outbox, observe: &mut impl FnMut(&Event)) -> Report {
         let now = self.now();
         let status = self.machine.conclude(self.shared.record_error(), now);
         self.shared.sync();

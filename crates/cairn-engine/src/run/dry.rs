@@ -91,6 +91,17 @@ fn waves(plan: &Plan) -> Vec<Vec<usize>> {
             .max()
             .unwrap_or(0);
     }
+    // Finally steps come after every other.
+    let last = (0..plan.tasks.len())
+        .filter(|&i| !plan.tasks[i].finally)
+        .map(|i| level[i])
+        .max()
+        .map_or(0, |m| m + 1);
+    for (i, task) in plan.tasks.iter().enumerate() {
+        if task.finally {
+            level[i] = last;
+        }
+    }
     let mut waves: Vec<Vec<usize>> = vec![Vec::new(); level.iter().max().map_or(0, |m| m + 1)];
     for (i, &l) in level.iter().enumerate() {
         waves[l].push(i);
@@ -105,7 +116,7 @@ fn ordering_predecessors(plan: &Plan, i: usize) -> Vec<usize> {
     let mut needs: Vec<usize> = plan
         .graph
         .edges_directed(Plan::node(i), Direction::Incoming)
-        .filter(|e| !e.weight().kind.is_conditional())
+        .filter(|e| e.weight().kind.is_ordering())
         .map(|e| e.source().index())
         .collect();
     needs.sort_unstable();
@@ -125,7 +136,12 @@ fn reason(plan: &Plan, i: usize, maybe_skipped: &[bool]) -> String {
     for edge in edges {
         let from = &plan.tasks[edge.source().index()];
         match edge.weight().kind {
-            EdgeKind::Needs | EdgeKind::OnSuccess => needs.push(format!("`{}`", from.id)),
+            EdgeKind::Needs | EdgeKind::OnSuccess | EdgeKind::After => {
+                let id = format!("`{}`", from.id);
+                if !needs.contains(&id) {
+                    needs.push(id);
+                }
+            }
             EdgeKind::OnFailure => routes.push(format!("if `{}` fails", from.id)),
             EdgeKind::Branch { index } => routes.push(format!(
                 "if `{}` chooses it (when {})",
@@ -137,7 +153,9 @@ fn reason(plan: &Plan, i: usize, maybe_skipped: &[bool]) -> String {
     }
     let mut parts = Vec::new();
     parts.push(task.kind().word().to_owned());
-    if !needs.is_empty() {
+    if task.finally {
+        parts.push("finally: after every other step, whatever happened".to_owned());
+    } else if !needs.is_empty() {
         parts.push(format!("after {}", needs.join(", ")));
     } else if routes.is_empty() {
         parts.push("ready at the start".to_owned());
@@ -147,6 +165,16 @@ fn reason(plan: &Plan, i: usize, maybe_skipped: &[bool]) -> String {
             "runs only {}; skipped otherwise",
             routes.join(" or ")
         ));
+    }
+    for entry in &task.qualified {
+        let names: Vec<String> = entry.iter().map(|n| format!("`{n}`")).collect();
+        parts.push(match names.as_slice() {
+            [one] => format!("runs only if {one}; skipped otherwise"),
+            _ => format!(
+                "runs only if any of {} holds; skipped otherwise",
+                names.join(", ")
+            ),
+        });
     }
     let preds = ordering_predecessors(plan, i);
     if !preds.is_empty() && preds.iter().all(|&p| maybe_skipped[p]) {

@@ -28,7 +28,7 @@ pub use io::{kept_outcome, Action, Finished, Now, Outcome, Part, Policy};
 
 use super::events::{Event, StepStatus};
 use crate::failure::{ErrorKind, Failure};
-use cairn_lang::plan::{EdgeKind, FailurePolicy, Plan, Step, Task};
+use cairn_lang::plan::{Awaited, EdgeKind, FailurePolicy, Plan, Step, Task};
 
 /// An edge of the node table.
 #[derive(Clone, Copy, Debug)]
@@ -160,6 +160,16 @@ pub struct Machine {
     /// In a resumed run, the outcomes instances of `each:` keep, by id
     /// (`task[i]`), taken when their task fans out again.
     kept_instances: HashMap<String, Outcome>,
+    /// Stopped from outside or by `abort` (cancel, Ctrl-C, the time
+    /// budget): not even a failure's handlers start.
+    halted: bool,
+    /// The `needs:` entries that name results, by plan node: each entry's
+    /// members as (node, result).
+    qualified: HashMap<usize, Vec<Vec<(usize, Awaited)>>>,
+    /// The `finally:` steps not started yet, in file order.
+    finally: VecDeque<usize>,
+    /// The finally steps run: only they start now.
+    finalizing: bool,
 }
 
 impl Machine {
@@ -175,19 +185,14 @@ impl Machine {
                     .edges_directed(Plan::node(i), Direction::Incoming)
                 {
                     node.unresolved += 1;
-                    node.ordering += usize::from(!edge.weight().kind.is_conditional());
+                    node.ordering += usize::from(edge.weight().kind.is_ordering());
                 }
                 node
             })
             .collect();
         // Only built when some code reads outputs by name.
         if plan.tasks.iter().any(|t| !t.reads.is_empty()) {
-            let index: HashMap<&str, usize> = plan
-                .tasks
-                .iter()
-                .enumerate()
-                .map(|(i, t)| (t.id.as_str(), i))
-                .collect();
+            let index = cairn_lang::plan::index_by_id(&plan.tasks);
             for (node, task) in nodes.iter_mut().zip(&plan.tasks) {
                 node.reads = task
                     .reads
@@ -199,6 +204,10 @@ impl Machine {
         for (node, outcome) in nodes.iter_mut().zip(kept) {
             node.kept = outcome;
         }
+        let qualified = qualified_needs(&plan);
+        let finally = (0..plan.tasks.len())
+            .filter(|&i| plan.tasks[i].finally)
+            .collect();
         Self {
             plan,
             policy,
@@ -226,6 +235,10 @@ impl Machine {
             unstuck: HashSet::new(),
             started_count: 0,
             kept_instances: HashMap::new(),
+            halted: false,
+            qualified,
+            finally,
+            finalizing: false,
         }
     }
 
@@ -327,10 +340,76 @@ impl Machine {
     pub fn begin(&mut self, now: Now) {
         self.now = now;
         for i in 0..self.nodes.len() {
-            if self.nodes[i].unresolved == 0 {
+            // Finally steps wait for [`Machine::begin_finally`].
+            if self.nodes[i].unresolved == 0 && !self.task(i).finally {
                 self.decide(i);
             }
         }
+    }
+
+    /// Whether the run ends when nothing more runs now, rather than
+    /// pausing (at a gate, or with steps held back) to go on later.
+    pub fn ends(&self) -> bool {
+        self.cancelled
+            || self.interrupted
+            || self.failed
+            || (self.waiting_gates.is_empty()
+                && self.waiting_children.is_empty()
+                && self.ready.is_empty())
+    }
+
+    /// Every other step has settled: the `finally:` steps run now, one
+    /// after another in file order, whatever happened. Whether there are any.
+    pub fn begin_finally(&mut self, now: Now) -> bool {
+        self.now = now;
+        if self.finally.is_empty() {
+            return false;
+        }
+        self.finalizing = true;
+        // What stopped the other steps does not stop these.
+        self.halted = false;
+        self.next_finally();
+        true
+    }
+
+    fn next_finally(&mut self) {
+        if let Some(i) = self.finally.pop_front() {
+            self.decide(i);
+        }
+    }
+
+    /// How the run went, as a finally step reads it in `run`.
+    pub fn summary(&self) -> serde_json::Value {
+        let status = if self.cancelled || self.interrupted {
+            "cancelled"
+        } else if self.failed {
+            "failed"
+        } else {
+            "succeeded"
+        };
+        let plan_steps =
+            (0..self.plan.tasks.len().min(self.nodes.len())).filter(|&i| !self.task(i).finally);
+        let (mut failed, mut skipped, mut cancelled) = (Vec::new(), Vec::new(), Vec::new());
+        for i in plan_steps {
+            let node = &self.nodes[i];
+            let id = serde_json::Value::String(self.id(i).to_owned());
+            match node.status {
+                StepStatus::Failed
+                    if node.error.as_ref().map(|e| e.kind) == Some(ErrorKind::Cancelled) =>
+                {
+                    cancelled.push(id);
+                }
+                StepStatus::Failed => failed.push(id),
+                StepStatus::Skipped => skipped.push(id),
+                _ => {}
+            }
+        }
+        serde_json::json!({
+            "status": status,
+            "failed": failed,
+            "skipped": skipped,
+            "cancelled": cancelled,
+        })
     }
 
     /// Time passed: rejects gates whose timeout ran out, and starts every
@@ -415,11 +494,85 @@ impl Machine {
             self.nodes[i].blocks = true;
             return self.skip(i, reason);
         }
+        if let Some(reason) = self.unmet_needs(i) {
+            return self.skip(i, reason);
+        }
         if node.ordering > 0 && node.ordering_skipped == node.ordering {
             return self.skip(i, "every step it needs was skipped".to_owned());
         }
         let priority = task.priority;
         self.ready.insert((-priority, i));
+    }
+
+    /// Why node `i`'s `needs:` entries that name results cannot hold, if
+    /// one cannot (every step they name has settled).
+    fn unmet_needs(&self, i: usize) -> Option<String> {
+        let entries = self.qualified.get(&i)?;
+        let (k, entry) = entries
+            .iter()
+            .enumerate()
+            .find(|(_, entry)| !entry.iter().any(|&(n, want)| self.holds(n, want)))?;
+        let written = &self.task(i).qualified[k];
+        let came_to = |n: usize| {
+            let node = &self.nodes[n];
+            let word = node.status.word(node.error.as_ref().map(|e| e.kind));
+            format!("`{}` {word}", self.id(n))
+        };
+        Some(match written.as_slice() {
+            [one] => format!("it needs `{one}`, but {}", came_to(entry[0].0)),
+            _ => {
+                let names: Vec<String> = written.iter().map(|n| format!("`{n}`")).collect();
+                let results: Vec<String> = entry.iter().map(|&(n, _)| came_to(n)).collect();
+                format!(
+                    "it needs any of {}, and none held: {}",
+                    names.join(", "),
+                    results.join(", ")
+                )
+            }
+        })
+    }
+
+    /// Whether settled node `n` came to `want`.
+    fn holds(&self, n: usize, want: Awaited) -> bool {
+        let status = self.nodes[n].status;
+        match want {
+            Awaited::Succeeded => matches!(
+                status,
+                StepStatus::Succeeded | StepStatus::Recovered | StepStatus::Compensated
+            ),
+            Awaited::Failed => status == StepStatus::Failed,
+            Awaited::Skipped => status == StepStatus::Skipped,
+            Awaited::Done => true,
+        }
+    }
+
+    /// Whether ready node `i` handles a failure: a fallback routed to, or a
+    /// step whose `needs:` name a failure that happened (`a.failed`,
+    /// `a.done`). These start even while the run stops for a failure, so
+    /// whether they run never depends on which failure came first.
+    fn handles_failure(&self, i: usize) -> bool {
+        let i = self.reader(i);
+        self.awaiting.contains_key(&i)
+            || self.qualified.get(&i).is_some_and(|entries| {
+                entries.iter().flatten().any(|&(n, want)| {
+                    matches!(want, Awaited::Failed | Awaited::Done)
+                        && self.nodes[n].status == StepStatus::Failed
+                })
+            })
+    }
+
+    /// Resolves node `i`'s `after` edges (of `needs:` entries naming
+    /// results) only: it failed and the run stops, so nothing that needs
+    /// it to succeed will run, but what handles its failure may.
+    fn resolve_after_edges(&mut self, i: usize) {
+        let targets: Vec<usize> = self
+            .outgoing(i)
+            .filter(|e| e.kind == EdgeKind::After)
+            .map(|e| e.node)
+            .collect();
+        for t in targets {
+            self.resolve(t);
+        }
     }
 
     fn skip(&mut self, i: usize, reason: String) {
@@ -466,7 +619,8 @@ impl Machine {
             match kind {
                 EdgeKind::Branch { index } => self.nodes[t].routed |= chosen == Some(Some(index)),
                 EdgeKind::Else => self.nodes[t].routed |= chosen == Some(None),
-                _ => {
+                EdgeKind::After | EdgeKind::OnFailure => {}
+                EdgeKind::Needs | EdgeKind::OnSuccess => {
                     if status == StepStatus::Skipped {
                         self.nodes[t].ordering_skipped += 1;
                     }
@@ -476,6 +630,9 @@ impl Machine {
                 }
             }
             self.resolve(t);
+        }
+        if self.finalizing && self.task(i).finally && self.nodes[i].instance.is_none() {
+            self.next_finally();
         }
         // A fallback settled: the step it stands in for is recovered or failed.
         for failed in self.awaiting.remove(&i).unwrap_or_default() {
@@ -504,6 +661,11 @@ impl Machine {
     /// A failure with no fallback left: apply the step's failure policy.
     fn fail_for_good(&mut self, i: usize) {
         let task = self.task(i);
+        // A finally step's failure fails the run and the next one runs.
+        if task.finally {
+            self.fails_the_run(i);
+            return self.settle(i);
+        }
         let policy = task.on_failure.unwrap_or(self.plan.on_failure);
         match policy {
             FailurePolicy::Continue if !self.over_budget => self.settle(i),
@@ -518,7 +680,9 @@ impl Machine {
                 self.stopping = true;
                 self.compensate |= policy == FailurePolicy::Compensate;
                 self.aborting |= policy == FailurePolicy::Abort && self.running > 0;
+                self.halted |= policy == FailurePolicy::Abort;
                 self.fails_the_run(i);
+                self.resolve_after_edges(i);
             }
         }
     }
@@ -592,7 +756,13 @@ impl Machine {
     /// completed here on the way.
     fn take_work(&mut self) -> Option<Action> {
         let replayed = self.policy.replayed.clone();
-        while (!self.stopping || replayed.is_some()) && self.running < self.policy.max_parallel {
+        // A stopping run starts only what handles a failure (a replay
+        // starts what the recording did); the finally steps start last.
+        let stopped = self.stopping && replayed.is_none() && !self.finalizing;
+        if (stopped || self.finalizing) && (self.halted || self.over_budget && stopped) {
+            return None;
+        }
+        while self.running < self.policy.max_parallel {
             // A stepping caller (the REPL) may hold steps back.
             if self
                 .policy
@@ -609,13 +779,18 @@ impl Machine {
                 let id = self.id(i);
                 // An instance of `each:` may start where its task may.
                 let task = &self.task(i).id;
-                self.keeps(i)
+                let now = if self.finalizing {
+                    self.task(i).finally
+                } else {
+                    !stopped || self.handles_failure(i)
+                };
+                now && (self.keeps(i)
                     || (self
                         .policy
                         .only
                         .as_ref()
                         .is_none_or(|only| only.contains(id) || only.contains(task))
-                        && replayed.as_ref().is_none_or(|settled| settled.contains(id)))
+                        && replayed.as_ref().is_none_or(|settled| settled.contains(id))))
             };
             let &(key, i) = self
                 .ready
@@ -919,4 +1094,31 @@ impl Machine {
             at_ms: self.now.at_ms,
         });
     }
+}
+
+/// Each plan node's `needs:` entries that name results, members resolved
+/// to nodes (a plan's node `i` runs its task `i`).
+fn qualified_needs(plan: &Plan) -> HashMap<usize, Vec<Vec<(usize, Awaited)>>> {
+    if plan.tasks.iter().all(|t| t.qualified.is_empty()) {
+        return HashMap::new();
+    }
+    let index = cairn_lang::plan::index_by_id(&plan.tasks);
+    plan.tasks
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !t.qualified.is_empty())
+        .map(|(i, t)| {
+            let entries = t
+                .qualified
+                .iter()
+                .map(|entry| {
+                    entry
+                        .iter()
+                        .filter_map(|need| Some((*index.get(need.id.as_str())?, need.result)))
+                        .collect()
+                })
+                .collect();
+            (i, entries)
+        })
+        .collect()
 }

@@ -210,6 +210,8 @@ pub struct Job {
     pub outputs: Map,
     /// For a fallback: the step that failed and its error.
     pub failure: Option<(String, Failure)>,
+    /// For a `finally:` step: how the run went (`run` in its scope).
+    pub run: Option<serde_json::Value>,
     /// The node's step id (`task[3]` for an instance of `each:`, `task#2`
     /// for an iteration of `repeat:`).
     pub id: String,
@@ -621,6 +623,7 @@ fn compensate_here(
         engine: Arc::clone(engine),
         outputs: Map::new(),
         failure: None,
+        run: None,
         id: id.to_owned(),
         part,
     };
@@ -745,7 +748,13 @@ fn base_scope(
         .push_dynamic("outputs", Dynamic::from_map(job.outputs.clone()))
         .push_dynamic("task", Dynamic::from_map(info))
         .push_dynamic("result", Dynamic::UNIT)
-        .push_dynamic("failure", failure);
+        .push_dynamic("failure", failure)
+        .push_dynamic(
+            "run",
+            job.run.as_ref().map_or(Dynamic::UNIT, |r| {
+                rhai::serde::to_dynamic(r).unwrap_or(Dynamic::UNIT)
+            }),
+        );
     let (index, item, iteration) = match &job.part {
         Some(Part::Element { index, item }) => (
             Dynamic::from(*index as i64),

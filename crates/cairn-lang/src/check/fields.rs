@@ -95,14 +95,19 @@ pub const FIELDS: &[FieldSpec] = &[
     spec!(
         "on failure",
         ALL,
-        "`on failure: stop|continue|compensate` or `on failure -> <id>`"
+        "`on failure: stop|continue|finish|compensate|abort` or `on failure -> <id>`"
     ),
     spec!("on success", STEPS, "`on success -> <id>`"),
     spec!(
         "needs",
         STEPS,
-        "ids separated by commas or spaces, e.g. `needs: build, test`",
+        "ids separated by commas or spaces, each maybe `.failed`, `.skipped` or `.done`, or `any(…)` of them, e.g. `needs: build, test.failed`",
         true
+    ),
+    spec!(
+        "finally",
+        &[T],
+        "`true` or `false`, e.g. `finally: true`"
     ),
     spec!("when", STEPS, "an expression, e.g. `when: params.deploy`"),
     spec!("priority", STEPS, "a whole number, e.g. `priority: 10`"),
@@ -125,7 +130,7 @@ pub const FIELDS: &[FieldSpec] = &[
     spec!(
         "retry",
         &[T],
-        "`<n> [backoff <duration> [factor <number>] [max <duration>]]`, e.g. `retry: 3 backoff 1s`"
+        "`<n> [backoff <duration> [factor <number>] [max <duration>]] [total <duration>] [if <condition>]`, e.g. `retry: 3 backoff 1s`"
     ),
     spec!("timeout", &[T, G], "a duration, e.g. `timeout: 30s`"),
     spec!(

@@ -11,7 +11,7 @@ use petgraph::Direction;
 use super::lower::StepRefs;
 use super::suggest;
 use crate::diagnostic::{Code, Diagnostic};
-use crate::plan::{Edge, EdgeKind, Task};
+use crate::plan::{Awaited, Edge, EdgeKind, Task};
 use crate::source::Source;
 use crate::span::Spanned;
 
@@ -22,11 +22,7 @@ pub fn build(
     refs: &[StepRefs<'_>],
     diagnostics: &mut Vec<Diagnostic>,
 ) -> DiGraph<usize, Edge> {
-    let index: HashMap<&str, usize> = tasks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.id.as_str(), i))
-        .collect();
+    let index = crate::plan::index_by_id(tasks);
     let mut graph = DiGraph::with_capacity(tasks.len(), tasks.len() * 2);
     for i in 0..tasks.len() {
         graph.add_node(i);
@@ -43,7 +39,7 @@ pub fn build(
             |target: &Spanned<String>, kind: EdgeKind, graph: &mut DiGraph<usize, Edge>| {
                 match index.get(target.value.as_str()) {
                     Some(&j) => {
-                        let (from, to) = if kind == EdgeKind::Needs {
+                        let (from, to) = if matches!(kind, EdgeKind::Needs | EdgeKind::After) {
                             (j, i)
                         } else {
                             (i, j)
@@ -68,6 +64,9 @@ pub fn build(
         for need in &r.needs {
             link(need, EdgeKind::Needs, &mut graph);
         }
+        for need in &r.after {
+            link(need, EdgeKind::After, &mut graph);
+        }
         for (kind, target) in &r.routes {
             link(target, *kind, &mut graph);
         }
@@ -75,14 +74,14 @@ pub fn build(
     let mut ids = suggest::Ids::new(tasks.iter().map(|t| t.id.as_str()));
     for (target, kind) in missing {
         let (code, what) = match kind {
-            EdgeKind::Needs => (Code::UnknownDependency, "`needs:`"),
+            EdgeKind::Needs | EdgeKind::After => (Code::UnknownDependency, "`needs:`"),
             EdgeKind::OnFailure => (Code::UnknownTarget, "`on failure ->`"),
             EdgeKind::OnSuccess => (Code::UnknownTarget, "`on success ->`"),
             EdgeKind::Branch { .. } => (Code::UnknownTarget, "this branch"),
             EdgeKind::Else => (Code::UnknownTarget, "`else ->`"),
         };
-        let help = ids
-            .did_you_mean(&target.value, |c| format!("`{c}`"))
+        let help = qualifier_typo(&index, &target.value)
+            .or_else(|| ids.did_you_mean(&target.value, |c| format!("`{c}`")))
             .unwrap_or_else(|| "ids name tasks, decisions and gates in this plan".to_owned());
         diagnostics.push(
             Diagnostic::error(
@@ -98,11 +97,58 @@ pub fn build(
     graph
 }
 
+/// `build.faild`, where `build` is a step: the qualifier it meant.
+fn qualifier_typo(index: &HashMap<&str, usize>, target: &str) -> Option<String> {
+    let (id, word) = target.rsplit_once('.')?;
+    index.get(id)?;
+    let qualifier = suggest::closest(word, Awaited::QUALIFIERS)?;
+    Some(format!("did you mean `{id}.{qualifier}`?"))
+}
+
+/// A `finally:` step is no other step's dependency or route target: it
+/// runs after them all. (Its own edges are reported where it is lowered.)
+pub fn finally_unnamed(
+    source: &Arc<Source>,
+    tasks: &[Task],
+    graph: &DiGraph<usize, Edge>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    if tasks.iter().all(|t| !t.finally) {
+        return;
+    }
+    let mut reported = HashSet::new();
+    for edge in graph.edge_references() {
+        // `needs:` is written on the dependent, routes on their source.
+        let (writer, named) = match edge.weight().kind {
+            EdgeKind::Needs | EdgeKind::After => (edge.target(), edge.source()),
+            _ => (edge.source(), edge.target()),
+        };
+        let (writer, named) = (&tasks[writer.index()], &tasks[named.index()]);
+        // A finally step's own edges were reported where it was lowered.
+        if !named.finally || writer.finally || !reported.insert(named.id.as_str()) {
+            continue;
+        }
+        diagnostics.push(
+            Diagnostic::error(
+                Code::FinallyOrder,
+                source,
+                format!("`{}` names finally step `{}`", writer.id, named.id),
+            )
+            .label(edge.weight().span, "a finally step runs after every other step")
+            .help(format!(
+                "`{}` runs once everything else has settled, so nothing can wait for it or route to it",
+                named.id
+            )),
+        );
+    }
+}
+
 /// What makes two edges between the same steps say the same thing: `needs`
 /// and `on success ->` both order the steps; the others must be equal.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum EdgeKey {
     Ordering,
+    After,
     OnFailure,
     Branch(usize),
     Else,
@@ -115,6 +161,7 @@ impl EdgeKey {
             EdgeKind::OnFailure => Self::OnFailure,
             EdgeKind::Branch { index } => Self::Branch(index),
             EdgeKind::Else => Self::Else,
+            EdgeKind::After => Self::After,
         }
     }
 }
@@ -184,6 +231,7 @@ fn report_cycles(
             let (a, b) = (&tasks[from.index()].id, &tasks[to.index()].id);
             let text = match edge.kind {
                 EdgeKind::Needs => format!("`{b}` needs `{a}`"),
+                EdgeKind::After => format!("`{b}` waits for `{a}`"),
                 EdgeKind::OnFailure => format!("`{b}` runs when `{a}` fails"),
                 EdgeKind::OnSuccess => format!("`{b}` runs after `{a}` succeeds"),
                 EdgeKind::Branch { .. } | EdgeKind::Else => format!("`{a}` may choose `{b}`"),

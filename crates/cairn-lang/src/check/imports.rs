@@ -180,6 +180,9 @@ fn add(
     for mut task in plan.tasks {
         task.id = prefix(&task.id);
         task.needs = task.needs.iter().map(|n| prefix(n)).collect();
+        for need in task.qualified.iter_mut().flatten() {
+            need.id = prefix(&need.id);
+        }
         task.fallback = task.fallback.as_deref().map(prefix);
         task.on_success = task.on_success.as_deref().map(prefix);
         if let Some(decision) = task.step.decision_mut() {
@@ -207,6 +210,7 @@ fn add(
         let routes = fallback.chain(on_success).chain(branches).chain(otherwise);
         imported.refs.push(StepRefs {
             needs: task.needs.iter().map(|n| at(n)).collect(),
+            after: task.qualified.iter().flatten().map(|n| at(&n.id)).collect(),
             routes: routes.collect(),
             using: Vec::new(),
             resources: Vec::new(),

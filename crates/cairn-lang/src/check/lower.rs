@@ -8,8 +8,8 @@ use super::scripts::{self, Analysis, Compiler, LeftOut, Refused};
 use super::suggest;
 use crate::diagnostic::{Code as DiagCode, Diagnostic};
 use crate::plan::{
-    Branch, Budget, Call, Each, EdgeKind, FailurePolicy, Gate, Grant, Hypothesis, Metadata, Param,
-    Repeat, Resources, Retry, Script, Step, Task,
+    Awaited, Branch, Budget, Call, Each, EdgeKind, FailurePolicy, Gate, Grant, Hypothesis,
+    Metadata, Need, Param, Repeat, Resources, Retry, Script, Step, Task,
 };
 use crate::script::{Capabilities, CompileMode, SCOPE_VARIABLES};
 use crate::source::Source;
@@ -49,6 +49,9 @@ pub struct CodeUse<'a> {
 #[derive(Default)]
 pub struct StepRefs<'a> {
     pub needs: Vec<Spanned<String>>,
+    /// The ids of `needs:` entries that name a result or are `any(…)`
+    /// (each makes an `after` edge), spanning the id without its qualifier.
+    pub after: Vec<Spanned<String>>,
     /// `on failure ->`, `on success ->`, branches and `else`, in that order
     /// (the graph's edges of a step keep it), each with the edge it makes.
     /// One list: most steps have none, and a large plan holds every step's.
@@ -898,6 +901,8 @@ impl<'a> Lowering<'a> {
             kind: item.kind.as_ref().map(|k| k.value.clone()),
             using: Vec::new(),
             needs: Vec::new(),
+            qualified: Vec::new(),
+            finally: false,
             input: Vec::new(),
             run: None,
             expect: Vec::new(),
@@ -940,6 +945,9 @@ impl<'a> Lowering<'a> {
             }
         }
         let mut seen = HashMap::new();
+        // The single `needs:` entries with their spans, to find two that
+        // cannot both hold.
+        let mut written: Vec<(Span, Need)> = Vec::new();
         let mut instance_limit = None;
         // The spans of `each:` and `repeat:`: a task has one or the other.
         let mut fan_and_loop = Vec::new();
@@ -949,16 +957,29 @@ impl<'a> Lowering<'a> {
             }
             let code = &mut refs.code;
             match &field.value {
-                FieldValue::Needs(ids) => {
+                FieldValue::Needs(entries) => {
                     // Exactly: a vector's first growth makes room for four,
                     // and a large plan holds every step's at once.
-                    task.needs.reserve_exact(ids.len());
-                    refs.needs.reserve_exact(ids.len());
-                    for id in ids {
-                        task.needs.push(id.value.clone());
-                        refs.needs.push(id.clone());
+                    task.needs.reserve_exact(entries.len());
+                    refs.needs.reserve_exact(entries.len());
+                    for entry in entries {
+                        self.need(entry, &mut task, &mut refs, &mut written);
                     }
                 }
+                FieldValue::Finally(word) => match word.value.as_str() {
+                    "true" => task.finally = true,
+                    "false" => task.finally = false,
+                    _ => self.error(
+                        DiagCode::BadValue,
+                        word.span,
+                        format!("`finally:` is `true` or `false`, not `{}`", word.value),
+                        "not a boolean",
+                        Some(
+                            "write `finally: true` for a step that runs after all the others"
+                                .into(),
+                        ),
+                    ),
+                },
                 FieldValue::Input(entries) => {
                     self.not_empty(field, entries.is_empty(), "`key: <expression>`");
                     for (k, (key, value)) in entries.iter().enumerate() {
@@ -1129,13 +1150,115 @@ impl<'a> Lowering<'a> {
                 ),
             }
         }
+        self.impossible_needs(&written);
+        if task.finally {
+            self.finally_alone(item, &refs);
+        }
         refs.routes.sort_by_key(|(kind, _)| match kind {
-            EdgeKind::Needs | EdgeKind::OnFailure => 0,
+            EdgeKind::Needs | EdgeKind::OnFailure | EdgeKind::After => 0,
             EdgeKind::OnSuccess => 1,
             EdgeKind::Branch { .. } => 2,
             EdgeKind::Else => 3,
         });
         (task, refs)
+    }
+
+    /// One `needs:` entry: a plain id is an ordering edge; a qualified one
+    /// (`a.failed`) or `any(…)` is an entry of `task.qualified` with an
+    /// `after` edge per member. `written` collects single entries.
+    fn need(
+        &mut self,
+        entry: &ast::NeedEntry,
+        task: &mut Task,
+        refs: &mut StepRefs<'a>,
+        written: &mut Vec<(Span, Need)>,
+    ) {
+        let member = |target: &Spanned<String>, refs: &mut StepRefs<'a>| {
+            let (id, result) = Awaited::split(&target.value);
+            let span = Span::new(target.span.start, target.span.start + id.len());
+            refs.after.push(Spanned::new(id.to_owned(), span));
+            Need {
+                id: id.to_owned(),
+                result,
+            }
+        };
+        match entry {
+            ast::NeedEntry::One(target) => {
+                let (id, result) = Awaited::split(&target.value);
+                if result == Awaited::Succeeded {
+                    task.needs.push(target.value.clone());
+                    refs.needs.push(target.clone());
+                    written.push((
+                        target.span,
+                        Need {
+                            id: id.to_owned(),
+                            result,
+                        },
+                    ));
+                } else {
+                    let need = member(target, refs);
+                    written.push((target.span, need.clone()));
+                    task.qualified.push(vec![need]);
+                }
+            }
+            ast::NeedEntry::Any(group) => {
+                let members = group.value.iter().map(|t| member(t, refs)).collect();
+                task.qualified.push(members);
+            }
+        }
+    }
+
+    /// Two single `needs:` entries on one id that cannot both hold: `a`
+    /// and `a.failed`, `a.failed` and `a.skipped` (`.done` goes with any).
+    fn impossible_needs(&mut self, written: &[(Span, Need)]) {
+        if written.len() < 2 || written.iter().all(|(_, n)| n.result == Awaited::Succeeded) {
+            return;
+        }
+        for (k, (span, need)) in written.iter().enumerate() {
+            let clash = written[..k].iter().find(|(_, earlier)| {
+                earlier.id == need.id
+                    && earlier.result != need.result
+                    && earlier.result != Awaited::Done
+                    && need.result != Awaited::Done
+            });
+            if let Some((first, earlier)) = clash {
+                let diagnostic = Diagnostic::error(
+                    DiagCode::ImpossibleNeeds,
+                    self.source,
+                    format!("`{earlier}` and `{need}` cannot both hold: `{}` has one result", need.id),
+                )
+                .label(*first, "needs this result")
+                .label(*span, "and this one")
+                .help(format!(
+                    "to run after either, write `any({earlier}, {need})`; to run whatever happened, `{}.done`",
+                    need.id
+                ));
+                self.diagnostics.push(diagnostic);
+            }
+        }
+    }
+
+    /// A `finally:` step runs after all the others: it has no `needs:`
+    /// and no routes of its own.
+    fn finally_alone(&mut self, item: &ast::Item, refs: &StepRefs<'_>) {
+        let edges = refs
+            .needs
+            .iter()
+            .chain(&refs.after)
+            .chain(refs.routes.iter().map(|(_, t)| t));
+        if let Some(first) = edges.min_by_key(|t| t.span.start) {
+            let header = item.id.span;
+            self.diagnostics.push(
+                Diagnostic::error(
+                    DiagCode::FinallyOrder,
+                    self.source,
+                    format!("finally step `{}` cannot name other steps", item.id.value),
+                )
+                .label(header, "runs after every other step")
+                .label(first.span, "so it does not wait for this one")
+                .help("a `finally:` step runs once everything else has settled, and reads every step's output and the run's result as `run`: remove this"),
+            );
+        }
     }
 
     /// A compile error in words: what is wrong, the label, and the help.

@@ -250,10 +250,12 @@ fn run(
         };
         for r in &mut refs {
             r.needs.retain(|n| !inside_failed(&n.value));
+            r.after.retain(|n| !inside_failed(&n.value));
             r.routes.retain(|(_, t)| !inside_failed(&t.value));
         }
     }
     let mut graph = graph::build(source, &tasks, &refs, &mut diagnostics);
+    graph::finally_unnamed(source, &tasks, &graph, &mut diagnostics);
     graph::mark_conditional(&mut tasks, &graph);
     let Some(header) = header else {
         return (diagnostics, None);
@@ -344,7 +346,8 @@ fn indexed(
     };
     code_refs(index, &header.param_code);
     for r in refs {
-        for target in r.needs.iter().chain(r.routes.iter().map(|(_, t)| t)) {
+        let routes = r.routes.iter().map(|(_, t)| t);
+        for target in r.needs.iter().chain(&r.after).chain(routes) {
             index.refer(NameKind::Step, &target.value, target.span);
             // `alias.id` names the alias too.
             if let Some((alias, _)) = target.value.split_once('.') {

@@ -33,11 +33,7 @@ pub fn check(
         capabilities,
         used_params: HashSet::new(),
         reach: graph::topo_positions(graph).map(|p| Reach::new(graph, p)),
-        index: tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.id.as_str(), i))
-            .collect(),
+        index: crate::plan::index_by_id(tasks),
         ids: suggest::Ids::new(tasks.iter().map(|t| t.id.as_str())),
     };
     for code in header.param_code.iter().chain(&header.output_code) {
@@ -186,6 +182,22 @@ impl<'a> Rules<'a> {
                 }
                 continue;
             }
+            if name == "run" {
+                if !task.is_some_and(|t| t.finally) {
+                    let span =
+                        scripts::span_at(self.source, code.code, *position, name.chars().count());
+                    self.diagnostics.push(
+                        Diagnostic::error(
+                            Code::Script,
+                            self.source,
+                            "`run` is not set here: it is set only in `finally:` steps",
+                        )
+                        .label(span, "not set here")
+                        .help("`run` (`#{ status, failed, skipped }`) is how the run ended, known once every other step has settled: read it in a task with `finally: true`"),
+                    );
+                }
+                continue;
+            }
             let looping = name == "iteration";
             let has_parts = task.is_some_and(|t| match looping {
                 true => t.repeat.is_some(),
@@ -288,6 +300,11 @@ impl<'a> Rules<'a> {
                     "this step's own output".to_owned(),
                     "a step's output exists only after its body ran; in `expect:` and `compensate:` it is `result`".to_owned(),
                 )
+            }
+            // A finally step runs after every other (and after the finally
+            // steps before it in the file).
+            (Some(me), Some(t)) if self.tasks[me].finally && (!self.tasks[t].finally || t < me) => {
+                return
             }
             (Some(me), Some(t)) => {
                 let upstream = self

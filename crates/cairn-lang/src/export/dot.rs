@@ -37,7 +37,7 @@ pub fn dot(plan: &Plan) -> String {
         let to = &plan.tasks[edge.target().index()];
         let kind = edge.weight().kind;
         let mut attrs = Vec::new();
-        if let Some(label) = edge_label(from, kind) {
+        if let Some(label) = edge_label(from, to, kind) {
             attrs.push(format!("label={}", quote(&label)));
         }
         if kind == EdgeKind::OnFailure {

@@ -42,7 +42,7 @@ pub fn mermaid(plan: &Plan) -> String {
         } else {
             "-->"
         };
-        match edge_label(&plan.tasks[from], kind) {
+        match edge_label(&plan.tasks[from], &plan.tasks[to], kind) {
             Some(label) => {
                 let _ = writeln!(out, "  n{from} {arrow}|\"{}\"| n{to}", escape(&label));
             }

@@ -6,7 +6,7 @@ mod mermaid;
 pub use dot::dot;
 pub use mermaid::mermaid;
 
-use crate::plan::{EdgeKind, StepKind, Task};
+use crate::plan::{Awaited, EdgeKind, StepKind, Task};
 
 /// Whether a character may not reach an export as it is: a control
 /// character (newline, carriage return, tab, NUL, …) or a Unicode line or
@@ -38,9 +38,33 @@ fn chars(text: &str) -> impl Iterator<Item = char> + '_ {
 }
 
 /// The edge label both formats show, if any.
-fn edge_label(from: &Task, kind: EdgeKind) -> Option<String> {
+fn edge_label(from: &Task, to: &Task, kind: EdgeKind) -> Option<String> {
     match kind {
         EdgeKind::Needs => None,
+        // The results `to` waits for from `from` (`failed`, `any: skipped`).
+        EdgeKind::After => {
+            let words: Vec<String> = to
+                .qualified
+                .iter()
+                .flat_map(|entry| {
+                    let any = entry.len() > 1;
+                    entry.iter().filter(|n| n.id == from.id).map(move |n| {
+                        let word = match n.result {
+                            Awaited::Succeeded => "succeeded",
+                            Awaited::Failed => "failed",
+                            Awaited::Skipped => "skipped",
+                            Awaited::Done => "done",
+                        };
+                        if any {
+                            format!("any: {word}")
+                        } else {
+                            word.to_owned()
+                        }
+                    })
+                })
+                .collect();
+            Some(words.join(", "))
+        }
         EdgeKind::OnSuccess => Some("on success".to_owned()),
         EdgeKind::OnFailure => Some("on failure".to_owned()),
         EdgeKind::Branch { index } => Some(from.branch(index).condition.text.to_string()),
@@ -58,6 +82,9 @@ fn node_lines(task: &Task) -> Vec<String> {
         (StepKind::Gate, _) => Some("gate".to_owned()),
     };
     lines.extend(kind.map(|k| format!("({k})")));
+    if task.finally {
+        lines.push("finally: after every other step".to_owned());
+    }
     // A fan-out is one node, marked: its instances exist only at run time.
     if let Some(each) = &task.each {
         lines.push(format!("for each of {}", each.over.text));

@@ -399,6 +399,66 @@ pub enum FailurePolicy {
     Abort,
 }
 
+/// The result of a step that a `needs:` entry waits for: `a` (succeeded,
+/// or recovered by its fallback), `a.failed`, `a.skipped`, `a.done`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Awaited {
+    /// Plain `a`: it succeeded or was recovered.
+    Succeeded,
+    /// `a.failed`: it failed for good.
+    Failed,
+    /// `a.skipped`: it did not run.
+    Skipped,
+    /// `a.done`: it settled, whatever the result.
+    Done,
+}
+
+impl Awaited {
+    /// The qualifiers, as written after the dot.
+    pub const QUALIFIERS: [&'static str; 3] = ["failed", "skipped", "done"];
+
+    /// `a.failed` → (`a`, `Failed`); a plain id is `Succeeded`.
+    pub fn split(target: &str) -> (&str, Self) {
+        let qualified = target.rsplit_once('.').and_then(|(id, word)| {
+            let awaited = match word {
+                "failed" => Self::Failed,
+                "skipped" => Self::Skipped,
+                "done" => Self::Done,
+                _ => return None,
+            };
+            Some((id, awaited))
+        });
+        qualified.unwrap_or((target, Self::Succeeded))
+    }
+
+    /// How it reads after the id: `""`, `".failed"`, ….
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Self::Succeeded => "",
+            Self::Failed => ".failed",
+            Self::Skipped => ".skipped",
+            Self::Done => ".done",
+        }
+    }
+}
+
+/// One member of a `needs:` entry that names a result: a step and what
+/// it must have come to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Need {
+    /// The step's id (imported ones qualified, `alias.id`).
+    pub id: String,
+    /// The result it waits for.
+    pub result: Awaited,
+}
+
+impl std::fmt::Display for Need {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.id, self.result.suffix())
+    }
+}
+
 /// Free metadata kept in state and graph output.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metadata {
@@ -540,6 +600,15 @@ pub fn part_of(id: &str) -> Option<&str> {
     parse_part(id).map(|(task, _)| task)
 }
 
+/// Each step's position in `tasks`, by id.
+pub fn index_by_id(tasks: &[Task]) -> HashMap<&str, usize> {
+    tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect()
+}
+
 /// A decision's routes.
 #[derive(Clone, Debug, Default)]
 pub struct Decision {
@@ -571,8 +640,15 @@ pub struct Task {
     pub kind: Option<String>,
     /// `using:` capabilities the step's code may call, deduplicated, in written order.
     pub using: Vec<String>,
-    /// `needs:` ids, as written (the graph holds the resulting edges).
+    /// Plain `needs:` ids, as written (the graph holds the resulting edges).
     pub needs: Vec<String>,
+    /// The `needs:` entries that name a result (`a.failed`) or are
+    /// `any(…)`: each holds when any of its members does, and every one
+    /// must for the step to run (an `after` edge per member).
+    pub qualified: Vec<Vec<Need>>,
+    /// `finally: true`: runs after every other step has settled, whatever
+    /// happened, with `run` in scope.
+    pub finally: bool,
     /// `input:` entries: key and expression, evaluated once before the first attempt.
     pub input: Vec<(String, Script)>,
     /// `run:` body; its value becomes the step's output (must convert to JSON).
@@ -737,12 +813,21 @@ pub enum EdgeKind {
     },
     /// The decision's `else` branch.
     Else,
+    /// A `needs:` entry that names a result (`a.failed`, `any(…)`): the
+    /// dependent waits for the source to settle, then checks the result.
+    After,
 }
 
 impl EdgeKind {
     /// Whether the target runs only when this edge is taken.
     pub fn is_conditional(self) -> bool {
         matches!(self, Self::OnFailure | Self::Branch { .. } | Self::Else)
+    }
+
+    /// Whether the target needs the source to have succeeded (`needs:`
+    /// on a plain id, `on success ->`).
+    pub fn is_ordering(self) -> bool {
+        matches!(self, Self::Needs | Self::OnSuccess)
     }
 }
 
@@ -782,6 +867,7 @@ impl Serialize for Edge {
             EdgeKind::OnFailure => (2, 0),
             EdgeKind::Branch { index } => (3, index),
             EdgeKind::Else => (4, 0),
+            EdgeKind::After => (5, 0),
         };
         let compact: CompactEdge = (number, index, self.span);
         compact.serialize(serializer)
@@ -801,6 +887,7 @@ impl<'de> Deserialize<'de> for Edge {
             2 => EdgeKind::OnFailure,
             3 => EdgeKind::Branch { index },
             4 => EdgeKind::Else,
+            5 => EdgeKind::After,
             _ => return Err(serde::de::Error::custom(format!("no edge kind {number}"))),
         };
         Ok(Self { kind, span })
@@ -814,10 +901,10 @@ mod tests {
     /// this (a rare field not boxed) costs every step of such a plan.
     /// (Each rare field boxed costs a pointer: `plan:` took it to 592, a
     /// script's line and column for run-time errors to 600, `retry: …
-    /// total … if` to 624.)
+    /// total … if` to 624, qualified `needs:` and `finally:` to 648.)
     #[test]
     fn steps_stay_small() {
         let task = std::mem::size_of::<super::Task>();
-        assert!(task <= 624, "Task is {task} bytes");
+        assert!(task <= 648, "Task is {task} bytes");
     }
 }

@@ -7,8 +7,8 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{
-    Branch, Call, Decision, Each, FailurePolicy, Gate, Metadata, Repeat, Resources, Retry, Script,
-    Step, StepKind, Task,
+    Branch, Call, Decision, Each, FailurePolicy, Gate, Metadata, Need, Repeat, Resources, Retry,
+    Script, Step, StepKind, Task,
 };
 use crate::span::Span;
 
@@ -21,6 +21,8 @@ struct Written<'a> {
     kind: &'a Option<String>,
     using: &'a [String],
     needs: &'a [String],
+    qualified: &'a [Vec<Need>],
+    finally: bool,
     input: &'a [(String, Script)],
     run: &'a Option<Script>,
     expect: &'a [Script],
@@ -56,6 +58,10 @@ struct Read {
     kind: Option<String>,
     using: Vec<String>,
     needs: Vec<String>,
+    #[serde(default)]
+    qualified: Vec<Vec<Need>>,
+    #[serde(default)]
+    finally: bool,
     input: Vec<(String, Script)>,
     run: Option<Script>,
     expect: Vec<Script>,
@@ -101,6 +107,8 @@ impl Serialize for Task {
             kind: &self.kind,
             using: &self.using,
             needs: &self.needs,
+            qualified: &self.qualified,
+            finally: self.finally,
             input: &self.input,
             run: &self.run,
             expect: &self.expect,
@@ -150,6 +158,8 @@ impl<'de> Deserialize<'de> for Task {
             kind: read.kind,
             using: read.using,
             needs: read.needs,
+            qualified: read.qualified,
+            finally: read.finally,
             input: read.input,
             run: read.run,
             expect: read.expect,

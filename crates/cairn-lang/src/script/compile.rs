@@ -18,12 +18,14 @@ pub const SCOPE_VARIABLES: &[&str] = &[
     "index",
     "iteration",
     "error",
+    "run",
 ];
 
 /// The scope variables only some code has: instances of a task with
 /// `each:` (`item`, `index`), iterations of one with `repeat:`
-/// (`iteration`), and the predicate of `retry: … if` (`error`).
-pub const INSTANCE_VARIABLES: &[&str] = &["item", "index", "iteration", "error"];
+/// (`iteration`), the predicate of `retry: … if` (`error`) and `finally:`
+/// steps (`run`).
+pub const INSTANCE_VARIABLES: &[&str] = &["item", "index", "iteration", "error", "run"];
 
 /// Bodies are whole scripts; conditions, expectations and inputs are single
 /// expressions (no `let`, no statements).

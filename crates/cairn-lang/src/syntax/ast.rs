@@ -144,6 +144,16 @@ pub struct Grant {
     pub span: Span,
 }
 
+/// One entry of `needs:`: an id (maybe qualified, `a.failed`), or
+/// `any(…)` of them.
+#[derive(Clone, Debug)]
+pub enum NeedEntry {
+    /// `a`, `a.failed`, `alias.a.done`.
+    One(Spanned<String>),
+    /// `any(a.failed, b)`: its members, and the whole entry's span.
+    Any(Spanned<Vec<Spanned<String>>>),
+}
+
 /// What a field holds, by the shape the grammar recognised.
 #[derive(Clone, Debug)]
 ///
@@ -178,8 +188,10 @@ pub enum FieldValue {
     Budget(Vec<Quantity>),
     /// `on failure: <policy>`: the policy word as written.
     FailurePolicy(Spanned<String>),
-    /// `needs:` ids, in order.
-    Needs(Vec<Spanned<String>>),
+    /// `needs:` entries, in order.
+    Needs(Vec<NeedEntry>),
+    /// `finally:` as written (`true`, `false`, or anything else to explain).
+    Finally(Spanned<String>),
     /// `input:` lines: each key and its expression.
     Input(Vec<(Spanned<String>, Code)>),
     /// `run:` code, inline or a `|` block.

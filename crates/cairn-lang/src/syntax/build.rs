@@ -175,6 +175,7 @@ impl Builder<'_> {
             Rule::failure_policy | Rule::failure_route => "on failure",
             Rule::success_route => "on success",
             Rule::needs => "needs",
+            Rule::finally_field => "finally",
             Rule::input => "input",
             Rule::run => "run",
             Rule::compensate => "compensate",
@@ -271,10 +272,20 @@ impl Builder<'_> {
             Rule::failure_policy => FieldValue::FailurePolicy(self.next_text(&mut inner)),
             Rule::needs => {
                 // Most `needs:` name one or two ids; see `item`'s fields.
-                let mut ids: Vec<_> = inner.map(|p| self.text(p)).collect();
-                ids.shrink_to_fit();
-                FieldValue::Needs(ids)
+                let mut entries: Vec<_> = inner
+                    .map(|p| match p.as_rule() {
+                        Rule::need_any => {
+                            let span = self.span(&p);
+                            let members = p.into_inner().map(|m| self.text(m)).collect();
+                            NeedEntry::Any(Spanned::new(members, span))
+                        }
+                        _ => NeedEntry::One(self.text(p)),
+                    })
+                    .collect();
+                entries.shrink_to_fit();
+                FieldValue::Needs(entries)
             }
+            Rule::finally_field => FieldValue::Finally(self.next_text(&mut inner)),
             Rule::input => FieldValue::Input(
                 inner
                     .map(|entry| {

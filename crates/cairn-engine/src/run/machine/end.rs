@@ -24,6 +24,7 @@ impl Machine {
     pub fn cancel(&mut self, message: String, halt: Halt) {
         tracing::info!(%message, ?halt, "cancelling the run");
         self.stopping = true;
+        self.halted = true;
         match halt {
             Halt::Failure => self.failed = true,
             Halt::Interrupt => self.interrupted = true,

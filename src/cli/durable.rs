@@ -193,12 +193,14 @@ pub fn answer(state_dir: &Path, answer: super::Answer, approved: bool) -> Result
         approved,
         reason: &answer.reason,
         by: by.clone(),
+        input: &answer.input,
     };
     let run = services::answer_gate(&store, request).map_err(refused)?;
     let verb = if approved { "approved" } else { "rejected" };
     if answer.json {
         let value = serde_json::json!({
             "run": run, "gate": gate, "answer": verb, "by": by, "reason": answer.reason,
+            "input": answer.input.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
         });
         println!("{value}");
     } else {

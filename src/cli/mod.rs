@@ -232,7 +232,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show a run's steps (status, attempts, time, output preview, error), waiting gates, hypotheses and artifacts.
+    /// Show a run's steps (status, attempts, time, output preview, error or why it was skipped), waiting gates, hypotheses and artifacts.
     Status {
         #[command(flatten)]
         store: StoreArgs,
@@ -344,6 +344,10 @@ pub(crate) struct Answer {
     /// Who answers (default: `$USER`).
     #[arg(long, value_name = "NAME")]
     pub by: Option<String>,
+    /// A value for one of the gate's `input:` fields (repeatable); the
+    /// others take their defaults.
+    #[arg(long, value_name = "FIELD=VALUE", value_parser = field_value)]
+    pub input: Vec<(String, String)>,
     /// Say what was recorded as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -401,6 +405,16 @@ enum RunsAction {
         #[arg(long, value_name = "N")]
         keep: Option<usize>,
     },
+}
+
+/// `percent=25`: a gate input field and its value as typed.
+fn field_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("`{text}` is not `FIELD=VALUE`")),
+    }
 }
 
 /// `30d`, or a duration as plans write it (`12h`, `90m`), in milliseconds.

@@ -636,11 +636,42 @@ fn ask(request: &GateRequest) -> Option<Approval> {
         Read::Expired => return Some(timed_out(request, &mut err)),
         Read::Cancelled => return None,
     };
+    let mut input = serde_json::Map::new();
+    if approved {
+        for field in &request.input {
+            let value = loop {
+                let default = field
+                    .default
+                    .as_ref()
+                    .map(|d| format!(", default {d}"))
+                    .unwrap_or_default();
+                let _ = write!(err, "{} ({}{default}): ", field.name, field.accepts());
+                let _ = err.flush();
+                let line = match read_line(request) {
+                    Read::Line(line) => line,
+                    Read::Expired => return Some(timed_out(request, &mut err)),
+                    Read::Cancelled => return None,
+                };
+                let text = match (line.trim(), &field.default) {
+                    ("", Some(default)) => default.clone(),
+                    _ => line.trim().to_owned(),
+                };
+                match field.read(&text) {
+                    Ok(value) => break value,
+                    Err(why) => {
+                        let _ = writeln!(err, "  {why}");
+                    }
+                }
+            };
+            input.insert(field.name.clone(), value);
+        }
+    }
     let by = std::env::var("USER").unwrap_or_else(|_| "terminal".to_owned());
     Some(Approval {
         approved,
         by,
         reason: reason.trim().to_owned(),
+        input,
     })
 }
 

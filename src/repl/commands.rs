@@ -92,8 +92,8 @@ pub const COMMANDS: &[Command] = &[
     },
     Command {
         name: "approve",
-        args: "<gate> [reason]",
-        help: "approve a waiting gate",
+        args: "<gate> [field=value …] [reason]",
+        help: "approve a waiting gate (with values for its `input:` fields)",
     },
     Command {
         name: "reject",

@@ -71,6 +71,19 @@ impl Session {
 
     pub(super) fn answer(&self, gate: &str, approved: bool, reason: &str) -> Result<(), String> {
         let by = std::env::var("USER").unwrap_or_else(|_| "repl".to_owned());
+        // Leading `field=value` words are the gate's input; the rest is why.
+        let mut given = Vec::new();
+        let mut rest = reason.trim_start();
+        while let Some((word, after)) = rest
+            .split_once(char::is_whitespace)
+            .or(Some((rest, "")))
+            .filter(|(w, _)| is_input_word(w))
+        {
+            let (name, value) = word.split_once('=').expect("an input word has `=`");
+            given.push((name.to_owned(), value.to_owned()));
+            rest = after.trim_start();
+        }
+        let reason = rest;
         let reason = if reason.is_empty() {
             "answered in the REPL"
         } else {
@@ -90,8 +103,16 @@ impl Session {
             .iter()
             .find(|w| w.name == gate && w.run != self.run_id)
         {
-            services::answer_waiting(&self.store, &self.run_id, found, approved, reason, by)
-                .map_err(|e| e.to_string())?;
+            services::answer_waiting(
+                &self.store,
+                &self.run_id,
+                found,
+                approved,
+                reason,
+                by,
+                &given,
+            )
+            .map_err(|e| e.to_string())?;
             done(gate);
             return Ok(());
         }
@@ -109,11 +130,34 @@ impl Session {
             ));
         }
         let reason = reason.to_owned();
+        let fields = self
+            .plan
+            .tasks
+            .iter()
+            .find(|t| t.id == gate)
+            .and_then(|t| match &t.step {
+                cairn_lang::plan::Step::Gate(g) => Some(g.input.as_slice()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let input = match approved {
+            true => cairn_lang::plan::complete(fields, &given).map_err(|problems| {
+                format!(
+                    "gate `{gate}` cannot be approved with this input:\n  {}\n(`:approve {gate} field=value … [reason]`)",
+                    problems.join("\n  ")
+                )
+            })?,
+            false if !given.is_empty() => {
+                return Err("input answers an approval; a rejection takes only a reason".into())
+            }
+            false => serde_json::Map::new(),
+        };
         let event = if approved {
             Event::GateApproved {
                 step: gate.clone(),
                 by,
                 reason,
+                input,
                 at_ms: 0,
             }
         } else {
@@ -191,5 +235,15 @@ fn stale(changes: &Changes, plan: &Plan, history: &cairn_store::History) -> Vec<
         Some(Settled::Skipped { reason }) => reason != SKIPPED_BY_HAND,
         Some(_) => true,
         None => false,
+    })
+}
+
+/// `percent=25`: a word naming a gate input field and its value.
+fn is_input_word(word: &str) -> bool {
+    word.split_once('=').is_some_and(|(name, _)| {
+        name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
     })
 }

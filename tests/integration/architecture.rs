@@ -163,6 +163,7 @@ fn the_front_end_does_no_io() {
         "petgraph",
         "rhai",
         "serde",
+        "serde_json",
         "sha2",
         "strsim",
         "thiserror",

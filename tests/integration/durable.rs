@@ -49,7 +49,7 @@ fn run_id(run: &Run) -> String {
         .unwrap_or_else(|| panic!("no run id in:\n{}", run.stdout))
 }
 
-const GATED: &str = "plan p \"P\"\n  allow: fs.write\n\ntask build \"Build\" using:fs.write\n  run: write_file(\"built\", \"yes\")\n\ngate ship \"Ship it\"\n  needs: build\n  on failure -> rollback\n\ntask release \"Release\"\n  needs: ship\n  run: \"released\"\n\ntask rollback \"Roll back\"\n  run: \"rolled back\"\n";
+const GATED: &str = "plan p \"P\"\n  allow: fs.write\n\ntask build \"Build\" using:fs.write\n  run: write_file(\"built\", \"yes\")\n\ngate ship \"Ship it\"\n  needs: build\n  on reject -> rollback\n\ntask release \"Release\"\n  needs: ship\n  run: \"released\"\n\ntask rollback \"Roll back\"\n  run: \"rolled back\"\n";
 
 #[test]
 fn a_gate_is_approved_in_another_process_and_resume_finishes() {
@@ -107,7 +107,7 @@ fn a_gate_is_approved_in_another_process_and_resume_finishes() {
 }
 
 #[test]
-fn a_rejected_gate_fails_and_routes_like_a_failure() {
+fn a_rejected_gate_fails_and_routes_to_its_reject_route() {
     let test = Test::new().file("p.plan", GATED);
     assert_eq!(cairn(&test, &["run", "p.plan"]).status, 3);
     let wrong = cairn(&test, &["reject", "build", "--reason", "no"]);
@@ -126,11 +126,11 @@ fn a_rejected_gate_fails_and_routes_like_a_failure() {
     );
     assert_eq!(reject.status, 0, "{}", reject.stderr);
     let resumed = cairn(&test, &["resume"]);
-    assert_eq!(resumed.status, 0, "{}", resumed.stdout);
+    assert_eq!(resumed.status, 1, "{}", resumed.stdout);
     let squeeze = |step: &str| Some(resumed.row(step));
     assert_eq!(
         squeeze("ship").as_deref(),
-        Some("ship recovered 1 <t> rejected by ana: not today")
+        Some("ship failed 1 <t> rejected by ana: not today")
     );
     assert_eq!(
         squeeze("rollback")
@@ -138,11 +138,11 @@ fn a_rejected_gate_fails_and_routes_like_a_failure() {
             .map(|r| r.starts_with("rollback succeeded 1")),
         Some(true)
     );
-    // Recovered by its fallback, the gate lets its dependents go on.
+    // Rejected, the gate stays failed: what needs it never runs.
     assert_eq!(
         squeeze("release")
             .as_deref()
-            .map(|r| r.starts_with("release succeeded")),
+            .map(|r| r.starts_with("release skipped")),
         Some(true)
     );
 }

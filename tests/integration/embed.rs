@@ -251,6 +251,7 @@ fn a_late_approval_does_not_count() {
                 approved: true,
                 by: "slowpoke".to_owned(),
                 reason: "finally".to_owned(),
+                input: serde_json::Map::new(),
             })
         })),
         ..Options::default()
@@ -318,4 +319,53 @@ fn a_program_running_plans_can_still_be_interrupted_normally() {
     };
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}");
+}
+
+/// An embedding application's approver fills a gate's input as JSON:
+/// values that fit (with the defaults of the rest) reach the gate's
+/// output; a value that does not fit rejects the gate, saying why.
+#[test]
+fn an_approvers_input_is_checked_and_reaches_the_gates_output() {
+    let engine = Engine::new();
+    let plan = engine
+        .load_str(
+            "p.plan",
+            "plan p \"P\"\n\ngate ship \"Ship\"\n  input:\n    percent: int 1..100 = 10\n    note: string\n\ntask after \"After\"\n  needs: ship\n  run: outputs[\"ship\"].input\n",
+        )
+        .expect("checks");
+    let approving = |percent: i64| Options {
+        approver: Some(std::sync::Arc::new(
+            move |request: &cairn_engine::run::GateRequest| {
+                assert_eq!(request.input.len(), 2);
+                let mut input = serde_json::Map::new();
+                input.insert("percent".into(), percent.into());
+                input.insert("note".into(), "ok".into());
+                Some(cairn_engine::run::Approval {
+                    approved: true,
+                    by: "app".to_owned(),
+                    reason: "checked".to_owned(),
+                    input,
+                })
+            },
+        )),
+        ..Options::default()
+    };
+    let report = engine
+        .run_blocking(plan.clone(), approving(25), |_| {})
+        .expect("runs");
+    assert_eq!(
+        report.steps[1].output,
+        Some(serde_json::json!({"percent": 25, "note": "ok"}))
+    );
+    let report = engine
+        .run_blocking(plan, approving(500), |_| {})
+        .expect("runs");
+    assert_eq!(
+        report.steps[0].status,
+        cairn_engine::run::StepStatus::Failed
+    );
+    assert_eq!(
+        report.steps[0].error.as_ref().map(|e| e.message.as_str()),
+        Some("rejected by app: its input was refused: input `percent`: 500 is not a whole number from 1 to 100")
+    );
 }

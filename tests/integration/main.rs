@@ -14,6 +14,7 @@ mod embed;
 mod failures;
 mod finally;
 mod functions;
+mod gates;
 mod graph;
 mod needs;
 mod outputs;

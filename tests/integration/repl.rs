@@ -17,6 +17,7 @@ fn session(test: &Test, args: &[&str], input: &str) -> String {
         .current_dir(test.path())
         .env("NO_COLOR", "1")
         .env_remove("RUST_LOG")
+        .env("USER", "tester")
         .write_stdin(input)
         .output()
         .expect("cairn runs");
@@ -463,7 +464,7 @@ p 0/1> :run
   start     one
   plan      one: runs `one.plan` as run …
   ok        one
-            = {"build":41,"ship":42}
+            = {"build":41,"ok":{"approved":true,"by":"tester","input":{},"reason":"fine"},"ship":42}
 run succeeded
 p 1/1> :quit
 run … is saved; `cairn repl --resume …` (or `cairn resume …`) goes on
@@ -516,4 +517,23 @@ loop 2/2> :quit
 run … is saved; `cairn repl --resume …` (or `cairn resume …`) goes on
 "#;
     assert_transcript(&session(&test, &["repl", "loop.plan"], input), expected);
+}
+
+/// `:approve <gate> field=value … reason`: the leading `field=value` words
+/// fill the gate's `input:`, checked as `cairn approve --input` checks them.
+#[test]
+fn approve_fills_a_gates_input() {
+    let plan = "plan p \"P\"\n\ngate ship \"Ship?\"\n  input:\n    percent: int 1..100 = 10\n    note: string\n\ntask after \"After\"\n  needs: ship\n  run: outputs[\"ship\"].input\n";
+    let test = Test::new().file("p.plan", plan);
+    let input = ":run\n:approve ship percent=500 looks fine\n:approve ship percent=30 note=flat looks fine\n:run\n:quit\n";
+    let transcript = session(&test, &["repl", "p.plan"], input);
+    assert!(
+        transcript.contains("gate `ship` cannot be approved with this input:\n  input `percent`: `500` is not a whole number from 1 to 100\n  input `note` is missing: it takes any text and has no default"),
+        "{transcript}"
+    );
+    assert!(transcript.contains("approved `ship`"), "{transcript}");
+    assert!(
+        transcript.contains(r#"= {"note":"flat","percent":30}"#),
+        "{transcript}"
+    );
 }

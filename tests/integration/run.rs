@@ -766,7 +766,7 @@ gate ship "Ship"
 
 /// Runs `cairn` in a pseudo-terminal (util-linux `script`), typing `input`;
 /// the terminal's input stays open until cairn exits.
-fn run_in_terminal(test: &Test, args: &str, input: &str) -> Option<(i32, String)> {
+pub(crate) fn run_in_terminal(test: &Test, args: &str, input: &str) -> Option<(i32, String)> {
     use std::io::{Read, Write};
     let exe = assert_cmd::cargo::cargo_bin("cairn");
     // `exec`: no shell stays in the terminal's foreground group to be ended
@@ -1195,9 +1195,9 @@ fn a_long_runs_summary_lists_only_what_did_not_succeed() {
 /// steps still run, and its failure route is taken.
 #[test]
 fn an_unanswered_gate_is_rejected_when_its_timeout_passes() {
-    let plan = "plan p \"P\"\n\ntask slow \"Slow\"\n  run: sleep(\"1s\")\n\ngate ship \"Ship it\"\n  timeout: 300ms\n  on failure -> notify\n\ntask notify \"Tell someone\"\n  run: \"nobody answered\"\n";
+    let plan = "plan p \"P\"\n\ntask slow \"Slow\"\n  run: sleep(\"1s\")\n\ngate ship \"Ship it\"\n  timeout: 300ms\n  on reject -> notify\n\ntask notify \"Tell someone\"\n  run: \"nobody answered\"\n";
     let run = run(plan, &["--events", "-"]);
-    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert_eq!(run.status, 1, "{}", run.stderr);
     let events = events(&run);
     let rejected = events
         .iter()

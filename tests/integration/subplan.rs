@@ -402,13 +402,18 @@ fn an_edited_child_plan_is_a_change_that_resume_names() {
         .find(|s| s["step"] == "count")
         .expect("count");
     assert_eq!(count["attempts"], 1, "kept, not run again: {child}");
-    let approve = cairn(&test, &["approve", "one.ok", "--reason", "fine"]);
+    let approve = cairn(
+        &test,
+        &["approve", "one.ok", "--reason", "fine", "--by", "tester"],
+    );
     assert_eq!(approve.status, 0, "{}", approve.stderr);
     let resumed = cairn(&test, &["resume"]);
     assert_eq!(resumed.status, 0, "{}{}", resumed.stdout, resumed.stderr);
     assert_eq!(
         output(&test, "one"),
-        serde_json::json!({ "build": "v2", "count": 7, "ship": "v2" })
+        // (An approved gate's output is its approval.)
+        serde_json::json!({ "build": "v2", "count": 7, "ship": "v2",
+            "ok": { "approved": true, "by": "tester", "input": {}, "reason": "fine" } })
     );
 }
 

@@ -107,6 +107,8 @@ struct Logged<'a> {
     until: Option<bool>,
     #[serde(default)]
     keep_parts: bool,
+    #[serde(default)]
+    input: serde_json::Map<String, Value>,
 }
 
 /// What can be read of an event whose body does not read whole (a value in
@@ -279,6 +281,7 @@ impl History {
                 approved: kind == EventKind::GateApproved,
                 by: text(&event.by),
                 reason: text(&event.reason),
+                input: event.input,
             }),
             EventKind::StepRecovered | EventKind::Compensated => {
                 kept.logged.insert(kind);

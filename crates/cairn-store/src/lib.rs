@@ -1240,7 +1240,19 @@ impl Store {
                 }
                 EventKind::DecisionMade => (At(Succeeded), Some(event["target"].take()), None),
                 EventKind::GateWaiting | EventKind::StepWaiting => (At(Waiting), None, None),
-                EventKind::GateApproved => (At(Succeeded), None, None),
+                // What the gate's dependents read as its output.
+                EventKind::GateApproved => {
+                    let output = serde_json::json!({
+                        "approved": true,
+                        "by": event["by"].take(),
+                        "reason": event["reason"].take(),
+                        "input": match event["input"].take() {
+                            serde_json::Value::Null => serde_json::json!({}),
+                            input => input,
+                        },
+                    });
+                    (At(Succeeded), Some(output), None)
+                }
                 EventKind::GateRejected => (
                     At(Failed),
                     None,

@@ -6,7 +6,7 @@ use cairn_lang::plan::Plan;
 /// A build that finds another format checks the recorded source instead, so
 /// bump the last number whenever a type a plan holds changes (the test
 /// below fails until then).
-pub const FORMAT: &str = concat!("postcard/", env!("CARGO_PKG_VERSION"), "/10");
+pub const FORMAT: &str = concat!("postcard/", env!("CARGO_PKG_VERSION"), "/11");
 
 /// A stored plan as read from the store, not yet decoded.
 pub struct Encoded {
@@ -188,6 +188,9 @@ gate d "D"
   checks:
     - "looks right"
   timeout: 1h
+  input:
+    n: int 1..3 = 2
+  on reject -> f
 
 task f "F"
   run: ()
@@ -201,8 +204,8 @@ task z "Z"
         assert_eq!(
             (FORMAT.rsplit('/').next(), hash.as_str()),
             (
-                Some("10"),
-                "5625d35c7901d6baf34583449699ad7e748da875dd95a5c73079b70c2b8969c2"
+                Some("11"),
+                "0f77ee104a25806edc101fe3e7ce2713b2251b8cc281488e5a7399d8b31ea2a2"
             ),
             "the stored plan's encoding changed: if a type changed shape, bump FORMAT's last number; then update this hash"
         );

@@ -1,7 +1,7 @@
 //! `--approve <gate>` names a gate of the plan (or `step.gate` one of a
 //! `plan:` step's child run): anything else is refused before the run starts.
 
-use cairn_lang::plan::{Plan, StepKind};
+use cairn_lang::plan::{Plan, Step, StepKind};
 
 use crate::Error;
 
@@ -18,7 +18,16 @@ pub fn check_approvals(plan: &Plan, approvals: &[String]) -> Result<(), Error> {
     };
     for name in approvals {
         // (A `use`d template's gates are the plan's: `dbg.ship-fix`.)
-        if gates().any(|g| g == name) {
+        if let Some(gate) = plan.task(name).filter(|t| t.step.kind() == StepKind::Gate) {
+            // Approved up front, the gate's input takes its defaults.
+            if let Step::Gate(g) = &gate.step {
+                if let Err(problems) = cairn_lang::plan::complete(&g.input, &[]) {
+                    return Err(Error::Usage(format!(
+                        "`--approve {name}` cannot give the gate its input: {}; let the run pause at the gate and approve it with `cairn approve <run> {name} --input field=value --reason …`",
+                        problems.join("; ")
+                    )));
+                }
+            }
             continue;
         }
         let refused = match name.split_once('.') {

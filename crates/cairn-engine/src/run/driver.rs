@@ -734,6 +734,10 @@ impl Books {
                     expires_at: expires_at
                         .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms)),
                     timeout_ms: task.timeout_ms,
+                    input: match &task.step {
+                        cairn_lang::plan::Step::Gate(gate) => gate.input.clone(),
+                        _ => Vec::new(),
+                    },
                 };
                 let ask = self
                     .approver

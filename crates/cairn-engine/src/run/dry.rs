@@ -143,6 +143,7 @@ fn reason(plan: &Plan, i: usize, maybe_skipped: &[bool]) -> String {
                 }
             }
             EdgeKind::OnFailure => routes.push(format!("if `{}` fails", from.id)),
+            EdgeKind::OnReject => routes.push(format!("if `{}` is rejected", from.id)),
             EdgeKind::Branch { index } => routes.push(format!(
                 "if `{}` chooses it (when {})",
                 from.id,

@@ -475,6 +475,10 @@ pub enum Event {
         by: String,
         /// The reason they gave.
         reason: String,
+        /// The values of the gate's `input:` fields, as given (defaults
+        /// are filled in when the gate is answered).
+        #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+        input: serde_json::Map<String, serde_json::Value>,
         /// Milliseconds since the run started.
         at_ms: u64,
     },

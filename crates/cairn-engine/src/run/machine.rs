@@ -170,6 +170,8 @@ pub struct Machine {
     finally: VecDeque<usize>,
     /// The finally steps run: only they start now.
     finalizing: bool,
+    /// Steps a rejected gate's `on reject ->` routed to, with the gate.
+    reject_routed: HashMap<usize, usize>,
 }
 
 impl Machine {
@@ -239,6 +241,7 @@ impl Machine {
             qualified,
             finally,
             finalizing: false,
+            reject_routed: HashMap::new(),
         }
     }
 
@@ -486,11 +489,17 @@ impl Machine {
         let task = self.task(i);
         let node = &self.nodes[i];
         if task.conditional && !node.routed {
-            let reason = "not routed to: no `on failure ->` or decision branch led here".to_owned();
+            let reason =
+                "not routed to: no `on failure ->`, `on reject ->` or decision branch led here"
+                    .to_owned();
             return self.skip(i, reason);
         }
         if let Some(origin) = node.blocked_by {
-            let reason = format!("`{}` failed (`on failure: finish`)", self.id(origin));
+            let rejected = self.nodes[origin].error.as_ref().map(|e| e.kind);
+            let reason = match rejected {
+                Some(ErrorKind::Rejected) => format!("`{}` was rejected", self.id(origin)),
+                _ => format!("`{}` failed (`on failure: finish`)", self.id(origin)),
+            };
             self.nodes[i].blocks = true;
             return self.skip(i, reason);
         }
@@ -553,6 +562,7 @@ impl Machine {
     fn handles_failure(&self, i: usize) -> bool {
         let i = self.reader(i);
         self.awaiting.contains_key(&i)
+            || self.reject_routed.contains_key(&i)
             || self.qualified.get(&i).is_some_and(|entries| {
                 entries.iter().flatten().any(|&(n, want)| {
                     matches!(want, Awaited::Failed | Awaited::Done)
@@ -586,18 +596,23 @@ impl Machine {
         self.settle(i);
     }
 
-    /// Resolves this step's `on failure ->` edges: taken only if it failed.
+    /// Resolves this step's `on failure ->` and `on reject ->` edges:
+    /// taken only if it failed (a gate: was rejected).
     fn resolve_failure_routes(&mut self, i: usize, failed: bool) {
-        let targets: Vec<usize> = self
+        let targets: Vec<Edge> = self
             .outgoing(i)
-            .filter(|e| e.kind == EdgeKind::OnFailure)
-            .map(|e| e.node)
-            .filter(|&t| !self.unstuck.contains(&(i, t)))
+            .filter(|e| matches!(e.kind, EdgeKind::OnFailure | EdgeKind::OnReject))
+            .filter(|e| !self.unstuck.contains(&(i, e.node)))
             .collect();
-        for t in targets {
+        for Edge { node: t, kind } in targets {
             if failed {
                 self.nodes[t].routed = true;
-                self.awaiting.entry(t).or_default().push(i);
+                // A fallback may recover the step; a rejection stays one.
+                if kind == EdgeKind::OnFailure {
+                    self.awaiting.entry(t).or_default().push(i);
+                } else {
+                    self.reject_routed.entry(t).or_insert(i);
+                }
             }
             self.resolve(t);
         }
@@ -610,7 +625,7 @@ impl Machine {
         let chosen = self.nodes[i].chosen;
         let edges: Vec<Edge> = self
             .outgoing(i)
-            .filter(|e| e.kind != EdgeKind::OnFailure)
+            .filter(|e| !matches!(e.kind, EdgeKind::OnFailure | EdgeKind::OnReject))
             .collect();
         let blocking = self.nodes[i]
             .blocks
@@ -619,7 +634,7 @@ impl Machine {
             match kind {
                 EdgeKind::Branch { index } => self.nodes[t].routed |= chosen == Some(Some(index)),
                 EdgeKind::Else => self.nodes[t].routed |= chosen == Some(None),
-                EdgeKind::After | EdgeKind::OnFailure => {}
+                EdgeKind::After | EdgeKind::OnFailure | EdgeKind::OnReject => {}
                 EdgeKind::Needs | EdgeKind::OnSuccess => {
                     if status == StepStatus::Skipped {
                         self.nodes[t].ordering_skipped += 1;
@@ -667,6 +682,12 @@ impl Machine {
             return self.settle(i);
         }
         let policy = task.on_failure.unwrap_or(self.plan.on_failure);
+        // A gate rejected with `on reject ->` stays failed: its dependents
+        // are skipped, whatever the policy says of the run.
+        let rejected = matches!(&task.step, Step::Gate(gate) if gate.on_reject.is_some());
+        if rejected {
+            self.nodes[i].blocks = true;
+        }
         match policy {
             FailurePolicy::Continue if !self.over_budget => self.settle(i),
             // The failure stands in its dependents' way only: they are
@@ -682,7 +703,11 @@ impl Machine {
                 self.aborting |= policy == FailurePolicy::Abort && self.running > 0;
                 self.halted |= policy == FailurePolicy::Abort;
                 self.fails_the_run(i);
-                self.resolve_after_edges(i);
+                if rejected {
+                    self.settle(i);
+                } else {
+                    self.resolve_after_edges(i);
+                }
             }
         }
     }
@@ -862,6 +887,7 @@ impl Machine {
             .awaiting
             .get(&i)
             .and_then(|failed| failed.first())
+            .or_else(|| self.reject_routed.get(&i))
             .map(|&f| {
                 (
                     self.id(f).to_owned(),

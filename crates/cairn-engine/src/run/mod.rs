@@ -46,6 +46,8 @@ pub struct GateRequest {
     pub expires_at: Option<std::time::SystemTime>,
     /// The gate's `timeout:`, in milliseconds.
     pub timeout_ms: Option<u64>,
+    /// The gate's `input:` fields, for the approver to fill in.
+    pub input: Vec<cairn_lang::plan::InputField>,
 }
 
 /// A person's answer to a gate.
@@ -57,6 +59,9 @@ pub struct Approval {
     pub by: String,
     /// Why, as shown in events.
     pub reason: String,
+    /// The values of the gate's `input:` fields the approver gave (the
+    /// others take their defaults; values that do not fit reject the gate).
+    pub input: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Approval {
@@ -69,6 +74,7 @@ impl Approval {
                 "no answer within {}",
                 cairn_lang::units::human_ms(timeout_ms)
             ),
+            input: serde_json::Map::new(),
         }
     }
 }

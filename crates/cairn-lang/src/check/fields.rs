@@ -98,6 +98,7 @@ pub const FIELDS: &[FieldSpec] = &[
         "`on failure: stop|continue|finish|compensate|abort` or `on failure -> <id>`"
     ),
     spec!("on success", STEPS, "`on success -> <id>`"),
+    spec!("on reject", &[G], "`on reject -> <id>`"),
     spec!(
         "needs",
         STEPS,
@@ -113,8 +114,8 @@ pub const FIELDS: &[FieldSpec] = &[
     spec!("priority", STEPS, "a whole number, e.g. `priority: 10`"),
     spec!(
         "input",
-        &[T],
-        "indented `key: <expression>` lines under `input:`"
+        &[T, G],
+        "indented `key: <expression>` lines under `input:` (on a gate, `key: <type> [= <default>]`)"
     ),
     spec!("run", &[T], "an expression, or `|` and an indented block"),
     spec!(

@@ -76,6 +76,7 @@ pub fn build(
         let (code, what) = match kind {
             EdgeKind::Needs | EdgeKind::After => (Code::UnknownDependency, "`needs:`"),
             EdgeKind::OnFailure => (Code::UnknownTarget, "`on failure ->`"),
+            EdgeKind::OnReject => (Code::UnknownTarget, "`on reject ->`"),
             EdgeKind::OnSuccess => (Code::UnknownTarget, "`on success ->`"),
             EdgeKind::Branch { .. } => (Code::UnknownTarget, "this branch"),
             EdgeKind::Else => (Code::UnknownTarget, "`else ->`"),
@@ -158,7 +159,7 @@ impl EdgeKey {
     fn of(kind: EdgeKind) -> Self {
         match kind {
             EdgeKind::Needs | EdgeKind::OnSuccess => Self::Ordering,
-            EdgeKind::OnFailure => Self::OnFailure,
+            EdgeKind::OnFailure | EdgeKind::OnReject => Self::OnFailure,
             EdgeKind::Branch { index } => Self::Branch(index),
             EdgeKind::Else => Self::Else,
             EdgeKind::After => Self::After,
@@ -233,6 +234,7 @@ fn report_cycles(
                 EdgeKind::Needs => format!("`{b}` needs `{a}`"),
                 EdgeKind::After => format!("`{b}` waits for `{a}`"),
                 EdgeKind::OnFailure => format!("`{b}` runs when `{a}` fails"),
+                EdgeKind::OnReject => format!("`{b}` runs when `{a}` is rejected"),
                 EdgeKind::OnSuccess => format!("`{b}` runs after `{a}` succeeds"),
                 EdgeKind::Branch { .. } | EdgeKind::Else => format!("`{a}` may choose `{b}`"),
             };

@@ -185,6 +185,9 @@ fn add(
         }
         task.fallback = task.fallback.as_deref().map(prefix);
         task.on_success = task.on_success.as_deref().map(prefix);
+        if let crate::plan::Step::Gate(gate) = &mut task.step {
+            gate.on_reject = gate.on_reject.as_deref().map(prefix);
+        }
         if let Some(decision) = task.step.decision_mut() {
             decision.else_target = decision.else_target.as_deref().map(prefix);
             for branch in &mut decision.branches {
@@ -200,6 +203,11 @@ fn add(
         task.span = Span::new(import.span.start, import.span.start);
         let fallback = task.fallback.iter().map(|t| (EdgeKind::OnFailure, at(t)));
         let on_success = task.on_success.iter().map(|t| (EdgeKind::OnSuccess, at(t)));
+        let on_reject = match &task.step {
+            crate::plan::Step::Gate(gate) => gate.on_reject.as_deref(),
+            _ => None,
+        };
+        let on_reject = on_reject.map(|t| (EdgeKind::OnReject, at(t)));
         let decision = task.step.decision();
         let branches = decision
             .into_iter()
@@ -207,7 +215,11 @@ fn add(
         let branches = branches.map(|(index, b)| (EdgeKind::Branch { index }, at(&b.target)));
         let otherwise = decision.and_then(|d| d.else_target.as_ref());
         let otherwise = otherwise.map(|t| (EdgeKind::Else, at(t)));
-        let routes = fallback.chain(on_success).chain(branches).chain(otherwise);
+        let routes = fallback
+            .chain(on_reject)
+            .chain(on_success)
+            .chain(branches)
+            .chain(otherwise);
         imported.refs.push(StepRefs {
             needs: task.needs.iter().map(|n| at(n)).collect(),
             after: task.qualified.iter().flatten().map(|n| at(&n.id)).collect(),

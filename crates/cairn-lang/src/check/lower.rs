@@ -8,7 +8,7 @@ use super::scripts::{self, Analysis, Compiler, LeftOut, Refused};
 use super::suggest;
 use crate::diagnostic::{Code as DiagCode, Diagnostic};
 use crate::plan::{
-    Awaited, Branch, Budget, Call, Each, EdgeKind, FailurePolicy, Gate, Grant, Hypothesis,
+    Awaited, Branch, Budget, Call, Each, EdgeKind, FailurePolicy, Grant, Hypothesis, InputField,
     Metadata, Need, Param, Repeat, Resources, Retry, Script, Step, Task,
 };
 use crate::script::{Capabilities, CompileMode, SCOPE_VARIABLES};
@@ -489,6 +489,7 @@ impl<'a> Lowering<'a> {
         // `on failure: stop` and `on failure -> x` are different fields.
         let key: &'static str = match &field.value {
             FieldValue::FailureRoute(_) => "on failure ->",
+            FieldValue::RejectRoute(_) => "on reject ->",
             _ => spec.name,
         };
         if !spec.repeatable {
@@ -895,7 +896,7 @@ impl<'a> Lowering<'a> {
             title: item.title.value.clone(),
             step: match keyword {
                 ItemKeyword::Decision => Step::Decision(Box::default()),
-                ItemKeyword::Gate => Step::Gate(Gate::default()),
+                ItemKeyword::Gate => Step::Gate(Box::default()),
                 ItemKeyword::Task | ItemKeyword::Plan => Step::Task,
             },
             kind: item.kind.as_ref().map(|k| k.value.clone()),
@@ -1001,6 +1002,20 @@ impl<'a> Lowering<'a> {
                             );
                             continue;
                         }
+                        // A gate's input is what its approver fills in.
+                        if let Step::Gate(gate) = &mut task.step {
+                            match InputField::declared(&key.value, &value.text) {
+                                Ok(input) => gate.input.push(input),
+                                Err(why) => self.error(
+                                    DiagCode::BadValue,
+                                    value.span,
+                                    format!("gate input `{}`: {why}", key.value),
+                                    "this declaration",
+                                    Some("a gate's input fields are `int [lo..hi]`, `float`, `bool`, `string` or `enum(a, b, …)`, each maybe with `= <default>`, e.g. `percent: int 1..100 = 10`".into()),
+                                ),
+                            }
+                            continue;
+                        }
                         let script = self.script(value, CompileMode::Expression, Role::Input, code);
                         task.input.push((key.value.clone(), script));
                     }
@@ -1061,9 +1076,25 @@ impl<'a> Lowering<'a> {
                 FieldValue::Timeout(token) => task.timeout_ms = self.duration(token),
                 FieldValue::OutputLimit(token) => task.output_limit = self.output_limit(token),
                 FieldValue::FailurePolicy(word) => task.on_failure = self.policy(word),
+                // A fallback that succeeds recovers the step it stands in
+                // for: a rejected gate must not be recovered into letting
+                // its dependents run.
+                FieldValue::FailureRoute(target) if keyword == ItemKeyword::Gate => self.error(
+                    DiagCode::MisplacedField,
+                    field.span,
+                    format!("`on failure ->` is not allowed on gate `{}`: a fallback that succeeds would let the gate's dependents run", item.id.value),
+                    "a rejection would count as recovered",
+                    Some(format!("write `on reject -> {}`: it routes a rejection or timeout there and the gate stays failed, so what needs it is skipped", target.value)),
+                ),
                 FieldValue::FailureRoute(target) => {
                     task.fallback = Some(target.value.clone());
                     refs.routes.push((EdgeKind::OnFailure, target.clone()));
+                }
+                FieldValue::RejectRoute(target) => {
+                    if let Step::Gate(gate) = &mut task.step {
+                        gate.on_reject = Some(target.value.clone());
+                    }
+                    refs.routes.push((EdgeKind::OnReject, target.clone()));
                 }
                 FieldValue::SuccessRoute(target) => {
                     task.on_success = Some(target.value.clone());
@@ -1155,7 +1186,7 @@ impl<'a> Lowering<'a> {
             self.finally_alone(item, &refs);
         }
         refs.routes.sort_by_key(|(kind, _)| match kind {
-            EdgeKind::Needs | EdgeKind::OnFailure | EdgeKind::After => 0,
+            EdgeKind::Needs | EdgeKind::OnFailure | EdgeKind::OnReject | EdgeKind::After => 0,
             EdgeKind::OnSuccess => 1,
             EdgeKind::Branch { .. } => 2,
             EdgeKind::Else => 3,

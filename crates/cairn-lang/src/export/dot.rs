@@ -40,7 +40,7 @@ pub fn dot(plan: &Plan) -> String {
         if let Some(label) = edge_label(from, to, kind) {
             attrs.push(format!("label={}", quote(&label)));
         }
-        if kind == EdgeKind::OnFailure {
+        if matches!(kind, EdgeKind::OnFailure | EdgeKind::OnReject) {
             attrs.push("style=dashed".to_owned());
             attrs.push("color=red".to_owned());
         }

@@ -37,7 +37,7 @@ pub fn mermaid(plan: &Plan) -> String {
     for edge in plan.graph.edge_references() {
         let (from, to) = (edge.source().index(), edge.target().index());
         let kind = edge.weight().kind;
-        let arrow = if kind == EdgeKind::OnFailure {
+        let arrow = if matches!(kind, EdgeKind::OnFailure | EdgeKind::OnReject) {
             "-.->"
         } else {
             "-->"

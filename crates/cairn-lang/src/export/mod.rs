@@ -67,6 +67,7 @@ fn edge_label(from: &Task, to: &Task, kind: EdgeKind) -> Option<String> {
         }
         EdgeKind::OnSuccess => Some("on success".to_owned()),
         EdgeKind::OnFailure => Some("on failure".to_owned()),
+        EdgeKind::OnReject => Some("on reject".to_owned()),
         EdgeKind::Branch { index } => Some(from.branch(index).condition.text.to_string()),
         EdgeKind::Else => Some("else".to_owned()),
     }

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use petgraph::graph::DiGraph;
 use serde::{Deserialize, Serialize};
 
+mod gate_input;
 mod shape;
+
+pub use gate_input::{complete, complete_json, InputField, InputKind};
 
 use crate::script::CompileMode;
 use crate::span::Span;
@@ -501,8 +504,8 @@ pub enum Step {
     Task,
     /// `decision`: routes to one of its targets (boxed: most steps are tasks).
     Decision(Box<Decision>),
-    /// `gate`: waits for a person's approval.
-    Gate(Gate),
+    /// `gate`: waits for a person's approval (boxed: most steps are tasks).
+    Gate(Box<Gate>),
 }
 
 impl Step {
@@ -623,6 +626,11 @@ pub struct Decision {
 pub struct Gate {
     /// The `checks:` list.
     pub checks: Vec<String>,
+    /// `on reject -> <id>`: where a rejection (or a timeout) goes; the
+    /// gate stays failed, so its dependents are skipped.
+    pub on_reject: Option<String>,
+    /// `input:`: the typed fields its approver fills in.
+    pub input: Vec<InputField>,
 }
 
 /// A task, decision or gate. In JSON (and a run's stored plan) it is one
@@ -813,6 +821,8 @@ pub enum EdgeKind {
     },
     /// The decision's `else` branch.
     Else,
+    /// `on reject ->` (from the gate to where its rejection goes).
+    OnReject,
     /// A `needs:` entry that names a result (`a.failed`, `any(…)`): the
     /// dependent waits for the source to settle, then checks the result.
     After,
@@ -821,7 +831,10 @@ pub enum EdgeKind {
 impl EdgeKind {
     /// Whether the target runs only when this edge is taken.
     pub fn is_conditional(self) -> bool {
-        matches!(self, Self::OnFailure | Self::Branch { .. } | Self::Else)
+        matches!(
+            self,
+            Self::OnFailure | Self::OnReject | Self::Branch { .. } | Self::Else
+        )
     }
 
     /// Whether the target needs the source to have succeeded (`needs:`
@@ -868,6 +881,7 @@ impl Serialize for Edge {
             EdgeKind::Branch { index } => (3, index),
             EdgeKind::Else => (4, 0),
             EdgeKind::After => (5, 0),
+            EdgeKind::OnReject => (6, 0),
         };
         let compact: CompactEdge = (number, index, self.span);
         compact.serialize(serializer)
@@ -888,6 +902,7 @@ impl<'de> Deserialize<'de> for Edge {
             3 => EdgeKind::Branch { index },
             4 => EdgeKind::Else,
             5 => EdgeKind::After,
+            6 => EdgeKind::OnReject,
             _ => return Err(serde::de::Error::custom(format!("no edge kind {number}"))),
         };
         Ok(Self { kind, span })

@@ -7,8 +7,8 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{
-    Branch, Call, Decision, Each, FailurePolicy, Gate, Metadata, Need, Repeat, Resources, Retry,
-    Script, Step, StepKind, Task,
+    Branch, Call, Decision, Each, FailurePolicy, Gate, InputField, Metadata, Need, Repeat,
+    Resources, Retry, Script, Step, StepKind, Task,
 };
 use crate::span::Span;
 
@@ -42,6 +42,8 @@ struct Written<'a> {
     branches: &'a [Branch],
     else_target: &'a Option<String>,
     checks: &'a [String],
+    on_reject: &'a Option<String>,
+    gate_input: &'a [InputField],
     metadata: &'a Metadata,
     conditional: bool,
     reads: &'a [String],
@@ -84,6 +86,10 @@ struct Read {
     branches: Vec<Branch>,
     else_target: Option<String>,
     checks: Vec<String>,
+    #[serde(default)]
+    on_reject: Option<String>,
+    #[serde(default)]
+    gate_input: Vec<InputField>,
     metadata: Metadata,
     conditional: bool,
     reads: Vec<String>,
@@ -95,10 +101,16 @@ struct Read {
 impl Serialize for Task {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let none = &None;
-        let (branches, else_target, checks): (&[Branch], _, &[String]) = match &self.step {
-            Step::Task => (&[], none, &[]),
-            Step::Decision(decision) => (&decision.branches, &decision.else_target, &[]),
-            Step::Gate(gate) => (&[], none, &gate.checks),
+        let (branches, else_target, checks, on_reject, gate_input): (
+            &[Branch],
+            _,
+            &[String],
+            _,
+            &[InputField],
+        ) = match &self.step {
+            Step::Task => (&[], none, &[], none, &[]),
+            Step::Decision(decision) => (&decision.branches, &decision.else_target, &[], none, &[]),
+            Step::Gate(gate) => (&[], none, &gate.checks, &gate.on_reject, &gate.input),
         };
         Written {
             id: &self.id,
@@ -128,6 +140,8 @@ impl Serialize for Task {
             branches,
             else_target,
             checks,
+            on_reject,
+            gate_input,
             metadata: &self.metadata,
             conditional: self.conditional,
             reads: &self.reads,
@@ -147,9 +161,11 @@ impl<'de> Deserialize<'de> for Task {
                 branches: read.branches,
                 else_target: read.else_target,
             })),
-            StepKind::Gate => Step::Gate(Gate {
+            StepKind::Gate => Step::Gate(Box::new(Gate {
                 checks: read.checks,
-            }),
+                on_reject: read.on_reject,
+                input: read.gate_input,
+            })),
         };
         Ok(Task {
             id: read.id,

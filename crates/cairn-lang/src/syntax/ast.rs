@@ -222,6 +222,8 @@ pub enum FieldValue {
     OutputLimit(Spanned<String>),
     /// `on failure -> <id>`: the fallback's id.
     FailureRoute(Spanned<String>),
+    /// `on reject -> <id>` on a gate: where a rejection goes.
+    RejectRoute(Spanned<String>),
     /// `on success -> <id>`: the target's id.
     SuccessRoute(Spanned<String>),
     /// The value as written; the checker reads it.

@@ -174,6 +174,7 @@ impl Builder<'_> {
             Rule::budget => "budget",
             Rule::failure_policy | Rule::failure_route => "on failure",
             Rule::success_route => "on success",
+            Rule::reject_route => "on reject",
             Rule::needs => "needs",
             Rule::finally_field => "finally",
             Rule::input => "input",
@@ -376,6 +377,7 @@ impl Builder<'_> {
                 })
             }
             Rule::failure_route => FieldValue::FailureRoute(self.next_text(&mut inner)),
+            Rule::reject_route => FieldValue::RejectRoute(self.next_text(&mut inner)),
             Rule::success_route => FieldValue::SuccessRoute(self.next_text(&mut inner)),
             Rule::branch => {
                 let condition = self.expr(inner.next().expect("branch has a condition"));

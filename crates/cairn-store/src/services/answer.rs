@@ -4,8 +4,9 @@
 
 use cairn_engine::run::{Event, StepStatus};
 
-use super::{unfinished, verified, ServiceError};
+use super::{recorded_plan, unfinished, verified, ServiceError};
 use crate::{StepState, Store};
+use cairn_lang::plan::{complete, Step};
 
 /// An answer to a gate.
 pub struct Answer<'a> {
@@ -19,6 +20,8 @@ pub struct Answer<'a> {
     pub reason: &'a str,
     /// Who answers.
     pub by: String,
+    /// `--input name=value`: the gate's `input:` fields, as typed.
+    pub input: &'a [(String, String)],
 }
 
 /// Logs the answer to a waiting gate; the id of the run it belongs to.
@@ -29,6 +32,7 @@ pub fn answer_gate(store: &Store, answer: Answer<'_>) -> Result<String, ServiceE
         approved,
         reason,
         by,
+        input,
     } = answer;
     let row = unfinished(store, run)?;
     let _claim = store.claim(&row.id)?;
@@ -52,7 +56,7 @@ pub fn answer_gate(store: &Store, answer: Answer<'_>) -> Result<String, ServiceE
             row.id
         )));
     };
-    answer_waiting(store, &row.id, found, approved, reason, by)?;
+    answer_waiting(store, &row.id, found, approved, reason, by, input)?;
     Ok(row.id)
 }
 
@@ -65,6 +69,7 @@ pub fn answer_waiting(
     approved: bool,
     reason: &str,
     by: String,
+    input: &[(String, String)],
 ) -> Result<(), ServiceError> {
     // A gate of a child run is answered in the child's own log (held too).
     let _child_claim = match found.run != top {
@@ -83,12 +88,14 @@ pub fn answer_waiting(
             found.name
         )));
     }
+    let input = gate_input(store, found, approved, input)?;
     let (step, reason) = (found.gate.clone(), reason.to_owned());
     let event = if approved {
         Event::GateApproved {
             step,
             by,
             reason,
+            input,
             at_ms: 0,
         }
     } else {
@@ -101,6 +108,44 @@ pub fn answer_waiting(
     };
     store.append(&found.run, &event)?;
     Ok(())
+}
+
+/// The input of an approval of `found`: the values given, read against
+/// the gate's `input:` fields, with the defaults of the others; refused
+/// with every problem, or for a rejection that gives input.
+fn gate_input(
+    store: &Store,
+    found: &Waiting,
+    approved: bool,
+    given: &[(String, String)],
+) -> Result<serde_json::Map<String, serde_json::Value>, ServiceError> {
+    if !approved {
+        return match given.first() {
+            Some((name, _)) => Err(ServiceError::Refused(format!(
+                "`--input {name}=…` answers an approval; a rejection takes only a reason"
+            ))),
+            None => Ok(serde_json::Map::new()),
+        };
+    }
+    let row = store.find(Some(&found.run))?;
+    let inputs = store.source(&row.id)?;
+    let plan = recorded_plan(&row, &inputs.source, store.plan(&row.id)?)?;
+    let fields = plan
+        .tasks
+        .iter()
+        .find(|t| t.id == found.gate)
+        .and_then(|t| match &t.step {
+            Step::Gate(gate) => Some(gate.input.as_slice()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    complete(fields, given).map_err(|problems| {
+        ServiceError::Refused(format!(
+            "gate `{}` cannot be approved with this input:\n  {}",
+            found.name,
+            problems.join("\n  ")
+        ))
+    })
 }
 
 /// A gate waiting for an answer, in a run or in a child run below it.

@@ -7,6 +7,7 @@ use super::{Action, Machine};
 use crate::failure::{ErrorKind, Failure};
 use crate::run::events::{Event, StepStatus};
 use crate::run::Approval;
+use cairn_lang::plan::{complete_json, Step};
 
 impl Machine {
     /// Approved up front, asked by a worker, or left waiting; rejected if
@@ -31,6 +32,7 @@ impl Machine {
                 approved: true,
                 by: "--approve".to_owned(),
                 reason: "approved on the command line".to_owned(),
+                input: serde_json::Map::new(),
             };
             self.answer(i, Some(approval));
             return None;
@@ -54,10 +56,33 @@ impl Machine {
     pub(super) fn answer(&mut self, i: usize, approval: Option<Approval>) {
         match approval {
             Some(a) if a.approved => {
+                let fields = match &self.task(i).step {
+                    Step::Gate(gate) => gate.input.as_slice(),
+                    _ => &[],
+                };
+                let input = match complete_json(fields, &a.input) {
+                    Ok(input) => input,
+                    // Input that does not fit is no approval.
+                    Err(problems) => {
+                        let refused = Approval {
+                            approved: false,
+                            reason: format!("its input was refused: {}", problems.join("; ")),
+                            ..a
+                        };
+                        return self.answer(i, Some(refused));
+                    }
+                };
+                self.nodes[i].output = Some(serde_json::json!({
+                    "approved": true,
+                    "by": a.by,
+                    "reason": a.reason,
+                    "input": input,
+                }));
                 self.emit(Event::GateApproved {
                     step: self.id(i).to_owned(),
                     by: a.by,
                     reason: a.reason,
+                    input,
                     at_ms: self.now.at_ms,
                 });
                 self.nodes[i].status = StepStatus::Succeeded;

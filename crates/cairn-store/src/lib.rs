@@ -1242,15 +1242,13 @@ impl Store {
                 EventKind::GateWaiting | EventKind::StepWaiting => (At(Waiting), None, None),
                 // What the gate's dependents read as its output.
                 EventKind::GateApproved => {
-                    let output = serde_json::json!({
-                        "approved": true,
-                        "by": event["by"].take(),
-                        "reason": event["reason"].take(),
-                        "input": match event["input"].take() {
-                            serde_json::Value::Null => serde_json::json!({}),
-                            input => input,
-                        },
-                    });
+                    let output = cairn_engine::run::gate_output(
+                        event["by"].as_str().unwrap_or_default(),
+                        event["reason"].as_str().unwrap_or_default(),
+                        event["input"]
+                            .as_object()
+                            .unwrap_or(&serde_json::Map::new()),
+                    );
                     (At(Succeeded), Some(output), None)
                 }
                 EventKind::GateRejected => (

@@ -135,7 +135,6 @@ async fn run_inner(
         });
     }
     let interrupter = options.interrupter.clone();
-    let resumed = options.resume.is_some();
     let mut books = Books::new(
         Arc::clone(&plan),
         Arc::clone(&shared),
@@ -145,11 +144,7 @@ async fn run_inner(
     );
     books.machine.begin(books.now());
     // A resumed run has spent some of its budget in earlier processes.
-    let spent = if resumed {
-        shared.already.as_ref().map_or(0, |r| r.spent_ms)
-    } else {
-        0
-    };
+    let spent = shared.already.as_ref().map_or(0, |r| r.spent_ms);
     let budget = plan
         .budget
         .time_ms

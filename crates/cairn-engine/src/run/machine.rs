@@ -390,8 +390,7 @@ impl Machine {
         } else {
             "succeeded"
         };
-        let plan_steps =
-            (0..self.plan.tasks.len().min(self.nodes.len())).filter(|&i| !self.task(i).finally);
+        let plan_steps = (0..self.plan.tasks.len()).filter(|&i| !self.task(i).finally);
         let (mut failed, mut skipped, mut cancelled) = (Vec::new(), Vec::new(), Vec::new());
         for i in plan_steps {
             let node = &self.nodes[i];
@@ -781,13 +780,15 @@ impl Machine {
     /// completed here on the way.
     fn take_work(&mut self) -> Option<Action> {
         let replayed = self.policy.replayed.clone();
-        // A stopping run starts only what handles a failure (a replay
-        // starts what the recording did); the finally steps start last.
-        let stopped = self.stopping && replayed.is_none() && !self.finalizing;
-        if (stopped || self.finalizing) && (self.halted || self.over_budget && stopped) {
-            return None;
-        }
         while self.running < self.policy.max_parallel {
+            // A stopping run starts only what handles a failure (a replay
+            // starts what the recording did); the finally steps start last.
+            // (Read each time round: a kept outcome settled on the way may
+            // stop the run.)
+            let stopped = self.stopping && replayed.is_none() && !self.finalizing;
+            if (stopped || self.finalizing) && (self.halted || self.over_budget && stopped) {
+                return None;
+            }
             // A stepping caller (the REPL) may hold steps back.
             if self
                 .policy

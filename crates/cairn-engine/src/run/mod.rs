@@ -64,6 +64,16 @@ pub struct Approval {
     pub input: serde_json::Map<String, serde_json::Value>,
 }
 
+/// An approved gate's output, as its dependents read it (`outputs["ship"]`)
+/// and `status` shows it: `#{ approved, by, reason, input }`.
+pub fn gate_output(
+    by: &str,
+    reason: &str,
+    input: &serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Value {
+    serde_json::json!({ "approved": true, "by": by, "reason": reason, "input": input })
+}
+
 impl Approval {
     /// The rejection of a gate nobody answered within its `timeout:`.
     pub fn timed_out(timeout_ms: u64) -> Self {

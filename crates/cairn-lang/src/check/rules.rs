@@ -166,34 +166,29 @@ impl<'a> Rules<'a> {
         }
         self.unknown_functions(task, code);
         for (name, position) in &analysis.instance_reads {
-            if name == "error" {
-                if code.role != Role::RetryIf {
+            // Variables only one kind of code has: whether this code does,
+            // and what to say if not.
+            let only_in = match name.as_str() {
+                "error" => Some((
+                    code.role == Role::RetryIf,
+                    "`error` is not set here: it is set only in the condition of `retry: … if`",
+                    "a fallback reads the failure it handles as `failure` (`failure.kind`, `failure.error`); a body catches an error with `try { … } catch (e) { … }`",
+                )),
+                "run" => Some((
+                    task.is_some_and(|t| t.finally),
+                    "`run` is not set here: it is set only in `finally:` steps",
+                    "`run` (`#{ status, failed, skipped, cancelled }`) is how the run ended, known once every other step has settled: read it in a task with `finally: true`",
+                )),
+                _ => None,
+            };
+            if let Some((set, message, help)) = only_in {
+                if !set {
                     let span =
                         scripts::span_at(self.source, code.code, *position, name.chars().count());
                     self.diagnostics.push(
-                        Diagnostic::error(
-                            Code::Script,
-                            self.source,
-                            "`error` is not set here: it is set only in the condition of `retry: … if`",
-                        )
-                        .label(span, "not set here")
-                        .help("a fallback reads the failure it handles as `failure` (`failure.kind`, `failure.error`); a body catches an error with `try { … } catch (e) { … }`"),
-                    );
-                }
-                continue;
-            }
-            if name == "run" {
-                if !task.is_some_and(|t| t.finally) {
-                    let span =
-                        scripts::span_at(self.source, code.code, *position, name.chars().count());
-                    self.diagnostics.push(
-                        Diagnostic::error(
-                            Code::Script,
-                            self.source,
-                            "`run` is not set here: it is set only in `finally:` steps",
-                        )
-                        .label(span, "not set here")
-                        .help("`run` (`#{ status, failed, skipped }`) is how the run ended, known once every other step has settled: read it in a task with `finally: true`"),
+                        Diagnostic::error(Code::Script, self.source, message)
+                            .label(span, "not set here")
+                            .help(help),
                     );
                 }
                 continue;

@@ -72,12 +72,7 @@ impl Machine {
                         return self.answer(i, Some(refused));
                     }
                 };
-                self.nodes[i].output = Some(serde_json::json!({
-                    "approved": true,
-                    "by": a.by,
-                    "reason": a.reason,
-                    "input": input,
-                }));
+                self.nodes[i].output = Some(crate::run::gate_output(&a.by, &a.reason, &input));
                 self.emit(Event::GateApproved {
                     step: self.id(i).to_owned(),
                     by: a.by,
